@@ -1,0 +1,105 @@
+//! Decoding and encoding of wire bodies: exact decoding (no trailing bytes) under a size cap.
+//!
+//! Rule of the house: untrusted bytes become a typed value only through [`decode_exact`].
+
+use tls_codec::{DeserializeBytes, Serialize};
+
+/// Why a body did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("body ended before the structure was complete")]
+    Truncated,
+    #[error("body has bytes after the structure")]
+    TrailingBytes,
+    #[error("unknown enum value {0}")]
+    UnknownValue(u64),
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u16),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+}
+
+impl From<tls_codec::Error> for DecodeError {
+    fn from(error: tls_codec::Error) -> Self {
+        match error {
+            tls_codec::Error::EndOfStream => DecodeError::Truncated,
+            tls_codec::Error::TrailingData => DecodeError::TrailingBytes,
+            tls_codec::Error::UnknownValue(value) => DecodeError::UnknownValue(value),
+            other => DecodeError::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// Decodes `bytes` as exactly one `T`: truncated input, trailing bytes, unknown enum values
+/// and invalid UTF-8 in strings are all errors.
+pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError> {
+    Ok(T::tls_deserialize_exact_bytes(bytes)?)
+}
+
+/// Encodes a wire value. Encoding only fails for values too long for their length prefix,
+/// which the gateway's own limits rule out; the error is still surfaced, never a panic.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, tls_codec::Error> {
+    value.tls_serialize_detached()
+}
+
+/// Checks the leading version field of a decoded body.
+pub fn check_version(version: u16) -> Result<(), DecodeError> {
+    if version == crate::WIRE_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion(version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize};
+
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+    struct Sample {
+        version: u16,
+        name: String,
+    }
+
+    #[repr(u8)]
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+    enum Colour {
+        Red = 1,
+        Blue = 2,
+    }
+
+    #[test]
+    fn round_trip_is_identity() {
+        let sample = Sample { version: 1, name: "alice".into() };
+        let bytes = encode(&sample).unwrap();
+        assert_eq!(decode_exact::<Sample>(&bytes).unwrap(), sample);
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&Sample { version: 1, name: "a".into() }).unwrap();
+        bytes.push(0);
+        assert_eq!(decode_exact::<Sample>(&bytes), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn truncated_bodies_are_refused() {
+        let bytes = encode(&Sample { version: 1, name: "alice".into() }).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode_exact::<Sample>(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let bytes = [0, 1, 2, 0xff, 0xfe];
+        assert!(matches!(decode_exact::<Sample>(&bytes), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused() {
+        assert_eq!(decode_exact::<Colour>(&[2]).unwrap(), Colour::Blue);
+        assert_eq!(decode_exact::<Colour>(&[3]), Err(DecodeError::UnknownValue(3)));
+    }
+}
