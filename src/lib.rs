@@ -1,0 +1,19 @@
+//! The MIMI gateway: the back-end that lets MLS messaging applications federate across
+//! providers (MIMI Back-end Architecture over MIMI Transport). `main.rs` only parses the
+//! command line; everything else lives here so tests can start the gateway in-process.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod dev_certs;
+pub mod error;
+pub mod handlers;
+pub mod keys;
+pub mod metrics;
+pub mod router;
+pub mod serve;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod tls;

@@ -71,35 +71,58 @@ mod tests {
 
     #[test]
     fn round_trip_is_identity() {
-        let sample = Sample { version: 1, name: "alice".into() };
+        let sample = Sample {
+            version: 1,
+            name: "alice".into(),
+        };
         let bytes = encode(&sample).unwrap();
         assert_eq!(decode_exact::<Sample>(&bytes).unwrap(), sample);
     }
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let mut bytes = encode(&Sample { version: 1, name: "a".into() }).unwrap();
+        let mut bytes = encode(&Sample {
+            version: 1,
+            name: "a".into(),
+        })
+        .unwrap();
         bytes.push(0);
-        assert_eq!(decode_exact::<Sample>(&bytes), Err(DecodeError::TrailingBytes));
+        assert_eq!(
+            decode_exact::<Sample>(&bytes),
+            Err(DecodeError::TrailingBytes)
+        );
     }
 
     #[test]
     fn truncated_bodies_are_refused() {
-        let bytes = encode(&Sample { version: 1, name: "alice".into() }).unwrap();
+        let bytes = encode(&Sample {
+            version: 1,
+            name: "alice".into(),
+        })
+        .unwrap();
         for cut in 0..bytes.len() {
-            assert!(decode_exact::<Sample>(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode_exact::<Sample>(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn invalid_utf8_is_refused() {
         let bytes = [0, 1, 2, 0xff, 0xfe];
-        assert!(matches!(decode_exact::<Sample>(&bytes), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_exact::<Sample>(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]
     fn unknown_enum_values_are_refused() {
         assert_eq!(decode_exact::<Colour>(&[2]).unwrap(), Colour::Blue);
-        assert_eq!(decode_exact::<Colour>(&[3]), Err(DecodeError::UnknownValue(3)));
+        assert_eq!(
+            decode_exact::<Colour>(&[3]),
+            Err(DecodeError::UnknownValue(3))
+        );
     }
 }

@@ -23,7 +23,10 @@ pub struct ErrorResponse {
 impl ErrorResponse {
     /// The answer for `code`, with its documented generic description as detail.
     pub fn new(code: ErrorCode) -> Self {
-        ErrorResponse { code: code.code(), detail: code.description().to_owned() }
+        ErrorResponse {
+            code: code.code(),
+            detail: code.description().to_owned(),
+        }
     }
 
     /// The code, if it is one this version knows.

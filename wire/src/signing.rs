@@ -82,7 +82,10 @@ impl std::fmt::Debug for RequestSignature {
         f.debug_struct("RequestSignature")
             .field("version", &self.version)
             .field("claims", &self.claims)
-            .field("signature", &format_args!("<{} bytes>", self.signature.as_slice().len()))
+            .field(
+                "signature",
+                &format_args!("<{} bytes>", self.signature.as_slice().len()),
+            )
             .finish()
     }
 }
@@ -122,7 +125,13 @@ fn to_be_signed(
     claims: &RequestClaims,
     body: &[u8],
 ) -> Result<Vec<u8>, SignatureError> {
-    let tbs = RequestTbs { label: TBS_LABEL, method, path, claims, body_hash: body_hash(body) };
+    let tbs = RequestTbs {
+        label: TBS_LABEL,
+        method,
+        path,
+        claims,
+        body_hash: body_hash(body),
+    };
     codec::encode(&tbs).map_err(|error| SignatureError::Encoding(error.to_string()))
 }
 
@@ -159,7 +168,9 @@ impl RequestSignature {
                 "signature header too long".into(),
             )));
         }
-        let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| SignatureError::NotBase64)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| SignatureError::NotBase64)?;
         let envelope: RequestSignature = codec::decode_exact(&bytes)?;
         codec::check_version(envelope.version)?;
         Ok(envelope)
@@ -178,7 +189,8 @@ impl RequestSignature {
         let signature = Signature::from_slice(self.signature.as_slice())
             .map_err(|_| SignatureError::BadSignature)?;
         let tbs = to_be_signed(method, path, &self.claims, body)?;
-        key.verify_strict(&tbs, &signature).map_err(|_| SignatureError::BadSignature)
+        key.verify_strict(&tbs, &signature)
+            .map_err(|_| SignatureError::BadSignature)
     }
 }
 
@@ -208,7 +220,9 @@ mod tests {
         let header = envelope.to_header_value().unwrap();
         let parsed = RequestSignature::from_header_value(header.as_bytes()).unwrap();
         assert_eq!(parsed, envelope);
-        parsed.verify("POST", "/group_operation", b"body", &key.verifying_key()).unwrap();
+        parsed
+            .verify("POST", "/group_operation", b"body", &key.verifying_key())
+            .unwrap();
     }
 
     #[test]
@@ -233,12 +247,18 @@ mod tests {
             mutate(&mut changed.claims);
             assert_eq!(changed.verify("POST", "/p", b"body", &verifying), bad);
         }
-        assert_eq!(envelope.verify("POST", "/p", b"body", &self::key().verifying_key()), bad);
+        assert_eq!(
+            envelope.verify("POST", "/p", b"body", &self::key().verifying_key()),
+            bad
+        );
     }
 
     #[test]
     fn malformed_headers_are_refused() {
-        assert_eq!(RequestSignature::from_header_value(b"!!"), Err(SignatureError::NotBase64));
+        assert_eq!(
+            RequestSignature::from_header_value(b"!!"),
+            Err(SignatureError::NotBase64)
+        );
         assert!(matches!(
             RequestSignature::from_header_value(b"AAAA"),
             Err(SignatureError::Malformed(_))
@@ -248,7 +268,9 @@ mod tests {
         let header = envelope.to_header_value().unwrap();
         assert_eq!(
             RequestSignature::from_header_value(header.as_bytes()),
-            Err(SignatureError::Malformed(DecodeError::UnsupportedVersion(2)))
+            Err(SignatureError::Malformed(DecodeError::UnsupportedVersion(
+                2
+            )))
         );
     }
 

@@ -82,5 +82,8 @@ impl VerificationKeyResponse {
 /// The id this gateway gives a key: hex of the first 8 bytes of SHA-256 of the public key.
 pub fn key_id_for(key: &VerifyingKey) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -1,0 +1,304 @@
+//! Gateway configuration: a TOML file, every key overridable by `MIMI_`-prefixed environment
+//! variables (`MIMI_LISTENERS__ADMIN=127.0.0.1:0`), and defaults that run with no file at all.
+//!
+//! DESIGN.md "Two interfaces and an admin port": the three listeners and their default binds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This provider's domain: what the recipient of every signed request must name.
+    pub domain: String,
+    /// The DS domain answered at `/.well-known/mimi/ds-domain`; `domain` when unset.
+    pub ds_domain: Option<String>,
+    /// Where generated development material (CA, certificate, signing keys) lives.
+    pub data_dir: PathBuf,
+    pub listeners: ListenersConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub applications: Vec<ApplicationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenersConfig {
+    /// The operator's application servers (TLS).
+    pub application: SocketAddr,
+    /// Peer gateways and `/.well-known/mimi/` (TLS).
+    pub federation: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics` (plain HTTP; keep it on loopback).
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server; a development one is generated when unset.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the server.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub header_read_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A signed request's timestamp may differ from now by at most this much.
+    pub timestamp_window_secs: u64,
+    /// The signing-key file; `<data_dir>/signing-keys.toml` when unset.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A single Redis (`redis://host:port/db`). With neither this nor `redis_cluster_urls`
+    /// the embedded memory store is used.
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster.
+    pub redis_cluster_urls: Vec<String>,
+    /// Connection and response timeout of every store command.
+    pub command_timeout_ms: u64,
+}
+
+/// An application server allowed on the application listener (architecture draft,
+/// "Applications"), with the keys its requests are signed with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationConfig {
+    pub id: Uuid,
+    #[serde(default)]
+    pub keys: Vec<ApplicationKeyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationKeyConfig {
+    /// The key id the application puts in its signed requests.
+    pub id: String,
+    /// The Ed25519 public key: 32 bytes, hex.
+    pub public_key: String,
+    /// Validity window, seconds since the Unix epoch; open-ended when unset.
+    pub not_before: Option<u64>,
+    pub not_after: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: "localhost".into(),
+            ds_domain: None,
+            data_dir: PathBuf::from("mimi-data"),
+            listeners: ListenersConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            applications: Vec::new(),
+        }
+    }
+}
+
+impl Default for ListenersConfig {
+    fn default() -> Self {
+        ListenersConfig {
+            application: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            federation: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            timestamp_window_secs: 300,
+            key_file: None,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis_url: None,
+            redis_cluster_urls: Vec::new(),
+            command_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `MIMI_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("MIMI_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses configurations that cannot run, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_domain("domain", &self.domain)?;
+        if let Some(ds_domain) = &self.ds_domain {
+            validate_domain("ds_domain", ds_domain)?;
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls", "set both `cert` and `key`, or neither"));
+        }
+        let limits = &self.limits;
+        if limits.max_body_bytes == 0 {
+            return Err(invalid("limits.max_body_bytes", "must be positive"));
+        }
+        if limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be positive"));
+        }
+        if limits.header_read_timeout_ms == 0 || limits.request_timeout_ms == 0 {
+            return Err(invalid("limits", "timeouts must be positive"));
+        }
+        if self.auth.timestamp_window_secs == 0 {
+            return Err(invalid("auth.timestamp_window_secs", "must be positive"));
+        }
+        if self.store.redis_url.is_some() && !self.store.redis_cluster_urls.is_empty() {
+            return Err(invalid(
+                "store",
+                "set `redis_url` or `redis_cluster_urls`, not both",
+            ));
+        }
+        if self.store.command_timeout_ms == 0 {
+            return Err(invalid("store.command_timeout_ms", "must be positive"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (index, application) in self.applications.iter().enumerate() {
+            let field = format!("applications[{index}].id");
+            if application.id.get_version_num() != 4 {
+                return Err(invalid(field, "must be a version 4 UUID"));
+            }
+            if !seen.insert(application.id) {
+                return Err(invalid(
+                    field,
+                    format!("duplicate application {}", application.id),
+                ));
+            }
+            for (key_index, key) in application.keys.iter().enumerate() {
+                let field = format!("applications[{index}].keys[{key_index}]");
+                if key.id.is_empty() {
+                    return Err(invalid(format!("{field}.id"), "must not be empty"));
+                }
+                crate::keys::parse_public_key(&key.public_key)
+                    .map_err(|reason| invalid(format!("{field}.public_key"), reason))?;
+                if let (Some(start), Some(end)) = (key.not_before, key.not_after)
+                    && end <= start
+                {
+                    return Err(invalid(
+                        format!("{field}.not_after"),
+                        "must be after not_before",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ds_domain(&self) -> &str {
+        self.ds_domain.as_deref().unwrap_or(&self.domain)
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.auth
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing-keys.toml"))
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.header_read_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.request_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.limits.shutdown_grace_ms)
+    }
+}
+
+/// A DNS name as the transport draft uses it: letters, digits, hyphens and dots, no port.
+pub fn validate_domain(field: &str, domain: &str) -> Result<(), ConfigError> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("`{domain}` is not a DNS name")))
+    }
+}

@@ -1,0 +1,57 @@
+//! The gateway's request error and its one mapping to a stable wire code (`mimi-wire`'s
+//! `ErrorCode`), which fixes the HTTP status and the generic detail the caller sees. The
+//! precise reason stays in the log.
+
+use mimi_wire::{DecodeError, ErrorCode};
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("body does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("body larger than the cap")]
+    BodyTooLarge,
+    #[error("content type is not application/octet-stream")]
+    UnsupportedMediaType,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("body did not arrive in time")]
+    RequestTimeout,
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthError),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("handler did not finish in time")]
+    Overloaded,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GatewayError::Decode(DecodeError::UnsupportedVersion(_)) => {
+                ErrorCode::UnsupportedVersion
+            }
+            GatewayError::Decode(_) => ErrorCode::MalformedBody,
+            GatewayError::BodyTooLarge => ErrorCode::BodyTooLarge,
+            GatewayError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            GatewayError::NotFound => ErrorCode::NotFound,
+            GatewayError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            GatewayError::RequestTimeout => ErrorCode::RequestTimeout,
+            GatewayError::Auth(AuthError::Store(_)) | GatewayError::Store(_) => {
+                ErrorCode::StoreUnavailable
+            }
+            GatewayError::Auth(_) => ErrorCode::Unauthenticated,
+            GatewayError::Forbidden(_) => ErrorCode::Forbidden,
+            GatewayError::Overloaded => ErrorCode::Overloaded,
+            GatewayError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `mimi-gateway serve`: builds the state from the configuration, binds the three listeners,
+//! prints where they are, and runs until SIGTERM or Ctrl-C, then drains and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::dev_certs::{CertError, DevCa};
+use crate::keys::{KeyError, KeyRing};
+use crate::router::ListenerKind;
+use crate::server::{self, Listener};
+use crate::state::State;
+use crate::store::{self, StoreError};
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Certs(#[from] CertError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway: where it listens, and the handle to stop it.
+pub struct Gateway {
+    pub application: SocketAddr,
+    pub federation: SocketAddr,
+    pub admin: SocketAddr,
+    /// The development CA that signed the server certificate, when one was generated.
+    pub dev_ca: Option<PathBuf>,
+    pub store: String,
+    pub state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    listeners: JoinSet<()>,
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let (cert, key, dev_ca) = server_certificate(&config)?;
+        let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
+        if created {
+            tracing::info!(path = %config.key_file().display(), "generated a request-signing key");
+        }
+        let store = store::open(&config.store).await?;
+        let store_description = store.describe();
+        if config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_empty() {
+            tracing::warn!(
+                "using the embedded memory store: ALL STATE IS LOST WHEN THE GATEWAY EXITS"
+            );
+        }
+
+        let binds = [
+            (
+                ListenerKind::Application,
+                config.listeners.application,
+                Some(acceptor.clone()),
+            ),
+            (
+                ListenerKind::Federation,
+                config.listeners.federation,
+                Some(acceptor),
+            ),
+            (ListenerKind::Admin, config.listeners.admin, None),
+        ];
+        let mut bound = Vec::with_capacity(binds.len());
+        for (kind, addr, tls) in binds {
+            let tcp = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener: kind.name(),
+                    addr,
+                    source,
+                })?;
+            let local = tcp.local_addr().map_err(|source| StartError::Bind {
+                listener: kind.name(),
+                addr,
+                source,
+            })?;
+            bound.push((local, Listener { kind, tcp, tls }));
+        }
+        let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
+
+        let state = Arc::new(State::new(config, store, keys));
+        let (shutdown, signal) = watch::channel(false);
+        let mut listeners = JoinSet::new();
+        for (_, listener) in bound {
+            listeners.spawn(server::run(listener, state.clone(), signal.clone()));
+        }
+        Ok(Gateway {
+            application,
+            federation,
+            admin,
+            dev_ca,
+            store: store_description,
+            state,
+            shutdown,
+            listeners,
+        })
+    }
+
+    /// What an operator needs to reach the gateway.
+    pub fn banner(&self) -> String {
+        let config = &self.state.config;
+        let mut banner = format!(
+            "mimi-gateway {} serving domain {} (DS domain {})\n  \
+             application  https://{}\n  \
+             federation   https://{}  (/.well-known/mimi/ds-domain, /verification_key)\n  \
+             admin        http://{}  (/healthz, /readyz, /metrics)\n  \
+             store        {}\n",
+            env!("CARGO_PKG_VERSION"),
+            config.domain,
+            config.ds_domain(),
+            self.application,
+            self.federation,
+            self.admin,
+            self.store,
+        );
+        if let Some(ca) = &self.dev_ca {
+            banner.push_str(&format!(
+                "  dev CA       {}  (development certificate; trust this file to connect)\n",
+                ca.display()
+            ));
+        }
+        banner
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns when all listeners are
+    /// done.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.listeners.join_next().await.is_some() {}
+    }
+}
+
+/// The configured certificate, or a development one issued by a local CA in the data dir.
+fn server_certificate(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathBuf>), StartError> {
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        return Ok((cert.clone(), key.clone(), None));
+    }
+    let dir = config.data_dir.join("dev-certs");
+    let ca = DevCa::open_or_create(&dir)?;
+    let mut names = vec![config.domain.clone()];
+    if config.ds_domain() != config.domain {
+        names.push(config.ds_domain().to_owned());
+    }
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|name| name == extra) {
+            names.push(extra.to_owned());
+        }
+    }
+    let issued = ca.issue(&names, &dir, "server")?;
+    tracing::warn!(ca = %ca.cert_path.display(), "using a generated development certificate");
+    Ok((issued.cert, issued.key, Some(ca.cert_path)))
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let gateway = Gateway::start(config).await?;
+    print!("{}", gateway.banner());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    gateway.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

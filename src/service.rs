@@ -1,0 +1,230 @@
+//! The per-request pipeline shared by all listeners: route, read the body under its cap and
+//! timeout, authenticate, run the handler, answer (errors as TLS-serialized `ErrorResponse`),
+//! and record metrics. Each request gets an id that tags every log line and the
+//! `x-request-id` response header.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
+use tracing::Instrument;
+
+use crate::auth::Authenticated;
+use crate::error::GatewayError;
+use crate::handlers;
+use crate::router::{self, Endpoint, ListenerKind};
+use crate::state::State;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+pub type Reply = Result<HttpResponse, GatewayError>;
+
+/// A request as handlers see it: fully read, and authenticated when the endpoint says so.
+pub struct Request {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub caller: Option<Authenticated>,
+}
+
+fn request_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Answers one HTTP request. Never fails: every error becomes an error response.
+pub async fn handle(
+    state: Arc<State>,
+    listener: ListenerKind,
+    request: hyper::Request<Incoming>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let id = request_id();
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        listener = listener.name(),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    async move {
+        let route = router::route(listener, request.method(), request.uri().path());
+        let endpoint_name = route
+            .as_ref()
+            .map_or(router::UNMATCHED, |endpoint| endpoint.name());
+        let result = match route {
+            Ok(endpoint) => run(state.clone(), listener, endpoint, request).await,
+            Err(error) => Err(error),
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                if let GatewayError::Auth(auth) = &error {
+                    state.metrics.count_auth_failure(auth.reason());
+                }
+                let code = error.code();
+                if code.http_status() >= 500 {
+                    tracing::warn!(%error, code = code.code(), "request failed");
+                } else {
+                    tracing::info!(%error, code = code.code(), "request refused");
+                }
+                error_response(code)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .observe_request(listener.name(), endpoint_name, status, elapsed);
+        tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(
+    state: Arc<State>,
+    listener: ListenerKind,
+    endpoint: Endpoint,
+    request: hyper::Request<Incoming>,
+) -> Reply {
+    let (parts, body) = request.into_parts();
+    check_content_type(&parts.headers)?;
+    let body = read_body(
+        body,
+        &parts.headers,
+        state.config.limits.max_body_bytes,
+        state.config.request_timeout(),
+    )
+    .await?;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let caller = match (endpoint.requires_signature(), listener.signer()) {
+        (true, Some(expected)) => Some(
+            state
+                .authenticator
+                .authenticate(
+                    expected,
+                    parts.method.as_str(),
+                    &path_and_query,
+                    &parts.headers,
+                    &body,
+                    crate::keys::unix_now(),
+                )
+                .await?,
+        ),
+        _ => None,
+    };
+    let request = Request {
+        method: parts.method,
+        path_and_query,
+        headers: parts.headers,
+        body,
+        caller,
+    };
+    let timeout = state.config.request_timeout();
+    // The handler runs as its own task: a panic there is caught and answered as an internal
+    // error instead of dropping the connection.
+    let task = tokio::spawn(async move { handlers::dispatch(&state, endpoint, request).await });
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(join_error)) => Err(GatewayError::Internal(format!(
+            "handler failed: {join_error}"
+        ))),
+        Err(_) => Err(GatewayError::Overloaded),
+    }
+}
+
+/// Bodies are `application/octet-stream`; a request that names another type is refused, one
+/// that names none is accepted.
+fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    match headers.get(CONTENT_TYPE) {
+        None => Ok(()),
+        Some(value) => {
+            let media_type = value
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if media_type.eq_ignore_ascii_case(OCTET_STREAM) {
+                Ok(())
+            } else {
+                Err(GatewayError::UnsupportedMediaType)
+            }
+        }
+    }
+}
+
+/// Reads the body under the cap: a declared length past the cap is refused before reading
+/// any of it; an undeclared one is refused as soon as the cap is crossed.
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    cap: usize,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > cap as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, cap).collect()).await {
+        Err(_) => Err(GatewayError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge),
+        Ok(Err(error)) => Err(GatewayError::Decode(mimi_wire::DecodeError::Malformed(
+            format!("body could not be read: {error}"),
+        ))),
+    }
+}
+
+pub fn error_response(code: mimi_wire::ErrorCode) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // An ErrorResponse is a u16 and a short static string: encoding cannot fail, and if it
+    // ever did the status alone still answers.
+    let body = mimi_wire::encode(&ErrorResponse::new(code)).unwrap_or_default();
+    octet_stream_response(status, body)
+}
+
+pub fn octet_stream_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    response
+}
+
+/// A TLS-serialized 200 answer.
+pub fn encoded<T: tls_codec::Serialize>(value: &T) -> Reply {
+    let body = mimi_wire::encode(value)
+        .map_err(|error| GatewayError::Internal(format!("encoding answer: {error}")))?;
+    Ok(octet_stream_response(StatusCode::OK, body))
+}
+
+/// A plain-text answer (well-known documents, admin endpoints).
+pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,32 @@
+//! The gateway's shared state: built once in `serve`, passed down as `Arc<State>`, dropped on
+//! shutdown. No globals.
+
+use std::sync::RwLock;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
+
+pub struct State {
+    pub config: Config,
+    pub store: SharedStore,
+    pub authenticator: Authenticator,
+    /// A std RwLock: read for a moment per request, written only when keys are reloaded.
+    pub keys: RwLock<KeyRing>,
+    pub metrics: Metrics,
+}
+
+impl State {
+    pub fn new(config: Config, store: SharedStore, keys: KeyRing) -> State {
+        let authenticator = Authenticator::new(&config, store.clone());
+        State {
+            config,
+            store,
+            authenticator,
+            keys: RwLock::new(keys),
+            metrics: Metrics::default(),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The Redis store: a single node through a reconnecting `ConnectionManager`, or a Redis
+//! Cluster through the cluster client; one code path for both.
+//!
+//! Every change is one Lua script called with EVALSHA (redis-rs loads it again on NOSCRIPT,
+//! e.g. after a restart or SCRIPT FLUSH). Keys are hash-tagged so each script touches one
+//! slot. Key layout (all under the `mimi:` prefix):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `mimi:replay:<sender>:<request id hex>` | string, TTL | a seen signed-request id |
+//!
+//! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
+//! would pile a busy peer's keys onto one Cluster node.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use super::{Health, ReplayCache, Store, StoreError};
+
+/// Records a request id unless present. KEYS[1]: the id's key; ARGV[1]: TTL in seconds.
+/// Returns 1 when recorded, 0 when already seen.
+const RECORD_REQUEST_ID: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 1
+end
+return 0
+";
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+pub struct RedisStore {
+    connection: Connection,
+    timeout: Duration,
+    description: String,
+    record_request_id: Script,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl RedisStore {
+    /// A single Redis. The connection is made lazily and remade after every failure, so the
+    /// gateway starts while Redis is down and recovers when it returns, without a restart.
+    pub async fn connect_single(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore::new(
+            Connection::Single(connection),
+            timeout,
+            format!("redis {}", redact(url)),
+        ))
+    }
+
+    /// A Redis Cluster from its seed nodes.
+    pub async fn connect_cluster(
+        urls: &[String],
+        timeout: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .build()
+            .map_err(unavailable)?;
+        let connection = client.get_async_connection().await.map_err(unavailable)?;
+        let seeds: Vec<String> = urls.iter().map(|url| redact(url)).collect();
+        Ok(RedisStore::new(
+            Connection::Cluster(connection),
+            timeout,
+            format!("redis cluster {}", seeds.join(",")),
+        ))
+    }
+
+    fn new(connection: Connection, timeout: Duration, description: String) -> RedisStore {
+        RedisStore {
+            connection,
+            timeout,
+            description,
+            record_request_id: Script::new(RECORD_REQUEST_ID),
+        }
+    }
+
+    /// Runs one store operation under the command timeout; every failure is "unavailable":
+    /// the operation either happened atomically or not at all.
+    async fn run<T, F>(&self, operation: impl FnOnce(Connection) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, operation(self.connection.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(unavailable(error)),
+            Err(_) => Err(StoreError::Unavailable(
+                "redis did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+/// A URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
+    format!("mimi:replay:{sender}:{}", hex::encode(request_id))
+}
+
+#[async_trait]
+impl ReplayCache for RedisStore {
+    async fn record_request_id(
+        &self,
+        sender: &str,
+        request_id: &[u8; 16],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = replay_key(sender, request_id);
+        let ttl_secs = ttl.as_secs().max(1);
+        let recorded: i64 = self
+            .run(|mut connection| async move {
+                self.record_request_id
+                    .key(key)
+                    .arg(ttl_secs)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(recorded == 1)
+    }
+}
+
+#[async_trait]
+impl Health for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String =
+            self.run(|mut connection| async move {
+                redis::cmd("PING").query_async(&mut connection).await
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store for RedisStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn replay_keys_name_sender_and_id() {
+        let key = replay_key("peer:a.example", &[0xab; 16]);
+        assert_eq!(
+            key,
+            format!("mimi:replay:peer:a.example:{}", "ab".repeat(16))
+        );
+    }
+}

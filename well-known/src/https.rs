@@ -1,0 +1,200 @@
+//! A minimal HTTPS client for gateway-to-gateway calls: TLS 1.3 only, certificates checked
+//! against configured roots (the web's roots by default, a CA file for development), and an
+//! optional address override per domain (like curl's `--resolve`) for loopback tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Largest answer body read from a peer.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpsError {
+    #[error("CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("`{0}` is not a valid host")]
+    BadHost(String),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("connecting to {host}: {reason}")]
+    Connect { host: String, reason: String },
+    #[error("HTTP exchange with {host}: {reason}")]
+    Http { host: String, reason: String },
+    #[error("{host} did not answer within {timeout:?}")]
+    Timeout { host: String, timeout: Duration },
+}
+
+/// An answer: status, headers and the whole body.
+#[derive(Debug)]
+pub struct HttpsResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone)]
+pub struct HttpsClient {
+    connector: TlsConnector,
+    overrides: BTreeMap<String, SocketAddr>,
+    timeout: Duration,
+}
+
+impl HttpsClient {
+    /// Trusts the roots in `ca_file` (PEM) or, without one, the web's roots.
+    pub fn new(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
+        let mut roots = RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let ca_error = |reason: String| HttpsError::CaFile {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|error| ca_error(error.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| ca_error(error.to_string()))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(ca_error("no usable certificate".into()));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|error| HttpsError::CaFile {
+                path: "-".into(),
+                reason: error.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(HttpsClient {
+            connector: TlsConnector::from(Arc::new(config)),
+            overrides: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// Connects to `addr` whenever `host` is asked for, whatever DNS says.
+    pub fn with_override(mut self, host: &str, addr: SocketAddr) -> Self {
+        self.overrides.insert(host.to_ascii_lowercase(), addr);
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends one request to `https://{authority}{path}`; `authority` is `host` or
+    /// `host:port`.
+    pub async fn send(
+        &self,
+        method: Method,
+        authority: &str,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<HttpsResponse, HttpsError> {
+        let host = authority.to_owned();
+        tokio::time::timeout(
+            self.timeout,
+            self.exchange(method, authority, path, headers, body),
+        )
+        .await
+        .map_err(|_| HttpsError::Timeout {
+            host,
+            timeout: self.timeout,
+        })?
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        authority: &str,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<HttpsResponse, HttpsError> {
+        let (host, port) = split_authority(authority)?;
+        let addr = match self.overrides.get(&host.to_ascii_lowercase()) {
+            Some(addr) => *addr,
+            None => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|_| HttpsError::Resolve(authority.to_owned()))?
+                .next()
+                .ok_or_else(|| HttpsError::Resolve(authority.to_owned()))?,
+        };
+        let connect = |reason: String| HttpsError::Connect {
+            host: authority.to_owned(),
+            reason,
+        };
+        let http = |reason: String| HttpsError::Http {
+            host: authority.to_owned(),
+            reason,
+        };
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|_| HttpsError::BadHost(host.to_owned()))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|error| connect(error.to_string()))?;
+        let tls = self
+            .connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|error| connect(error.to_string()))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|error| http(error.to_string()))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority)
+            .body(Full::new(body))
+            .map_err(|error| http(error.to_string()))?;
+        request.headers_mut().extend(headers);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| http(error.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|error| http(error.to_string()))?
+            .to_bytes();
+        Ok(HttpsResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// Splits `host[:port]` (port 443 by default).
+fn split_authority(authority: &str) -> Result<(&str, u16), HttpsError> {
+    let bad = || HttpsError::BadHost(authority.to_owned());
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Ok((host, port.parse().map_err(|_| bad())?)),
+        None if !authority.is_empty() => Ok((authority, 443)),
+        _ => Err(bad()),
+    }
+}
