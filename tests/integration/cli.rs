@@ -1,0 +1,276 @@
+//! The command line as an operator uses it: `serve` with no configuration, `keygen`
+//! (create, refuse to overwrite, rotate), `certs`, `discover`, and configuration errors.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode};
+use mimi_gateway::keys::KeyRing;
+use mimi_wire::decode_exact;
+use mimi_wire::verification_key::VerificationKeyResponse;
+
+use crate::common::*;
+
+/// `cargo run --release -- serve` with no configuration: the README's first command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_config_prints_listeners_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateway = GatewayProcess::serve(dir.path(), &[], &[]);
+    assert!(
+        gateway.banner.contains("serving domain localhost"),
+        "{}",
+        gateway.banner
+    );
+    assert!(gateway.banner.contains("memory"), "{}", gateway.banner);
+    assert_eq!(gateway.address("application").to_string(), "127.0.0.1:7443");
+    assert_eq!(gateway.address("federation").to_string(), "0.0.0.0:8443");
+    assert_eq!(gateway.address("admin").to_string(), "127.0.0.1:9090");
+    let ca = dir.path().join("mimi-data/dev-certs/ca.pem");
+    assert!(ca.exists(), "development CA generated in ./mimi-data");
+    let answer = TlsClient::new(&ca, Protocol::Http1)
+        .send(
+            "127.0.0.1:8443".parse().unwrap(),
+            Method::GET,
+            "/.well-known/mimi/ds-domain",
+            HeaderMap::new(),
+            vec![],
+        )
+        .await;
+    assert_eq!(&answer.body[..], b"localhost");
+    gateway.terminate();
+    assert!(
+        gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits")
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_creates_a_private_key_file_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    let path_arg = path.to_str().unwrap();
+    let created = run_cli(&["keygen", "--key-file", path_arg]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let first = KeyRing::load(&path).unwrap().keys()[0].id.clone();
+
+    let refused = run_cli(&["keygen", "--key-file", path_arg]);
+    assert!(
+        !refused.status.success(),
+        "an existing key file is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rotate"));
+    assert_eq!(KeyRing::load(&path).unwrap().keys().len(), 1);
+
+    let rotated = run_cli(&["keygen", "--key-file", path_arg, "--rotate"]);
+    assert!(rotated.status.success());
+    let ring = KeyRing::load(&path).unwrap();
+    assert_eq!(ring.keys().len(), 2);
+    let current = ring.current(now()).unwrap().id.clone();
+    assert_ne!(current, first);
+
+    // A gateway on that key file publishes the new key first and the old one beside it.
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.auth.key_file = Some(path.clone())
+    })
+    .await;
+    let answer = harness
+        .client(Protocol::Http1)
+        .send(
+            harness.federation,
+            Method::GET,
+            "/verification_key",
+            HeaderMap::new(),
+            vec![],
+        )
+        .await;
+    let keys: VerificationKeyResponse = decode_exact(&answer.body).unwrap();
+    let ids: Vec<&str> = keys.keys.iter().map(|key| key.key_id.as_str()).collect();
+    assert_eq!(ids, [current.as_str(), first.as_str()]);
+    let old = keys.key(&first).unwrap();
+    assert!(
+        old.not_after <= now() + 7 * 86_400 + 5,
+        "old key retires within the grace period"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_makes_a_ca_and_certificates_a_gateway_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let made = run_cli(&[
+        "certs",
+        "--domains",
+        "a.localhost,b.localhost",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for file in [
+        "ca.pem",
+        "ca-key.pem",
+        "a.localhost.pem",
+        "a.localhost-key.pem",
+        "b.localhost.pem",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    // Running again reuses the CA.
+    let ca_before = std::fs::read(out.join("ca.pem")).unwrap();
+    assert!(
+        run_cli(&[
+            "certs",
+            "--domains",
+            "c.localhost",
+            "--out",
+            out.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), ca_before);
+
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.domain = "b.localhost".into();
+        config.tls.cert = Some(out.join("b.localhost.pem"));
+        config.tls.key = Some(out.join("b.localhost-key.pem"));
+    })
+    .await;
+    assert!(harness.gateway.as_ref().unwrap().dev_ca.is_none());
+    let client = mimi_well_known::HttpsClient::new(Some(&out.join("ca.pem")))
+        .unwrap()
+        .with_override("b.localhost", harness.federation);
+    let port = harness.federation.port();
+    let discovery = mimi_well_known::Resolver::new(client)
+        .discover(&format!("b.localhost:{port}"))
+        .await
+        .unwrap();
+    assert_eq!(discovery.ds_domain, "b.localhost");
+    // The c.localhost certificate does not name b.localhost: a client refuses it.
+    let wrong = Harness::start_with(StoreSpec::Memory, |config| {
+        config.tls.cert = Some(out.join("c.localhost.pem"));
+        config.tls.key = Some(out.join("c.localhost-key.pem"));
+    })
+    .await;
+    let client = mimi_well_known::HttpsClient::new(Some(&out.join("ca.pem")))
+        .unwrap()
+        .with_override("b.localhost", wrong.federation);
+    let port = wrong.federation.port();
+    assert!(
+        mimi_well_known::Resolver::new(client)
+            .discover(&format!("b.localhost:{port}"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_prints_the_ds_domain_and_keys() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.domain = "a.localhost".into()
+    })
+    .await;
+    let port = harness.federation.port();
+    let output = tokio::task::spawn_blocking({
+        let ca = harness.ca.clone();
+        move || {
+            run_cli(&[
+                "discover",
+                &format!("a.localhost:{port}"),
+                "--ca",
+                ca.to_str().unwrap(),
+                "--resolve",
+                &format!("a.localhost=127.0.0.1:{port}"),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ds domain   a.localhost"), "{stdout}");
+    let ring = KeyRing::load(&harness.dir.path().join("signing-keys.toml")).unwrap();
+    assert!(stdout.contains(&ring.keys()[0].id), "{stdout}");
+
+    // Without the development CA the certificate is not trusted.
+    let untrusted = tokio::task::spawn_blocking(move || {
+        run_cli(&[
+            "discover",
+            &format!("a.localhost:{port}"),
+            "--resolve",
+            &format!("a.localhost=127.0.0.1:{port}"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!untrusted.status.success());
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4();
+    let cases = [
+        (
+            format!("[[applications]]\nid = \"{id}\"\n[[applications]]\nid = \"{id}\"\n"),
+            "applications[1].id",
+        ),
+        (
+            "[[applications]]\nid = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"\n".to_string(),
+            "applications[0].id",
+        ),
+        ("domain = \"not a domain\"\n".to_string(), "domain"),
+        (
+            "[limits]\nmax_body_bytes = 0\n".to_string(),
+            "limits.max_body_bytes",
+        ),
+        ("[tls]\ncert = \"x.pem\"\n".to_string(), "tls"),
+        ("typo_key = 1\n".to_string(), "typo_key"),
+    ];
+    for (text, field) in cases {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = run_cli(&["serve", "--config", path.to_str().unwrap()]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(field), "names `{field}`: {stderr}");
+    }
+}
+
+/// Every key can be set from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_overrides_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "domain = \"file.localhost\"\n").unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("MIMI_DOMAIN", "env.localhost".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    assert!(
+        gateway.banner.contains("serving domain env.localhost"),
+        "{}",
+        gateway.banner
+    );
+    let (status, _) = admin_get(gateway.address("admin"), "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}

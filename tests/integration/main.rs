@@ -1,0 +1,11 @@
+//! Black-box tests of the gateway over real TLS 1.3, against real `redis-server` instances
+//! and a real Redis Cluster the tests start on loopback. One test binary, so one link.
+
+mod cli;
+mod common;
+mod docs;
+mod outage;
+mod shutdown;
+mod signed_requests;
+mod stores;
+mod transport;
