@@ -61,9 +61,18 @@ impl Endpoint {
         }
     }
 
-    /// Whether the request must carry a valid signed-request envelope.
+    /// Whether the request must carry a valid signed-request envelope: every endpoint but
+    /// the discovery ones (how peers bootstrap) and the admin ones (loopback, no user data).
+    /// Secure by default: a new endpoint is signed unless listed here.
     pub fn requires_signature(self) -> bool {
-        matches!(self, Endpoint::WhoAmI)
+        !matches!(
+            self,
+            Endpoint::DsDomain
+                | Endpoint::VerificationKey
+                | Endpoint::Healthz
+                | Endpoint::Readyz
+                | Endpoint::Metrics
+        )
     }
 }
 

@@ -57,9 +57,11 @@ pub async fn handle(
         let endpoint_name = route
             .as_ref()
             .map_or(router::UNMATCHED, |endpoint| endpoint.name());
+        // On the application listener every request must be signed, even one for a path
+        // that does not exist; elsewhere an unknown path is answered without reading the body.
         let result = match route {
-            Ok(endpoint) => run(state.clone(), listener, endpoint, request).await,
-            Err(error) => Err(error),
+            Err(error) if listener != ListenerKind::Application => Err(error),
+            route => run(state.clone(), listener, route, request).await,
         };
         let mut response = match result {
             Ok(response) => response,
@@ -94,7 +96,7 @@ pub async fn handle(
 async fn run(
     state: Arc<State>,
     listener: ListenerKind,
-    endpoint: Endpoint,
+    route: Result<Endpoint, GatewayError>,
     request: hyper::Request<Incoming>,
 ) -> Reply {
     let (parts, body) = request.into_parts();
@@ -110,7 +112,11 @@ async fn run(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let caller = match (endpoint.requires_signature(), listener.signer()) {
+    let must_sign = match &route {
+        Ok(endpoint) => endpoint.requires_signature(),
+        Err(_) => true,
+    };
+    let caller = match (must_sign, listener.signer()) {
         (true, Some(expected)) => Some(
             state
                 .authenticator
@@ -126,6 +132,7 @@ async fn run(
         ),
         _ => None,
     };
+    let endpoint = route?;
     let request = Request {
         method: parts.method,
         path_and_query,

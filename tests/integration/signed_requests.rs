@@ -258,3 +258,25 @@ async fn unknown_application_is_refused() {
     let answer = harness.signed(Method::POST, PATH, b"x", claims).await;
     assert_refused(&harness, answer, "unknown_sender").await;
 }
+
+/// The application listener accepts only signed requests: an unsigned request is 401 even for
+/// a path that does not exist; a signed one learns it does not exist.
+#[tokio::test]
+async fn application_listener_authenticates_before_routing() {
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let unsigned = harness
+        .client(Protocol::Http1)
+        .send(
+            harness.application,
+            Method::GET,
+            "/no-such-endpoint",
+            HeaderMap::new(),
+            vec![],
+        )
+        .await;
+    assert_refused(&harness, unsigned, "unsigned").await;
+    let signed = harness
+        .signed(Method::GET, "/no-such-endpoint", b"", harness.app.claims())
+        .await;
+    assert_eq!(signed.error_code(), ErrorCode::NotFound);
+}

@@ -435,3 +435,46 @@ async fn admin_reports_health_readiness_and_metrics() {
         .await;
     assert_eq!(answer.error_code(), ErrorCode::NotFound);
 }
+
+/// 0-RTT data is replayable: a resuming client offering early data never gets it accepted.
+#[tokio::test]
+async fn early_data_is_never_accepted() {
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(root_store(&harness.ca))
+        .with_no_client_auth();
+    config.enable_early_data = true;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).early_data(true);
+    let request =
+        b"GET /.well-known/mimi/ds-domain HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for attempt in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(harness.federation)
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+            "attempt {attempt}"
+        );
+        let (_, connection) = stream.get_ref();
+        assert!(
+            !connection.is_early_data_accepted(),
+            "attempt {attempt}: early data refused"
+        );
+        if attempt == 1 {
+            assert_eq!(
+                connection.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed),
+                "the offer was real"
+            );
+        }
+    }
+}
