@@ -96,14 +96,58 @@ pub struct StoreConfig {
     pub command_timeout_ms: u64,
 }
 
-/// An application server allowed on the application listener (architecture draft,
-/// "Applications"), with the keys its requests are signed with.
+/// An application (architecture draft, "Applications"): its id, identity provider, whether
+/// `GET /apps` lists it, and the keys its application server signs requests with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationConfig {
     pub id: Uuid,
+    /// Listed by `GET /apps` (default); private applications are not.
+    #[serde(default = "listed_by_default")]
+    pub public: bool,
+    #[serde(default)]
+    pub identity: IdentityConfig,
     #[serde(default)]
     pub keys: Vec<ApplicationKeyConfig>,
+}
+
+fn listed_by_default() -> bool {
+    true
+}
+
+/// Which identity provider the application uses (the draft's `IdentityConfiguration`), and
+/// for X.509 its `X509Parameters` and trust roots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub provider: IdentityProviderKind,
+    #[serde(default)]
+    pub supports_accounts: bool,
+    #[serde(default)]
+    pub supports_domains: bool,
+    /// X.509: offsets of the certificates whose Common Names make the device handle.
+    pub device_handle_range: Option<HandleRangeConfig>,
+    pub account_handle_offset: Option<u8>,
+    pub domain_name_offset: Option<u8>,
+    /// X.509: PEM files of the trust roots credential chains must lead to.
+    #[serde(default)]
+    pub trust_roots: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityProviderKind {
+    #[default]
+    Basic,
+    X509,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandleRangeConfig {
+    pub start: u8,
+    pub end: u8,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -239,6 +283,10 @@ impl Config {
                     format!("duplicate application {}", application.id),
                 ));
             }
+            validate_identity(
+                &format!("applications[{index}].identity"),
+                &application.identity,
+            )?;
             for (key_index, key) in application.keys.iter().enumerate() {
                 let field = format!("applications[{index}].keys[{key_index}]");
                 if key.id.is_empty() {
@@ -281,6 +329,54 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.limits.shutdown_grace_ms)
     }
+}
+
+/// The draft's rules for an `IdentityConfiguration` (architecture draft, "X.509 Identity
+/// Provider"): the error names the offending field.
+fn validate_identity(field: &str, identity: &IdentityConfig) -> Result<(), ConfigError> {
+    match identity.provider {
+        IdentityProviderKind::Basic => {
+            let x509_only = identity.device_handle_range.is_some()
+                || identity.account_handle_offset.is_some()
+                || identity.domain_name_offset.is_some()
+                || !identity.trust_roots.is_empty();
+            if identity.supports_accounts || identity.supports_domains {
+                return Err(invalid(
+                    field,
+                    "the basic provider supports neither accounts nor domains",
+                ));
+            }
+            if x509_only {
+                return Err(invalid(
+                    field,
+                    "X.509 parameters given for the basic provider",
+                ));
+            }
+        }
+        IdentityProviderKind::X509 => {
+            let range = identity.device_handle_range.ok_or_else(|| {
+                invalid(format!("{field}.device_handle_range"), "required for x509")
+            })?;
+            let settings = crate::identity::X509Settings {
+                device_handle_range: mimi_wire::registry::X509DeviceHandleRange {
+                    start: range.start,
+                    end: range.end,
+                },
+                account_handle_offset: identity.account_handle_offset,
+                domain_name_offset: identity.domain_name_offset,
+            };
+            settings
+                .check(identity.supports_accounts, identity.supports_domains)
+                .map_err(|(name, reason)| invalid(format!("{field}.{name}"), reason))?;
+            if identity.trust_roots.is_empty() {
+                return Err(invalid(
+                    format!("{field}.trust_roots"),
+                    "at least one trust root is required",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A DNS name as the transport draft uses it: letters, digits, hyphens and dots, no port.

@@ -2,10 +2,12 @@
 //! `ErrorCode`), which fixes the HTTP status and the generic detail the caller sees. The
 //! precise reason stays in the log.
 
+use mimi_wire::registry::NameError;
 use mimi_wire::{DecodeError, ErrorCode};
 
 use crate::auth::AuthError;
-use crate::store::StoreError;
+use crate::identity::IdentityError;
+use crate::store::{RegistryError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -27,6 +29,24 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("malformed id in the path")]
+    MalformedPath,
+    #[error("unknown application")]
+    UnknownApplication,
+    #[error("unknown domain `{0}`")]
+    UnknownDomain(String),
+    #[error("client handle: {0}")]
+    InvalidHandle(NameError),
+    #[error("tag: {0}")]
+    InvalidTag(NameError),
+    #[error("more than {0} tags")]
+    TooManyTags(usize),
+    #[error("tag `{0}` both added and removed")]
+    ConflictingTagChange(String),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
     #[error("handler did not finish in time")]
     Overloaded,
     #[error("internal: {0}")]
@@ -50,6 +70,19 @@ impl GatewayError {
             }
             GatewayError::Auth(_) => ErrorCode::Unauthenticated,
             GatewayError::Forbidden(_) => ErrorCode::Forbidden,
+            GatewayError::MalformedPath => ErrorCode::MalformedPath,
+            GatewayError::UnknownApplication => ErrorCode::UnknownApplication,
+            GatewayError::UnknownDomain(_) => ErrorCode::UnknownDomain,
+            GatewayError::InvalidHandle(_) => ErrorCode::InvalidHandle,
+            GatewayError::InvalidTag(_) => ErrorCode::InvalidTag,
+            GatewayError::TooManyTags(_) | GatewayError::Registry(RegistryError::TooManyTags) => {
+                ErrorCode::TooManyTags
+            }
+            GatewayError::ConflictingTagChange(_) => ErrorCode::ConflictingTagChange,
+            GatewayError::Registry(RegistryError::UnknownClient) => ErrorCode::UnknownClient,
+            GatewayError::Registry(RegistryError::HandleTaken) => ErrorCode::HandleTaken,
+            GatewayError::Registry(RegistryError::Store(_)) => ErrorCode::StoreUnavailable,
+            GatewayError::Identity(error) => error.code(),
             GatewayError::Overloaded => ErrorCode::Overloaded,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }

@@ -3,11 +3,13 @@
 //! command line; everything else lives here so tests can start the gateway in-process.
 #![forbid(unsafe_code)]
 
+pub mod applications;
 pub mod auth;
 pub mod config;
 pub mod dev_certs;
 pub mod error;
 pub mod handlers;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod router;

@@ -6,6 +6,7 @@
 
 use http::Method;
 use mimi_wire::signing::SenderKind;
+use uuid::Uuid;
 
 use crate::error::GatewayError;
 
@@ -43,6 +44,31 @@ pub enum Endpoint {
     VerificationKey,
     /// `GET|POST /whoami`: this gateway's extension to check a signed request end to end.
     WhoAmI,
+    /// `GET /apps` ("Applications").
+    ListApplications,
+    /// `POST /apps/{appId}/clients` ("Identity Registration").
+    RegisterClient {
+        app: Uuid,
+    },
+    /// `GET /apps/{appId}/clients`, or `POST` with the query `?discover` ("Client Discovery").
+    DiscoverClients {
+        app: Uuid,
+    },
+    /// `GET /apps/{appId}/clients/{clientId}` ("Identity Retrieval").
+    ReadClient {
+        app: Uuid,
+        client: Uuid,
+    },
+    /// `PATCH /apps/{appId}/clients/{clientId}` ("Identity Registration").
+    UpdateClient {
+        app: Uuid,
+        client: Uuid,
+    },
+    /// `DELETE /apps/{appId}/clients/{clientId}` ("Identity Deletion").
+    DeleteClient {
+        app: Uuid,
+        client: Uuid,
+    },
     Healthz,
     Readyz,
     Metrics,
@@ -50,11 +76,29 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The endpoint's label in metrics and logs (bounded: never the raw path).
+    /// The application whose data the endpoint touches, if any.
+    pub fn application(self) -> Option<Uuid> {
+        match self {
+            Endpoint::RegisterClient { app }
+            | Endpoint::DiscoverClients { app }
+            | Endpoint::ReadClient { app, .. }
+            | Endpoint::UpdateClient { app, .. }
+            | Endpoint::DeleteClient { app, .. } => Some(app),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::DsDomain => "ds_domain",
             Endpoint::VerificationKey => "verification_key",
             Endpoint::WhoAmI => "whoami",
+            Endpoint::ListApplications => "list_applications",
+            Endpoint::RegisterClient { .. } => "register_client",
+            Endpoint::DiscoverClients { .. } => "discover_clients",
+            Endpoint::ReadClient { .. } => "read_client",
+            Endpoint::UpdateClient { .. } => "update_client",
+            Endpoint::DeleteClient { .. } => "delete_client",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
@@ -96,22 +140,64 @@ fn get_only(method: &Method, endpoint: Endpoint) -> Result<Endpoint, GatewayErro
     }
 }
 
+/// A UUID path segment, in any form `uuid` parses (hyphenated as the API answers them).
+fn path_id(segment: &str) -> Result<Uuid, GatewayError> {
+    Uuid::try_parse(segment).map_err(|_| GatewayError::MalformedPath)
+}
+
 pub fn route(
     listener: ListenerKind,
     method: &Method,
     path: &str,
+    query: Option<&str>,
 ) -> Result<Endpoint, GatewayError> {
-    match (listener, path) {
-        (ListenerKind::Federation, "/.well-known/mimi/ds-domain") => {
-            get_only(method, Endpoint::DsDomain)
+    match listener {
+        ListenerKind::Federation => match path {
+            "/.well-known/mimi/ds-domain" => get_only(method, Endpoint::DsDomain),
+            "/verification_key" => get_or_post(method, Endpoint::VerificationKey),
+            _ => Err(GatewayError::NotFound),
+        },
+        ListenerKind::Admin => match path {
+            "/healthz" => get_only(method, Endpoint::Healthz),
+            "/readyz" => get_only(method, Endpoint::Readyz),
+            "/metrics" => get_only(method, Endpoint::Metrics),
+            _ => Err(GatewayError::NotFound),
+        },
+        ListenerKind::Application => route_application(method, path, query),
+    }
+}
+
+fn route_application(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Endpoint, GatewayError> {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    match segments.as_slice() {
+        ["whoami"] => get_or_post(method, Endpoint::WhoAmI),
+        ["apps"] => get_only(method, Endpoint::ListApplications),
+        ["apps", app, "clients"] => {
+            let app = path_id(app)?;
+            // Proxies may drop GET bodies, so discovery is also POST with `?discover`;
+            // a plain POST on the collection registers a client.
+            let discover =
+                query.is_some_and(|query| query.split('&').any(|part| part == "discover"));
+            match *method {
+                Method::GET => Ok(Endpoint::DiscoverClients { app }),
+                Method::POST if discover => Ok(Endpoint::DiscoverClients { app }),
+                Method::POST => Ok(Endpoint::RegisterClient { app }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
         }
-        (ListenerKind::Federation, "/verification_key") => {
-            get_or_post(method, Endpoint::VerificationKey)
+        ["apps", app, "clients", client] => {
+            let (app, client) = (path_id(app)?, path_id(client)?);
+            match *method {
+                Method::GET => Ok(Endpoint::ReadClient { app, client }),
+                Method::PATCH => Ok(Endpoint::UpdateClient { app, client }),
+                Method::DELETE => Ok(Endpoint::DeleteClient { app, client }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
         }
-        (ListenerKind::Application, "/whoami") => get_or_post(method, Endpoint::WhoAmI),
-        (ListenerKind::Admin, "/healthz") => get_only(method, Endpoint::Healthz),
-        (ListenerKind::Admin, "/readyz") => get_only(method, Endpoint::Readyz),
-        (ListenerKind::Admin, "/metrics") => get_only(method, Endpoint::Metrics),
         _ => Err(GatewayError::NotFound),
     }
 }

@@ -22,6 +22,8 @@ use crate::tls::{self, TlsError};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
     Certs(#[from] CertError),
@@ -52,6 +54,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
+        let applications = crate::applications::Applications::from_config(&config)?;
         let (cert, key, dev_ca) = server_certificate(&config)?;
         let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key)?);
         let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
@@ -97,7 +100,7 @@ impl Gateway {
         }
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
 
-        let state = Arc::new(State::new(config, store, keys));
+        let state = Arc::new(State::new(config, store, keys, applications));
         let (shutdown, signal) = watch::channel(false);
         let mut listeners = JoinSet::new();
         for (_, listener) in bound {

@@ -53,7 +53,12 @@ pub async fn handle(
         path = %request.uri().path(),
     );
     async move {
-        let route = router::route(listener, request.method(), request.uri().path());
+        let route = router::route(
+            listener,
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
         let endpoint_name = route
             .as_ref()
             .map_or(router::UNMATCHED, |endpoint| endpoint.name());

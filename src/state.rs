@@ -3,6 +3,7 @@
 
 use std::sync::RwLock;
 
+use crate::applications::Applications;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::keys::KeyRing;
@@ -13,18 +14,25 @@ pub struct State {
     pub config: Config,
     pub store: SharedStore,
     pub authenticator: Authenticator,
+    pub applications: Applications,
     /// A std RwLock: read for a moment per request, written only when keys are reloaded.
     pub keys: RwLock<KeyRing>,
     pub metrics: Metrics,
 }
 
 impl State {
-    pub fn new(config: Config, store: SharedStore, keys: KeyRing) -> State {
+    pub fn new(
+        config: Config,
+        store: SharedStore,
+        keys: KeyRing,
+        applications: Applications,
+    ) -> State {
         let authenticator = Authenticator::new(&config, store.clone());
         State {
             config,
             store,
             authenticator,
+            applications,
             keys: RwLock::new(keys),
             metrics: Metrics::default(),
         }

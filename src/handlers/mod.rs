@@ -1,10 +1,22 @@
 //! One module per endpoint; `dispatch` sends a routed, read and authenticated request there.
 
 mod admin;
+mod applications;
+mod client;
+mod discover_clients;
 mod ds_domain;
+mod register_client;
+mod update_client;
 mod verification_key;
 mod whoami;
 
+use mimi_wire::DecodeError;
+use mimi_wire::codec::{check_version, decode_exact};
+use tls_codec::DeserializeBytes;
+use uuid::Uuid;
+
+use crate::applications::Application;
+use crate::error::GatewayError;
 use crate::router::Endpoint;
 use crate::service::{Reply, Request};
 use crate::state::State;
@@ -14,8 +26,52 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::DsDomain => ds_domain::handle(state),
         Endpoint::VerificationKey => verification_key::handle(state, &request),
         Endpoint::WhoAmI => whoami::handle(&request),
+        Endpoint::ListApplications => applications::handle(state),
+        Endpoint::RegisterClient { app } => register_client::handle(state, &request, app).await,
+        Endpoint::DiscoverClients { app } => discover_clients::handle(state, &request, app).await,
+        Endpoint::ReadClient { app, client } => client::read(state, &request, app, client).await,
+        Endpoint::UpdateClient { app, client } => {
+            update_client::handle(state, &request, app, client).await
+        }
+        Endpoint::DeleteClient { app, client } => {
+            client::delete(state, &request, app, client).await
+        }
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),
     }
+}
+
+/// The application named in the path, which must be the one that signed the request
+/// (architecture draft, "Security Considerations": an application only touches its own data).
+fn authorize<'s>(
+    state: &'s State,
+    request: &Request,
+    app: Uuid,
+) -> Result<&'s Application, GatewayError> {
+    let application = state
+        .applications
+        .get(&app)
+        .ok_or(GatewayError::UnknownApplication)?;
+    let caller = request
+        .caller
+        .as_ref()
+        .ok_or_else(|| GatewayError::Internal("unauthenticated request".into()))?;
+    if caller.sender != app.to_string() {
+        return Err(GatewayError::Forbidden(format!(
+            "application {} asked for {app}",
+            caller.sender
+        )));
+    }
+    Ok(application)
+}
+
+/// Decodes a versioned request body exactly.
+fn decode_body<T: DeserializeBytes>(
+    request: &Request,
+    version: impl Fn(&T) -> u16,
+) -> Result<T, GatewayError> {
+    let body: T = decode_exact(&request.body)?;
+    check_version(version(&body)).map_err(|error: DecodeError| GatewayError::Decode(error))?;
+    Ok(body)
 }

@@ -8,10 +8,12 @@
 pub mod memory;
 pub mod redis;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::config::StoreConfig;
 
@@ -36,6 +38,60 @@ pub trait ReplayCache: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// A registered client (architecture draft, "Managing Identities").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: Uuid,
+    pub handle: String,
+    pub tags: BTreeSet<String>,
+}
+
+/// A change to a client: a new handle (or none), tags to add and tags to remove (disjoint).
+#[derive(Debug, Clone, Default)]
+pub struct ClientChange {
+    pub handle: Option<String>,
+    pub add: BTreeSet<String>,
+    pub remove: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no such client")]
+    UnknownClient,
+    #[error("client handle already taken")]
+    HandleTaken,
+    #[error("too many tags")]
+    TooManyTags,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The client registry of one gateway: clients per application, unique handles, and an
+/// index per tag so discovery never scans. Every change is atomic.
+#[async_trait]
+pub trait ClientRegistry: Send + Sync {
+    /// Registers a new client; `HandleTaken` if another client of `app` has its handle.
+    async fn register_client(&self, app: Uuid, client: &Client) -> Result<(), RegistryError>;
+
+    /// Applies `change` atomically: all of it or nothing. The client may end with at most
+    /// `max_tags` tags.
+    async fn update_client(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        change: &ClientChange,
+        max_tags: usize,
+    ) -> Result<Client, RegistryError>;
+
+    async fn client(&self, app: Uuid, client: Uuid) -> Result<Option<Client>, StoreError>;
+
+    /// Every client of `app` carrying `tag`, ordered by handle.
+    async fn clients_with_tag(&self, app: Uuid, tag: &str) -> Result<Vec<Client>, StoreError>;
+
+    /// Removes the client, its handle and its tag index entries; `false` if it did not exist.
+    async fn delete_client(&self, app: Uuid, client: Uuid) -> Result<bool, StoreError>;
+}
+
 /// Reachability, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -43,7 +99,7 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
-pub trait Store: ReplayCache + Health {
+pub trait Store: ReplayCache + ClientRegistry + Health {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;
 }

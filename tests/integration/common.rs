@@ -71,6 +71,8 @@ impl TestApp {
     pub fn config(&self) -> ApplicationConfig {
         ApplicationConfig {
             id: self.id,
+            public: true,
+            identity: Default::default(),
             keys: vec![
                 ApplicationKeyConfig {
                     id: self.key_id.clone(),

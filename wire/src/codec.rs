@@ -126,3 +126,52 @@ mod tests {
         );
     }
 }
+
+/// A TLS `bool`: one byte, 0 or 1; any other value is refused (tls_codec has no `bool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct WireBool(pub bool);
+
+impl tls_codec::Size for WireBool {
+    fn tls_serialized_len(&self) -> usize {
+        1
+    }
+}
+
+impl tls_codec::Serialize for WireBool {
+    fn tls_serialize<W: std::io::Write>(&self, writer: &mut W) -> Result<usize, tls_codec::Error> {
+        u8::from(self.0).tls_serialize(writer)
+    }
+}
+
+impl DeserializeBytes for WireBool {
+    fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
+        let (value, rest) = u8::tls_deserialize_bytes(bytes)?;
+        match value {
+            0 => Ok((WireBool(false), rest)),
+            1 => Ok((WireBool(true), rest)),
+            other => Err(tls_codec::Error::UnknownValue(u64::from(other))),
+        }
+    }
+}
+
+impl From<bool> for WireBool {
+    fn from(value: bool) -> Self {
+        WireBool(value)
+    }
+}
+
+#[cfg(test)]
+mod wire_bool_tests {
+    use super::*;
+
+    #[test]
+    fn only_zero_and_one_decode() {
+        assert_eq!(decode_exact::<WireBool>(&[0]), Ok(WireBool(false)));
+        assert_eq!(decode_exact::<WireBool>(&[1]), Ok(WireBool(true)));
+        assert_eq!(
+            decode_exact::<WireBool>(&[2]),
+            Err(DecodeError::UnknownValue(2))
+        );
+        assert_eq!(encode(&WireBool(true)).unwrap(), vec![1]);
+    }
+}

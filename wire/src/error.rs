@@ -88,6 +88,8 @@ error_codes! {
     RequestTimeout = 6, 408, "the request took too long to arrive";
     /// The body's leading wire version is not one this gateway speaks.
     UnsupportedVersion = 7, 400, "unsupported wire version";
+    /// An id in the path (application, client, queue, group) is not a valid UUID.
+    MalformedPath = 8, 400, "malformed identifier in the path";
     /// The request is not signed, or its signature envelope failed a check. The log on the
     /// gateway says which; the caller only learns that authentication failed.
     Unauthenticated = 100, 401, "authentication failed";
@@ -99,6 +101,32 @@ error_codes! {
     Overloaded = 201, 503, "the gateway is overloaded, retry later";
     /// An unexpected fault inside the gateway.
     Internal = 202, 500, "internal error";
+    /// A client handle is empty, longer than 255 bytes, or holds a control character.
+    InvalidHandle = 300, 400, "invalid client handle";
+    /// A tag is empty, longer than 255 bytes, or holds a control character.
+    InvalidTag = 301, 400, "invalid tag";
+    /// The change would give a client more than 64 tags.
+    TooManyTags = 302, 400, "too many tags";
+    /// A change adds and removes the same tag.
+    ConflictingTagChange = 303, 400, "a tag is both added and removed";
+    /// No application with this id is configured on this gateway.
+    UnknownApplication = 304, 404, "unknown application";
+    /// No client with this id in the application.
+    UnknownClient = 305, 404, "unknown client";
+    /// Another client of the application already has this handle.
+    HandleTaken = 306, 409, "client handle already taken";
+    /// The domain is not served by this gateway and no federation route to it is known.
+    UnknownDomain = 307, 404, "unknown domain";
+    /// The credential's type is not one the application's identity provider supports.
+    UnsupportedCredential = 310, 400, "credential type not supported by the identity provider";
+    /// The X.509 chain is malformed, untrusted, outside its validity or breaks a CA rule.
+    InvalidCertificateChain = 311, 400, "certificate chain does not validate";
+    /// A certificate needed to derive a handle, account or domain has no subject Common Name.
+    MissingCommonName = 312, 400, "certificate lacks the needed common name";
+    /// A Common Name used in a handle, account or domain contains one of @ / # $ :.
+    ForbiddenCommonNameCharacter = 313, 400, "common name contains a forbidden character";
+    /// The credential's leaf certificate key is not the signature key presented with it.
+    CredentialKeyMismatch = 314, 400, "credential does not certify the signature key";
 }
 
 #[cfg(test)]

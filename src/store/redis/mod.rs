@@ -8,9 +8,19 @@
 //! | key | type | what |
 //! | --- | --- | --- |
 //! | `mimi:replay:<sender>:<request id hex>` | string, TTL | a seen signed-request id |
+//! | `mimi:{app:<app>}:client:<client>` | hash `handle` | a registered client |
+//! | `mimi:{app:<app>}:client:<client>:tags` | set | its tags |
+//! | `mimi:{app:<app>}:handle:<handle>` | string | the client id holding a handle |
+//! | `mimi:{app:<app>}:tag:<tag>` | set | ids of the clients carrying a tag |
 //!
 //! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
-//! would pile a busy peer's keys onto one Cluster node.
+//! would pile a busy peer's keys onto one Cluster node. An application's registry shares one
+//! hash tag, so registering, renaming, tagging and deleting a client are each one script on
+//! one slot (the scripts build those key names from a declared key's prefix, all in the
+//! same slot); applications spread over the Cluster.
+
+mod registry;
+mod replay;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,16 +30,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::{Health, ReplayCache, Store, StoreError};
-
-/// Records a request id unless present. KEYS[1]: the id's key; ARGV[1]: TTL in seconds.
-/// Returns 1 when recorded, 0 when already seen.
-const RECORD_REQUEST_ID: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 1
-end
-return 0
-";
+use super::{Health, Store, StoreError};
 
 #[derive(Clone)]
 enum Connection {
@@ -73,7 +74,30 @@ pub struct RedisStore {
     connection: Connection,
     timeout: Duration,
     description: String,
+    scripts: Scripts,
+}
+
+/// Every Lua script, compiled (hashed) once per store.
+struct Scripts {
     record_request_id: Script,
+    register_client: Script,
+    update_client: Script,
+    read_client: Script,
+    clients_with_tag: Script,
+    delete_client: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            record_request_id: Script::new(replay::RECORD_REQUEST_ID),
+            register_client: Script::new(registry::REGISTER_CLIENT),
+            update_client: Script::new(registry::UPDATE_CLIENT),
+            read_client: Script::new(registry::READ_CLIENT),
+            clients_with_tag: Script::new(registry::CLIENTS_WITH_TAG),
+            delete_client: Script::new(registry::DELETE_CLIENT),
+        }
+    }
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -124,7 +148,7 @@ impl RedisStore {
             connection,
             timeout,
             description,
-            record_request_id: Script::new(RECORD_REQUEST_ID),
+            scripts: Scripts::new(),
         }
     }
 
@@ -151,33 +175,6 @@ fn redact(url: &str) -> String {
             format!("{}://***{}", &url[..scheme_end], &url[at..])
         }
         _ => url.to_owned(),
-    }
-}
-
-fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
-    format!("mimi:replay:{sender}:{}", hex::encode(request_id))
-}
-
-#[async_trait]
-impl ReplayCache for RedisStore {
-    async fn record_request_id(
-        &self,
-        sender: &str,
-        request_id: &[u8; 16],
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let key = replay_key(sender, request_id);
-        let ttl_secs = ttl.as_secs().max(1);
-        let recorded: i64 = self
-            .run(|mut connection| async move {
-                self.record_request_id
-                    .key(key)
-                    .arg(ttl_secs)
-                    .invoke_async(&mut connection)
-                    .await
-            })
-            .await?;
-        Ok(recorded == 1)
     }
 }
 
@@ -210,14 +207,5 @@ mod tests {
             "redis://***@host:6379/0"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-    }
-
-    #[test]
-    fn replay_keys_name_sender_and_id() {
-        let key = replay_key("peer:a.example", &[0xab; 16]);
-        assert_eq!(
-            key,
-            format!("mimi:replay:peer:a.example:{}", "ab".repeat(16))
-        );
     }
 }

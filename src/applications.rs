@@ -1,0 +1,109 @@
+//! The applications this gateway serves (MIMI Back-end Architecture, "Applications"): each
+//! has an id, an identity provider built from its `IdentityConfiguration`, and may be listed
+//! publicly at `GET /apps`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use mimi_wire::registry::{ApplicationConfiguration, X509DeviceHandleRange};
+use uuid::Uuid;
+
+use crate::config::{ApplicationConfig, Config, ConfigError, IdentityProviderKind};
+use crate::identity::{BasicProvider, IdentityProvider, X509Provider, X509Settings};
+
+pub struct Application {
+    pub id: Uuid,
+    pub public: bool,
+    pub identity: Arc<dyn IdentityProvider>,
+}
+
+impl Application {
+    /// The configuration peers see.
+    pub fn configuration(&self) -> ApplicationConfiguration {
+        ApplicationConfiguration {
+            id: *self.id.as_bytes(),
+            identity_configuration: self.identity.configuration(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Applications {
+    by_id: BTreeMap<Uuid, Application>,
+}
+
+impl Applications {
+    /// Builds every configured application, loading X.509 trust roots; the error names the
+    /// field. The configuration must have passed `Config::validate`.
+    pub fn from_config(config: &Config) -> Result<Applications, ConfigError> {
+        let mut by_id = BTreeMap::new();
+        for (index, application) in config.applications.iter().enumerate() {
+            let identity =
+                identity_provider(&format!("applications[{index}].identity"), application)?;
+            by_id.insert(
+                application.id,
+                Application {
+                    id: application.id,
+                    public: application.public,
+                    identity,
+                },
+            );
+        }
+        Ok(Applications { by_id })
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&Application> {
+        self.by_id.get(id)
+    }
+
+    /// The applications `GET /apps` lists, in id order.
+    pub fn public(&self) -> impl Iterator<Item = &Application> {
+        self.by_id.values().filter(|application| application.public)
+    }
+}
+
+fn identity_provider(
+    field: &str,
+    application: &ApplicationConfig,
+) -> Result<Arc<dyn IdentityProvider>, ConfigError> {
+    let identity = &application.identity;
+    let invalid = |field: String, reason: String| ConfigError::Invalid { field, reason };
+    match identity.provider {
+        IdentityProviderKind::Basic => Ok(Arc::new(BasicProvider)),
+        IdentityProviderKind::X509 => {
+            let range = identity.device_handle_range.ok_or_else(|| {
+                invalid(
+                    format!("{field}.device_handle_range"),
+                    "required for x509".into(),
+                )
+            })?;
+            let mut roots = Vec::new();
+            for (index, path) in identity.trust_roots.iter().enumerate() {
+                let loaded = load_roots(path)
+                    .map_err(|reason| invalid(format!("{field}.trust_roots[{index}]"), reason))?;
+                roots.extend(loaded);
+            }
+            let settings = X509Settings {
+                device_handle_range: X509DeviceHandleRange {
+                    start: range.start,
+                    end: range.end,
+                },
+                account_handle_offset: identity.account_handle_offset,
+                domain_name_offset: identity.domain_name_offset,
+            };
+            let provider = X509Provider::new(
+                settings,
+                identity.supports_accounts,
+                identity.supports_domains,
+                &roots,
+            )
+            .map_err(|reason| invalid(field.to_owned(), reason))?;
+            Ok(Arc::new(provider))
+        }
+    }
+}
+
+fn load_roots(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    crate::tls::load_certificates(path).map_err(|error| error.to_string())
+}

@@ -1,0 +1,45 @@
+//! `GET` and `DELETE /apps/{appId}/clients/{clientId}`: retrieval and deletion of one
+//! client, which the architecture draft leaves TODO ("Identity Retrieval", "Identity
+//! Deletion"). Deletion removes the client, its handle and its tag index entries atomically.
+
+use http::StatusCode;
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::registry::{ClientRecord, ClientResponse};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::service::{Reply, Request, encoded, octet_stream_response};
+use crate::state::State;
+use crate::store::{Client, RegistryError};
+
+use super::authorize;
+
+pub(super) fn client_record(client: &Client) -> ClientRecord {
+    ClientRecord {
+        client_id: *client.id.as_bytes(),
+        client_handle: client.handle.clone(),
+        tags: client.tags.iter().cloned().collect(),
+    }
+}
+
+pub async fn read(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
+    authorize(state, request, app)?;
+    let found = state
+        .store
+        .client(app, client)
+        .await?
+        .ok_or(RegistryError::UnknownClient)?;
+    encoded(&ClientResponse {
+        version: WIRE_VERSION,
+        client: client_record(&found),
+    })
+}
+
+pub async fn delete(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
+    authorize(state, request, app)?;
+    if !state.store.delete_client(app, client).await? {
+        return Err(GatewayError::Registry(RegistryError::UnknownClient));
+    }
+    tracing::info!(%app, %client, "client deleted");
+    Ok(octet_stream_response(StatusCode::NO_CONTENT, Vec::new()))
+}

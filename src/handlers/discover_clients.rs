@@ -1,0 +1,34 @@
+//! `GET /apps/{appId}/clients` (or `POST ...?discover`) (architecture draft, "Client
+//! Discovery"): every client carrying a tag, with its id, handle and all its tags, read from
+//! the tag's index (no scan). A `domain` other than this gateway's is another gateway's:
+//! until federation forwards it, it answers the stable "unknown domain" error.
+
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::registry::{DiscoverClientsRequest, DiscoverClientsResponse, check_tag};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+
+use super::{authorize, client::client_record, decode_body};
+
+pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
+    authorize(state, request, app)?;
+    let body: DiscoverClientsRequest =
+        decode_body(request, |body: &DiscoverClientsRequest| body.version)?;
+    check_tag(&body.tag).map_err(GatewayError::InvalidTag)?;
+    if let Some(domain) = &body.domain {
+        let config = &state.config;
+        let local = domain.eq_ignore_ascii_case(&config.domain)
+            || domain.eq_ignore_ascii_case(config.ds_domain());
+        if !local {
+            return Err(GatewayError::UnknownDomain(domain.clone()));
+        }
+    }
+    let clients = state.store.clients_with_tag(app, &body.tag).await?;
+    encoded(&DiscoverClientsResponse {
+        version: WIRE_VERSION,
+        identities: clients.iter().map(client_record).collect(),
+    })
+}

@@ -1,0 +1,49 @@
+//! `POST /apps/{appId}/clients` (architecture draft, "Identity Registration"): registers
+//! `{ clientHandle, tags }` and answers `{ clientId }`, a fresh UUIDv4. Handles are unique
+//! among the application's clients (409 otherwise).
+
+use std::collections::BTreeSet;
+
+use http::StatusCode;
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::registry::{MAX_TAGS, RegisterClientRequest, RegisterClientResponse, check_handle};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+use crate::store::Client;
+
+use super::{authorize, decode_body};
+
+/// Checks every tag and removes duplicates.
+pub(super) fn tag_set(tags: &[String]) -> Result<BTreeSet<String>, GatewayError> {
+    for tag in tags {
+        mimi_wire::registry::check_tag(tag).map_err(GatewayError::InvalidTag)?;
+    }
+    Ok(tags.iter().cloned().collect())
+}
+
+pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
+    authorize(state, request, app)?;
+    let body: RegisterClientRequest =
+        decode_body(request, |body: &RegisterClientRequest| body.version)?;
+    check_handle(&body.client_handle).map_err(GatewayError::InvalidHandle)?;
+    let tags = tag_set(&body.tags)?;
+    if tags.len() > MAX_TAGS {
+        return Err(GatewayError::TooManyTags(MAX_TAGS));
+    }
+    let client = Client {
+        id: Uuid::new_v4(),
+        handle: body.client_handle,
+        tags,
+    };
+    state.store.register_client(app, &client).await?;
+    tracing::info!(%app, client = %client.id, "client registered");
+    let mut response = encoded(&RegisterClientResponse {
+        version: WIRE_VERSION,
+        client_id: *client.id.as_bytes(),
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}

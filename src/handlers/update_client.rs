@@ -1,0 +1,40 @@
+//! `PATCH /apps/{appId}/clients/{clientId}` (architecture draft, "Identity Registration"):
+//! changes the handle and adds or removes tags, atomically. 409 if the new handle is taken,
+//! 404 for an unknown client; adding and removing the same tag is refused.
+
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::registry::{ClientResponse, MAX_TAGS, UpdateClientRequest, check_handle};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+use crate::store::ClientChange;
+
+use super::register_client::tag_set;
+use super::{authorize, client::client_record, decode_body};
+
+pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
+    authorize(state, request, app)?;
+    let body: UpdateClientRequest =
+        decode_body(request, |body: &UpdateClientRequest| body.version)?;
+    if let Some(handle) = &body.client_handle {
+        check_handle(handle).map_err(GatewayError::InvalidHandle)?;
+    }
+    let change = ClientChange {
+        handle: body.client_handle,
+        add: tag_set(&body.tags_to_add)?,
+        remove: tag_set(&body.tags_to_remove)?,
+    };
+    if let Some(tag) = change.add.intersection(&change.remove).next() {
+        return Err(GatewayError::ConflictingTagChange(tag.clone()));
+    }
+    let updated = state
+        .store
+        .update_client(app, client, &change, MAX_TAGS)
+        .await?;
+    encoded(&ClientResponse {
+        version: WIRE_VERSION,
+        client: client_record(&updated),
+    })
+}
