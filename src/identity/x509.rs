@@ -203,7 +203,7 @@ fn parse(chain: &[Vec<u8>]) -> Result<Vec<X509Certificate<'_>>, IdentityError> {
         .iter()
         .enumerate()
         .map(|(offset, der)| match X509Certificate::from_der(der) {
-            Ok((rest, certificate)) if rest.is_empty() => Ok(certificate),
+            Ok(([], certificate)) => Ok(certificate),
             Ok(_) => Err(IdentityError::InvalidChain(format!(
                 "certificate {offset} has trailing bytes"
             ))),

@@ -230,6 +230,21 @@ async fn discover_prints_the_ds_domain_and_keys() {
 fn invalid_configuration_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let id = uuid::Uuid::new_v4();
+    let roots = dir.path().join("roots.pem");
+    mimi_gateway::dev_certs::DevCa::open_or_create(dir.path()).unwrap();
+    std::fs::copy(dir.path().join("ca.pem"), &roots).unwrap();
+    // An X.509 application with the given identity lines (trust roots given unless the lines
+    // name their own).
+    let x509 = |lines: &str| {
+        let roots_line = if lines.contains("trust_roots") {
+            String::new()
+        } else {
+            format!("trust_roots = [{roots:?}]\n")
+        };
+        format!(
+            "[[applications]]\nid = \"{id}\"\n[applications.identity]\nprovider = \"x509\"\n{roots_line}{lines}\n"
+        )
+    };
     let cases = [
         (
             format!("[[applications]]\nid = \"{id}\"\n[[applications]]\nid = \"{id}\"\n"),
@@ -246,6 +261,47 @@ fn invalid_configuration_is_refused_naming_the_field() {
         ),
         ("[tls]\ncert = \"x.pem\"\n".to_string(), "tls"),
         ("typo_key = 1\n".to_string(), "typo_key"),
+        (x509(""), "applications[0].identity.device_handle_range"),
+        (
+            x509("device_handle_range = { start = 1, end = 0 }"),
+            "applications[0].identity.device_handle_range",
+        ),
+        (
+            x509("device_handle_range = { start = 0, end = 0 }\nsupports_accounts = true"),
+            "applications[0].identity.account_handle_offset",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 1 }\nsupports_accounts = true\naccount_handle_offset = 1",
+            ),
+            "applications[0].identity.account_handle_offset",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 0 }\nsupports_accounts = true\naccount_handle_offset = 2\n\
+                 supports_domains = true\ndomain_name_offset = 2",
+            ),
+            "applications[0].identity.domain_name_offset",
+        ),
+        (
+            format!(
+                "[[applications]]\nid = \"{id}\"\n[applications.identity]\nprovider = \"x509\"\n\
+                 device_handle_range = {{ start = 0, end = 0 }}\n"
+            ),
+            "applications[0].identity.trust_roots",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 0 }\ntrust_roots = [\"/nonexistent/root.pem\"]",
+            ),
+            "applications[0].identity.trust_roots[0]",
+        ),
+        (
+            format!(
+                "[[applications]]\nid = \"{id}\"\n[applications.identity]\nsupports_accounts = true\n"
+            ),
+            "applications[0].identity",
+        ),
     ];
     for (text, field) in cases {
         let path = dir.path().join("gateway.toml");

@@ -186,6 +186,11 @@ impl Harness {
             .await
     }
 
+    /// A fresh signed request from the test application.
+    pub async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Answer {
+        self.signed(method, path, &body, self.app.claims()).await
+    }
+
     /// The value of one metric line on the admin listener (0 when absent).
     pub async fn metric(&self, series: &str) -> u64 {
         let text = admin_get(self.admin, "/metrics").await.1;

@@ -4,7 +4,9 @@
 mod cli;
 mod common;
 mod docs;
+mod identity;
 mod outage;
+mod registry;
 mod shutdown;
 mod signed_requests;
 mod stores;
