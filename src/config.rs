@@ -41,7 +41,27 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    pub key_packages: KeyPackagesConfig,
     pub applications: Vec<ApplicationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyPackagesConfig {
+    /// Longest lifetime window (`not_after - not_before`) a key package may have; openmls
+    /// does not check it. Default: openmls' own default window, 84 days plus one hour.
+    pub max_lifetime_secs: u64,
+    /// Most ordinary key packages one key queue may hold.
+    pub max_per_queue: usize,
+}
+
+impl Default for KeyPackagesConfig {
+    fn default() -> Self {
+        KeyPackagesConfig {
+            max_lifetime_secs: 84 * 86_400 + 3_600,
+            max_per_queue: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +193,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
+            key_packages: KeyPackagesConfig::default(),
             applications: Vec::new(),
         }
     }

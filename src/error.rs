@@ -7,7 +7,8 @@ use mimi_wire::{DecodeError, ErrorCode};
 
 use crate::auth::AuthError;
 use crate::identity::IdentityError;
-use crate::store::{RegistryError, StoreError};
+use crate::mls::key_package::KeyPackageError;
+use crate::store::{KeyQueueError, RegistryError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -47,6 +48,22 @@ pub enum GatewayError {
     Registry(#[from] RegistryError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("application label: {0}")]
+    InvalidLabel(String),
+    #[error("receiver client id: {0}")]
+    InvalidReceiver(String),
+    #[error("protocol version {0} is not supported")]
+    UnsupportedProtocolVersion(u16),
+    #[error("cipher suite {0:#06x} is not supported")]
+    UnsupportedCipherSuite(u16),
+    #[error("key queue: {0}")]
+    KeyQueue(#[from] KeyQueueError),
+    /// A refused key package: `index` in the upload, or `None` for the final key.
+    #[error("key package {index:?}: {error}")]
+    KeyPackage {
+        index: Option<usize>,
+        error: KeyPackageError,
+    },
     #[error("handler did not finish in time")]
     Overloaded,
     #[error("internal: {0}")]
@@ -83,8 +100,37 @@ impl GatewayError {
             GatewayError::Registry(RegistryError::HandleTaken) => ErrorCode::HandleTaken,
             GatewayError::Registry(RegistryError::Store(_)) => ErrorCode::StoreUnavailable,
             GatewayError::Identity(error) => error.code(),
+            GatewayError::InvalidLabel(_) => ErrorCode::InvalidLabel,
+            GatewayError::InvalidReceiver(_) => ErrorCode::InvalidReceiver,
+            GatewayError::UnsupportedProtocolVersion(_) => ErrorCode::UnsupportedProtocolVersion,
+            GatewayError::UnsupportedCipherSuite(_) => ErrorCode::UnsupportedCipherSuite,
+            GatewayError::KeyQueue(error) => match error {
+                KeyQueueError::UnknownClient => ErrorCode::UnknownClient,
+                KeyQueueError::QueueExists => ErrorCode::KeyQueueExists,
+                KeyQueueError::UnknownQueue => ErrorCode::UnknownKeyQueue,
+                KeyQueueError::NoMatchingQueue => ErrorCode::NoMatchingQueue,
+                KeyQueueError::Exhausted => ErrorCode::QueueExhausted,
+                KeyQueueError::TooManyPackages(_) => ErrorCode::TooManyKeyPackages,
+                KeyQueueError::Store(_) => ErrorCode::StoreUnavailable,
+            },
+            GatewayError::KeyPackage { error, .. } => error.code(),
             GatewayError::Overloaded => ErrorCode::Overloaded,
             GatewayError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl GatewayError {
+    /// The `detail` sent with the code: its generic description, except where the caller
+    /// needs to know which part of its input was refused (never internal detail).
+    pub fn detail(&self) -> String {
+        let description = self.code().description();
+        match self {
+            GatewayError::KeyPackage {
+                index: Some(index), ..
+            } => format!("key package {index}: {description}"),
+            GatewayError::KeyPackage { index: None, .. } => format!("final key: {description}"),
+            _ => description.to_owned(),
         }
     }
 }

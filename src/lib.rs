@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod mls;
 pub mod router;
 pub mod serve;
 pub mod server;

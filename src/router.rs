@@ -69,6 +69,28 @@ pub enum Endpoint {
         app: Uuid,
         client: Uuid,
     },
+    /// `POST /apps/{appId}/clients/{clientId}/queues` ("Key Queue Creation").
+    CreateKeyQueue {
+        app: Uuid,
+        client: Uuid,
+    },
+    /// `PATCH /apps/{appId}/clients/{clientId}/queues/{keyQueueId}` ("Key Queue Update").
+    UpdateKeyQueue {
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    },
+    /// `DELETE /apps/{appId}/clients/{clientId}/queues/{keyQueueId}` ("Key Pool Deletion").
+    DeleteKeyQueue {
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    },
+    /// `GET|POST /apps/{appId}/clients/{clientId}/keyPackage` ("Key Package Retrieval").
+    RetrieveKeyPackage {
+        app: Uuid,
+        client: Uuid,
+    },
     Healthz,
     Readyz,
     Metrics,
@@ -83,7 +105,11 @@ impl Endpoint {
             | Endpoint::DiscoverClients { app }
             | Endpoint::ReadClient { app, .. }
             | Endpoint::UpdateClient { app, .. }
-            | Endpoint::DeleteClient { app, .. } => Some(app),
+            | Endpoint::DeleteClient { app, .. }
+            | Endpoint::CreateKeyQueue { app, .. }
+            | Endpoint::UpdateKeyQueue { app, .. }
+            | Endpoint::DeleteKeyQueue { app, .. }
+            | Endpoint::RetrieveKeyPackage { app, .. } => Some(app),
             _ => None,
         }
     }
@@ -99,6 +125,10 @@ impl Endpoint {
             Endpoint::ReadClient { .. } => "read_client",
             Endpoint::UpdateClient { .. } => "update_client",
             Endpoint::DeleteClient { .. } => "delete_client",
+            Endpoint::CreateKeyQueue { .. } => "create_key_queue",
+            Endpoint::UpdateKeyQueue { .. } => "update_key_queue",
+            Endpoint::DeleteKeyQueue { .. } => "delete_key_queue",
+            Endpoint::RetrieveKeyPackage { .. } => "retrieve_key_package",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
@@ -197,6 +227,25 @@ fn route_application(
                 Method::DELETE => Ok(Endpoint::DeleteClient { app, client }),
                 _ => Err(GatewayError::MethodNotAllowed),
             }
+        }
+        ["apps", app, "clients", client, "queues"] => {
+            let (app, client) = (path_id(app)?, path_id(client)?);
+            match *method {
+                Method::POST => Ok(Endpoint::CreateKeyQueue { app, client }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "clients", client, "queues", queue] => {
+            let (app, client, queue) = (path_id(app)?, path_id(client)?, path_id(queue)?);
+            match *method {
+                Method::PATCH => Ok(Endpoint::UpdateKeyQueue { app, client, queue }),
+                Method::DELETE => Ok(Endpoint::DeleteKeyQueue { app, client, queue }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "clients", client, "keyPackage"] => {
+            let (app, client) = (path_id(app)?, path_id(client)?);
+            get_or_post(method, Endpoint::RetrieveKeyPackage { app, client })
         }
         _ => Err(GatewayError::NotFound),
     }

@@ -80,7 +80,7 @@ pub async fn handle(
                 } else {
                     tracing::info!(%error, code = code.code(), "request refused");
                 }
-                error_response(code)
+                error_response_with(code, error.detail())
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -206,11 +206,19 @@ async fn read_body(
 }
 
 pub fn error_response(code: mimi_wire::ErrorCode) -> HttpResponse {
+    error_response_with(code, code.description().to_owned())
+}
+
+pub fn error_response_with(code: mimi_wire::ErrorCode, detail: String) -> HttpResponse {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // An ErrorResponse is a u16 and a short static string: encoding cannot fail, and if it
+    // An ErrorResponse is a u16 and a short string: encoding cannot fail, and if it
     // ever did the status alone still answers.
-    let body = mimi_wire::encode(&ErrorResponse::new(code)).unwrap_or_default();
+    let body = mimi_wire::encode(&ErrorResponse {
+        code: code.code(),
+        detail,
+    })
+    .unwrap_or_default();
     octet_stream_response(status, body)
 }
 

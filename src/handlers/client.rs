@@ -35,8 +35,16 @@ pub async fn read(state: &State, request: &Request, app: Uuid, client: Uuid) -> 
     })
 }
 
+/// Deletion in two steps, each atomic: first the client's key queues go and the client is
+/// marked retired in its own slot (no key package is handed out or accepted for it after
+/// that), then its registry entry goes. A crash between the two leaves a registered client
+/// without queues; deleting again completes it.
 pub async fn delete(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
     authorize(state, request, app)?;
+    if state.store.client(app, client).await?.is_none() {
+        return Err(GatewayError::Registry(RegistryError::UnknownClient));
+    }
+    state.store.retire_client_key_queues(app, client).await?;
     if !state.store.delete_client(app, client).await? {
         return Err(GatewayError::Registry(RegistryError::UnknownClient));
     }

@@ -5,7 +5,9 @@ mod applications;
 mod client;
 mod discover_clients;
 mod ds_domain;
+mod key_queues;
 mod register_client;
+mod retrieve_key_package;
 mod update_client;
 mod verification_key;
 mod whoami;
@@ -35,6 +37,18 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         }
         Endpoint::DeleteClient { app, client } => {
             client::delete(state, &request, app, client).await
+        }
+        Endpoint::CreateKeyQueue { app, client } => {
+            key_queues::create(state, &request, app, client).await
+        }
+        Endpoint::UpdateKeyQueue { app, client, queue } => {
+            key_queues::update(state, &request, app, client, queue).await
+        }
+        Endpoint::DeleteKeyQueue { app, client, queue } => {
+            key_queues::delete(state, &request, app, client, queue).await
+        }
+        Endpoint::RetrieveKeyPackage { app, client } => {
+            retrieve_key_package::handle(state, &request, app, client).await
         }
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),

@@ -92,6 +92,133 @@ pub trait ClientRegistry: Send + Sync {
     async fn delete_client(&self, app: Uuid, client: Uuid) -> Result<bool, StoreError>;
 }
 
+/// The attributes a key queue is chosen by (architecture draft, "Key Queue Creation").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyQueueAttributes {
+    pub protocol_version: u16,
+    pub cipher_suite: u16,
+    pub app_label: String,
+}
+
+impl KeyQueueAttributes {
+    /// The one string that identifies these attributes among a client's queues.
+    pub fn field(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.protocol_version, self.cipher_suite, self.app_label
+        )
+    }
+}
+
+/// A validated key package as stored: its bytes and the few fields retrieval needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKeyPackage {
+    pub reference: Vec<u8>,
+    pub not_after: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A key queue update (architecture draft, "Key Queue Update"), already validated.
+#[derive(Debug, Clone, Default)]
+pub struct KeyQueueUpdate {
+    pub reset: bool,
+    pub packages: Vec<StoredKeyPackage>,
+    pub app_label: Option<String>,
+    pub final_key: Option<StoredKeyPackage>,
+}
+
+/// What a retrieval hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetrievedKeyPackage {
+    /// An ordinary package, now assigned to the receiver.
+    Assigned(Vec<u8>),
+    /// The queue's final key (reusable; only once ordinary packages are gone).
+    FinalKey(Vec<u8>),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyQueueError {
+    #[error("no such client")]
+    UnknownClient,
+    #[error("a key queue with these attributes exists")]
+    QueueExists,
+    #[error("no such key queue")]
+    UnknownQueue,
+    #[error("no key queue matches")]
+    NoMatchingQueue,
+    #[error("key queue exhausted")]
+    Exhausted,
+    #[error("more than {0} key packages")]
+    TooManyPackages(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Key queues (architecture draft, "Managing Key Packages"): every operation is one atomic
+/// step; a client's queues share one hash tag in Redis.
+#[async_trait]
+pub trait KeyQueues: Send + Sync {
+    async fn create_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+        attributes: &KeyQueueAttributes,
+    ) -> Result<(), KeyQueueError>;
+
+    /// The queue's attributes, if it exists and belongs to `app`'s `client`.
+    async fn key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    ) -> Result<Option<KeyQueueAttributes>, StoreError>;
+
+    /// Applies an update; answers the number of ordinary packages in the queue after it.
+    /// Expired packages are dropped first. At most `max_packages` may be held.
+    async fn update_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+        update: &KeyQueueUpdate,
+        now: u64,
+        max_packages: usize,
+    ) -> Result<usize, KeyQueueError>;
+
+    async fn delete_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    ) -> Result<bool, StoreError>;
+
+    /// The draft's retrieval, in one atomic step: the package already assigned to
+    /// `receiver`, else the unassigned one with the earliest `not_after` (now assigned),
+    /// else the final key; expired packages are dropped on the way.
+    async fn retrieve_key_package(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
+    ) -> Result<RetrievedKeyPackage, KeyQueueError>;
+
+    /// Advances the queue holding the package `reference` (a commit added it): the package
+    /// is deleted, and its receiver gets a new one next time. `false` if no queue has it.
+    async fn advance_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        reference: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes every key queue of the client and refuses any later queue operation on it:
+    /// the first step of deleting a client.
+    async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError>;
+}
+
 /// Reachability, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -99,7 +226,7 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
-pub trait Store: ReplayCache + ClientRegistry + Health {
+pub trait Store: ReplayCache + ClientRegistry + KeyQueues + Health {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;
 }

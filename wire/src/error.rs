@@ -127,6 +127,45 @@ error_codes! {
     ForbiddenCommonNameCharacter = 313, 400, "common name contains a forbidden character";
     /// The credential's leaf certificate key is not the signature key presented with it.
     CredentialKeyMismatch = 314, 400, "credential does not certify the signature key";
+    /// The client already has a key queue with this protocol version, cipher suite and label.
+    KeyQueueExists = 400, 409, "a key queue with these attributes exists";
+    /// No key queue with this id for this client.
+    UnknownKeyQueue = 401, 404, "unknown key queue";
+    /// Retrieval: the client has no key queue with the asked attributes.
+    NoMatchingQueue = 402, 404, "no key queue matches";
+    /// Retrieval: no unexpired key package and no final key is left.
+    QueueExhausted = 403, 404, "the key queue is exhausted";
+    /// Only MLS 1.0 (protocol version 1) is supported.
+    UnsupportedProtocolVersion = 404, 400, "unsupported protocol version";
+    /// The cipher suite is not one this gateway can validate.
+    UnsupportedCipherSuite = 405, 400, "unsupported cipher suite";
+    /// An application label is longer than 255 bytes or holds a control character.
+    InvalidLabel = 406, 400, "invalid application label";
+    /// A receiver client id is empty or longer than 255 bytes.
+    InvalidReceiver = 407, 400, "invalid receiver client id";
+    /// The update would hold more key packages than the configured maximum per queue.
+    TooManyKeyPackages = 408, 400, "too many key packages in the queue";
+    /// Not a TLS-serialized MLSMessage holding a KeyPackage (truncated, trailing bytes, ...).
+    MalformedKeyPackage = 410, 400, "malformed key package";
+    /// A key package or leaf node signature does not verify.
+    KeyPackageSignatureInvalid = 411, 400, "key package signature invalid";
+    /// The key package breaks another rule of RFC 9420 (init key equals encryption key,
+    /// unsupported extension, missing lifetime, ...).
+    KeyPackageInvalid = 412, 400, "key package invalid";
+    /// The key package's cipher suite is not the queue's.
+    CipherSuiteMismatch = 413, 400, "key package cipher suite does not match the queue";
+    /// The key package's protocol version is not the queue's.
+    ProtocolVersionMismatch = 414, 400, "key package protocol version does not match the queue";
+    /// The key package's lifetime window is longer than the configured maximum.
+    LifetimeTooLong = 415, 400, "key package lifetime too long";
+    /// The credential names another client than the queue's owner.
+    CredentialNotOwner = 416, 400, "credential does not belong to the queue's client";
+    /// The credential's domain is not this gateway's (or not the sending peer's).
+    ForeignDomain = 417, 400, "credential domain is not this provider's";
+    /// A last-resort key package was offered as an ordinary one; it belongs in `final_key`.
+    LastResortNotAllowed = 418, 400, "last-resort key package offered as an ordinary one";
+    /// The key package's lifetime has ended, or not begun.
+    KeyPackageExpired = 419, 400, "key package expired or not yet valid";
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! | `mimi:{app:<app>}:client:<client>:tags` | set | its tags |
 //! | `mimi:{app:<app>}:handle:<handle>` | string | the client id holding a handle |
 //! | `mimi:{app:<app>}:tag:<tag>` | set | ids of the clients carrying a tag |
+//! | `mimi:{c:<client>}:...` | | the client's key queues (see `key_queues.rs`) |
 //!
 //! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
 //! would pile a busy peer's keys onto one Cluster node. An application's registry shares one
@@ -19,6 +20,7 @@
 //! one slot (the scripts build those key names from a declared key's prefix, all in the
 //! same slot); applications spread over the Cluster.
 
+mod key_queues;
 mod registry;
 mod replay;
 
@@ -85,6 +87,13 @@ struct Scripts {
     read_client: Script,
     clients_with_tag: Script,
     delete_client: Script,
+    create_queue: Script,
+    read_queue: Script,
+    update_queue: Script,
+    retrieve: Script,
+    advance: Script,
+    delete_queue: Script,
+    retire_client: Script,
 }
 
 impl Scripts {
@@ -96,6 +105,13 @@ impl Scripts {
             read_client: Script::new(registry::READ_CLIENT),
             clients_with_tag: Script::new(registry::CLIENTS_WITH_TAG),
             delete_client: Script::new(registry::DELETE_CLIENT),
+            create_queue: Script::new(key_queues::CREATE_QUEUE),
+            read_queue: Script::new(key_queues::READ_QUEUE),
+            update_queue: Script::new(&key_queues::update_queue_script()),
+            retrieve: Script::new(&key_queues::retrieve_script()),
+            advance: Script::new(key_queues::ADVANCE),
+            delete_queue: Script::new(key_queues::DELETE_QUEUE),
+            retire_client: Script::new(key_queues::RETIRE_CLIENT),
         }
     }
 }

@@ -1,0 +1,193 @@
+//! Key package validation for key queues (architecture draft, "Key Package Validation" and
+//! "Key Queue Update"): openmls' `KeyPackageIn::validate` (signatures, version, lifetime,
+//! extensions), then the gateway's own checks, each with its own error code: version and
+//! cipher suite equal the queue's, lifetime window within the configured maximum, no
+//! last-resort package among ordinary ones, credential valid under the application's
+//! identity provider, naming the queue's client, and of this gateway's domain when the
+//! application uses domains.
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{
+    KeyPackageIn, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn, ProtocolVersion,
+};
+use openmls_traits::OpenMlsProvider;
+
+use mimi_wire::ErrorCode;
+
+use crate::identity::{ApplicationContext, Identity, IdentityError, IdentityProvider};
+
+/// The cipher suites whose key packages this gateway can validate (openmls_rust_crypto).
+pub const SUPPORTED_CIPHER_SUITES: [u16; 3] = [0x0001, 0x0002, 0x0003];
+/// MLS 1.0.
+pub const MLS_10: u16 = 1;
+
+/// Why a key package was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyPackageError {
+    #[error("not an MLSMessage holding a KeyPackage: {0}")]
+    Malformed(String),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("lifetime ended or not begun: {0}")]
+    Expired(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("cipher suite {found:#06x}, queue has {expected:#06x}")]
+    CipherSuiteMismatch { found: u16, expected: u16 },
+    #[error("protocol version {found}, queue has {expected}")]
+    ProtocolVersionMismatch { found: u16, expected: u16 },
+    #[error("lifetime window {window}s is over the maximum {max}s")]
+    LifetimeTooLong { window: u64, max: u64 },
+    #[error("last-resort key package offered as an ordinary one")]
+    LastResort,
+    #[error("credential: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("credential names `{found}`, the queue belongs to `{expected}`")]
+    NotOwner { found: String, expected: String },
+    #[error("credential domain `{found}` is not `{expected}`")]
+    ForeignDomain { found: String, expected: String },
+}
+
+impl KeyPackageError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            KeyPackageError::Malformed(_) => ErrorCode::MalformedKeyPackage,
+            KeyPackageError::BadSignature => ErrorCode::KeyPackageSignatureInvalid,
+            KeyPackageError::Expired(_) => ErrorCode::KeyPackageExpired,
+            KeyPackageError::Invalid(_) => ErrorCode::KeyPackageInvalid,
+            KeyPackageError::CipherSuiteMismatch { .. } => ErrorCode::CipherSuiteMismatch,
+            KeyPackageError::ProtocolVersionMismatch { .. } => ErrorCode::ProtocolVersionMismatch,
+            KeyPackageError::LifetimeTooLong { .. } => ErrorCode::LifetimeTooLong,
+            KeyPackageError::LastResort => ErrorCode::LastResortNotAllowed,
+            KeyPackageError::Identity(error) => error.code(),
+            KeyPackageError::NotOwner { .. } => ErrorCode::CredentialNotOwner,
+            KeyPackageError::ForeignDomain { .. } => ErrorCode::ForeignDomain,
+        }
+    }
+}
+
+/// What the queue a package is for requires of it.
+pub struct QueueRules<'a> {
+    pub protocol_version: u16,
+    pub cipher_suite: u16,
+    pub max_lifetime_secs: u64,
+    pub identity: &'a dyn IdentityProvider,
+    /// The handle of the client owning the queue.
+    pub owner_handle: &'a str,
+    /// The domain credentials must name, when the application uses domains.
+    pub domain: &'a str,
+    /// Final keys may be last-resort packages; ordinary ones may not.
+    pub final_key: bool,
+}
+
+/// A key package that passed every check: what the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidKeyPackage {
+    /// The MLSMessage bytes as uploaded.
+    pub bytes: Vec<u8>,
+    /// KeyPackageRef (RFC 9420, section 5.2).
+    pub reference: Vec<u8>,
+    pub not_after: u64,
+}
+
+/// The KeyPackage's own protocol version and cipher suite, read from the bytes of an
+/// MLSMessage that decoded as a KeyPackage: `uint16 version; uint16 wire_format;` then the
+/// KeyPackage's `uint16 version; uint16 cipher_suite;`. Reading them here lets a mismatch be
+/// refused before any signature is checked.
+fn version_and_suite(bytes: &[u8]) -> Option<(u16, u16)> {
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    Some((field(4)?, field(6)?))
+}
+
+/// Decodes and validates one key package for a queue.
+pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage, KeyPackageError> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
+    let key_package_in: KeyPackageIn = match message.extract() {
+        MlsMessageBodyIn::KeyPackage(key_package) => key_package,
+        _ => {
+            return Err(KeyPackageError::Malformed(
+                "the MLSMessage is not a KeyPackage".into(),
+            ));
+        }
+    };
+    let (version, suite) =
+        version_and_suite(bytes).ok_or_else(|| KeyPackageError::Malformed("too short".into()))?;
+    if version != rules.protocol_version {
+        return Err(KeyPackageError::ProtocolVersionMismatch {
+            found: version,
+            expected: rules.protocol_version,
+        });
+    }
+    if suite != rules.cipher_suite {
+        return Err(KeyPackageError::CipherSuiteMismatch {
+            found: suite,
+            expected: rules.cipher_suite,
+        });
+    }
+    let provider = super::crypto();
+    let key_package = key_package_in
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .map_err(|error| match error {
+            KeyPackageVerifyError::InvalidSignature
+            | KeyPackageVerifyError::InvalidLeafNodeSignature => KeyPackageError::BadSignature,
+            KeyPackageVerifyError::LifetimeError(error) => {
+                KeyPackageError::Expired(error.to_string())
+            }
+            KeyPackageVerifyError::InvalidProtocolVersion => {
+                KeyPackageError::ProtocolVersionMismatch {
+                    found: version,
+                    expected: rules.protocol_version,
+                }
+            }
+            other => KeyPackageError::Invalid(other.to_string()),
+        })?;
+    let lifetime = key_package.life_time();
+    let window = lifetime.not_after().saturating_sub(lifetime.not_before());
+    if window > rules.max_lifetime_secs {
+        return Err(KeyPackageError::LifetimeTooLong {
+            window,
+            max: rules.max_lifetime_secs,
+        });
+    }
+    if key_package.last_resort() && !rules.final_key {
+        return Err(KeyPackageError::LastResort);
+    }
+    let leaf = key_package.leaf_node();
+    let credential = super::credential(leaf.credential());
+    let identity = Identity {
+        signature_key: leaf.signature_key().as_slice(),
+        credential: &credential,
+    };
+    let named = rules
+        .identity
+        .validate(&identity, &ApplicationContext::now())?;
+    if named.handle != rules.owner_handle {
+        return Err(KeyPackageError::NotOwner {
+            found: named.handle,
+            expected: rules.owner_handle.to_owned(),
+        });
+    }
+    if let Some(domain) = named.domain
+        && !domain.eq_ignore_ascii_case(rules.domain)
+    {
+        return Err(KeyPackageError::ForeignDomain {
+            found: domain,
+            expected: rules.domain.to_owned(),
+        });
+    }
+    let reference = key_package
+        .hash_ref(provider.crypto())
+        .map_err(|error| KeyPackageError::Invalid(error.to_string()))?
+        .as_slice()
+        .to_vec();
+    Ok(ValidKeyPackage {
+        bytes: bytes.to_vec(),
+        reference,
+        not_after: lifetime.not_after(),
+    })
+}

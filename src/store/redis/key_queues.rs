@@ -1,0 +1,400 @@
+//! Key queues in Redis: all of a client's queues share the hash tag `{c:<client>}`, so each
+//! operation (create, update, retrieve, advance, delete) is one Lua script on one slot, and
+//! clients spread over a Cluster.
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `mimi:{c:<client>}:queues:<app>` | hash | `<version>:<suite>:<label>` -> queue id |
+//! | `mimi:{c:<client>}:retired` | string | the client is being deleted |
+//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after |
+//! | `mimi:{c:<client>}:q:<queue>:free` | zset | unassigned package refs by `not_after` |
+//! | `mimi:{c:<client>}:q:<queue>:taken` | zset | assigned package refs by `not_after` |
+//! | `mimi:{c:<client>}:q:<queue>:pkg` | hash | ref -> MLSMessage bytes (stored once) |
+//! | `mimi:{c:<client>}:q:<queue>:to` | hash | receiver -> assigned ref |
+//! | `mimi:{c:<client>}:q:<queue>:by` | hash | assigned ref -> receiver |
+
+use async_trait::async_trait;
+use redis::Value;
+use uuid::Uuid;
+
+use super::RedisStore;
+use crate::store::{
+    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RetrievedKeyPackage, StoreError,
+};
+
+/// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
+/// that read or change packages.
+const PURGE: &str = r"
+local function purge(base, now)
+  local pkg, to, by = base .. ':pkg', base .. ':to', base .. ':by'
+  for _, set in ipairs({base .. ':free', base .. ':taken'}) do
+    for _, ref in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now)) do
+      redis.call('ZREM', set, ref)
+      redis.call('HDEL', pkg, ref)
+      local receiver = redis.call('HGET', by, ref)
+      if receiver then
+        redis.call('HDEL', to, receiver)
+        redis.call('HDEL', by, ref)
+      end
+    end
+  end
+end
+";
+
+/// KEYS: index, queue hash, retired. ARGV: field, queue id, app, version, suite, label.
+/// Returns -1 retired client, 0 attributes taken, 1 created.
+pub(super) const CREATE_QUEUE: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'app', ARGV[3], 'version', ARGV[4], 'suite', ARGV[5], 'label', ARGV[6])
+return 1
+";
+
+/// KEYS: queue hash. ARGV: app. Returns {} or {version, suite, label}.
+pub(super) const READ_QUEUE: &str = r"
+local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
+if not queue[1] or queue[1] ~= ARGV[1] then return {} end
+return {queue[2], queue[3], queue[4]}
+";
+
+/// KEYS: queue hash, index, retired. ARGV: base, app, now, reset, has label, label,
+/// has final, final bytes, final not_after, max packages, queue id, then (ref, not_after,
+/// bytes) per package. Returns {-1} retired, {0} unknown queue, {2} label taken, {3} too
+/// many packages, {1, count}.
+pub(super) fn update_queue_script() -> String {
+    format!(
+        "{PURGE}{}",
+        r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
+local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
+if not queue[1] or queue[1] ~= ARGV[2] then return {0} end
+local base = ARGV[1]
+local relabel = ARGV[5] == '1' and ARGV[6] ~= queue[4]
+local new_field = queue[2] .. ':' .. queue[3] .. ':' .. ARGV[6]
+if relabel and redis.call('HEXISTS', KEYS[2], new_field) == 1 then return {2} end
+local kept = 0
+if ARGV[4] ~= '1' then kept = redis.call('HLEN', base .. ':pkg') end
+if kept + (#ARGV - 11) / 3 > tonumber(ARGV[10]) then return {3} end
+if relabel then
+  redis.call('HDEL', KEYS[2], queue[2] .. ':' .. queue[3] .. ':' .. queue[4])
+  redis.call('HSET', KEYS[2], new_field, ARGV[11])
+  redis.call('HSET', KEYS[1], 'label', ARGV[6])
+end
+if ARGV[4] == '1' then
+  redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
+end
+purge(base, ARGV[3])
+for i = 12, #ARGV, 3 do
+  if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])
+  end
+end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'final', ARGV[8], 'final_not_after', ARGV[9])
+end
+return {1, redis.call('HLEN', base .. ':pkg')}
+"
+    )
+}
+
+/// KEYS: index, retired. ARGV: field, receiver, now, queue prefix. Returns {0} no queue,
+/// {1, bytes} assigned package, {2, bytes} final key, {3} exhausted.
+pub(super) fn retrieve_script() -> String {
+    format!(
+        "{PURGE}{}",
+        r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+local queue = redis.call('HGET', KEYS[1], ARGV[1])
+if not queue then return {0} end
+local base = ARGV[4] .. queue
+local now = tonumber(ARGV[3])
+purge(base, ARGV[3])
+local assigned = redis.call('HGET', base .. ':to', ARGV[2])
+if assigned then return {1, redis.call('HGET', base .. ':pkg', assigned)} end
+local first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES')
+if first[1] then
+  local ref = first[1]
+  redis.call('ZREM', base .. ':free', ref)
+  redis.call('ZADD', base .. ':taken', first[2], ref)
+  redis.call('HSET', base .. ':to', ARGV[2], ref)
+  redis.call('HSET', base .. ':by', ref, ARGV[2])
+  return {1, redis.call('HGET', base .. ':pkg', ref)}
+end
+local final = redis.call('HMGET', base, 'final', 'final_not_after')
+if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
+return {3}
+"
+    )
+}
+
+/// KEYS: index. ARGV: queue prefix, ref. Returns 1 if a queue held the package.
+pub(super) const ADVANCE: &str = r"
+for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
+  local base = ARGV[1] .. queue
+  if redis.call('HDEL', base .. ':pkg', ARGV[2]) == 1 then
+    redis.call('ZREM', base .. ':free', ARGV[2])
+    redis.call('ZREM', base .. ':taken', ARGV[2])
+    local receiver = redis.call('HGET', base .. ':by', ARGV[2])
+    if receiver then
+      redis.call('HDEL', base .. ':to', receiver)
+      redis.call('HDEL', base .. ':by', ARGV[2])
+    end
+    return 1
+  end
+end
+return 0
+";
+
+/// KEYS: queue hash, index. ARGV: base, app. Returns 1 when deleted.
+pub(super) const DELETE_QUEUE: &str = r"
+local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
+if not queue[1] or queue[1] ~= ARGV[2] then return 0 end
+local base = ARGV[1]
+redis.call('HDEL', KEYS[2], queue[2] .. ':' .. queue[3] .. ':' .. queue[4])
+redis.call('DEL', base, base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
+return 1
+";
+
+/// KEYS: index, retired. ARGV: queue prefix.
+pub(super) const RETIRE_CLIENT: &str = r"
+for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
+  local base = ARGV[1] .. queue
+  redis.call('DEL', base, base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
+end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1')
+return 1
+";
+
+struct QueueKeys {
+    prefix: String,
+}
+
+impl QueueKeys {
+    fn new(client: Uuid) -> QueueKeys {
+        QueueKeys {
+            prefix: format!("mimi:{{c:{client}}}:"),
+        }
+    }
+
+    fn index(&self, app: Uuid) -> String {
+        format!("{}queues:{app}", self.prefix)
+    }
+
+    fn retired(&self) -> String {
+        format!("{}retired", self.prefix)
+    }
+
+    /// Prefix of every queue's keys; the queue id follows.
+    fn queue_prefix(&self) -> String {
+        format!("{}q:", self.prefix)
+    }
+
+    fn queue(&self, queue: Uuid) -> String {
+        format!("{}q:{queue}", self.prefix)
+    }
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("unexpected reply from Redis: {what}"))
+}
+
+fn status_and_bytes(reply: &[Value]) -> Result<(i64, Option<Vec<u8>>), StoreError> {
+    let status = match reply.first() {
+        Some(Value::Int(status)) => *status,
+        _ => return Err(malformed("status")),
+    };
+    let bytes = match reply.get(1) {
+        Some(Value::BulkString(bytes)) => Some(bytes.clone()),
+        Some(Value::Int(count)) => Some(count.to_string().into_bytes()),
+        None => None,
+        Some(_) => return Err(malformed("payload")),
+    };
+    Ok((status, bytes))
+}
+
+#[async_trait]
+impl KeyQueues for RedisStore {
+    async fn create_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+        attributes: &KeyQueueAttributes,
+    ) -> Result<(), KeyQueueError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.create_queue.prepare_invoke();
+        invocation
+            .key(keys.index(app))
+            .key(keys.queue(queue))
+            .key(keys.retired())
+            .arg(attributes.field())
+            .arg(queue.to_string())
+            .arg(app.to_string())
+            .arg(attributes.protocol_version)
+            .arg(attributes.cipher_suite)
+            .arg(&attributes.app_label);
+        let created: i64 = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        match created {
+            1 => Ok(()),
+            0 => Err(KeyQueueError::QueueExists),
+            _ => Err(KeyQueueError::UnknownClient),
+        }
+    }
+
+    async fn key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    ) -> Result<Option<KeyQueueAttributes>, StoreError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.read_queue.prepare_invoke();
+        invocation.key(keys.queue(queue)).arg(app.to_string());
+        let fields: Vec<String> = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        match fields.as_slice() {
+            [] => Ok(None),
+            [version, suite, label] => Ok(Some(KeyQueueAttributes {
+                protocol_version: version.parse().map_err(|_| malformed("queue version"))?,
+                cipher_suite: suite.parse().map_err(|_| malformed("queue suite"))?,
+                app_label: label.clone(),
+            })),
+            _ => Err(malformed("queue attributes")),
+        }
+    }
+
+    async fn update_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+        update: &KeyQueueUpdate,
+        now: u64,
+        max_packages: usize,
+    ) -> Result<usize, KeyQueueError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.update_queue.prepare_invoke();
+        let (final_bytes, final_not_after) = match &update.final_key {
+            Some(final_key) => (final_key.bytes.as_slice(), final_key.not_after),
+            None => (&[][..], 0),
+        };
+        invocation
+            .key(keys.queue(queue))
+            .key(keys.index(app))
+            .key(keys.retired())
+            .arg(keys.queue(queue))
+            .arg(app.to_string())
+            .arg(now)
+            .arg(if update.reset { "1" } else { "0" })
+            .arg(if update.app_label.is_some() { "1" } else { "0" })
+            .arg(update.app_label.as_deref().unwrap_or(""))
+            .arg(if update.final_key.is_some() { "1" } else { "0" })
+            .arg(final_bytes)
+            .arg(final_not_after)
+            .arg(max_packages)
+            .arg(queue.to_string());
+        for package in &update.packages {
+            invocation
+                .arg(package.reference.as_slice())
+                .arg(package.not_after)
+                .arg(package.bytes.as_slice());
+        }
+        let reply: Vec<Value> = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        match status_and_bytes(&reply)? {
+            (1, Some(count)) => String::from_utf8_lossy(&count)
+                .parse()
+                .map_err(|_| malformed("count").into()),
+            (0, _) => Err(KeyQueueError::UnknownQueue),
+            (2, _) => Err(KeyQueueError::QueueExists),
+            (3, _) => Err(KeyQueueError::TooManyPackages(max_packages)),
+            (-1, _) => Err(KeyQueueError::UnknownClient),
+            _ => Err(malformed("update status").into()),
+        }
+    }
+
+    async fn delete_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        queue: Uuid,
+    ) -> Result<bool, StoreError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.delete_queue.prepare_invoke();
+        invocation
+            .key(keys.queue(queue))
+            .key(keys.index(app))
+            .arg(keys.queue(queue))
+            .arg(app.to_string());
+        let deleted: i64 = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn retrieve_key_package(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
+    ) -> Result<RetrievedKeyPackage, KeyQueueError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.retrieve.prepare_invoke();
+        invocation
+            .key(keys.index(app))
+            .key(keys.retired())
+            .arg(attributes.field())
+            .arg(receiver)
+            .arg(now)
+            .arg(keys.queue_prefix());
+        let reply: Vec<Value> = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        match status_and_bytes(&reply)? {
+            (1, Some(bytes)) => Ok(RetrievedKeyPackage::Assigned(bytes)),
+            (2, Some(bytes)) => Ok(RetrievedKeyPackage::FinalKey(bytes)),
+            (0, _) => Err(KeyQueueError::NoMatchingQueue),
+            (3, _) => Err(KeyQueueError::Exhausted),
+            _ => Err(malformed("retrieval status").into()),
+        }
+    }
+
+    async fn advance_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        reference: &[u8],
+    ) -> Result<bool, StoreError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.advance.prepare_invoke();
+        invocation
+            .key(keys.index(app))
+            .arg(keys.queue_prefix())
+            .arg(reference);
+        let advanced: i64 = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        Ok(advanced == 1)
+    }
+
+    async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError> {
+        let keys = QueueKeys::new(client);
+        let mut invocation = self.scripts.retire_client.prepare_invoke();
+        invocation
+            .key(keys.index(app))
+            .key(keys.retired())
+            .arg(keys.queue_prefix());
+        let _: i64 = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        Ok(())
+    }
+}
