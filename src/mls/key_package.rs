@@ -90,33 +90,28 @@ pub struct ValidKeyPackage {
     pub not_after: u64,
 }
 
-/// The KeyPackage's own protocol version and cipher suite, read from the bytes of an
-/// MLSMessage that decoded as a KeyPackage: `uint16 version; uint16 wire_format;` then the
-/// KeyPackage's `uint16 version; uint16 cipher_suite;`. Reading them here lets a mismatch be
-/// refused before any signature is checked.
+/// The wire format of an MLSMessage carrying a KeyPackage (RFC 9420, section 6).
+const WIRE_FORMAT_KEY_PACKAGE: u16 = 5;
+
+/// The KeyPackage's own protocol version and cipher suite, read from the leading bytes of an
+/// MLSMessage carrying one: `uint16 version; uint16 wire_format;` then the KeyPackage's
+/// `uint16 version; uint16 cipher_suite;`. Checking them first refuses a mismatch with its
+/// own code (openmls does not decode unknown versions at all) and before any signature work.
 fn version_and_suite(bytes: &[u8]) -> Option<(u16, u16)> {
     let field = |at: usize| {
         bytes
             .get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
     };
+    (field(2)? == WIRE_FORMAT_KEY_PACKAGE).then_some(())?;
     Some((field(4)?, field(6)?))
 }
 
 /// Decodes and validates one key package for a queue.
 pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage, KeyPackageError> {
-    let message = MlsMessageIn::tls_deserialize_exact(bytes)
-        .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
-    let key_package_in: KeyPackageIn = match message.extract() {
-        MlsMessageBodyIn::KeyPackage(key_package) => key_package,
-        _ => {
-            return Err(KeyPackageError::Malformed(
-                "the MLSMessage is not a KeyPackage".into(),
-            ));
-        }
-    };
-    let (version, suite) =
-        version_and_suite(bytes).ok_or_else(|| KeyPackageError::Malformed("too short".into()))?;
+    let not_a_key_package =
+        || KeyPackageError::Malformed("the MLSMessage is not a KeyPackage".into());
+    let (version, suite) = version_and_suite(bytes).ok_or_else(not_a_key_package)?;
     if version != rules.protocol_version {
         return Err(KeyPackageError::ProtocolVersionMismatch {
             found: version,
@@ -129,6 +124,12 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
             expected: rules.cipher_suite,
         });
     }
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
+    let key_package_in: KeyPackageIn = match message.extract() {
+        MlsMessageBodyIn::KeyPackage(key_package) => key_package,
+        _ => return Err(not_a_key_package()),
+    };
     let provider = super::crypto();
     let key_package = key_package_in
         .validate(provider.crypto(), ProtocolVersion::Mls10)

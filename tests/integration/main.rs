@@ -5,6 +5,8 @@ mod cli;
 mod common;
 mod docs;
 mod identity;
+mod key_queues;
+mod mls_client;
 mod outage;
 mod registry;
 mod shutdown;

@@ -1,0 +1,102 @@
+//! Real MLS clients for the tests, built with openmls: key packages with basic or X.509
+//! credentials, chosen lifetimes, cipher suites and the last-resort extension.
+
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use tls_codec::VLBytes;
+
+pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+pub struct MlsClient {
+    pub provider: OpenMlsRustCrypto,
+    pub signer: SignatureKeyPair,
+    pub credential: CredentialWithKey,
+}
+
+impl MlsClient {
+    /// A client with a basic credential naming `identity`.
+    pub fn basic(identity: &str) -> MlsClient {
+        let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(identity.as_bytes().to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        MlsClient {
+            provider: OpenMlsRustCrypto::default(),
+            signer,
+            credential,
+        }
+    }
+
+    /// A client with an X.509 credential: `chain` (DER, leaf first) certifying the Ed25519
+    /// key whose 32-byte seed is `seed`.
+    pub fn x509(chain: &[Vec<u8>], seed: &[u8; 32]) -> MlsClient {
+        let public = ed25519_dalek::SigningKey::from_bytes(seed)
+            .verifying_key()
+            .to_bytes()
+            .to_vec();
+        let signer =
+            SignatureKeyPair::from_raw(SignatureScheme::ED25519, seed.to_vec(), public.clone());
+        let certificates: Vec<VLBytes> =
+            chain.iter().map(|der| VLBytes::new(der.clone())).collect();
+        let content = certificates.tls_serialize_detached().unwrap();
+        let credential = CredentialWithKey {
+            credential: Credential::new(CredentialType::X509, content),
+            signature_key: public.into(),
+        };
+        MlsClient {
+            provider: OpenMlsRustCrypto::default(),
+            signer,
+            credential,
+        }
+    }
+
+    /// A key package as an MLSMessage, valid for `lifetime_secs` from now (openmls starts it
+    /// an hour in the past).
+    pub fn key_package(&self, lifetime_secs: u64) -> Vec<u8> {
+        self.key_package_with(SUITE, lifetime_secs, false)
+    }
+
+    pub fn key_package_with(
+        &self,
+        suite: Ciphersuite,
+        lifetime_secs: u64,
+        last_resort: bool,
+    ) -> Vec<u8> {
+        let mut builder = KeyPackage::builder().key_package_lifetime(Lifetime::new(lifetime_secs));
+        if last_resort {
+            // The extension must be among the leaf's capabilities for the package to be valid.
+            let capabilities =
+                Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
+            builder = builder
+                .mark_as_last_resort()
+                .leaf_node_capabilities(capabilities);
+        }
+        let bundle = builder
+            .build(suite, &self.provider, &self.signer, self.credential.clone())
+            .unwrap();
+        MlsMessageOut::from(bundle.key_package().clone())
+            .tls_serialize_detached()
+            .unwrap()
+    }
+}
+
+/// The KeyPackageRef of a key package MLSMessage.
+pub fn key_package_ref(bytes: &[u8]) -> Vec<u8> {
+    use openmls::prelude::tls_codec::Deserialize as _;
+    let message = MlsMessageIn::tls_deserialize_exact(bytes).unwrap();
+    let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else {
+        panic!("not a key package")
+    };
+    let provider = OpenMlsRustCrypto::default();
+    let key_package = key_package
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .unwrap();
+    key_package
+        .hash_ref(provider.crypto())
+        .unwrap()
+        .as_slice()
+        .to_vec()
+}
