@@ -273,6 +273,7 @@ impl TlsClient {
 
     pub async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
         self.connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await

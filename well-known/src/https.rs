@@ -153,6 +153,7 @@ impl HttpsClient {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|error| connect(error.to_string()))?;
+        let _ = tcp.set_nodelay(true);
         let tls = self
             .connector
             .connect(server_name, tcp)

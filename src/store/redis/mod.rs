@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, Value};
 
 use super::{Health, Store, StoreError};
 
@@ -124,7 +124,11 @@ impl RedisStore {
     /// A single Redis. The connection is made lazily and remade after every failure, so the
     /// gateway starts while Redis is down and recovers when it returns, without a restart.
     pub async fn connect_single(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        let info = url
+            .into_connection_info()
+            .map_err(unavailable)?
+            .set_tcp_settings(tcp_settings());
+        let client = redis::Client::open(info).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -148,6 +152,7 @@ impl RedisStore {
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(2)
+            .tcp_settings(tcp_settings())
             .build()
             .map_err(unavailable)?;
         let connection = client.get_async_connection().await.map_err(unavailable)?;
@@ -182,6 +187,13 @@ impl RedisStore {
             )),
         }
     }
+}
+
+/// Small pipelined commands on one multiplexed connection: without TCP_NODELAY, Nagle's
+/// algorithm meets Redis' delayed ACKs and each command waits ~40 ms (measured: 728
+/// retrievals/s at p50 44 ms before, see the key-queue benchmark).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 /// A URL without its password, for logs.
