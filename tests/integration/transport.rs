@@ -481,3 +481,28 @@ async fn early_data_is_never_accepted() {
         }
     }
 }
+
+/// A body that stops arriving is answered 408 once the request timeout passes.
+#[tokio::test]
+async fn stalled_body_is_408_after_the_request_timeout() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.request_timeout_ms = 300
+    })
+    .await;
+    let (sender, body) = ChannelBody::new(Some(2));
+    sender.send(Bytes::from_static(&[0])).await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        harness.client(Protocol::Http1).send_body(
+            harness.federation,
+            Method::POST,
+            "/verification_key",
+            octet_stream(),
+            body,
+        ),
+    )
+    .await
+    .expect("answered before the client gave up");
+    assert_eq!(answer.error_code(), ErrorCode::RequestTimeout);
+    drop(sender);
+}
