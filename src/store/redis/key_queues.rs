@@ -200,18 +200,12 @@ fn malformed(what: &str) -> StoreError {
     StoreError::Unavailable(format!("unexpected reply from Redis: {what}"))
 }
 
-fn status_and_bytes(reply: &[Value]) -> Result<(i64, Option<Vec<u8>>), StoreError> {
-    let status = match reply.first() {
-        Some(Value::Int(status)) => *status,
-        _ => return Err(malformed("status")),
-    };
-    let bytes = match reply.get(1) {
-        Some(Value::BulkString(bytes)) => Some(bytes.clone()),
-        Some(Value::Int(count)) => Some(count.to_string().into_bytes()),
-        None => None,
-        Some(_) => return Err(malformed("payload")),
-    };
-    Ok((status, bytes))
+/// A script's `{status, payload?}` reply.
+fn status_and_payload(reply: &[Value]) -> Result<(i64, Option<&Value>), StoreError> {
+    match reply.first() {
+        Some(Value::Int(status)) => Ok((*status, reply.get(1))),
+        _ => Err(malformed("status")),
+    }
 }
 
 #[async_trait]
@@ -307,10 +301,10 @@ impl KeyQueues for RedisStore {
         let reply: Vec<Value> = self
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        match status_and_bytes(&reply)? {
-            (1, Some(count)) => String::from_utf8_lossy(&count)
-                .parse()
-                .map_err(|_| malformed("count").into()),
+        match status_and_payload(&reply)? {
+            (1, Some(Value::Int(count))) => {
+                usize::try_from(*count).map_err(|_| malformed("count").into())
+            }
             (0, _) => Err(KeyQueueError::UnknownQueue),
             (2, _) => Err(KeyQueueError::QueueExists),
             (3, _) => Err(KeyQueueError::TooManyPackages(max_packages)),
@@ -358,9 +352,9 @@ impl KeyQueues for RedisStore {
         let reply: Vec<Value> = self
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        match status_and_bytes(&reply)? {
-            (1, Some(bytes)) => Ok(RetrievedKeyPackage::Assigned(bytes)),
-            (2, Some(bytes)) => Ok(RetrievedKeyPackage::FinalKey(bytes)),
+        match status_and_payload(&reply)? {
+            (1, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::Assigned(bytes.clone())),
+            (2, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::FinalKey(bytes.clone())),
             (0, _) => Err(KeyQueueError::NoMatchingQueue),
             (3, _) => Err(KeyQueueError::Exhausted),
             _ => Err(malformed("retrieval status").into()),
