@@ -147,8 +147,12 @@ async fn run(
     };
     let timeout = state.config.request_timeout();
     // The handler runs as its own task: a panic there is caught and answered as an internal
-    // error instead of dropping the connection.
-    let task = tokio::spawn(async move { handlers::dispatch(&state, endpoint, request).await });
+    // error instead of dropping the connection. The task carries the request's span, so its
+    // log lines carry the request id too.
+    let task = tokio::spawn(
+        async move { handlers::dispatch(&state, endpoint, request).await }
+            .instrument(tracing::Span::current()),
+    );
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(join_error)) => Err(GatewayError::Internal(format!(

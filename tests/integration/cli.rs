@@ -330,3 +330,65 @@ async fn environment_overrides_the_config_file() {
     let (status, _) = admin_get(gateway.address("admin"), "/healthz").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Every log line of a request carries its id (the `x-request-id` answer header), including
+/// lines the handler writes; and a log file gets no terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_of_a_request_carry_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::new();
+    let key = hex::encode(app.key.verifying_key().as_bytes());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("[[applications]]\nid = \"{}\"\n[[applications.keys]]\nid = \"{}\"\npublic_key = \"{key}\"\n", app.id, app.key_id),
+    )
+    .unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("RUST_LOG", "info".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    let path = format!("/apps/{}/clients", app.id);
+    let body = mimi_wire::encode(&mimi_wire::registry::RegisterClientRequest {
+        version: 1,
+        client_handle: "logged".into(),
+        tags: vec![],
+    })
+    .unwrap();
+    let headers = signed_headers(&app.key, app.claims(), &Method::POST, &path, &body);
+    let answer = TlsClient::new(&dir.path().join("dev-certs/ca.pem"), Protocol::Http1)
+        .send(
+            gateway.address("application"),
+            Method::POST,
+            &path,
+            headers,
+            body,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let id = answer
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut lines = Vec::new();
+    let found = eventually(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+        lines = log
+            .lines()
+            .filter(|line| line.contains(&format!("id={id}")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let complete = lines.iter().any(|line| line.contains("client registered"))
+            && lines.iter().any(|line| line.contains("answered"));
+        async move { complete }
+    })
+    .await;
+    assert!(
+        found,
+        "request id {id} on the handler's and the pipeline's lines: {lines:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+}

@@ -610,7 +610,9 @@ impl GatewayProcess {
             .current_dir(cwd)
             .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(cwd.join("gateway.log")).expect("log file"),
+            ))
             .spawn()
             .expect("start mimi-gateway");
         let stdout = child.stdout.take().unwrap();
