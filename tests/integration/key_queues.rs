@@ -331,6 +331,42 @@ async fn key_queue_behaviour(harness: &Harness) {
     );
 }
 
+/// A retrieval for `receiver` on its own connection, as its own task: answers the package.
+fn spawn_retrieval(
+    harness: &Harness,
+    client: Uuid,
+    receiver: String,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    let body = encode(&RetrieveKeyPackageRequest {
+        version: 1,
+        domain: None,
+        protocol_version: 1,
+        cipher_suite: 1,
+        app_label: None,
+        receiver_client_id: receiver,
+    })
+    .unwrap();
+    let path = format!("/apps/{}/clients/{client}/keyPackage", harness.app.id);
+    let headers = signed_headers(
+        &harness.app.key,
+        harness.app.claims(),
+        &Method::POST,
+        &path,
+        &body,
+    );
+    let tls = harness.client(Protocol::Http2);
+    let addr = harness.application;
+    tokio::spawn(async move {
+        let answer = tls.send(addr, Method::POST, &path, headers, body).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
+            .unwrap()
+            .key_package
+            .as_slice()
+            .to_vec()
+    })
+}
+
 /// 64 concurrent retrievals for distinct receivers: no package goes to two of them; and
 /// concurrent repeats by one receiver all get the same package.
 async fn concurrent_retrievals(harness: &Harness) {
@@ -339,41 +375,8 @@ async fn concurrent_retrievals(harness: &Harness) {
         .map(|index| fixture.mls.key_package(1000 + index))
         .collect();
     assert_eq!(fixture.upload(&packages).await, 64);
-    let request = |receiver: String| {
-        let body = encode(&RetrieveKeyPackageRequest {
-            version: 1,
-            domain: None,
-            protocol_version: 1,
-            cipher_suite: 1,
-            app_label: None,
-            receiver_client_id: receiver,
-        })
-        .unwrap();
-        let path = format!(
-            "/apps/{}/clients/{}/keyPackage",
-            harness.app.id, fixture.client
-        );
-        let headers = signed_headers(
-            &harness.app.key,
-            harness.app.claims(),
-            &Method::POST,
-            &path,
-            &body,
-        );
-        let client = harness.client(Protocol::Http2);
-        let addr = harness.application;
-        tokio::spawn(async move {
-            let answer = client.send(addr, Method::POST, &path, headers, body).await;
-            assert_eq!(answer.status, StatusCode::OK);
-            decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
-                .unwrap()
-                .key_package
-                .as_slice()
-                .to_vec()
-        })
-    };
     let tasks: Vec<_> = (0..64)
-        .map(|index| request(format!("receiver-{index}")))
+        .map(|index| spawn_retrieval(harness, fixture.client, format!("receiver-{index}")))
         .collect();
     let mut handed = BTreeSet::new();
     for task in tasks {
@@ -392,40 +395,8 @@ async fn concurrent_retrievals(harness: &Harness) {
                 .collect::<Vec<_>>(),
         )
         .await;
-    let fixture = again;
     let repeats: Vec<_> = (0..16)
-        .map(|_| {
-            let body = encode(&RetrieveKeyPackageRequest {
-                version: 1,
-                domain: None,
-                protocol_version: 1,
-                cipher_suite: 1,
-                app_label: None,
-                receiver_client_id: "same-receiver".into(),
-            })
-            .unwrap();
-            let path = format!(
-                "/apps/{}/clients/{}/keyPackage",
-                harness.app.id, fixture.client
-            );
-            let headers = signed_headers(
-                &harness.app.key,
-                harness.app.claims(),
-                &Method::POST,
-                &path,
-                &body,
-            );
-            let client = harness.client(Protocol::Http1);
-            let addr = harness.application;
-            tokio::spawn(async move {
-                let answer = client.send(addr, Method::POST, &path, headers, body).await;
-                decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
-                    .unwrap()
-                    .key_package
-                    .as_slice()
-                    .to_vec()
-            })
-        })
+        .map(|_| spawn_retrieval(harness, again.client, "same-receiver".into()))
         .collect();
     let mut seen = BTreeSet::new();
     for task in repeats {
