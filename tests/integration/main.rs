@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod docs;
+mod garbage;
 mod group_info;
 mod identity;
 mod key_queues;
