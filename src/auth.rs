@@ -14,6 +14,8 @@ use http::HeaderMap;
 use mimi_wire::signing::{RequestSignature, SIGNATURE_HEADER, SenderKind, SignatureError};
 use uuid::Uuid;
 
+use mimi_well_known::{PeerKeyError, PeerKeys};
+
 use crate::config::Config;
 use crate::store::{SharedStore, StoreError};
 
@@ -37,6 +39,10 @@ pub enum AuthError {
     Replayed,
     #[error("sender `{0}` is not known")]
     UnknownSender(String),
+    #[error("peer `{0}` is not on the federation allow-list")]
+    PeerNotAllowed(String),
+    #[error("peer keys: {0}")]
+    PeerKeys(String),
     #[error("key `{0}` is not known for this sender")]
     UnknownKey(String),
     #[error("key `{0}` is not valid at the request's time")]
@@ -58,6 +64,8 @@ impl AuthError {
             AuthError::StaleTimestamp { .. } => "stale_timestamp",
             AuthError::Replayed => "replayed_request_id",
             AuthError::UnknownSender(_) => "unknown_sender",
+            AuthError::PeerNotAllowed(_) => "peer_not_allowed",
+            AuthError::PeerKeys(_) => "peer_keys_unavailable",
             AuthError::UnknownKey(_) => "unknown_key",
             AuthError::ExpiredKey(_) => "expired_key",
             AuthError::BadSignature => "bad_signature",
@@ -94,11 +102,13 @@ pub struct Authenticator {
     local_names: Vec<String>,
     window_secs: u64,
     applications: BTreeMap<Uuid, Vec<TrustedKey>>,
+    allowed_peers: Vec<String>,
+    peer_keys: PeerKeys,
     store: SharedStore,
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, store: SharedStore) -> Authenticator {
+    pub fn new(config: &Config, store: SharedStore, peer_keys: PeerKeys) -> Authenticator {
         let mut local_names = vec![config.domain.clone()];
         if config.ds_domain() != config.domain {
             local_names.push(config.ds_domain().to_owned());
@@ -128,6 +138,8 @@ impl Authenticator {
             local_names,
             window_secs: config.auth.timestamp_window_secs,
             applications,
+            allowed_peers: config.federation.allowed_peers.clone(),
+            peer_keys,
             store,
         }
     }
@@ -181,7 +193,14 @@ impl Authenticator {
         if !fresh {
             return Err(AuthError::Replayed);
         }
-        let key = self.trusted_key(claims.sender_kind, &claims.sender, &claims.key_id)?;
+        let key = self
+            .trusted_key(
+                claims.sender_kind,
+                &claims.sender,
+                &claims.key_id,
+                claims.timestamp,
+            )
+            .await?;
         if !key.is_valid_at(claims.timestamp) {
             return Err(AuthError::ExpiredKey(claims.key_id.clone()));
         }
@@ -195,23 +214,53 @@ impl Authenticator {
         })
     }
 
-    fn trusted_key(
+    async fn trusted_key(
         &self,
         kind: SenderKind,
         sender: &str,
         key_id: &str,
-    ) -> Result<&TrustedKey, AuthError> {
-        let keys = match kind {
+        at: u64,
+    ) -> Result<TrustedKey, AuthError> {
+        match kind {
             SenderKind::Application => Uuid::parse_str(sender)
                 .ok()
                 .and_then(|id| self.applications.get(&id))
-                .ok_or_else(|| AuthError::UnknownSender(sender.to_owned()))?,
-            // Peer keys are resolved through discovery once federation lands; until then no
-            // peer is known.
-            SenderKind::Provider => return Err(AuthError::UnknownSender(sender.to_owned())),
-        };
-        keys.iter()
-            .find(|key| key.id == key_id)
-            .ok_or_else(|| AuthError::UnknownKey(key_id.to_owned()))
+                .ok_or_else(|| AuthError::UnknownSender(sender.to_owned()))?
+                .iter()
+                .find(|key| key.id == key_id)
+                .cloned()
+                .ok_or_else(|| AuthError::UnknownKey(key_id.to_owned())),
+            SenderKind::Provider => {
+                if !mimi_well_known::is_dns_name(sender) {
+                    return Err(AuthError::UnknownSender(sender.to_owned()));
+                }
+                if !self.allowed_peers.is_empty()
+                    && !self
+                        .allowed_peers
+                        .iter()
+                        .any(|peer| peer.eq_ignore_ascii_case(sender))
+                {
+                    return Err(AuthError::PeerNotAllowed(sender.to_owned()));
+                }
+                let key = self
+                    .peer_keys
+                    .key(&sender.to_ascii_lowercase(), key_id, at)
+                    .await
+                    .map_err(|error| match error {
+                        PeerKeyError::UnknownKey { .. } => AuthError::UnknownKey(key_id.to_owned()),
+                        PeerKeyError::Expired { .. } => AuthError::ExpiredKey(key_id.to_owned()),
+                        PeerKeyError::Unreachable(..) => AuthError::PeerKeys(error.to_string()),
+                    })?;
+                let public = key
+                    .ed25519()
+                    .ok_or_else(|| AuthError::PeerKeys(format!("key {key_id} is not Ed25519")))?;
+                Ok(TrustedKey {
+                    id: key.key_id,
+                    key: public,
+                    not_before: key.not_before,
+                    not_after: key.not_after,
+                })
+            }
+        }
     }
 }

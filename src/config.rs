@@ -42,7 +42,37 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub key_packages: KeyPackagesConfig,
+    pub federation: FederationConfig,
     pub applications: Vec<ApplicationConfig>,
+}
+
+/// How this gateway finds and trusts peers (MIMI Transport, "Endpoint Discovery",
+/// "Verification Key").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// PEM roots peers' certificates must chain to; the web's roots when unset.
+    pub ca_file: Option<PathBuf>,
+    /// Address overrides, domain -> `ip:port` (like curl's `--resolve`), for development.
+    pub resolve: std::collections::BTreeMap<String, SocketAddr>,
+    /// Only these peers may send signed requests; any peer when empty.
+    pub allowed_peers: Vec<String>,
+    /// How long a peer's discovery answer and keys are cached.
+    pub key_cache_ttl_secs: u64,
+    /// An unknown key id refreshes a peer's keys at most once per this interval.
+    pub key_refresh_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            ca_file: None,
+            resolve: Default::default(),
+            allowed_peers: Vec::new(),
+            key_cache_ttl_secs: 3_600,
+            key_refresh_interval_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +224,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
             key_packages: KeyPackagesConfig::default(),
+            federation: FederationConfig::default(),
             applications: Vec::new(),
         }
     }

@@ -185,6 +185,7 @@ pub fn route(
         ListenerKind::Federation => match path {
             "/.well-known/mimi/ds-domain" => get_only(method, Endpoint::DsDomain),
             "/verification_key" => get_or_post(method, Endpoint::VerificationKey),
+            "/whoami" => get_or_post(method, Endpoint::WhoAmI),
             _ => Err(GatewayError::NotFound),
         },
         ListenerKind::Admin => match path {

@@ -31,6 +31,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("federation: {0}")]
+    Federation(#[from] mimi_well_known::HttpsError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Bind {
         listener: &'static str,
@@ -100,7 +102,8 @@ impl Gateway {
         }
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
 
-        let state = Arc::new(State::new(config, store, keys, applications));
+        let peer_keys = peer_keys(&config)?;
+        let state = Arc::new(State::new(config, store, keys, applications, peer_keys));
         let (shutdown, signal) = watch::channel(false);
         let mut listeners = JoinSet::new();
         for (_, listener) in bound {
@@ -150,6 +153,21 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         while self.listeners.join_next().await.is_some() {}
     }
+}
+
+/// The cache of peers' keys, reached through discovery with the configured roots and
+/// address overrides.
+fn peer_keys(config: &Config) -> Result<mimi_well_known::PeerKeys, StartError> {
+    let federation = &config.federation;
+    let mut client = mimi_well_known::HttpsClient::new(federation.ca_file.as_deref())?;
+    for (host, addr) in &federation.resolve {
+        client = client.with_override(host, *addr);
+    }
+    Ok(mimi_well_known::PeerKeys::new(
+        mimi_well_known::Resolver::new(client),
+        std::time::Duration::from_secs(federation.key_cache_ttl_secs),
+        std::time::Duration::from_secs(federation.key_refresh_interval_secs),
+    ))
 }
 
 /// The configured certificate, or a development one issued by a local CA in the data dir.

@@ -26,8 +26,9 @@ impl State {
         store: SharedStore,
         keys: KeyRing,
         applications: Applications,
+        peer_keys: mimi_well_known::PeerKeys,
     ) -> State {
-        let authenticator = Authenticator::new(&config, store.clone());
+        let authenticator = Authenticator::new(&config, store.clone(), peer_keys);
         State {
             config,
             store,

@@ -251,6 +251,7 @@ pub fn root_store(ca: &Path) -> RootCertStore {
 pub struct TlsClient {
     connector: TlsConnector,
     protocol: Protocol,
+    server_name: String,
 }
 
 impl TlsClient {
@@ -268,14 +269,21 @@ impl TlsClient {
         TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
             protocol,
+            server_name: "localhost".into(),
         }
+    }
+
+    /// Expects the server's certificate to name `name` (SNI too) instead of `localhost`.
+    pub fn named(mut self, name: &str) -> TlsClient {
+        self.server_name = name.to_owned();
+        self
     }
 
     pub async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
         self.connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .connect(ServerName::try_from(self.server_name.clone()).unwrap(), tcp)
             .await
             .expect("TLS handshake")
     }

@@ -10,6 +10,7 @@ mod identity;
 mod key_queues;
 mod mls_client;
 mod outage;
+mod peers;
 mod registry;
 mod shutdown;
 mod signed_requests;

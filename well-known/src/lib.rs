@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod https;
+pub mod peer_keys;
 pub mod resolver;
 
 pub use https::{HttpsClient, HttpsError};
+pub use peer_keys::{PeerKeyError, PeerKeys};
 pub use resolver::{Discovery, ResolveError, Resolver};
 
 /// Path of the DS-domain document.
