@@ -3,6 +3,7 @@
 //! validation (architecture draft, "Key Package Validation").
 
 pub mod group_info;
+pub mod group_state;
 pub mod key_package;
 
 use openmls::prelude::{Credential as MlsCredential, CredentialType};

@@ -1,17 +1,20 @@
 //! The embedded in-memory store: the default when no Redis is configured. State is lost at
 //! exit; one process only. Same behaviour as the Redis store, checked by the same tests.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::mls::group_state::PublicState;
+
 use super::{
-    Client, ClientChange, ClientRegistry, Health, KeyQueueAttributes, KeyQueueError,
-    KeyQueueUpdate, KeyQueues, RegistryError, ReplayCache, RetrievedKeyPackage, Store, StoreError,
-    StoredKeyPackage,
+    Client, ClientChange, ClientRegistry, CommitRecord, CurrentGroupInfo, GroupHead,
+    GroupStoreError, Groups, Health, HeldProposal, KeyQueueAttributes, KeyQueueError,
+    KeyQueueUpdate, KeyQueues, NewGroup, PendingWelcome, RegistryError, ReplayCache,
+    RetrievedKeyPackage, Store, StoreError, StoredGroup, StoredKeyPackage,
 };
 
 #[derive(Default)]
@@ -20,6 +23,41 @@ pub struct MemoryStore {
     replay: Mutex<ReplayTable>,
     registries: Mutex<HashMap<Uuid, AppRegistry>>,
     key_queues: Mutex<KeyQueueTable>,
+    /// Locked before `key_queues` when both are needed (a commit advances key queues).
+    groups: Mutex<GroupTable>,
+}
+
+#[derive(Default)]
+struct GroupTable {
+    groups: HashMap<(Uuid, Vec<u8>), MemoryGroup>,
+    /// (app, handle) -> the client's welcome references, oldest first.
+    welcome_index: HashMap<(Uuid, String), Vec<WelcomeReference>>,
+}
+
+struct WelcomeReference {
+    id: Uuid,
+    group_id: Vec<u8>,
+    epoch: u64,
+    expires_at: u64,
+}
+
+struct MemoryGroup {
+    epoch: u64,
+    state: PublicState,
+    proposals: Vec<HeldProposal>,
+    /// Epoch -> its control messages (epoch 0 has none).
+    epochs: BTreeMap<u64, Vec<Vec<u8>>>,
+    group_info: Option<Vec<u8>>,
+    /// Epoch -> the welcome into it, with the recipients that have not acknowledged it.
+    welcomes: BTreeMap<u64, MemoryWelcome>,
+}
+
+struct MemoryWelcome {
+    id: Uuid,
+    packet: Vec<u8>,
+    ratchet_tree: Vec<u8>,
+    pending: BTreeSet<String>,
+    expires_at: u64,
 }
 
 #[derive(Default)]
@@ -29,6 +67,20 @@ struct KeyQueueTable {
     index: HashMap<(Uuid, Uuid), HashMap<String, Uuid>>,
     /// Clients being deleted: no queue operation succeeds on them any more.
     retired: HashSet<Uuid>,
+}
+
+impl KeyQueueTable {
+    /// Deletes the package `reference` from whichever of the client's queues holds it.
+    fn advance(&mut self, app: Uuid, client: Uuid, reference: &[u8]) -> bool {
+        let Some(index) = self.index.get(&(app, client)) else {
+            return false;
+        };
+        index.values().any(|queue| {
+            self.queues
+                .get_mut(queue)
+                .is_some_and(|found| found.remove(reference))
+        })
+    }
 }
 
 struct MemoryKeyQueue {
@@ -250,6 +302,13 @@ impl ClientRegistry for MemoryStore {
         registry.unindex_tags(client, &removed.tags);
         Ok(true)
     }
+
+    async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self
+            .registries()?
+            .get(&app)
+            .and_then(|registry| registry.handles.get(handle).copied()))
+    }
 }
 
 impl MemoryStore {
@@ -455,20 +514,7 @@ impl KeyQueues for MemoryStore {
         client: Uuid,
         reference: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut table = self.key_queue_table()?;
-        let KeyQueueTable { queues, index, .. } = &mut *table;
-        let Some(index) = index.get(&(app, client)) else {
-            return Ok(false);
-        };
-        for queue in index.values() {
-            if queues
-                .get_mut(queue)
-                .is_some_and(|found| found.remove(reference))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(self.key_queue_table()?.advance(app, client, reference))
     }
 
     async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError> {
@@ -480,6 +526,294 @@ impl KeyQueues for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn group_table(&self) -> Result<std::sync::MutexGuard<'_, GroupTable>, StoreError> {
+        self.groups.lock().map_err(|_| poisoned())
+    }
+}
+
+#[async_trait]
+impl Groups for MemoryStore {
+    async fn create_group(&self, app: Uuid, group: &NewGroup) -> Result<(), GroupStoreError> {
+        let mut table = self.group_table()?;
+        let key = (app, group.group_id.clone());
+        if table.groups.contains_key(&key) {
+            return Err(GroupStoreError::GroupExists);
+        }
+        table.groups.insert(
+            key,
+            MemoryGroup {
+                epoch: 0,
+                state: group.state.clone(),
+                proposals: Vec::new(),
+                epochs: BTreeMap::new(),
+                group_info: Some(group.group_info.clone()),
+                welcomes: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn group_head(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<GroupHead>, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .map(|group| GroupHead {
+                epoch: group.epoch,
+                proposals: group.proposals.len(),
+            }))
+    }
+
+    async fn load_group(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<StoredGroup>, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .map(|group| StoredGroup {
+                epoch: group.epoch,
+                state: group.state.clone(),
+                proposals: group.proposals.clone(),
+            }))
+    }
+
+    async fn add_proposal(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        epoch: u64,
+        proposal: &HeldProposal,
+    ) -> Result<usize, GroupStoreError> {
+        let mut table = self.group_table()?;
+        let group = table
+            .groups
+            .get_mut(&(app, group_id.to_vec()))
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        if group.epoch != epoch {
+            return Err(GroupStoreError::StaleEpoch {
+                current: group.epoch,
+            });
+        }
+        if group
+            .proposals
+            .iter()
+            .any(|held| held.reference == proposal.reference)
+        {
+            return Err(GroupStoreError::DuplicateProposal);
+        }
+        group.proposals.push(proposal.clone());
+        Ok(group.proposals.len())
+    }
+
+    async fn proposals(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .map(|group| {
+                group
+                    .proposals
+                    .iter()
+                    .map(|held| held.packet.clone())
+                    .collect()
+            }))
+    }
+
+    async fn apply_commit(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        commit: &CommitRecord,
+    ) -> Result<u64, GroupStoreError> {
+        let mut table = self.group_table()?;
+        let GroupTable {
+            groups,
+            welcome_index,
+        } = &mut *table;
+        let group = groups
+            .get_mut(&(app, group_id.to_vec()))
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        if group.epoch != commit.from_epoch {
+            return Err(GroupStoreError::StaleEpoch {
+                current: group.epoch,
+            });
+        }
+        // Key queues first: the only step that can fail (a poisoned lock), so a failure
+        // leaves the group untouched.
+        {
+            let mut queues = self.key_queue_table()?;
+            for (client, reference) in &commit.used_key_packages {
+                queues.advance(app, *client, reference);
+            }
+        }
+        let epoch = group.epoch + 1;
+        group.epoch = epoch;
+        group.state.apply(&commit.change);
+        group.proposals.clear();
+        group.epochs.insert(epoch, commit.messages.clone());
+        group.group_info = commit.group_info.clone();
+        group
+            .welcomes
+            .retain(|_, welcome| welcome.expires_at > commit.now);
+        for welcome in group.welcomes.values_mut() {
+            for handle in &commit.removed_handles {
+                welcome.pending.remove(handle);
+            }
+        }
+        group
+            .welcomes
+            .retain(|_, welcome| !welcome.pending.is_empty());
+        if let Some(welcome) = &commit.welcome {
+            group.welcomes.insert(
+                epoch,
+                MemoryWelcome {
+                    id: welcome.id,
+                    packet: welcome.packet.clone(),
+                    ratchet_tree: welcome.ratchet_tree.clone(),
+                    pending: welcome.recipients.iter().cloned().collect(),
+                    expires_at: welcome.expires_at,
+                },
+            );
+            for handle in &welcome.recipients {
+                welcome_index
+                    .entry((app, handle.clone()))
+                    .or_default()
+                    .push(WelcomeReference {
+                        id: welcome.id,
+                        group_id: group_id.to_vec(),
+                        epoch,
+                        expires_at: welcome.expires_at,
+                    });
+            }
+        }
+        Ok(epoch)
+    }
+
+    async fn control_messages(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Vec<Vec<u8>>, GroupStoreError> {
+        let table = self.group_table()?;
+        let group = table
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        let end = end.unwrap_or(group.epoch);
+        if start > end || end > group.epoch {
+            return Err(GroupStoreError::EpochOutOfRange {
+                current: group.epoch,
+            });
+        }
+        Ok(group
+            .epochs
+            .range(start..=end)
+            .flat_map(|(_, messages)| messages.iter().cloned())
+            .collect())
+    }
+
+    async fn current_group_info(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<CurrentGroupInfo>, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .map(|group| CurrentGroupInfo {
+                group_info: group.group_info.clone(),
+                ratchet_tree: group.state.ratchet_tree(),
+            }))
+    }
+
+    async fn welcomes(
+        &self,
+        app: Uuid,
+        handle: &str,
+        now: u64,
+    ) -> Result<Vec<PendingWelcome>, StoreError> {
+        let mut table = self.group_table()?;
+        let GroupTable {
+            groups,
+            welcome_index,
+        } = &mut *table;
+        let Some(references) = welcome_index.get_mut(&(app, handle.to_owned())) else {
+            return Ok(Vec::new());
+        };
+        let mut pending = Vec::new();
+        // References whose welcome is gone (expired, or the client was removed) are dropped.
+        references.retain(|reference| {
+            let welcome = groups
+                .get(&(app, reference.group_id.clone()))
+                .and_then(|group| group.welcomes.get(&reference.epoch))
+                .filter(|welcome| {
+                    welcome.id == reference.id
+                        && welcome.pending.contains(handle)
+                        && reference.expires_at > now
+                });
+            if let Some(welcome) = welcome {
+                pending.push(PendingWelcome {
+                    id: welcome.id,
+                    group_id: reference.group_id.clone(),
+                    epoch: reference.epoch,
+                    packet: welcome.packet.clone(),
+                    ratchet_tree: welcome.ratchet_tree.clone(),
+                });
+            }
+            welcome.is_some()
+        });
+        Ok(pending)
+    }
+
+    async fn acknowledge_welcome(
+        &self,
+        app: Uuid,
+        handle: &str,
+        welcome: Uuid,
+    ) -> Result<bool, StoreError> {
+        let mut table = self.group_table()?;
+        let GroupTable {
+            groups,
+            welcome_index,
+        } = &mut *table;
+        let Some(references) = welcome_index.get_mut(&(app, handle.to_owned())) else {
+            return Ok(false);
+        };
+        let Some(position) = references
+            .iter()
+            .position(|reference| reference.id == welcome)
+        else {
+            return Ok(false);
+        };
+        let reference = references.remove(position);
+        if let Some(group) = groups.get_mut(&(app, reference.group_id.clone()))
+            && let Some(stored) = group.welcomes.get_mut(&reference.epoch)
+            && stored.id == welcome
+        {
+            stored.pending.remove(handle);
+            if stored.pending.is_empty() {
+                group.welcomes.remove(&reference.epoch);
+            }
+        }
+        Ok(true)
     }
 }
 

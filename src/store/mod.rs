@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::config::StoreConfig;
+use crate::mls::group_state::{PublicState, StateChange};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -90,6 +91,9 @@ pub trait ClientRegistry: Send + Sync {
 
     /// Removes the client, its handle and its tag index entries; `false` if it did not exist.
     async fn delete_client(&self, app: Uuid, client: Uuid) -> Result<bool, StoreError>;
+
+    /// The id of the client of `app` with this handle.
+    async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError>;
 }
 
 /// The attributes a key queue is chosen by (architecture draft, "Key Queue Creation").
@@ -219,6 +223,186 @@ pub trait KeyQueues: Send + Sync {
     async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError>;
 }
 
+/// A proposal held for the current epoch: its ProposalRef and the MLSMessage as uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldProposal {
+    pub reference: Vec<u8>,
+    pub packet: Vec<u8>,
+}
+
+/// What identifies a group's current state: its epoch and how many proposals it holds
+/// (proposals only accumulate within an epoch), so a cached copy can be checked cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupHead {
+    pub epoch: u64,
+    pub proposals: usize,
+}
+
+/// A group as stored: everything `PublicGroup::load` and the proposal queue need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub epoch: u64,
+    pub state: PublicState,
+    pub proposals: Vec<HeldProposal>,
+}
+
+/// A validated new group (architecture draft, "Group Creation").
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub group_id: Vec<u8>,
+    pub state: PublicState,
+    /// The creator's GroupInfo (MLSMessage), served for external joins.
+    pub group_info: Vec<u8>,
+}
+
+/// The joining information a commit registers (architecture draft, "Commits" and
+/// "Joining"): one Welcome and the tree of the new epoch, stored once, for every recipient.
+#[derive(Debug, Clone)]
+pub struct WelcomeRecord {
+    pub id: Uuid,
+    pub packet: Vec<u8>,
+    /// The new epoch's `ratchet_tree<V>`, stored once per epoch and served to each recipient.
+    pub ratchet_tree: Vec<u8>,
+    /// The recipients' client handles.
+    pub recipients: Vec<String>,
+    /// Unix seconds after which the welcome (and its tree, once no other welcome needs it)
+    /// is pruned even if not acknowledged.
+    pub expires_at: u64,
+}
+
+/// A validated commit, applied as one atomic step (architecture draft, "Commits").
+#[derive(Debug, Clone)]
+pub struct CommitRecord {
+    /// The epoch the commit was validated against; the apply is a compare-and-set on it.
+    pub from_epoch: u64,
+    pub change: StateChange,
+    /// The new epoch's control messages in processing order: the proposals it committed by
+    /// reference, then the commit.
+    pub messages: Vec<Vec<u8>>,
+    /// The new `currentGroupInfo` (none if the committer gave none).
+    pub group_info: Option<Vec<u8>>,
+    pub welcome: Option<WelcomeRecord>,
+    /// Handles of removed members: their pending welcomes into this group are dropped.
+    pub removed_handles: Vec<String>,
+    /// Key packages the commit consumed: `(client, KeyPackageRef)`, advanced in their queues.
+    pub used_key_packages: Vec<(Uuid, Vec<u8>)>,
+    /// Unix seconds, for pruning expired welcomes.
+    pub now: u64,
+}
+
+/// One pending welcome for a client (architecture draft, "Joining").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWelcome {
+    pub id: Uuid,
+    pub group_id: Vec<u8>,
+    pub epoch: u64,
+    pub packet: Vec<u8>,
+    pub ratchet_tree: Vec<u8>,
+}
+
+/// The current GroupInfo (if a member gave one) and tree of a group, for external joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentGroupInfo {
+    pub group_info: Option<Vec<u8>>,
+    pub ratchet_tree: Vec<u8>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupStoreError {
+    #[error("no such group")]
+    UnknownGroup,
+    #[error("a group with this id exists")]
+    GroupExists,
+    /// The compare-and-set lost: the group is at `current`, not at the expected epoch.
+    #[error("stale epoch; current epoch {current}")]
+    StaleEpoch { current: u64 },
+    #[error("proposal already held")]
+    DuplicateProposal,
+    #[error("epoch range outside the group; current epoch {current}")]
+    EpochOutOfRange { current: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Group state (architecture draft, "Managing Groups without Metadata Protection"): every
+/// change is one atomic step on one group, decided by a compare-and-set on its epoch, so
+/// of concurrent commits for one epoch exactly one is applied.
+#[async_trait]
+pub trait Groups: Send + Sync {
+    /// Records a new group at epoch 0; `GroupExists` if `app` has one with this id.
+    async fn create_group(&self, app: Uuid, group: &NewGroup) -> Result<(), GroupStoreError>;
+
+    async fn group_head(&self, app: Uuid, group_id: &[u8])
+    -> Result<Option<GroupHead>, StoreError>;
+
+    async fn load_group(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<StoredGroup>, StoreError>;
+
+    /// Holds a proposal for `epoch`, which must be the current one. Answers how many
+    /// proposals the epoch then holds.
+    async fn add_proposal(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        epoch: u64,
+        proposal: &HeldProposal,
+    ) -> Result<usize, GroupStoreError>;
+
+    /// The current epoch's proposal packets, in upload order.
+    async fn proposals(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError>;
+
+    /// Applies a commit if the group is still at `commit.from_epoch`: new epoch with its
+    /// messages, state change, proposals cleared, group info replaced, welcome registered
+    /// for each recipient, welcomes of removed members dropped, used key packages advanced.
+    /// Answers the new epoch; `StaleEpoch` (changing nothing) if another commit won.
+    async fn apply_commit(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        commit: &CommitRecord,
+    ) -> Result<u64, GroupStoreError>;
+
+    /// The control messages of epochs `start..=end` (`end` defaults to the current epoch),
+    /// in order. Epoch 0 has none.
+    async fn control_messages(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Vec<Vec<u8>>, GroupStoreError>;
+
+    async fn current_group_info(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<Option<CurrentGroupInfo>, StoreError>;
+
+    /// The client's pending, unexpired welcomes, oldest first.
+    async fn welcomes(
+        &self,
+        app: Uuid,
+        handle: &str,
+        now: u64,
+    ) -> Result<Vec<PendingWelcome>, StoreError>;
+
+    /// Drops one pending welcome of the client; its tree goes once no recipient needs it.
+    /// `false` if the client had no such welcome.
+    async fn acknowledge_welcome(
+        &self,
+        app: Uuid,
+        handle: &str,
+        welcome: Uuid,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Reachability, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -226,7 +410,7 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
-pub trait Store: ReplayCache + ClientRegistry + KeyQueues + Health {
+pub trait Store: ReplayCache + ClientRegistry + KeyQueues + Groups + Health {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;
 }

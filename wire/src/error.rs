@@ -166,6 +166,63 @@ error_codes! {
     LastResortNotAllowed = 418, 400, "last-resort key package offered as an ordinary one";
     /// The key package's lifetime has ended, or not begun.
     KeyPackageExpired = 419, 400, "key package expired or not yet valid";
+    /// No group with this id in the application.
+    UnknownGroup = 500, 404, "unknown group";
+    /// Group creation: the application already has a group with this id.
+    GroupExists = 501, 409, "a group with this id exists";
+    /// A packet is not a TLS-serialized MLSMessage of the kind the endpoint takes
+    /// (GroupInfo, proposal, commit, Welcome), or does not decode exactly.
+    MalformedMlsMessage = 502, 400, "malformed or unexpected MLS message";
+    /// Group creation: the GroupInfo is invalid (its signature does not verify under the
+    /// creator's leaf, or it does not fit the tree).
+    InvalidGroupInfo = 503, 400, "invalid group info";
+    /// Group creation: the ratchet tree does not decode, is invalid under RFC 9420, or is
+    /// not the tree the GroupInfo describes.
+    InvalidRatchetTree = 504, 400, "invalid ratchet tree";
+    /// Group creation: the GroupInfo is not at epoch 0, or the tree has more than one member.
+    NotANewGroup = 505, 400, "a new group must be at epoch 0 with a single member";
+    /// The packet's group id is not the group in the path.
+    GroupIdMismatch = 506, 400, "the packet belongs to another group";
+    /// The packet is for an epoch the group has left. The detail is `current epoch N`:
+    /// fetch the control messages from your epoch on, then retry.
+    StaleEpoch = 507, 409, "stale epoch";
+    /// The packet is for an epoch the group has not reached. The detail is `current epoch N`.
+    FutureEpoch = 508, 409, "future epoch";
+    /// The packet's sender is not a member of the group (or not allowed to send it).
+    NotAMember = 509, 403, "sender is not a member of the group";
+    /// The packet's signature does not verify under the sender's key.
+    PacketSignatureInvalid = 510, 400, "packet signature does not verify";
+    /// Handshake messages must be PublicMessages (DESIGN.md "MLS"); a PrivateMessage
+    /// handshake cannot be validated by the gateway.
+    PrivateMessageHandshake = 511, 400, "handshake messages must be sent as PublicMessage";
+    /// The proposals endpoint got something other than a proposal.
+    NotAProposal = 512, 400, "the packet is not a proposal";
+    /// The commits endpoint got something other than a commit.
+    NotACommit = 513, 400, "the packet is not a commit";
+    /// The proposal breaks a rule of RFC 9420 for the group's current epoch.
+    InvalidProposal = 514, 400, "invalid proposal";
+    /// The commit breaks a rule of RFC 9420 for the group's current epoch.
+    InvalidCommit = 515, 400, "invalid commit";
+    /// The commit cites by reference a proposal the gateway does not hold for this epoch.
+    UnknownProposalReference = 516, 400, "commit references an unknown proposal";
+    /// The commit adds members but no Welcome was uploaded with it.
+    WelcomeRequired = 517, 400, "a commit that adds members needs a welcome";
+    /// The Welcome's recipients are not exactly the key packages the commit adds (or the
+    /// commit adds none).
+    WelcomeRecipientsMismatch = 518, 400, "welcome recipients are not the added members";
+    /// The uploaded GroupInfo does not describe the new epoch (GroupContext, confirmation
+    /// tag, or signature by a member).
+    GroupInfoMismatch = 519, 400, "group info does not match the new epoch";
+    /// Control messages: the epoch range is empty or reaches outside the group's epochs.
+    /// The detail is `current epoch N`.
+    EpochOutOfRange = 520, 400, "epoch range outside the group's epochs";
+    /// No pending welcome with this id for this client.
+    UnknownWelcome = 521, 404, "unknown welcome";
+    /// The proposal is already held for the current epoch.
+    DuplicateProposal = 522, 409, "proposal already uploaded";
+    /// A leaf or key package carries GREASE values (RFC 9420, section 13.5), which openmls
+    /// 0.9.2 cannot validate: a known limitation.
+    GreaseUnsupported = 523, 400, "GREASE extensions are not supported";
 }
 
 #[cfg(test)]
@@ -202,5 +259,6 @@ mod tests {
         assert_eq!(ErrorCode::BodyTooLarge.code(), 2);
         assert_eq!(ErrorCode::Unauthenticated.code(), 100);
         assert_eq!(ErrorCode::StoreUnavailable.code(), 200);
+        assert_eq!(ErrorCode::StaleEpoch.code(), 507);
     }
 }

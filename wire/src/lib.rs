@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod groups;
 pub mod key_queues;
 pub mod registry;
 pub mod signing;

@@ -20,6 +20,7 @@
 //! one slot (the scripts build those key names from a declared key's prefix, all in the
 //! same slot); applications spread over the Cluster.
 
+mod groups;
 mod key_queues;
 mod registry;
 mod replay;

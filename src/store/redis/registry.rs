@@ -259,4 +259,18 @@ impl ClientRegistry for RedisStore {
             .await?;
         Ok(deleted == 1)
     }
+
+    async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError> {
+        let key = RegistryKeys::new(app).handle(handle);
+        let id: Option<String> = self
+            .run(|mut connection| async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        id.map(|id| Uuid::parse_str(&id).map_err(|_| malformed("client id")))
+            .transpose()
+    }
 }

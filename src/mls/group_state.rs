@@ -1,0 +1,497 @@
+//! The public MLS state of one group, kept TLS-encoded node by node, and the openmls
+//! `PublicStorageProvider` that lets `PublicGroup::load` / `merge_commit` work on it
+//! (architecture draft, "Group State": `currentTree`, `currentContext`; DESIGN.md "State":
+//! compact TLS encoding, not openmls' JSON).
+//!
+//! openmls hands a storage provider whole serde values (`merge_commit` writes the entire
+//! `TreeSync`). This provider turns them into what the gateway stores: every tree node as its
+//! RFC 9420 `Node` encoding under its array index (appendix C), plus the tree hash, the
+//! GroupContext, the interim transcript hash and the confirmation tag, each TLS-encoded. It
+//! compares what openmls writes with what it holds, so a commit yields only the nodes that
+//! changed: what the store writes grows with the commit, not with the group.
+//!
+//! The serde bridge: openmls' `TreeSync` is `{ tree: { leaf_nodes, parent_nodes,
+//! default_leaf, default_parent }, tree_hash }` whose slots are `{ node: Option<_> }`
+//! (openmls 0.9.2 `treesync/mod.rs`, `binary_tree/array_representation/tree.rs`). The
+//! mirror types below have the same serde shape over the public `LeafNode` / `ParentNode`,
+//! and postcard (positional, compact, in memory only) carries values between the two. A test
+//! pins the bridge against a real group.
+//!
+//! Proposals are not kept here: the gateway stores proposal packets and re-processes them
+//! after a load (`super::group`), so this provider ignores openmls' proposal queue.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{ConfirmationTag, GroupContext};
+use openmls::treesync::RatchetTreeIn;
+use openmls::treesync::{LeafNode, ParentNode};
+use openmls_traits::public_storage::PublicStorageProvider;
+use openmls_traits::storage::{CURRENT_VERSION, traits};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// RFC 9420 `NodeType`.
+const NODE_TYPE_LEAF: u8 = 1;
+const NODE_TYPE_PARENT: u8 = 2;
+
+/// The public state of a group as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicState {
+    /// Non-blank nodes by array index (leaf `i` at `2i`, parents at odd indices), each the
+    /// TLS encoding of an RFC 9420 `Node` (type byte, then the LeafNode or ParentNode).
+    pub nodes: BTreeMap<u32, Vec<u8>>,
+    /// How many leaf slots and parent slots openmls' tree has (blank ones included).
+    pub leaf_slots: u32,
+    pub parent_slots: u32,
+    pub tree_hash: Vec<u8>,
+    /// TLS-encoded `GroupContext`.
+    pub context: Vec<u8>,
+    pub interim_transcript_hash: Vec<u8>,
+    /// TLS-encoded `ConfirmationTag`.
+    pub confirmation_tag: Vec<u8>,
+}
+
+/// What a commit changed in a [`PublicState`]: the nodes written (`Some`) or blanked
+/// (`None`), and the new scalars. Applying it to the old state gives the new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateChange {
+    pub nodes: BTreeMap<u32, Option<Vec<u8>>>,
+    pub leaf_slots: u32,
+    pub parent_slots: u32,
+    pub tree_hash: Vec<u8>,
+    pub context: Vec<u8>,
+    pub interim_transcript_hash: Vec<u8>,
+    pub confirmation_tag: Vec<u8>,
+}
+
+impl StateChange {
+    /// Bytes this change writes to the store (node bodies and scalars).
+    pub fn written_bytes(&self) -> usize {
+        self.nodes
+            .values()
+            .map(|node| node.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+            + self.tree_hash.len()
+            + self.context.len()
+            + self.interim_transcript_hash.len()
+            + self.confirmation_tag.len()
+    }
+}
+
+impl PublicState {
+    pub fn apply(&mut self, change: &StateChange) {
+        for (index, node) in &change.nodes {
+            match node {
+                Some(bytes) => self.nodes.insert(*index, bytes.clone()),
+                None => self.nodes.remove(index),
+            };
+        }
+        self.leaf_slots = change.leaf_slots;
+        self.parent_slots = change.parent_slots;
+        self.tree_hash = change.tree_hash.clone();
+        self.context = change.context.clone();
+        self.interim_transcript_hash = change.interim_transcript_hash.clone();
+        self.confirmation_tag = change.confirmation_tag.clone();
+    }
+
+    /// The RFC 9420 `optional<Node> ratchet_tree<V>` (section 12.4.3.3): nodes in array
+    /// order, blanks as absent, trailing blanks dropped.
+    pub fn ratchet_tree(&self) -> Vec<u8> {
+        // Serializing a VLBytes only fails beyond 2^30 bytes, far past the body cap.
+        let last = self.nodes.keys().next_back().copied();
+        let mut body = Vec::new();
+        if let Some(last) = last {
+            for index in 0..=last {
+                match self.nodes.get(&index) {
+                    Some(node) => {
+                        body.push(1);
+                        body.extend_from_slice(node);
+                    }
+                    None => body.push(0),
+                }
+            }
+        }
+        // The `<V>` length prefix of RFC 9420, section 2.1.2, as tls_codec writes it.
+        tls_codec::VLBytes::new(body)
+            .tls_serialize_detached()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupStateError {
+    #[error("serde bridge: {0}")]
+    Bridge(String),
+    #[error("stored node {index} does not decode: {reason}")]
+    Node { index: u32, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Mirrors of openmls' private tree types with the same serde shape (see the module doc).
+#[derive(Serialize, Deserialize)]
+struct TreeSyncMirror {
+    tree: BinaryTreeMirror,
+    tree_hash: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BinaryTreeMirror {
+    leaf_nodes: Vec<LeafSlot>,
+    parent_nodes: Vec<ParentSlot>,
+    default_leaf: LeafSlot,
+    default_parent: ParentSlot,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct LeafSlot {
+    node: Option<LeafNode>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct ParentSlot {
+    node: Option<ParentNode>,
+}
+
+/// Re-reads a serde value as another type of the same shape.
+fn bridge<From: Serialize + ?Sized, To: DeserializeOwned>(
+    value: &From,
+) -> Result<To, GroupStateError> {
+    let bytes =
+        postcard::to_allocvec(value).map_err(|error| GroupStateError::Bridge(error.to_string()))?;
+    postcard::from_bytes(&bytes).map_err(|error| GroupStateError::Bridge(error.to_string()))
+}
+
+fn tls_error(error: tls_codec::Error) -> GroupStateError {
+    GroupStateError::Tls(error.to_string())
+}
+
+fn encode_leaf(node: &LeafNode) -> Result<Vec<u8>, GroupStateError> {
+    let mut bytes = vec![NODE_TYPE_LEAF];
+    node.tls_serialize(&mut bytes).map_err(tls_error)?;
+    Ok(bytes)
+}
+
+fn encode_parent(node: &ParentNode) -> Result<Vec<u8>, GroupStateError> {
+    let mut bytes = vec![NODE_TYPE_PARENT];
+    node.tls_serialize(&mut bytes).map_err(tls_error)?;
+    Ok(bytes)
+}
+
+/// The array index of leaf `i` and parent slot `j` (RFC 9420, appendix C).
+fn leaf_index(slot: usize) -> u32 {
+    (slot * 2) as u32
+}
+fn parent_index(slot: usize) -> u32 {
+    (slot * 2 + 1) as u32
+}
+
+impl PublicState {
+    /// The state of openmls' tree value, as nodes.
+    fn read_tree<T: Serialize>(&mut self, tree: &T) -> Result<(), GroupStateError> {
+        let mirror: TreeSyncMirror = bridge(tree)?;
+        let mut nodes = BTreeMap::new();
+        for (slot, leaf) in mirror.tree.leaf_nodes.iter().enumerate() {
+            if let Some(node) = &leaf.node {
+                nodes.insert(leaf_index(slot), encode_leaf(node)?);
+            }
+        }
+        for (slot, parent) in mirror.tree.parent_nodes.iter().enumerate() {
+            if let Some(node) = &parent.node {
+                nodes.insert(parent_index(slot), encode_parent(node)?);
+            }
+        }
+        self.nodes = nodes;
+        self.leaf_slots = mirror.tree.leaf_nodes.len() as u32;
+        self.parent_slots = mirror.tree.parent_nodes.len() as u32;
+        self.tree_hash = mirror.tree_hash;
+        Ok(())
+    }
+
+    /// openmls' tree value for this state. openmls' `LeafNode` has no public TLS decoder,
+    /// so the nodes are decoded as one `RatchetTreeIn` and its leaves (a private type with
+    /// the same serde shape as `LeafNode`) bridged over; nodes come back in index order.
+    fn write_tree<T: DeserializeOwned>(&self) -> Result<T, GroupStateError> {
+        let tree = RatchetTreeIn::tls_deserialize_exact(self.ratchet_tree().as_slice())
+            .map_err(tls_error)?;
+        let mut leaves = tree.leaves();
+        let mut parents = tree.parents();
+        let mut leaf_nodes: Vec<LeafSlot> = Vec::with_capacity(self.leaf_slots as usize);
+        leaf_nodes.resize_with(self.leaf_slots as usize, LeafSlot::default);
+        let mut parent_nodes: Vec<ParentSlot> = Vec::with_capacity(self.parent_slots as usize);
+        parent_nodes.resize_with(self.parent_slots as usize, ParentSlot::default);
+        for &index in self.nodes.keys() {
+            let slot = (index / 2) as usize;
+            let misplaced = || GroupStateError::Node {
+                index,
+                reason: "node of the wrong type or outside the tree".into(),
+            };
+            if index % 2 == 0 {
+                let leaf = leaves.next().ok_or_else(misplaced)?;
+                let node: LeafNode = bridge(leaf)?;
+                leaf_nodes.get_mut(slot).ok_or_else(misplaced)?.node = Some(node);
+            } else {
+                let parent = parents.next().ok_or_else(misplaced)?;
+                parent_nodes.get_mut(slot).ok_or_else(misplaced)?.node = Some(parent.clone());
+            }
+        }
+        bridge(&TreeSyncMirror {
+            tree: BinaryTreeMirror {
+                leaf_nodes,
+                parent_nodes,
+                default_leaf: LeafSlot::default(),
+                default_parent: ParentSlot::default(),
+            },
+            tree_hash: self.tree_hash.clone(),
+        })
+    }
+
+    /// The change that turns `self` into `new`.
+    pub fn change_to(&self, new: &PublicState) -> StateChange {
+        let mut nodes = BTreeMap::new();
+        for (index, bytes) in &new.nodes {
+            if self.nodes.get(index) != Some(bytes) {
+                nodes.insert(*index, Some(bytes.clone()));
+            }
+        }
+        for index in self.nodes.keys() {
+            if !new.nodes.contains_key(index) {
+                nodes.insert(*index, None);
+            }
+        }
+        StateChange {
+            nodes,
+            leaf_slots: new.leaf_slots,
+            parent_slots: new.parent_slots,
+            tree_hash: new.tree_hash.clone(),
+            context: new.context.clone(),
+            interim_transcript_hash: new.interim_transcript_hash.clone(),
+            confirmation_tag: new.confirmation_tag.clone(),
+        }
+    }
+}
+
+/// openmls' storage for one group at a time: the [`PublicState`] behind a lock (openmls'
+/// trait takes `&self`; the lock is never held across an await).
+#[derive(Debug, Default)]
+pub struct GroupStorage {
+    state: Mutex<PublicState>,
+}
+
+impl GroupStorage {
+    pub fn new(state: PublicState) -> Self {
+        GroupStorage {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// A copy of the state as openmls last wrote it.
+    pub fn snapshot(&self) -> PublicState {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PublicState> {
+        // A poisoned lock only means a panic elsewhere mid-write; the state is still whole
+        // values (each write replaces a field), so keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
+    type PublicError = GroupStateError;
+
+    fn write_tree<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        TreeSync: traits::TreeSync<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        tree: &TreeSync,
+    ) -> Result<(), Self::PublicError> {
+        self.lock().read_tree(tree)
+    }
+
+    fn write_interim_transcript_hash<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        InterimTranscriptHash: traits::InterimTranscriptHash<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        interim_transcript_hash: &InterimTranscriptHash,
+    ) -> Result<(), Self::PublicError> {
+        // A newtype over bytes: the same serde shape as `Vec<u8>`.
+        self.lock().interim_transcript_hash = bridge(interim_transcript_hash)?;
+        Ok(())
+    }
+
+    fn write_context<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        GroupContextEntity: traits::GroupContext<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        group_context: &GroupContextEntity,
+    ) -> Result<(), Self::PublicError> {
+        let context: GroupContext = bridge(group_context)?;
+        self.lock().context = context.tls_serialize_detached().map_err(tls_error)?;
+        Ok(())
+    }
+
+    fn write_confirmation_tag<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ConfirmationTagEntity: traits::ConfirmationTag<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        confirmation_tag: &ConfirmationTagEntity,
+    ) -> Result<(), Self::PublicError> {
+        let tag: ConfirmationTag = bridge(confirmation_tag)?;
+        self.lock().confirmation_tag = tag.tls_serialize_detached().map_err(tls_error)?;
+        Ok(())
+    }
+
+    fn queue_proposal<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ProposalRef: traits::ProposalRef<CURRENT_VERSION>,
+        QueuedProposal: traits::QueuedProposal<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        _proposal_ref: &ProposalRef,
+        _proposal: &QueuedProposal,
+    ) -> Result<(), Self::PublicError> {
+        Ok(())
+    }
+
+    fn queued_proposals<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ProposalRef: traits::ProposalRef<CURRENT_VERSION>,
+        QueuedProposal: traits::QueuedProposal<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<Vec<(ProposalRef, QueuedProposal)>, Self::PublicError> {
+        Ok(Vec::new())
+    }
+
+    fn tree<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        TreeSync: traits::TreeSync<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<Option<TreeSync>, Self::PublicError> {
+        let state = self.lock();
+        if state.leaf_slots == 0 {
+            return Ok(None);
+        }
+        state.write_tree().map(Some)
+    }
+
+    fn group_context<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        GroupContextEntity: traits::GroupContext<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<Option<GroupContextEntity>, Self::PublicError> {
+        let state = self.lock();
+        if state.context.is_empty() {
+            return Ok(None);
+        }
+        let context =
+            GroupContext::tls_deserialize_exact(state.context.as_slice()).map_err(tls_error)?;
+        bridge(&context).map(Some)
+    }
+
+    fn interim_transcript_hash<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        InterimTranscriptHash: traits::InterimTranscriptHash<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<Option<InterimTranscriptHash>, Self::PublicError> {
+        let state = self.lock();
+        if state.context.is_empty() {
+            return Ok(None);
+        }
+        bridge(&state.interim_transcript_hash).map(Some)
+    }
+
+    fn confirmation_tag<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ConfirmationTagEntity: traits::ConfirmationTag<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<Option<ConfirmationTagEntity>, Self::PublicError> {
+        let state = self.lock();
+        if state.confirmation_tag.is_empty() {
+            return Ok(None);
+        }
+        let tag = ConfirmationTag::tls_deserialize_exact(state.confirmation_tag.as_slice())
+            .map_err(tls_error)?;
+        bridge(&tag).map(Some)
+    }
+
+    fn delete_tree<GroupId: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<(), Self::PublicError> {
+        let mut state = self.lock();
+        state.nodes.clear();
+        state.leaf_slots = 0;
+        state.parent_slots = 0;
+        state.tree_hash.clear();
+        Ok(())
+    }
+
+    fn delete_confirmation_tag<GroupId: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<(), Self::PublicError> {
+        self.lock().confirmation_tag.clear();
+        Ok(())
+    }
+
+    fn delete_context<GroupId: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<(), Self::PublicError> {
+        self.lock().context.clear();
+        Ok(())
+    }
+
+    fn delete_interim_transcript_hash<GroupId: traits::GroupId<CURRENT_VERSION>>(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<(), Self::PublicError> {
+        self.lock().interim_transcript_hash.clear();
+        Ok(())
+    }
+
+    fn remove_proposal<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ProposalRef: traits::ProposalRef<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+        _proposal_ref: &ProposalRef,
+    ) -> Result<(), Self::PublicError> {
+        Ok(())
+    }
+
+    fn clear_proposal_queue<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ProposalRef: traits::ProposalRef<CURRENT_VERSION>,
+    >(
+        &self,
+        _group_id: &GroupId,
+    ) -> Result<(), Self::PublicError> {
+        Ok(())
+    }
+}
