@@ -42,8 +42,30 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub key_packages: KeyPackagesConfig,
+    pub groups: GroupsConfig,
     pub federation: FederationConfig,
     pub applications: Vec<ApplicationConfig>,
+}
+
+/// Group state (architecture draft, "Managing Groups without Metadata Protection").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// How long a welcome (and the ratchet tree stored for it) waits for its recipients to
+    /// acknowledge it before it is pruned.
+    pub welcome_retention_secs: u64,
+    /// How many groups each gateway process keeps validated in memory (the store stays the
+    /// authority; this only saves reloading hot groups).
+    pub cache_capacity: usize,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            welcome_retention_secs: 14 * 86_400,
+            cache_capacity: 1_024,
+        }
+    }
 }
 
 /// How this gateway finds and trusts peers (MIMI Transport, "Endpoint Discovery",
@@ -224,6 +246,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
             key_packages: KeyPackagesConfig::default(),
+            groups: GroupsConfig::default(),
             federation: FederationConfig::default(),
             applications: Vec::new(),
         }

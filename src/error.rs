@@ -7,8 +7,9 @@ use mimi_wire::{DecodeError, ErrorCode};
 
 use crate::auth::AuthError;
 use crate::identity::IdentityError;
+use crate::mls::group::GroupError;
 use crate::mls::key_package::KeyPackageError;
-use crate::store::{KeyQueueError, RegistryError, StoreError};
+use crate::store::{GroupStoreError, KeyQueueError, RegistryError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -64,6 +65,14 @@ pub enum GatewayError {
         index: Option<usize>,
         error: KeyPackageError,
     },
+    #[error("group: {0}")]
+    Group(#[from] GroupError),
+    #[error("group store: {0}")]
+    GroupStore(#[from] GroupStoreError),
+    #[error("group id longer than 255 bytes")]
+    GroupIdTooLong,
+    #[error("unknown welcome")]
+    UnknownWelcome,
     #[error("handler did not finish in time")]
     Overloaded,
     #[error("internal: {0}")]
@@ -114,6 +123,17 @@ impl GatewayError {
                 KeyQueueError::Store(_) => ErrorCode::StoreUnavailable,
             },
             GatewayError::KeyPackage { error, .. } => error.code(),
+            GatewayError::Group(error) => error.code(),
+            GatewayError::GroupStore(error) => match error {
+                GroupStoreError::UnknownGroup => ErrorCode::UnknownGroup,
+                GroupStoreError::GroupExists => ErrorCode::GroupExists,
+                GroupStoreError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+                GroupStoreError::DuplicateProposal => ErrorCode::DuplicateProposal,
+                GroupStoreError::EpochOutOfRange { .. } => ErrorCode::EpochOutOfRange,
+                GroupStoreError::Store(_) => ErrorCode::StoreUnavailable,
+            },
+            GatewayError::GroupIdTooLong => ErrorCode::InvalidGroupInfo,
+            GatewayError::UnknownWelcome => ErrorCode::UnknownWelcome,
             GatewayError::Overloaded => ErrorCode::Overloaded,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
@@ -130,6 +150,11 @@ impl GatewayError {
                 index: Some(index), ..
             } => format!("key package {index}: {description}"),
             GatewayError::KeyPackage { index: None, .. } => format!("final key: {description}"),
+            GatewayError::Group(error) => error.detail().unwrap_or_else(|| description.to_owned()),
+            GatewayError::GroupStore(
+                GroupStoreError::StaleEpoch { current }
+                | GroupStoreError::EpochOutOfRange { current },
+            ) => format!("current epoch {current}"),
             _ => description.to_owned(),
         }
     }

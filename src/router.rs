@@ -18,7 +18,7 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             ListenerKind::Application => "application",
             ListenerKind::Federation => "federation",
@@ -36,7 +36,7 @@ impl ListenerKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `GET /.well-known/mimi/ds-domain` (MIMI Transport, "Endpoint Discovery").
     DsDomain,
@@ -91,6 +91,47 @@ pub enum Endpoint {
         app: Uuid,
         client: Uuid,
     },
+    /// `PUT /apps/{appId}/groups` ("Group Creation").
+    CreateGroup {
+        app: Uuid,
+    },
+    /// `PUT /apps/{appId}/groups/{groupId}/proposals` ("Proposals").
+    UploadProposal {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `GET /apps/{appId}/groups/{groupId}/proposals` ("Proposals").
+    ListProposals {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `PUT /apps/{appId}/groups/{groupId}/epochs` ("Commits").
+    UploadCommit {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `GET|POST /apps/{appId}/groups/{groupId}/control-msgs` ("Commits").
+    ControlMessages {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `GET /apps/{appId}/groups/{groupId}/group-info` ("Joining").
+    GroupInfo {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `GET /apps/{appId}/clients/{clientHandle}/welcome-msgs` ("Joining").
+    WelcomeMessages {
+        app: Uuid,
+        handle: String,
+    },
+    /// `DELETE /apps/{appId}/clients/{clientHandle}/welcome-msgs/{welcomeId}`: this gateway's
+    /// answer to the draft's TODO on downloading welcomes repeatedly.
+    AcknowledgeWelcome {
+        app: Uuid,
+        handle: String,
+        welcome: Uuid,
+    },
     Healthz,
     Readyz,
     Metrics,
@@ -99,7 +140,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// The endpoint's label in metrics and logs (bounded: never the raw path).
     /// The application whose data the endpoint touches, if any.
-    pub fn application(self) -> Option<Uuid> {
+    pub fn application(&self) -> Option<Uuid> {
         match self {
             Endpoint::RegisterClient { app }
             | Endpoint::DiscoverClients { app }
@@ -109,12 +150,20 @@ impl Endpoint {
             | Endpoint::CreateKeyQueue { app, .. }
             | Endpoint::UpdateKeyQueue { app, .. }
             | Endpoint::DeleteKeyQueue { app, .. }
-            | Endpoint::RetrieveKeyPackage { app, .. } => Some(app),
+            | Endpoint::RetrieveKeyPackage { app, .. }
+            | Endpoint::CreateGroup { app }
+            | Endpoint::UploadProposal { app, .. }
+            | Endpoint::ListProposals { app, .. }
+            | Endpoint::UploadCommit { app, .. }
+            | Endpoint::ControlMessages { app, .. }
+            | Endpoint::GroupInfo { app, .. }
+            | Endpoint::WelcomeMessages { app, .. }
+            | Endpoint::AcknowledgeWelcome { app, .. } => Some(*app),
             _ => None,
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Endpoint::DsDomain => "ds_domain",
             Endpoint::VerificationKey => "verification_key",
@@ -129,6 +178,14 @@ impl Endpoint {
             Endpoint::UpdateKeyQueue { .. } => "update_key_queue",
             Endpoint::DeleteKeyQueue { .. } => "delete_key_queue",
             Endpoint::RetrieveKeyPackage { .. } => "retrieve_key_package",
+            Endpoint::CreateGroup { .. } => "create_group",
+            Endpoint::UploadProposal { .. } => "upload_proposal",
+            Endpoint::ListProposals { .. } => "list_proposals",
+            Endpoint::UploadCommit { .. } => "upload_commit",
+            Endpoint::ControlMessages { .. } => "control_messages",
+            Endpoint::GroupInfo { .. } => "group_info",
+            Endpoint::WelcomeMessages { .. } => "welcome_messages",
+            Endpoint::AcknowledgeWelcome { .. } => "acknowledge_welcome",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
@@ -138,7 +195,7 @@ impl Endpoint {
     /// Whether the request must carry a valid signed-request envelope: every endpoint but
     /// the discovery ones (how peers bootstrap) and the admin ones (loopback, no user data).
     /// Secure by default: a new endpoint is signed unless listed here.
-    pub fn requires_signature(self) -> bool {
+    pub fn requires_signature(&self) -> bool {
         !matches!(
             self,
             Endpoint::DsDomain
@@ -168,6 +225,22 @@ fn get_only(method: &Method, endpoint: Endpoint) -> Result<Endpoint, GatewayErro
     } else {
         Err(GatewayError::MethodNotAllowed)
     }
+}
+
+/// A group id path segment: lowercase hex of 1 to 255 bytes.
+fn path_group(segment: &str) -> Result<Vec<u8>, GatewayError> {
+    mimi_wire::groups::group_id_from_path(segment).ok_or(GatewayError::MalformedPath)
+}
+
+/// A client handle path segment, percent-decoded (handles may hold `/`, `@`, `:`...).
+fn path_handle(segment: &str) -> Result<String, GatewayError> {
+    let handle = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| GatewayError::MalformedPath)?;
+    if handle.is_empty() {
+        return Err(GatewayError::MalformedPath);
+    }
+    Ok(handle.into_owned())
 }
 
 /// A UUID path segment, in any form `uuid` parses (hyphenated as the API answers them).
@@ -241,6 +314,51 @@ fn route_application(
             match *method {
                 Method::PATCH => Ok(Endpoint::UpdateKeyQueue { app, client, queue }),
                 Method::DELETE => Ok(Endpoint::DeleteKeyQueue { app, client, queue }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "groups"] => {
+            let app = path_id(app)?;
+            match *method {
+                Method::PUT => Ok(Endpoint::CreateGroup { app }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "groups", group, "proposals"] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            match *method {
+                Method::PUT => Ok(Endpoint::UploadProposal { app, group }),
+                Method::GET => Ok(Endpoint::ListProposals { app, group }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "groups", group, "epochs"] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            match *method {
+                Method::PUT => Ok(Endpoint::UploadCommit { app, group }),
+                _ => Err(GatewayError::MethodNotAllowed),
+            }
+        }
+        ["apps", app, "groups", group, "control-msgs"] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            get_or_post(method, Endpoint::ControlMessages { app, group })
+        }
+        ["apps", app, "groups", group, "group-info"] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            get_only(method, Endpoint::GroupInfo { app, group })
+        }
+        ["apps", app, "clients", handle, "welcome-msgs"] => {
+            let (app, handle) = (path_id(app)?, path_handle(handle)?);
+            get_only(method, Endpoint::WelcomeMessages { app, handle })
+        }
+        ["apps", app, "clients", handle, "welcome-msgs", welcome] => {
+            let (app, handle, welcome) = (path_id(app)?, path_handle(handle)?, path_id(welcome)?);
+            match *method {
+                Method::DELETE => Ok(Endpoint::AcknowledgeWelcome {
+                    app,
+                    handle,
+                    welcome,
+                }),
                 _ => Err(GatewayError::MethodNotAllowed),
             }
         }

@@ -6,6 +6,7 @@ use std::sync::RwLock;
 use crate::applications::Applications;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::group_cache::GroupCache;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
@@ -18,6 +19,7 @@ pub struct State {
     /// A std RwLock: read for a moment per request, written only when keys are reloaded.
     pub keys: RwLock<KeyRing>,
     pub metrics: Metrics,
+    pub groups: GroupCache,
 }
 
 impl State {
@@ -29,7 +31,9 @@ impl State {
         peer_keys: mimi_well_known::PeerKeys,
     ) -> State {
         let authenticator = Authenticator::new(&config, store.clone(), peer_keys);
+        let groups = GroupCache::new(config.groups.cache_capacity);
         State {
+            groups,
             config,
             store,
             authenticator,

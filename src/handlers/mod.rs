@@ -3,13 +3,19 @@
 mod admin;
 mod applications;
 mod client;
+mod commits;
+mod control_messages;
+mod create_group;
 mod discover_clients;
 mod ds_domain;
+mod group_info;
 mod key_queues;
+mod proposals;
 mod register_client;
 mod retrieve_key_package;
 mod update_client;
 mod verification_key;
+mod welcomes;
 mod whoami;
 
 use mimi_wire::DecodeError;
@@ -19,6 +25,7 @@ use uuid::Uuid;
 
 use crate::applications::Application;
 use crate::error::GatewayError;
+use crate::mls::key_package::MemberRules;
 use crate::router::Endpoint;
 use crate::service::{Reply, Request};
 use crate::state::State;
@@ -50,6 +57,30 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::RetrieveKeyPackage { app, client } => {
             retrieve_key_package::handle(state, &request, app, client).await
         }
+        Endpoint::CreateGroup { app } => create_group::handle(state, &request, app).await,
+        Endpoint::UploadProposal { app, group } => {
+            proposals::upload(state, &request, app, &group).await
+        }
+        Endpoint::ListProposals { app, group } => {
+            proposals::list(state, &request, app, &group).await
+        }
+        Endpoint::UploadCommit { app, group } => {
+            commits::upload(state, &request, app, &group).await
+        }
+        Endpoint::ControlMessages { app, group } => {
+            control_messages::handle(state, &request, app, &group).await
+        }
+        Endpoint::GroupInfo { app, group } => {
+            group_info::handle(state, &request, app, &group).await
+        }
+        Endpoint::WelcomeMessages { app, handle } => {
+            welcomes::list(state, &request, app, &handle).await
+        }
+        Endpoint::AcknowledgeWelcome {
+            app,
+            handle,
+            welcome,
+        } => welcomes::acknowledge(state, &request, app, &handle, welcome).await,
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),
@@ -78,6 +109,15 @@ fn authorize<'s>(
         )));
     }
     Ok(application)
+}
+
+/// What the application requires of every member's key package and credential.
+fn member_rules<'s>(state: &'s State, application: &'s Application) -> MemberRules<'s> {
+    MemberRules {
+        max_lifetime_secs: state.config.key_packages.max_lifetime_secs,
+        identity: application.identity.as_ref(),
+        domain: &state.config.domain,
+    }
 }
 
 /// Decodes a versioned request body exactly.

@@ -8,7 +8,8 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    KeyPackageIn, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn, ProtocolVersion,
+    KeyPackage, KeyPackageIn, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn,
+    ProtocolVersion,
 };
 use openmls_traits::OpenMlsProvider;
 
@@ -147,6 +148,54 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
             }
             other => KeyPackageError::Invalid(other.to_string()),
         })?;
+    if key_package.last_resort() && !rules.final_key {
+        return Err(KeyPackageError::LastResort);
+    }
+    let member = check_member_key_package(
+        &key_package,
+        &MemberRules {
+            max_lifetime_secs: rules.max_lifetime_secs,
+            identity: rules.identity,
+            domain: rules.domain,
+        },
+    )?;
+    if member.handle != rules.owner_handle {
+        return Err(KeyPackageError::NotOwner {
+            found: member.handle,
+            expected: rules.owner_handle.to_owned(),
+        });
+    }
+    let reference = member.reference;
+    let lifetime = key_package.life_time();
+    Ok(ValidKeyPackage {
+        bytes: bytes.to_vec(),
+        reference,
+        not_after: lifetime.not_after(),
+    })
+}
+
+/// What every key package must meet to join a group of the application, whether uploaded to
+/// a queue or carried in an Add proposal ("Key Package Validation").
+pub struct MemberRules<'a> {
+    pub max_lifetime_secs: u64,
+    pub identity: &'a dyn IdentityProvider,
+    /// The domain credentials must name, when the application uses domains.
+    pub domain: &'a str,
+}
+
+/// A key package's member: its client handle and the package's KeyPackageRef.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub handle: String,
+    pub reference: Vec<u8>,
+}
+
+/// The gateway's own checks on a key package openmls has validated: lifetime window,
+/// credential under the identity provider, domain.
+pub fn check_member_key_package(
+    key_package: &KeyPackage,
+    rules: &MemberRules<'_>,
+) -> Result<Member, KeyPackageError> {
     let lifetime = key_package.life_time();
     let window = lifetime.not_after().saturating_sub(lifetime.not_before());
     if window > rules.max_lifetime_secs {
@@ -154,9 +203,6 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
             window,
             max: rules.max_lifetime_secs,
         });
-    }
-    if key_package.last_resort() && !rules.final_key {
-        return Err(KeyPackageError::LastResort);
     }
     let leaf = key_package.leaf_node();
     let credential = super::credential(leaf.credential());
@@ -167,12 +213,6 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
     let named = rules
         .identity
         .validate(&identity, &ApplicationContext::now())?;
-    if named.handle != rules.owner_handle {
-        return Err(KeyPackageError::NotOwner {
-            found: named.handle,
-            expected: rules.owner_handle.to_owned(),
-        });
-    }
     if let Some(domain) = named.domain
         && !domain.eq_ignore_ascii_case(rules.domain)
     {
@@ -182,13 +222,12 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
         });
     }
     let reference = key_package
-        .hash_ref(provider.crypto())
+        .hash_ref(super::crypto().crypto())
         .map_err(|error| KeyPackageError::Invalid(error.to_string()))?
         .as_slice()
         .to_vec();
-    Ok(ValidKeyPackage {
-        bytes: bytes.to_vec(),
+    Ok(Member {
+        handle: named.handle,
         reference,
-        not_after: lifetime.not_after(),
     })
 }

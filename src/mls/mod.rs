@@ -2,6 +2,7 @@
 //! provider, credentials turned into the identity providers' view, and key package
 //! validation (architecture draft, "Key Package Validation").
 
+pub mod group;
 pub mod group_info;
 pub mod group_state;
 pub mod key_package;

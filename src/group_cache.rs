@@ -1,0 +1,83 @@
+//! Hot groups kept validated in memory, keyed by (application, group id) and checked against
+//! the store's (epoch, proposal count) before every use (DESIGN.md "MLS": the cache is only
+//! an accelerator, the store decides; architecture draft "Group State").
+//!
+//! A request takes its group out of the cache and puts it back only after the store accepted
+//! the change, so a copy spoiled by a refused commit or a lost compare-and-set is dropped,
+//! and two requests on one group never share a copy. Two gateways sharing a Redis never act
+//! on a stale copy: the head check sees the other gateway's commits and proposals.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::mls::group::ActiveGroup;
+use crate::store::{GroupStoreError, Store};
+
+pub struct GroupCache {
+    capacity: usize,
+    groups: Mutex<HashMap<(Uuid, Vec<u8>), ActiveGroup>>,
+}
+
+impl GroupCache {
+    pub fn new(capacity: usize) -> GroupCache {
+        GroupCache {
+            capacity,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(&self, app: Uuid, group_id: &[u8]) -> Option<ActiveGroup> {
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(app, group_id.to_vec()))
+    }
+
+    /// Keeps `group` for the next request; when full, an arbitrary other group makes room
+    /// (cheap, and any loss is only a reload).
+    pub fn put(&self, app: Uuid, group_id: &[u8], group: ActiveGroup) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if groups.len() >= self.capacity
+            && let Some(victim) = groups.keys().next().cloned()
+        {
+            groups.remove(&victim);
+        }
+        groups.insert((app, group_id.to_vec()), group);
+    }
+
+    /// The group as the store has it now: the cached copy if its head matches, else
+    /// restored from the store with `PublicGroup::load`.
+    pub async fn checkout(
+        &self,
+        store: &dyn Store,
+        app: Uuid,
+        group_id: &[u8],
+    ) -> Result<ActiveGroup, GatewayError> {
+        let head = store
+            .group_head(app, group_id)
+            .await?
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        if let Some(cached) = self.take(app, group_id)
+            && cached.head() == head
+        {
+            return Ok(cached);
+        }
+        let stored = store
+            .load_group(app, group_id)
+            .await?
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        let group_id = group_id.to_vec();
+        // Decoding a large tree is CPU work: keep it off the reactor's other tasks.
+        tokio::task::block_in_place(|| ActiveGroup::restore(&group_id, stored))
+            .map_err(GatewayError::Group)
+    }
+}

@@ -1,0 +1,95 @@
+//! `PUT /apps/{appId}/groups/{groupId}/epochs` (architecture draft, "Commits"; DESIGN.md
+//! "Ordering commits: exactly one winner per epoch").
+//!
+//! The commit is validated against the group's current epoch as a member would (openmls'
+//! `PublicGroup`, without group secrets): proposals by reference must be held, added key
+//! packages are checked like queue uploads, a commit with Adds needs a Welcome addressed to
+//! exactly the added key packages, and an uploaded GroupInfo must describe the new epoch.
+//! The store then applies it as one compare-and-set on the epoch: of concurrent commits for
+//! one epoch exactly one wins, the others get "stale epoch" with the current epoch.
+
+use http::StatusCode;
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::groups::{GroupEpochResponse, UploadCommitRequest};
+use tls_codec::VLBytes;
+use uuid::Uuid;
+
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+use crate::store::{CommitRecord, WelcomeRecord};
+
+use super::{authorize, decode_body, member_rules};
+
+pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
+    let application = authorize(state, request, app)?;
+    let body: UploadCommitRequest =
+        decode_body(request, |body: &UploadCommitRequest| body.version)?;
+    let mut group = state
+        .groups
+        .checkout(state.store.as_ref(), app, group_id)
+        .await?;
+    let rules = member_rules(state, application);
+    // Validation and merge are CPU work that grows with the group (milliseconds at 1000
+    // members): run them where they do not stall the reactor's other tasks.
+    let outcome = tokio::task::block_in_place(|| {
+        group.stage_commit(
+            group_id,
+            body.commit_packet.as_slice(),
+            body.group_info.as_ref().map(VLBytes::as_slice),
+            body.welcome_packet.as_ref().map(VLBytes::as_slice),
+            &rules,
+        )
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // A refusal before the merge leaves the copy as it was; after, it is spoiled.
+            if group.epoch == state_epoch(&group) {
+                state.groups.put(app, group_id, group);
+            }
+            return Err(error.into());
+        }
+    };
+    let now = crate::keys::unix_now();
+    let mut used_key_packages = Vec::with_capacity(outcome.added.len());
+    for (handle, reference) in &outcome.added {
+        // A member whose key package came from elsewhere than this gateway's queues has
+        // nothing to advance.
+        if let Some(client) = state.store.client_by_handle(app, handle).await? {
+            used_key_packages.push((client, reference.clone()));
+        }
+    }
+    let record = CommitRecord {
+        from_epoch: outcome.from_epoch,
+        change: outcome.change,
+        messages: outcome.messages,
+        group_info: outcome.group_info,
+        welcome: outcome
+            .welcome
+            .map(|(packet, ratchet_tree, recipients)| WelcomeRecord {
+                id: Uuid::new_v4(),
+                packet,
+                ratchet_tree,
+                recipients,
+                expires_at: now.saturating_add(state.config.groups.welcome_retention_secs),
+            }),
+        removed_handles: outcome.removed_handles,
+        used_key_packages,
+        now,
+    };
+    let epoch = state.store.apply_commit(app, group_id, &record).await?;
+    state.groups.put(app, group_id, group);
+    tracing::info!(epoch, "commit applied");
+    let mut response = encoded(&GroupEpochResponse {
+        version: WIRE_VERSION,
+        group_id: VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// The epoch the copy's public state is at (it moves with a merge, before the store applies).
+fn state_epoch(group: &crate::mls::group::ActiveGroup) -> u64 {
+    group.public.group_context().epoch().as_u64()
+}

@@ -1,0 +1,44 @@
+//! `PUT /apps/{appId}/groups` (architecture draft, "Group Creation"): a one-member group at
+//! epoch 0 from the creator's GroupInfo and ratchet tree. Each check has its own code: the
+//! GroupInfo decodes and verifies, the tree is valid and the GroupInfo's, epoch 0 and one
+//! member, the creator's credential valid under the application's identity provider, and
+//! the group id not in use by the application.
+
+use http::StatusCode;
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::groups::{CreateGroupRequest, GroupEpochResponse, MAX_GROUP_ID_BYTES};
+use tls_codec::VLBytes;
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::mls::group;
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+
+use super::{authorize, decode_body, member_rules};
+
+pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
+    let application = authorize(state, request, app)?;
+    let body: CreateGroupRequest = decode_body(request, |body: &CreateGroupRequest| body.version)?;
+    let rules = member_rules(state, application);
+    let (active, new_group) = tokio::task::block_in_place(|| {
+        group::create(
+            body.group_info.as_slice(),
+            body.ratchet_tree.as_slice(),
+            &rules,
+        )
+    })?;
+    if new_group.group_id.is_empty() || new_group.group_id.len() > MAX_GROUP_ID_BYTES {
+        return Err(GatewayError::GroupIdTooLong);
+    }
+    state.store.create_group(app, &new_group).await?;
+    tracing::info!(group = %mimi_wire::groups::group_id_to_path(&new_group.group_id), "group created");
+    state.groups.put(app, &new_group.group_id, active);
+    let mut response = encoded(&GroupEpochResponse {
+        version: WIRE_VERSION,
+        group_id: VLBytes::new(new_group.group_id),
+        epoch: 0,
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}

@@ -1,0 +1,560 @@
+//! Group operations validated as a member would, without group secrets (architecture draft,
+//! "Group Creation", "Proposals", "Commits"; RFC 9420 through openmls' `PublicGroup`, see
+//! `../shared/OPENMLS.md`).
+//!
+//! A group is created once with `PublicGroup::from_external` and from then on restored with
+//! `PublicGroup::load` from its stored TLS state (`group_state`), never imported again. The
+//! functions here decide; the store applies (a compare-and-set on the epoch).
+
+use std::collections::BTreeSet;
+
+use openmls::group::GroupId;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{
+    ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
+    ProposalOrRefType, ProposalStore, ProtocolMessage, PublicGroup, PublicProcessMessageError,
+    StageCommitError, ValidationError,
+};
+use openmls::treesync::RatchetTreeIn;
+use openmls_traits::OpenMlsProvider;
+
+use mimi_wire::ErrorCode;
+
+use super::group_info::{GroupInfoCheckError, check_group_info};
+use super::group_state::{GroupStateError, GroupStorage, StateChange};
+use super::key_package::{KeyPackageError, MemberRules, check_member_key_package};
+use crate::identity::{ApplicationContext, Identity, IdentityError};
+use crate::store::{GroupHead, HeldProposal, NewGroup, StoredGroup};
+
+/// Why a group operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("malformed MLS message: {0}")]
+    Malformed(String),
+    #[error("invalid group info: {0}")]
+    InvalidGroupInfo(String),
+    #[error("invalid ratchet tree: {0}")]
+    InvalidRatchetTree(String),
+    #[error("not a new group: {0}")]
+    NotANewGroup(String),
+    #[error("packet for another group")]
+    GroupIdMismatch,
+    #[error("stale epoch; current epoch {current}")]
+    StaleEpoch { current: u64 },
+    #[error("future epoch; current epoch {current}")]
+    FutureEpoch { current: u64 },
+    #[error("sender is not a member")]
+    NotAMember,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("handshake sent as PrivateMessage")]
+    PrivateMessageHandshake,
+    #[error("not a proposal")]
+    NotAProposal,
+    #[error("not a commit")]
+    NotACommit,
+    #[error("invalid proposal: {0}")]
+    InvalidProposal(String),
+    #[error("invalid commit: {0}")]
+    InvalidCommit(String),
+    #[error("commit references a proposal the gateway does not hold")]
+    UnknownProposalReference,
+    #[error("commit adds members without a welcome")]
+    WelcomeRequired,
+    #[error("welcome recipients are not the added key packages: {0}")]
+    WelcomeRecipientsMismatch(String),
+    #[error("group info does not match the new epoch: {0}")]
+    GroupInfoMismatch(GroupInfoCheckError),
+    #[error("GREASE values are not supported: {0}")]
+    Grease(String),
+    #[error("credential: {0}")]
+    Identity(#[from] IdentityError),
+    /// An added member's key package (its position among the commit's Add proposals).
+    #[error("added key package {index}: {error}")]
+    KeyPackage {
+        index: usize,
+        error: KeyPackageError,
+    },
+    #[error("stored group state: {0}")]
+    State(#[from] GroupStateError),
+}
+
+impl GroupError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GroupError::Malformed(_) => ErrorCode::MalformedMlsMessage,
+            GroupError::InvalidGroupInfo(_) => ErrorCode::InvalidGroupInfo,
+            GroupError::InvalidRatchetTree(_) => ErrorCode::InvalidRatchetTree,
+            GroupError::NotANewGroup(_) => ErrorCode::NotANewGroup,
+            GroupError::GroupIdMismatch => ErrorCode::GroupIdMismatch,
+            GroupError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+            GroupError::FutureEpoch { .. } => ErrorCode::FutureEpoch,
+            GroupError::NotAMember => ErrorCode::NotAMember,
+            GroupError::BadSignature => ErrorCode::PacketSignatureInvalid,
+            GroupError::PrivateMessageHandshake => ErrorCode::PrivateMessageHandshake,
+            GroupError::NotAProposal => ErrorCode::NotAProposal,
+            GroupError::NotACommit => ErrorCode::NotACommit,
+            GroupError::InvalidProposal(_) => ErrorCode::InvalidProposal,
+            GroupError::InvalidCommit(_) => ErrorCode::InvalidCommit,
+            GroupError::UnknownProposalReference => ErrorCode::UnknownProposalReference,
+            GroupError::WelcomeRequired => ErrorCode::WelcomeRequired,
+            GroupError::WelcomeRecipientsMismatch(_) => ErrorCode::WelcomeRecipientsMismatch,
+            GroupError::GroupInfoMismatch(GroupInfoCheckError::Malformed(_)) => {
+                ErrorCode::MalformedMlsMessage
+            }
+            GroupError::GroupInfoMismatch(_) => ErrorCode::GroupInfoMismatch,
+            GroupError::Grease(_) => ErrorCode::GreaseUnsupported,
+            GroupError::Identity(error) => error.code(),
+            GroupError::KeyPackage { error, .. } => error.code(),
+            GroupError::State(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The detail sent with the code, where the caller needs more than the description.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            GroupError::StaleEpoch { current } | GroupError::FutureEpoch { current } => {
+                Some(format!("current epoch {current}"))
+            }
+            GroupError::KeyPackage { index, .. } => Some(format!(
+                "added key package {index}: {}",
+                self.code().description()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A group ready to validate the next operation: openmls' public state on our storage, the
+/// epoch, and the proposals held for it (re-processed into openmls' proposal queue).
+pub struct ActiveGroup {
+    pub public: PublicGroup,
+    pub storage: GroupStorage,
+    pub epoch: u64,
+    pub proposals: Vec<HeldProposal>,
+}
+
+impl std::fmt::Debug for ActiveGroup {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ActiveGroup")
+            .field("epoch", &self.epoch)
+            .field("proposals", &self.proposals.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a validated commit: what the store must apply, still without the
+/// bookkeeping only the handler knows (welcome id, client ids, time).
+#[derive(Debug)]
+pub struct StagedCommitOutcome {
+    pub from_epoch: u64,
+    pub change: StateChange,
+    pub messages: Vec<Vec<u8>>,
+    pub group_info: Option<Vec<u8>>,
+    /// The welcome packet, the new epoch's tree, and the handles of its recipients.
+    pub welcome: Option<(Vec<u8>, Vec<u8>, Vec<String>)>,
+    pub removed_handles: Vec<String>,
+    /// `(handle, KeyPackageRef)` of every added member.
+    pub added: Vec<(String, Vec<u8>)>,
+}
+
+fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, GroupError> {
+    MlsMessageIn::tls_deserialize_exact(bytes)
+        .map(MlsMessageIn::extract)
+        .map_err(|error| GroupError::Malformed(error.to_string()))
+}
+
+/// The client handle of a leaf under the application's identity provider.
+fn leaf_handle(leaf: &LeafNode, rules: &MemberRules<'_>) -> Result<String, GroupError> {
+    let credential = super::credential(leaf.credential());
+    let identity = Identity {
+        signature_key: leaf.signature_key().as_slice(),
+        credential: &credential,
+    };
+    let named = rules
+        .identity
+        .validate(&identity, &ApplicationContext::now())?;
+    if let Some(domain) = &named.domain
+        && !domain.eq_ignore_ascii_case(rules.domain)
+    {
+        return Err(GroupError::KeyPackage {
+            index: 0,
+            error: KeyPackageError::ForeignDomain {
+                found: domain.clone(),
+                expected: rules.domain.to_owned(),
+            },
+        });
+    }
+    Ok(named.handle)
+}
+
+fn is_grease(reason: &str) -> bool {
+    reason.contains("UnsupportedExtension")
+}
+
+/// Group creation ("Group Creation"): a valid GroupInfo, a valid tree consistent with it,
+/// epoch 0 and a single member whose credential the identity provider accepts.
+pub fn create(
+    group_info: &[u8],
+    ratchet_tree: &[u8],
+    rules: &MemberRules<'_>,
+) -> Result<(ActiveGroup, NewGroup), GroupError> {
+    let group_info_in = match decode(group_info)? {
+        MlsMessageBodyIn::GroupInfo(group_info) => group_info,
+        _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
+    };
+    let tree = RatchetTreeIn::tls_deserialize_exact(ratchet_tree)
+        .map_err(|error| GroupError::InvalidRatchetTree(error.to_string()))?;
+    let epoch = group_info_in.group_context().epoch().as_u64();
+    if epoch != 0 {
+        return Err(GroupError::NotANewGroup(format!("epoch {epoch}")));
+    }
+    let members = tree.leaves().count();
+    if members != 1 {
+        return Err(GroupError::NotANewGroup(format!("{members} members")));
+    }
+    let provider = super::crypto();
+    let storage = GroupStorage::default();
+    let public = PublicGroup::from_external(
+        provider.crypto(),
+        &storage,
+        tree,
+        group_info_in,
+        ProposalStore::new(),
+    )
+    .map(|(public, _extensions)| public)
+    .map_err(|error| {
+        use openmls::prelude::CreationFromExternalError as E;
+        match error {
+            E::InvalidGroupInfoSignature | E::UnknownSender => {
+                GroupError::InvalidGroupInfo(error.to_string())
+            }
+            E::WriteToStorageError(error) => GroupError::State(error),
+            E::LeafNodeValidation(ref reason) if is_grease(&format!("{reason:?}")) => {
+                GroupError::Grease(error.to_string())
+            }
+            other => GroupError::InvalidRatchetTree(other.to_string()),
+        }
+    })?;
+    let creator = public
+        .leaf(LeafNodeIndex::new(0))
+        .ok_or_else(|| GroupError::NotANewGroup("leaf 0 is blank".into()))?;
+    leaf_handle(creator, rules)?;
+    let state = storage.snapshot();
+    let new_group = NewGroup {
+        group_id: public.group_id().as_slice().to_vec(),
+        state,
+        group_info: group_info.to_vec(),
+    };
+    Ok((
+        ActiveGroup {
+            public,
+            storage,
+            epoch: 0,
+            proposals: Vec::new(),
+        },
+        new_group,
+    ))
+}
+
+impl ActiveGroup {
+    pub fn head(&self) -> GroupHead {
+        GroupHead {
+            epoch: self.epoch,
+            proposals: self.proposals.len(),
+        }
+    }
+
+    /// Restores a stored group with `PublicGroup::load` and re-processes its held proposals
+    /// into openmls' queue (a proposal no longer valid, e.g. its key package has expired
+    /// since, is left out: a commit citing it is then refused).
+    pub fn restore(group_id: &[u8], stored: StoredGroup) -> Result<ActiveGroup, GroupError> {
+        let storage = GroupStorage::new(stored.state);
+        let mut public = PublicGroup::load(&storage, &GroupId::from_slice(group_id))?
+            .ok_or_else(|| GroupStateError::Bridge("stored state is incomplete".into()))?;
+        let provider = super::crypto();
+        for held in &stored.proposals {
+            let message = match protocol_message(&held.packet) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "a held proposal no longer decodes");
+                    continue;
+                }
+            };
+            match public.process_message(provider.crypto(), message) {
+                Ok(processed) => match processed.into_content() {
+                    ProcessedMessageContent::ProposalMessage(queued)
+                    | ProcessedMessageContent::ExternalJoinProposalMessage(queued) => {
+                        public.add_proposal(&storage, *queued)?;
+                    }
+                    _ => tracing::warn!("a held proposal is not a proposal"),
+                },
+                Err(error) => tracing::warn!(%error, "a held proposal is no longer valid"),
+            }
+        }
+        Ok(ActiveGroup {
+            public,
+            storage,
+            epoch: stored.epoch,
+            proposals: stored.proposals,
+        })
+    }
+
+    /// Framing checks with their own answers before openmls sees the message: a
+    /// PublicMessage handshake of the expected content type, for this group and epoch.
+    fn check_framing(
+        &self,
+        group_id: &[u8],
+        packet: &[u8],
+        expected: ContentType,
+    ) -> Result<ProtocolMessage, GroupError> {
+        let message = protocol_message(packet)?;
+        if message.group_id().as_slice() != group_id {
+            return Err(GroupError::GroupIdMismatch);
+        }
+        let content_type = message.content_type();
+        if content_type != expected {
+            return Err(match expected {
+                ContentType::Commit => GroupError::NotACommit,
+                _ => GroupError::NotAProposal,
+            });
+        }
+        let epoch = message.epoch().as_u64();
+        if epoch < self.epoch {
+            return Err(GroupError::StaleEpoch {
+                current: self.epoch,
+            });
+        }
+        if epoch > self.epoch {
+            return Err(GroupError::FutureEpoch {
+                current: self.epoch,
+            });
+        }
+        Ok(message)
+    }
+
+    /// A proposal for the current epoch ("Proposals"): validated by openmls, an added key
+    /// package checked like a queue upload, then queued for commits that cite it.
+    pub fn accept_proposal(
+        &mut self,
+        group_id: &[u8],
+        packet: &[u8],
+        rules: &MemberRules<'_>,
+    ) -> Result<HeldProposal, GroupError> {
+        let message = self.check_framing(group_id, packet, ContentType::Proposal)?;
+        let provider = super::crypto();
+        let processed = self
+            .public
+            .process_message(provider.crypto(), message)
+            .map_err(|error| processing_error(error, GroupError::InvalidProposal))?;
+        let queued = match processed.into_content() {
+            ProcessedMessageContent::ProposalMessage(queued)
+            | ProcessedMessageContent::ExternalJoinProposalMessage(queued) => *queued,
+            _ => return Err(GroupError::NotAProposal),
+        };
+        if let openmls::prelude::Proposal::Add(add) = queued.proposal() {
+            check_member_key_package(add.key_package(), rules)
+                .map_err(|error| GroupError::KeyPackage { index: 0, error })?;
+        }
+        let reference = queued.proposal_reference_ref().as_slice().to_vec();
+        let held = HeldProposal {
+            reference,
+            packet: packet.to_vec(),
+        };
+        if !self
+            .proposals
+            .iter()
+            .any(|other| other.reference == held.reference)
+        {
+            self.public.add_proposal(&self.storage, queued)?;
+        }
+        Ok(held)
+    }
+
+    /// Records a proposal the store accepted.
+    pub fn hold(&mut self, proposal: HeldProposal) {
+        if !self
+            .proposals
+            .iter()
+            .any(|other| other.reference == proposal.reference)
+        {
+            self.proposals.push(proposal);
+        }
+    }
+
+    /// Validates a commit for the current epoch and merges it into this copy ("Commits").
+    /// On an error after the merge began the copy is spoiled: the caller drops it.
+    pub fn stage_commit(
+        &mut self,
+        group_id: &[u8],
+        commit_packet: &[u8],
+        group_info: Option<&[u8]>,
+        welcome_packet: Option<&[u8]>,
+        rules: &MemberRules<'_>,
+    ) -> Result<StagedCommitOutcome, GroupError> {
+        let message = self.check_framing(group_id, commit_packet, ContentType::Commit)?;
+        let provider = super::crypto();
+        let crypto = provider.crypto();
+        let processed = self
+            .public
+            .process_message(crypto, message)
+            .map_err(|error| processing_error(error, GroupError::InvalidCommit))?;
+        let staged = match processed.into_content() {
+            ProcessedMessageContent::StagedCommitMessage(staged) => *staged,
+            _ => return Err(GroupError::NotACommit),
+        };
+
+        // Proposals committed by reference, in the commit's order, as uploaded.
+        let mut messages = Vec::new();
+        for queued in staged.queued_proposals() {
+            if queued.proposal_or_ref_type() == ProposalOrRefType::Reference {
+                let reference = queued.proposal_reference_ref().as_slice();
+                let held = self
+                    .proposals
+                    .iter()
+                    .find(|held| held.reference == reference)
+                    .ok_or(GroupError::UnknownProposalReference)?;
+                messages.push(held.packet.clone());
+            }
+        }
+        messages.push(commit_packet.to_vec());
+
+        // Added members: key packages checked like queue uploads.
+        let mut added = Vec::new();
+        for (index, add) in staged.add_proposals().enumerate() {
+            let member = check_member_key_package(add.add_proposal().key_package(), rules)
+                .map_err(|error| GroupError::KeyPackage { index, error })?;
+            added.push((member.handle, member.reference));
+        }
+        // New or changed leaves of existing members and external joiners.
+        for update in staged.update_proposals() {
+            leaf_handle(update.update_proposal().leaf_node(), rules)?;
+        }
+        if let Some(leaf) = staged.update_path_leaf_node() {
+            leaf_handle(leaf, rules)?;
+        }
+        // Removed members, by handle, while their leaves are still in the tree.
+        let mut removed_handles = Vec::new();
+        for remove in staged.remove_proposals() {
+            if let Some(leaf) = self.public.leaf(remove.remove_proposal().removed())
+                && let Ok(handle) = leaf_handle(leaf, rules)
+            {
+                removed_handles.push(handle);
+            }
+        }
+
+        let welcome = match (added.is_empty(), welcome_packet) {
+            (true, None) => None,
+            (false, None) => return Err(GroupError::WelcomeRequired),
+            (true, Some(_)) => {
+                return Err(GroupError::WelcomeRecipientsMismatch(
+                    "the commit adds no member".into(),
+                ));
+            }
+            (false, Some(packet)) => {
+                let welcome = match decode(packet)? {
+                    MlsMessageBodyIn::Welcome(welcome) => welcome,
+                    _ => return Err(GroupError::Malformed("not a Welcome".into())),
+                };
+                if welcome.ciphersuite() != self.public.ciphersuite() {
+                    return Err(GroupError::WelcomeRecipientsMismatch(
+                        "cipher suite differs from the group's".into(),
+                    ));
+                }
+                let recipients: BTreeSet<Vec<u8>> = welcome
+                    .secrets()
+                    .iter()
+                    .map(|secrets| secrets.new_member().as_slice().to_vec())
+                    .collect();
+                let expected: BTreeSet<Vec<u8>> = added
+                    .iter()
+                    .map(|(_, reference)| reference.clone())
+                    .collect();
+                if recipients != expected || welcome.secrets().len() != added.len() {
+                    return Err(GroupError::WelcomeRecipientsMismatch(format!(
+                        "{} recipients for {} added key packages",
+                        welcome.secrets().len(),
+                        added.len()
+                    )));
+                }
+                Some(packet.to_vec())
+            }
+        };
+
+        let before = self.storage.snapshot();
+        self.public
+            .merge_commit(&self.storage, staged)
+            .map_err(|error| GroupError::InvalidCommit(error.to_string()))?;
+        let after = self.storage.snapshot();
+        let from_epoch = self.epoch;
+        self.epoch += 1;
+        self.proposals.clear();
+
+        let group_info = match group_info {
+            Some(bytes) => {
+                let group_info_in = match decode(bytes)? {
+                    MlsMessageBodyIn::GroupInfo(group_info) => group_info,
+                    _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
+                };
+                check_group_info(&self.public, group_info_in, crypto)
+                    .map_err(GroupError::GroupInfoMismatch)?;
+                Some(bytes.to_vec())
+            }
+            None => None,
+        };
+        let welcome = welcome.map(|packet| {
+            let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
+            (packet, after.ratchet_tree(), handles)
+        });
+        Ok(StagedCommitOutcome {
+            from_epoch,
+            change: before.change_to(&after),
+            messages,
+            group_info,
+            welcome,
+            removed_handles,
+            added,
+        })
+    }
+}
+
+fn protocol_message(packet: &[u8]) -> Result<ProtocolMessage, GroupError> {
+    match decode(packet)? {
+        MlsMessageBodyIn::PublicMessage(message) => Ok(message.into()),
+        MlsMessageBodyIn::PrivateMessage(_) => Err(GroupError::PrivateMessageHandshake),
+        _ => Err(GroupError::Malformed(
+            "not a PublicMessage handshake".into(),
+        )),
+    }
+}
+
+/// openmls' refusal as the gateway's error; `invalid` wraps what has no code of its own.
+fn processing_error(
+    error: PublicProcessMessageError,
+    invalid: fn(String) -> GroupError,
+) -> GroupError {
+    match error {
+        PublicProcessMessageError::IncompatibleWireFormat => GroupError::PrivateMessageHandshake,
+        PublicProcessMessageError::ValidationError(ValidationError::WrongGroupId) => {
+            GroupError::GroupIdMismatch
+        }
+        PublicProcessMessageError::ValidationError(ValidationError::UnknownMember) => {
+            GroupError::NotAMember
+        }
+        PublicProcessMessageError::ValidationError(
+            ValidationError::InvalidSignature | ValidationError::InvalidLeafNodeSignature,
+        ) => GroupError::BadSignature,
+        PublicProcessMessageError::InvalidCommit(StageCommitError::MissingProposal) => {
+            GroupError::UnknownProposalReference
+        }
+        other => {
+            let reason = other.to_string();
+            if is_grease(&format!("{other:?}")) {
+                GroupError::Grease(reason)
+            } else {
+                invalid(reason)
+            }
+        }
+    }
+}

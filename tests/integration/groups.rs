@@ -1,0 +1,157 @@
+//! Group state over the real application listener (architecture draft, "Managing Groups
+//! without Metadata Protection" and "Joining"), driven by real openmls clients sending
+//! plaintext handshakes, on the memory store, a real `redis-server` and a real Cluster.
+
+use http::StatusCode;
+use mimi_wire::ErrorCode;
+use mimi_wire::decode_exact;
+use mimi_wire::groups::GroupEpochResponse;
+
+use crate::common::*;
+use crate::group_client::*;
+use crate::key_queues::QueueFixture;
+use crate::mls_client::MlsClient;
+
+/// A member whose key packages sit in a key queue of the gateway.
+async fn queued_member<'h>(harness: &'h Harness, handle: &str) -> (Member, QueueFixture<'h>) {
+    let mut fixture = QueueFixture::new(harness, handle).await;
+    let packages = vec![fixture.mls.key_package(3600), fixture.mls.key_package(3600)];
+    fixture.upload(&packages).await;
+    // The fixture's client holds the key packages' private keys: it becomes the member.
+    let mls = std::mem::replace(&mut fixture.mls, MlsClient::basic(handle));
+    (Member { mls, group: None }, fixture)
+}
+
+async fn create_group<'h>(harness: &'h Harness, creator: &mut Member) -> GroupApi<'h> {
+    let (group_info, tree) = creator.create_group();
+    let answer = GroupApi::create(harness, &group_info, &tree).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let created: GroupEpochResponse = decode_exact(&answer.body).unwrap();
+    assert_eq!(created.epoch, 0);
+    assert_eq!(created.group_id.as_slice(), creator.group_id());
+    GroupApi::new(harness, &creator.group_id())
+}
+
+/// Brings `member` up to the gateway's current epoch from control messages.
+async fn catch_up(api: &GroupApi<'_>, member: &mut Member) -> bool {
+    let messages = api.control_ok(member.epoch() + 1, None).await;
+    let mut removed = false;
+    for message in messages {
+        removed |= member.apply(&message);
+    }
+    removed
+}
+
+/// The whole life of a group: create, add two members with welcomes (joining from what the
+/// gateway serves, key queues advanced), update, proposal by reference, remove, external
+/// join, and a member catching up after missing three epochs. Every member derives the same
+/// epoch secret as the others at every step.
+async fn group_life(store: StoreSpec) {
+    let harness = Harness::start(store).await;
+    let mut alice = Member::new("alice");
+    let api = create_group(&harness, &mut alice).await;
+
+    // "Commits": add bob and carol with key packages retrieved from their queues.
+    let (mut bob, bob_queue) = queued_member(&harness, "bob").await;
+    let (mut carol, carol_queue) = queued_member(&harness, "carol").await;
+    let (bob_package, _) = bob_queue.retrieve("alice").await;
+    let (carol_package, _) = carol_queue.retrieve("alice").await;
+    let (commit, welcome, group_info) = alice.add(&[bob_package.clone(), carol_package]);
+    assert_eq!(
+        api.commit_ok(&commit, Some(&group_info), Some(&welcome))
+            .await,
+        1
+    );
+
+    // The used key package was advanced: the same receiver now gets another one.
+    let (next_package, _) = bob_queue.retrieve("alice").await;
+    assert_ne!(next_package, bob_package, "bob's queue advanced");
+
+    // "Joining": both join from the welcome and tree the gateway serves.
+    for (member, handle) in [(&mut bob, "bob"), (&mut carol, "carol")] {
+        let join_infos = welcomes(&harness, handle).await;
+        assert_eq!(join_infos.len(), 1, "{handle} has one welcome");
+        assert_eq!(join_infos[0].epoch, 1);
+        assert_eq!(join_infos[0].group_id.as_slice(), alice.group_id());
+        member.join(&join_infos[0]);
+        assert_eq!(member.secret(), alice.secret(), "{handle} shares epoch 1");
+        // Listed until acknowledged, then gone; a second acknowledgement is unknown.
+        assert_eq!(welcomes(&harness, handle).await.len(), 1);
+        let ack = acknowledge(&harness, handle, join_infos[0].welcome_id).await;
+        assert_eq!(ack.status, StatusCode::NO_CONTENT);
+        assert!(welcomes(&harness, handle).await.is_empty());
+        let again = acknowledge(&harness, handle, join_infos[0].welcome_id).await;
+        assert_eq!(again.error_code(), ErrorCode::UnknownWelcome);
+    }
+
+    // Update by bob; the others catch up from control messages.
+    let (commit, group_info) = bob.update();
+    assert_eq!(api.commit_ok(&commit, Some(&group_info), None).await, 2);
+    catch_up(&api, &mut alice).await;
+    catch_up(&api, &mut carol).await;
+    assert_eq!(alice.secret(), bob.secret());
+    assert_eq!(carol.secret(), bob.secret());
+
+    // Proposal by reference: carol proposes, alice commits it.
+    let proposal = carol.propose_update();
+    let answer = api.propose(&proposal).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    assert_eq!(api.proposals().await, vec![proposal.clone()]);
+    for held in api.proposals().await {
+        alice.apply(&held);
+    }
+    let (commit, group_info) = alice.commit_pending();
+    assert_eq!(api.commit_ok(&commit, Some(&group_info), None).await, 3);
+    assert!(
+        api.proposals().await.is_empty(),
+        "a commit clears proposals"
+    );
+    // Epoch 3's control messages: the proposal it took by reference, then the commit.
+    assert_eq!(
+        api.control_ok(3, Some(3)).await,
+        vec![proposal, commit.clone()]
+    );
+    catch_up(&api, &mut bob).await;
+    // Carol already holds her own proposal: she only processes the commit.
+    assert!(!carol.apply(&commit));
+    assert_eq!(bob.secret(), alice.secret());
+    assert_eq!(carol.secret(), alice.secret());
+
+    // Remove carol; she learns it from the control messages.
+    let (commit, group_info) = alice.remove(2);
+    assert_eq!(api.commit_ok(&commit, Some(&group_info), None).await, 4);
+    catch_up(&api, &mut bob).await;
+    assert!(catch_up(&api, &mut carol).await, "carol sees her removal");
+    assert_eq!(bob.secret(), alice.secret());
+
+    // External join by dave from the served GroupInfo and tree.
+    let mut dave = Member::new("dave");
+    let response = api.group_info().await;
+    assert_eq!(response.group_infos.len(), 1);
+    let (commit, group_info) = dave.join_external(&response);
+    assert_eq!(api.commit_ok(&commit, Some(&group_info), None).await, 5);
+    catch_up(&api, &mut alice).await;
+    catch_up(&api, &mut bob).await;
+    assert_eq!(dave.secret(), alice.secret());
+    assert_eq!(bob.secret(), alice.secret());
+
+    // Bob misses three epochs, then catches up from control messages.
+    for expected in 6..=8 {
+        let (commit, group_info) = alice.update();
+        assert_eq!(
+            api.commit_ok(&commit, Some(&group_info), None).await,
+            expected
+        );
+        catch_up(&api, &mut dave).await;
+    }
+    assert_eq!(api.control_ok(6, None).await.len(), 3);
+    catch_up(&api, &mut bob).await;
+    assert_eq!(bob.epoch(), 8);
+    assert_eq!(bob.secret(), alice.secret());
+    assert_eq!(dave.secret(), alice.secret());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_life_on_memory() {
+    group_life(StoreSpec::Memory).await;
+}
