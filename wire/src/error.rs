@@ -88,7 +88,9 @@ error_codes! {
     RequestTimeout = 6, 408, "the request took too long to arrive";
     /// The body's leading wire version is not one this gateway speaks.
     UnsupportedVersion = 7, 400, "unsupported wire version";
-    /// An id in the path (application, client, queue, group) is not a valid UUID.
+    /// An id in the path is malformed: an application, client, queue or welcome id that is
+    /// not a UUID, a group id that is not 1-255 bytes of hex, or a client handle that is not
+    /// percent-encoded UTF-8.
     MalformedPath = 8, 400, "malformed identifier in the path";
     /// The request is not signed, or its signature envelope failed a check. The log on the
     /// gateway says which; the caller only learns that authentication failed.
