@@ -34,6 +34,7 @@ pub enum StoreSpec {
 }
 
 /// An application configured on the test gateway, with a valid and an expired key.
+#[derive(Clone)]
 pub struct TestApp {
     pub id: Uuid,
     pub key: SigningKey,
@@ -150,8 +151,16 @@ impl Harness {
     }
 
     pub async fn start_with(store: StoreSpec, adjust: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_for(store, TestApp::new(), adjust).await
+    }
+
+    /// A gateway serving `app` (several gateways may serve one application).
+    pub async fn start_for(
+        store: StoreSpec,
+        app: TestApp,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let app = TestApp::new();
         let mut config = test_config(dir.path(), &app, &store);
         adjust(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
@@ -191,6 +200,15 @@ impl Harness {
         self.signed(method, path, &body, self.app.claims()).await
     }
 
+    /// Where and as whom to send application requests to this gateway.
+    pub fn target(&self) -> Target {
+        Target {
+            application: self.application,
+            ca: self.ca.clone(),
+            app: self.app.clone(),
+        }
+    }
+
     /// The value of one metric line on the admin listener (0 when absent).
     pub async fn metric(&self, series: &str) -> u64 {
         let text = admin_get(self.admin, "/metrics").await.1;
@@ -200,6 +218,24 @@ impl Harness {
                     .and_then(|rest| rest.trim().parse().ok())
             })
             .unwrap_or(0)
+    }
+}
+
+/// A gateway's application listener (in-process or a spawned process) and the application
+/// that signs requests to it.
+#[derive(Clone)]
+pub struct Target {
+    pub application: SocketAddr,
+    pub ca: PathBuf,
+    pub app: TestApp,
+}
+
+impl Target {
+    pub async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Answer {
+        let headers = signed_headers(&self.app.key, self.app.claims(), &method, path, &body);
+        TlsClient::new(&self.ca, Protocol::Http1)
+            .send(self.application, method, path, headers, body)
+            .await
     }
 }
 

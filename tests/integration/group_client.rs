@@ -15,7 +15,7 @@ use openmls::treesync::RatchetTreeIn;
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
-use crate::common::{Answer, Harness};
+use crate::common::{Answer, Harness, Target};
 use crate::mls_client::{MlsClient, SUITE};
 
 pub fn create_config() -> MlsGroupCreateConfig {
@@ -283,9 +283,9 @@ impl Member {
     }
 }
 
-/// The group endpoints of the harness's application.
-pub struct GroupApi<'h> {
-    pub harness: &'h Harness,
+/// The group endpoints of one gateway for its application.
+pub struct GroupApi {
+    pub target: Target,
     pub app: Uuid,
     pub group: String,
 }
@@ -294,11 +294,15 @@ pub fn error(answer: &Answer) -> ErrorResponse {
     decode_exact(&answer.body).expect("an ErrorResponse")
 }
 
-impl<'h> GroupApi<'h> {
-    pub fn new(harness: &'h Harness, group_id: &[u8]) -> GroupApi<'h> {
+impl GroupApi {
+    pub fn new(harness: &Harness, group_id: &[u8]) -> GroupApi {
+        GroupApi::at(harness.target(), group_id)
+    }
+
+    pub fn at(target: Target, group_id: &[u8]) -> GroupApi {
         GroupApi {
-            harness,
-            app: harness.app.id,
+            app: target.app.id,
+            target,
             group: group_id_to_path(group_id),
         }
     }
@@ -329,14 +333,14 @@ impl<'h> GroupApi<'h> {
             packet: VLBytes::new(packet.to_vec()),
         })
         .unwrap();
-        self.harness
+        self.target
             .call(Method::PUT, &self.path("proposals"), body)
             .await
     }
 
     pub async fn proposals(&self) -> Vec<Vec<u8>> {
         let answer = self
-            .harness
+            .target
             .call(Method::GET, &self.path("proposals"), Vec::new())
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
@@ -356,7 +360,7 @@ impl<'h> GroupApi<'h> {
             welcome_packet: welcome.map(|bytes| VLBytes::new(bytes.to_vec())),
         })
         .unwrap();
-        self.harness
+        self.target
             .call(Method::PUT, &self.path("epochs"), body)
             .await
     }
@@ -382,7 +386,7 @@ impl<'h> GroupApi<'h> {
             end_epoch_id: end,
         })
         .unwrap();
-        self.harness
+        self.target
             .call(Method::POST, &self.path("control-msgs"), body)
             .await
     }
@@ -395,7 +399,7 @@ impl<'h> GroupApi<'h> {
 
     pub async fn group_info(&self) -> GroupInfoResponse {
         let answer = self
-            .harness
+            .target
             .call(Method::GET, &self.path("group-info"), Vec::new())
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));

@@ -45,7 +45,7 @@ impl Fixture {
         }
     }
 
-    fn api(&self) -> GroupApi<'_> {
+    fn api(&self) -> GroupApi {
         GroupApi::new(&self.harness, &self.alice.group_id())
     }
 

@@ -22,7 +22,7 @@ async fn queued_member<'h>(harness: &'h Harness, handle: &str) -> (Member, Queue
     (Member { mls, group: None }, fixture)
 }
 
-async fn create_group<'h>(harness: &'h Harness, creator: &mut Member) -> GroupApi<'h> {
+async fn create_group(harness: &Harness, creator: &mut Member) -> GroupApi {
     let (group_info, tree) = creator.create_group();
     let answer = GroupApi::create(harness, &group_info, &tree).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
@@ -33,7 +33,7 @@ async fn create_group<'h>(harness: &'h Harness, creator: &mut Member) -> GroupAp
 }
 
 /// Brings `member` up to the gateway's current epoch from control messages.
-async fn catch_up(api: &GroupApi<'_>, member: &mut Member) -> bool {
+async fn catch_up(api: &GroupApi, member: &mut Member) -> bool {
     let messages = api.control_ok(member.epoch() + 1, None).await;
     let mut removed = false;
     for message in messages {

@@ -7,6 +7,7 @@ mod docs;
 mod garbage;
 mod group_client;
 mod group_info;
+mod group_races;
 mod group_rejections;
 mod groups;
 mod identity;
