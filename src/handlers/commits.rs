@@ -29,6 +29,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
     let rules = member_rules(state, application);
+    let epoch_before = group.epoch;
     // Validation and merge are CPU work that grows with the group (milliseconds at 1000
     // members): run them where they do not stall the reactor's other tasks.
     let outcome = tokio::task::block_in_place(|| {
@@ -44,7 +45,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         Ok(outcome) => outcome,
         Err(error) => {
             // A refusal before the merge leaves the copy as it was; after, it is spoiled.
-            if group.epoch == state_epoch(&group) {
+            if group.epoch == epoch_before {
                 state.groups.put(app, group_id, group);
             }
             return Err(error.into());
@@ -87,9 +88,4 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     })?;
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
-}
-
-/// The epoch the copy's public state is at (it moves with a merge, before the store applies).
-fn state_epoch(group: &crate::mls::group::ActiveGroup) -> u64 {
-    group.public.group_context().epoch().as_u64()
 }

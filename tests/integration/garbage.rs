@@ -6,6 +6,9 @@
 use http::{Method, StatusCode};
 use mimi_wire::codec::WireBool;
 use mimi_wire::encode;
+use mimi_wire::groups::{
+    ControlMessagesRequest, CreateGroupRequest, UploadCommitRequest, UploadProposalRequest,
+};
 use mimi_wire::key_queues::{
     CreateKeyQueueRequest, RetrieveKeyPackageRequest, UpdateKeyQueueRequest,
 };
@@ -15,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use tls_codec::VLBytes;
 
 use crate::common::*;
+use crate::group_client::{GroupApi, Member, welcomes};
 use crate::key_queues::QueueFixture;
 
 const CASES_PER_ENDPOINT: usize = 40;
@@ -27,7 +31,57 @@ async fn random_and_corrupted_bodies_get_4xx_and_never_panic() {
     let app = harness.app.id;
     let client = fixture.client;
     let key_package = fixture.mls.key_package(1000);
+    // A group of alice and bob, and a valid body for each group endpoint to corrupt.
+    let mut alice = Member::new("alice");
+    let (group_info, tree) = alice.create_group();
+    let create = encode(&CreateGroupRequest {
+        version: 1,
+        group_info: VLBytes::new(group_info.clone()),
+        ratchet_tree: VLBytes::new(tree.clone()),
+    })
+    .unwrap();
+    GroupApi::create(&harness, &group_info, &tree).await;
+    let api = GroupApi::new(&harness, &alice.group_id());
+    let mut bob = Member::new("bob");
+    let (commit, welcome, group_info) = alice.add(&[bob.mls.key_package(1000)]);
+    api.commit_ok(&commit, Some(&group_info), Some(&welcome))
+        .await;
+    bob.join(&welcomes(&harness, "bob").await[0]);
+    let group = format!("/apps/{app}/groups/{}", api.group);
+    let proposal = bob.propose_update();
+    let (commit, group_info) = alice.update();
     let endpoints: Vec<(Method, String, Vec<u8>)> = vec![
+        (Method::PUT, format!("/apps/{app}/groups"), create),
+        (
+            Method::PUT,
+            format!("{group}/proposals"),
+            encode(&UploadProposalRequest {
+                version: 1,
+                packet: VLBytes::new(proposal),
+            })
+            .unwrap(),
+        ),
+        (
+            Method::PUT,
+            format!("{group}/epochs"),
+            encode(&UploadCommitRequest {
+                version: 1,
+                commit_packet: VLBytes::new(commit),
+                group_info: Some(VLBytes::new(group_info)),
+                welcome_packet: None,
+            })
+            .unwrap(),
+        ),
+        (
+            Method::POST,
+            format!("{group}/control-msgs"),
+            encode(&ControlMessagesRequest {
+                version: 1,
+                start_epoch_id: 0,
+                end_epoch_id: Some(1),
+            })
+            .unwrap(),
+        ),
         (
             Method::POST,
             format!("/apps/{app}/clients"),

@@ -105,3 +105,46 @@ async fn one_winner_per_epoch_on_memory() {
     let mut members = sixteen_members(&harness).await;
     one_winner(&mut members, &[harness.target()]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_winner_per_epoch_on_redis() {
+    let redis = RedisServer::start();
+    let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let mut members = sixteen_members(&harness).await;
+    one_winner(&mut members, &[harness.target()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_winner_per_epoch_on_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let harness = Harness::start(StoreSpec::Cluster(cluster.urls())).await;
+    let mut members = sixteen_members(&harness).await;
+    one_winner(&mut members, &[harness.target()]).await;
+}
+
+/// Two `mimi-gateway serve` processes on one Redis, each with its own cache: the commits are
+/// spread over both, and still exactly one wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_winner_per_epoch_across_two_gateway_processes() {
+    let redis = RedisServer::start();
+    let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let mut targets = vec![harness.target()];
+    let mut processes = Vec::new();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for dir in &dirs {
+        let config = test_config(dir.path(), &harness.app, &StoreSpec::Redis(redis.url()));
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let process = GatewayProcess::serve(dir.path(), &["--config", path.to_str().unwrap()], &[]);
+        targets.push(Target {
+            application: process.address("application"),
+            ca: dir.path().join("dev-certs").join("ca.pem"),
+            app: harness.app.clone(),
+        });
+        processes.push(process);
+    }
+    // The group is made through the in-process gateway; the race runs on the two processes.
+    let mut members = sixteen_members(&harness).await;
+    one_winner(&mut members, &targets[1..]).await;
+    drop(processes);
+}

@@ -155,3 +155,82 @@ async fn group_life(store: StoreSpec) {
 async fn group_life_on_memory() {
     group_life(StoreSpec::Memory).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_life_on_redis() {
+    let redis = RedisServer::start();
+    group_life(StoreSpec::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_life_on_redis_cluster() {
+    let cluster = RedisCluster::start();
+    group_life(StoreSpec::Cluster(cluster.urls())).await;
+}
+
+/// A gateway restarted on the same Redis restores groups with `PublicGroup::load` from the
+/// stored TLS state (no cached copy survives) and goes on validating commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_survive_a_gateway_restart() {
+    let redis = RedisServer::start();
+    let first = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let app = first.app.clone();
+    let mut alice = Member::new("alice");
+    let api = create_group(&first, &mut alice).await;
+    let mut bob = Member::new("bob");
+    let (commit, welcome, group_info) = alice.add(&[bob.mls.key_package(3600)]);
+    api.commit_ok(&commit, Some(&group_info), Some(&welcome))
+        .await;
+    let proposal = alice.propose_update();
+    let answer = api.propose(&proposal).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    drop(first);
+
+    let second = Harness::start_for(StoreSpec::Redis(redis.url()), app, |_| {}).await;
+    let api = GroupApi::new(&second, &alice.group_id());
+    bob.join(&welcomes(&second, "bob").await[0]);
+    // The held proposal survived and a commit citing it by reference is accepted.
+    assert_eq!(api.proposals().await, vec![proposal.clone()]);
+    bob.apply(&proposal);
+    let (commit, group_info) = bob.commit_pending();
+    assert_eq!(api.commit_ok(&commit, Some(&group_info), None).await, 2);
+    catch_up(&api, &mut alice).await;
+    assert_eq!(alice.secret(), bob.secret());
+}
+
+/// A removed application's groups are kept but unreadable; configuring the application again
+/// gives them back (docs/decisions.md, "Groups").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_applications_groups_are_kept_but_unreadable() {
+    let redis = RedisServer::start();
+    let first = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let app = first.app.clone();
+    let mut alice = Member::new("alice");
+    let group_id = {
+        create_group(&first, &mut alice).await;
+        alice.group_id()
+    };
+    drop(first);
+
+    // The gateway now serves another application only.
+    let other = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let path = format!(
+        "/apps/{}/groups/{}/group-info",
+        app.id,
+        mimi_wire::groups::group_id_to_path(&group_id)
+    );
+    let from_other = other.call(http::Method::GET, &path, Vec::new()).await;
+    assert_eq!(from_other.error_code(), ErrorCode::UnknownApplication);
+    let removed = Target {
+        application: other.application,
+        ca: other.ca.clone(),
+        app: app.clone(),
+    };
+    let from_removed = removed.call(http::Method::GET, &path, Vec::new()).await;
+    assert_eq!(from_removed.error_code(), ErrorCode::Unauthenticated);
+    drop(other);
+
+    let again = Harness::start_for(StoreSpec::Redis(redis.url()), app, |_| {}).await;
+    let api = GroupApi::new(&again, &group_id);
+    assert_eq!(api.group_info().await.group_infos.len(), 1);
+}
