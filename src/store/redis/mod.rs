@@ -13,6 +13,8 @@
 //! | `mimi:{app:<app>}:handle:<handle>` | string | the client id holding a handle |
 //! | `mimi:{app:<app>}:tag:<tag>` | set | ids of the clients carrying a tag |
 //! | `mimi:{c:<client>}:...` | | the client's key queues (see `key_queues.rs`) |
+//! | `mimi:{g:<app>:<group>}:...` | | a group's state (see `groups.rs`) |
+//! | `mimi:{w:<app>:<handle>}:welcomes` | list | a client's welcome references (see `groups.rs`) |
 //!
 //! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
 //! would pile a busy peer's keys onto one Cluster node. An application's registry shares one
@@ -95,6 +97,16 @@ struct Scripts {
     advance: Script,
     delete_queue: Script,
     retire_client: Script,
+    create_group: Script,
+    group_head: Script,
+    load_group: Script,
+    add_proposal: Script,
+    proposals: Script,
+    apply_commit: Script,
+    control_messages: Script,
+    read_welcome: Script,
+    acknowledge_welcome: Script,
+    index_welcome: Script,
 }
 
 impl Scripts {
@@ -113,6 +125,16 @@ impl Scripts {
             advance: Script::new(key_queues::ADVANCE),
             delete_queue: Script::new(key_queues::DELETE_QUEUE),
             retire_client: Script::new(key_queues::RETIRE_CLIENT),
+            create_group: Script::new(groups::CREATE_GROUP),
+            group_head: Script::new(groups::GROUP_HEAD),
+            load_group: Script::new(groups::LOAD_GROUP),
+            add_proposal: Script::new(groups::ADD_PROPOSAL),
+            proposals: Script::new(groups::PROPOSALS),
+            apply_commit: Script::new(groups::APPLY_COMMIT),
+            control_messages: Script::new(groups::CONTROL_MESSAGES),
+            read_welcome: Script::new(groups::READ_WELCOME),
+            acknowledge_welcome: Script::new(groups::ACKNOWLEDGE_WELCOME),
+            index_welcome: Script::new(groups::INDEX_WELCOME),
         }
     }
 }
