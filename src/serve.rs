@@ -65,6 +65,13 @@ impl Gateway {
         }
         let store = store::open(&config.store).await?;
         let store_description = store.describe();
+        // A Redis that is down now is fine (requests answer 503 until it is back); what a
+        // previous gateway left undone is then carried out by the groups' next operations.
+        match store.recover_groups().await {
+            Ok(0) => {}
+            Ok(groups) => tracing::info!(groups, "carried out pending group actions"),
+            Err(error) => tracing::warn!(%error, "could not check for pending group actions"),
+        }
         if config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_empty() {
             tracing::warn!(
                 "using the embedded memory store: ALL STATE IS LOST WHEN THE GATEWAY EXITS"

@@ -393,6 +393,12 @@ pub trait Groups: Send + Sync {
         now: u64,
     ) -> Result<Vec<PendingWelcome>, StoreError>;
 
+    /// Carries out what a gateway that died mid-commit left undone (Redis: the outboxes of
+    /// cross-slot actions). Answers how many groups needed it.
+    async fn recover_groups(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     /// Drops one pending welcome of the client; its tree goes once no recipient needs it.
     /// `false` if the client had no such welcome.
     async fn acknowledge_welcome(

@@ -48,10 +48,13 @@ async fn sixteen_members(harness: &Harness) -> Vec<Member> {
 async fn one_winner(members: &mut [Member], targets: &[Target]) {
     let group_id = members[0].group_id();
     let uploads: Vec<(Vec<u8>, Vec<u8>)> = members.iter_mut().map(Member::update).collect();
-    let attempts = uploads.iter().enumerate().map(|(index, (commit, group_info))| {
-        let api = GroupApi::at(targets[index % targets.len()].clone(), &group_id);
-        async move { api.commit(commit, Some(group_info), None).await }
-    });
+    let attempts = uploads
+        .iter()
+        .enumerate()
+        .map(|(index, (commit, group_info))| {
+            let api = GroupApi::at(targets[index % targets.len()].clone(), &group_id);
+            async move { api.commit(commit, Some(group_info), None).await }
+        });
     let answers = join_all(attempts).await;
     let mut winners = Vec::new();
     for (index, answer) in answers.iter().enumerate() {

@@ -413,8 +413,7 @@ async fn commit_adding_a_key_package_the_application_refuses_is_refused() {
     .await;
     let carol = Member::new("carol");
     // A 30-day lifetime window, over the configured maximum.
-    let (commit, welcome, group_info) =
-        fixture.alice.add(&[carol.mls.key_package(30 * 86_400)]);
+    let (commit, welcome, group_info) = fixture.alice.add(&[carol.mls.key_package(30 * 86_400)]);
     let answer = fixture
         .api()
         .commit(&commit, Some(&group_info), Some(&welcome))
@@ -435,7 +434,10 @@ async fn the_second_commit_for_an_epoch_is_stale() {
             .await,
         2
     );
-    let answer = fixture.api().commit(&second, Some(&second_info), None).await;
+    let answer = fixture
+        .api()
+        .commit(&second, Some(&second_info), None)
+        .await;
     assert_eq!(answer.error_code(), ErrorCode::StaleEpoch);
     assert_eq!(detail(&answer), "current epoch 2");
     assert_eq!(fixture.api().control_ok(2, None).await, vec![first]);
@@ -451,7 +453,11 @@ async fn control_message_ranges_outside_the_group_are_refused() {
     assert_eq!(api.control_ok(1, Some(1)).await.len(), 1);
     for (start, end) in [(2, None), (1, Some(2)), (1, Some(0)), (5, Some(3))] {
         let answer = api.control(start, end).await;
-        assert_eq!(answer.error_code(), ErrorCode::EpochOutOfRange, "{start}..{end:?}");
+        assert_eq!(
+            answer.error_code(),
+            ErrorCode::EpochOutOfRange,
+            "{start}..{end:?}"
+        );
         assert_eq!(detail(&answer), "current epoch 1");
     }
 }
@@ -513,7 +519,11 @@ async fn unknown_groups_and_malformed_group_ids_are_refused() {
         };
         let path = format!("/apps/{app}/groups/{unknown}/{tail}");
         let answer = fixture.harness.call(method.clone(), &path, body).await;
-        assert_eq!(answer.error_code(), ErrorCode::UnknownGroup, "{method} {tail}");
+        assert_eq!(
+            answer.error_code(),
+            ErrorCode::UnknownGroup,
+            "{method} {tail}"
+        );
         let path = format!("/apps/{app}/groups/not-hex/{tail}");
         let answer = fixture.harness.call(method, &path, Vec::new()).await;
         assert_eq!(answer.error_code(), ErrorCode::MalformedPath);
@@ -531,10 +541,17 @@ async fn tree_served_for_welcomes_is_the_committers_tree() {
         .await;
     let served = welcomes(&fixture.harness, "carol").await;
     let expected = tree_bytes(fixture.alice.group.as_ref().unwrap());
-    assert_eq!(served[0].ratchet_tree.as_ref().unwrap().as_slice(), expected);
+    assert_eq!(
+        served[0].ratchet_tree.as_ref().unwrap().as_slice(),
+        expected
+    );
     let current = fixture.api().group_info().await;
     assert_eq!(
-        current.group_infos[0].ratchet_tree.as_ref().unwrap().as_slice(),
+        current.group_infos[0]
+            .ratchet_tree
+            .as_ref()
+            .unwrap()
+            .as_slice(),
         expected
     );
 }

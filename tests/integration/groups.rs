@@ -234,3 +234,108 @@ async fn a_removed_applications_groups_are_kept_but_unreadable() {
     let api = GroupApi::new(&again, &group_id);
     assert_eq!(api.group_info().await.group_infos.len(), 1);
 }
+
+/// Welcome trees are stored once per epoch and pruned once every recipient acknowledged, or
+/// once the welcome expired (pruned by the group's next commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_trees_are_pruned_after_acknowledgement_or_expiry() {
+    let redis = RedisServer::start();
+    let welcome_keys = |redis: &RedisServer| {
+        redis
+            .cli(&["--scan", "--pattern", "mimi:{g:*}:welcome:*"])
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.is_empty())
+            .count()
+    };
+    let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let mut alice = Member::new("alice");
+    let api = create_group(&harness, &mut alice).await;
+    let (bob, carol) = (Member::new("bob"), Member::new("carol"));
+    let packages = [bob.mls.key_package(3600), carol.mls.key_package(3600)];
+    let (commit, welcome, group_info) = alice.add(&packages);
+    api.commit_ok(&commit, Some(&group_info), Some(&welcome))
+        .await;
+    assert_eq!(welcome_keys(&redis), 2, "one welcome and its recipient set");
+    let id = welcomes(&harness, "bob").await[0].welcome_id;
+    acknowledge(&harness, "bob", id).await;
+    assert_eq!(welcome_keys(&redis), 2, "carol still needs it");
+    acknowledge(&harness, "carol", id).await;
+    assert_eq!(
+        welcome_keys(&redis),
+        0,
+        "pruned after the last acknowledgement"
+    );
+    drop(harness);
+
+    // With no retention, a welcome is expired at once: never listed, pruned by the next
+    // commit of the group.
+    let expiring = Harness::start_with(StoreSpec::Redis(redis.url()), |config| {
+        config.groups.welcome_retention_secs = 0;
+    })
+    .await;
+    let mut dave = Member::new("dave");
+    let api = create_group(&expiring, &mut dave).await;
+    let erin = Member::new("erin");
+    let (commit, welcome, group_info) = dave.add(&[erin.mls.key_package(3600)]);
+    api.commit_ok(&commit, Some(&group_info), Some(&welcome))
+        .await;
+    assert!(welcomes(&expiring, "erin").await.is_empty());
+    assert_eq!(welcome_keys(&redis), 2);
+    let (commit, group_info) = dave.update();
+    api.commit_ok(&commit, Some(&group_info), None).await;
+    assert_eq!(welcome_keys(&redis), 0);
+}
+
+/// A gateway that died between a commit and its cross-slot actions (the key queue advance
+/// lives in the added client's slot) leaves them in the group's outbox; the next gateway to
+/// start carries them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_left_by_a_dead_gateway_are_carried_out_at_start() {
+    let redis = RedisServer::start();
+    let first = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let app = first.app.clone();
+    let mut alice = Member::new("alice");
+    create_group(&first, &mut alice).await;
+    let (_bob, queue) = queued_member(&first, "bob").await;
+    let (package, _) = queue.retrieve("alice").await;
+    let client = queue.client;
+    drop(queue);
+    drop(first);
+    // What the commit script records, as if the gateway had died right after it.
+    let prefix = format!(
+        "mimi:{{g:{}:{}}}:",
+        app.id,
+        mimi_wire::groups::group_id_to_path(&alice.group_id())
+    );
+    let reference = crate::mls_client::key_package_ref(&package);
+    let action = format!(
+        "k {client} {}",
+        mimi_wire::groups::group_id_to_path(&reference)
+    );
+    redis
+        .cli(&["RPUSH", &format!("{prefix}outbox"), &action])
+        .unwrap();
+    redis.cli(&["SADD", "mimi:outbox-groups", &prefix]).unwrap();
+
+    let second = Harness::start_for(StoreSpec::Redis(redis.url()), app, |_| {}).await;
+    let queue = QueueFixture {
+        harness: &second,
+        client,
+        queue: uuid::Uuid::nil(),
+        mls: MlsClient::basic("bob"),
+    };
+    let (next, _) = queue.retrieve("alice").await;
+    assert_ne!(next, package, "the used package left the queue");
+    assert_eq!(
+        redis
+            .cli(&["LLEN", &format!("{prefix}outbox")])
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        redis.cli(&["SCARD", "mimi:outbox-groups"]).unwrap().trim(),
+        "0"
+    );
+}

@@ -398,7 +398,10 @@ impl RedisStore {
         let key = format!("{prefix}outbox");
         let pending: i64 = self
             .run(|mut connection| async move {
-                redis::cmd("LLEN").arg(key).query_async(&mut connection).await
+                redis::cmd("LLEN")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
             })
             .await?;
         if pending == 0 {
@@ -483,6 +486,10 @@ fn parse_loaded(reply: &Value) -> Result<Option<Loaded>, StoreError> {
 
 #[async_trait]
 impl Groups for RedisStore {
+    async fn recover_groups(&self) -> Result<usize, StoreError> {
+        self.replay_outboxes().await
+    }
+
     async fn create_group(&self, app: Uuid, group: &NewGroup) -> Result<(), GroupStoreError> {
         let prefix = group_prefix(app, &group.group_id);
         let mut args = vec![prefix.clone().into_bytes()];
@@ -540,11 +547,13 @@ impl Groups for RedisStore {
                 vec![prefix.into_bytes()],
             )
             .await?;
-        Ok(parse_loaded(&reply)?.map(|(epoch, state, _, proposals)| StoredGroup {
-            epoch,
-            state,
-            proposals,
-        }))
+        Ok(
+            parse_loaded(&reply)?.map(|(epoch, state, _, proposals)| StoredGroup {
+                epoch,
+                state,
+                proposals,
+            }),
+        )
     }
 
     async fn add_proposal(
@@ -600,7 +609,10 @@ impl Groups for RedisStore {
         if status(items)? == 0 {
             return Ok(None);
         }
-        let packets = items.get(1).and_then(array).ok_or_else(|| malformed("packets"))?;
+        let packets = items
+            .get(1)
+            .and_then(array)
+            .ok_or_else(|| malformed("packets"))?;
         packets
             .iter()
             .map(|packet| bytes(packet).ok_or_else(|| malformed("packet")))
@@ -681,7 +693,12 @@ impl Groups for RedisStore {
         args.push(recipients.len().to_string().into_bytes());
         args.extend(recipients.into_iter().map(String::into_bytes));
         args.push(commit.removed_handles.len().to_string().into_bytes());
-        args.extend(commit.removed_handles.iter().map(|h| h.clone().into_bytes()));
+        args.extend(
+            commit
+                .removed_handles
+                .iter()
+                .map(|h| h.clone().into_bytes()),
+        );
         args.push(change.nodes.len().to_string().into_bytes());
         for (index, node) in &change.nodes {
             args.push(index.to_string().into_bytes());
@@ -759,13 +776,20 @@ impl Groups for RedisStore {
             1 => {}
             _ => return Err(malformed("control status").into()),
         }
-        let blobs = items.get(1).and_then(array).ok_or_else(|| malformed("epochs"))?;
+        let blobs = items
+            .get(1)
+            .and_then(array)
+            .ok_or_else(|| malformed("epochs"))?;
         let mut messages = Vec::new();
         for blob in blobs {
             let blob = bytes(blob).ok_or_else(|| malformed("epoch"))?;
             let decoded = Vec::<VLBytes>::tls_deserialize_exact_bytes(&blob)
                 .map_err(|_| malformed("epoch messages"))?;
-            messages.extend(decoded.into_iter().map(|message| message.as_slice().to_vec()));
+            messages.extend(
+                decoded
+                    .into_iter()
+                    .map(|message| message.as_slice().to_vec()),
+            );
         }
         Ok(messages)
     }
