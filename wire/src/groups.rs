@@ -119,7 +119,7 @@ pub fn group_id_to_path(group_id: &[u8]) -> String {
 /// The group id in a path segment, if it is 1 to 255 bytes of hex.
 pub fn group_id_from_path(segment: &str) -> Option<Vec<u8>> {
     if segment.is_empty()
-        || segment.len() % 2 != 0
+        || !segment.len().is_multiple_of(2)
         || segment.len() > 2 * MAX_GROUP_ID_BYTES
         || !segment.bytes().all(|byte| byte.is_ascii_hexdigit())
     {
