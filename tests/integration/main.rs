@@ -9,6 +9,7 @@ mod group_client;
 mod group_info;
 mod group_races;
 mod group_rejections;
+mod group_store;
 mod groups;
 mod identity;
 mod key_queues;

@@ -1,25 +1,40 @@
 //! Group state in Redis (architecture draft, "Group State"): every key of a group carries the
 //! hash tag `{g:<app>:<hex group id>}`, so creating, proposing and committing are each one
 //! Lua script on one slot; a commit is a compare-and-set on the epoch inside that script.
+//! Scripts declare the group's `head` and build the group's other key names from its prefix
+//! (same hash tag, same slot).
 //!
-//! | key (prefix `mimi:{g:<app>:<group>}:`) | type | what |
+//! | key (prefix `mimi:{g:<app>:<hex group id>}:`) | type | what |
 //! | --- | --- | --- |
-//! | `head` | hash | `epoch`, `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith`, `tag`, `group_info` |
-//! | `nodes` | hash | tree node index -> RFC 9420 `Node` bytes (blank nodes absent) |
-//! | `proposal-refs`, `proposal-packets` | lists | the current epoch's proposals, in upload order |
+//! | `head` | hash | `epoch`, `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith` (interim transcript hash), `tag` (confirmation tag), `group_info` (absent if none) |
+//! | `nodes` | hash | tree node index (decimal) -> RFC 9420 `Node` bytes (blank nodes absent) |
+//! | `proposal-refs`, `proposal-packets` | lists | the current epoch's ProposalRefs and packets, in upload order (cleared by a commit) |
 //! | `epochs` | hash | epoch -> its control messages, TLS `opaque<V><V>` |
-//! | `welcome:<epoch>` | hash | `id`, `packet`, `tree`, `expires` of the welcome into the epoch |
+//! | `welcome:<epoch>` | hash | `id`, `packet`, `tree`, `expires_at` of the welcome into the epoch |
 //! | `welcome:<epoch>:pending` | set | recipients' handles that have not acknowledged it |
-//! | `welcomes` | zset | epochs with a welcome, scored by expiry |
+//! | `welcomes` | zset | epochs with a welcome, scored by `expires_at` |
 //! | `outbox` | list | cross-slot actions of applied commits not yet carried out |
-//! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references, oldest first |
-//! | `mimi:outbox-groups` | set | groups whose outbox may hold actions (for start-up replay) |
 //!
-//! A commit's welcome index entries (slot of the recipient) and key queue advancements (slot
-//! of the added client) cannot be in the commit's script on a Cluster. The script records
-//! them in the group's `outbox` in the same atomic step; they are then carried out
-//! (idempotently) and removed one by one. If the gateway dies in between, the next operation
-//! on the group, or the next start (`replay_outboxes`), carries them out.
+//! | other key | type | what |
+//! | --- | --- | --- |
+//! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references `<id> <hex group id> <epoch> <expires_at>`, oldest first |
+//! | `mimi:outbox-groups` | set | group prefixes whose outbox may hold actions (start-up replay) |
+//!
+//! A welcome (its packet and the epoch's tree) is stored once, in the group's slot; it goes
+//! when its last recipient acknowledges it, when its last pending recipient is removed from
+//! the group, or, once expired, at the group's next commit.
+//!
+//! Outbox. A commit's welcome index entries (slot of each recipient) and key queue
+//! advancements (slot of each added client) cannot be in the commit's script on a Cluster.
+//! The commit script appends them to the group's `outbox` in the same atomic step (`w <hex
+//! handle> <reference>` and `k <client> <hex KeyPackageRef>`); the gateway then carries
+//! them out, in order, and removes each once done. Both actions are idempotent (an index
+//! entry is appended only if absent; advancing a queue whose package is gone does nothing),
+//! so carrying one out twice is harmless. Before a commit with such actions the group is
+//! added to `mimi:outbox-groups`; it leaves once its outbox is empty. If a gateway dies
+//! between the script and the actions, they are carried out by the next operation on the
+//! group (every group script answers the outbox's length, and a non-empty outbox is drained,
+//! oldest action first) and by [`RedisStore::replay_outboxes`] at the next start.
 
 use async_trait::async_trait;
 use redis::Value;
@@ -33,6 +48,7 @@ use crate::store::{
     NewGroup, PendingWelcome, StoreError, StoredGroup,
 };
 
+/// The set of groups whose outbox may hold actions: one key, touched alone.
 const OUTBOX_GROUPS: &str = "mimi:outbox-groups";
 
 /// KEYS: head. ARGV: prefix, leaf_slots, parent_slots, tree_hash, context, ith, tag,
@@ -54,7 +70,8 @@ return {tonumber(epoch), redis.call('LLEN', ARGV[1] .. 'proposal-refs')}
 ";
 
 /// KEYS: head. ARGV: prefix. Returns {} or {epoch, leaf_slots, parent_slots, tree_hash,
-/// context, ith, tag, group_info or '', has_group_info, {index, bytes, ...}, {refs}, {packets}}.
+/// context, ith, tag, group_info or '', has_group_info (0/1), {index, bytes, ...}, {refs},
+/// {packets}, outbox length}.
 pub(super) const LOAD_GROUP: &str = r"
 local p = ARGV[1]
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'leaf_slots', 'parent_slots', 'tree_hash',
@@ -64,36 +81,40 @@ local has_info = 1
 if not h[8] then h[8] = ''; has_info = 0 end
 return {h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], has_info,
   redis.call('HGETALL', p .. 'nodes'), redis.call('LRANGE', p .. 'proposal-refs', 0, -1),
-  redis.call('LRANGE', p .. 'proposal-packets', 0, -1)}
+  redis.call('LRANGE', p .. 'proposal-packets', 0, -1), redis.call('LLEN', p .. 'outbox')}
 ";
 
-/// KEYS: head. ARGV: prefix, epoch, ref, packet. Returns {0} unknown group, {2, current}
-/// stale, {3} duplicate, {1, count} held.
+/// KEYS: head. ARGV: prefix, epoch, ref, packet. Returns {status, value, outbox length}:
+/// status 0 unknown group, 2 stale (value: current epoch), 3 duplicate, 1 held (value: how
+/// many proposals the epoch holds).
 pub(super) const ADD_PROPOSAL: &str = r"
 local p = ARGV[1]
+local pending = redis.call('LLEN', p .. 'outbox')
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {0} end
-if epoch ~= ARGV[2] then return {2, tonumber(epoch)} end
-if redis.call('LPOS', p .. 'proposal-refs', ARGV[3]) then return {3} end
+if not epoch then return {0, 0, pending} end
+if epoch ~= ARGV[2] then return {2, tonumber(epoch), pending} end
+if redis.call('LPOS', p .. 'proposal-refs', ARGV[3]) then return {3, 0, pending} end
 redis.call('RPUSH', p .. 'proposal-refs', ARGV[3])
-return {1, redis.call('RPUSH', p .. 'proposal-packets', ARGV[4])}
+return {1, redis.call('RPUSH', p .. 'proposal-packets', ARGV[4]), pending}
 ";
 
-/// KEYS: head. ARGV: prefix. Returns {} or {packets...} wrapped: {1, {packets}}.
+/// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
 pub(super) const PROPOSALS: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 return {1, redis.call('LRANGE', ARGV[1] .. 'proposal-packets', 0, -1)}
 ";
 
 /// KEYS: head. ARGV: prefix, from_epoch, now, leaf_slots, parent_slots, tree_hash, context,
-/// ith, tag, has_group_info, group_info, messages, has_welcome, welcome id, packet, tree,
-/// expires, then counted lists: recipients, removed handles, node changes (index, present,
-/// bytes), outbox entries. Returns {0} unknown, {2, current} stale, {1, new epoch}.
+/// ith, tag, has_group_info (0/1), group_info, messages, has_welcome (0/1), welcome id,
+/// packet, tree, expires_at, then four counted lists (a count, then the items): recipients,
+/// removed handles, node changes (index, present 0/1, bytes: three items each), outbox
+/// entries. Returns {status, value, outbox length}: status 0 unknown group, 2 stale (value:
+/// current epoch; nothing changed), 1 applied (value: the new epoch).
 pub(super) const APPLY_COMMIT: &str = r"
 local p = ARGV[1]
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {0} end
-if epoch ~= ARGV[2] then return {2, tonumber(epoch)} end
+if not epoch then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
+if epoch ~= ARGV[2] then return {2, tonumber(epoch), redis.call('LLEN', p .. 'outbox')} end
 local new = tonumber(epoch) + 1
 local now = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'epoch', new, 'leaf_slots', ARGV[4], 'parent_slots', ARGV[5],
@@ -112,7 +133,7 @@ end
 local i = 18
 local recipients = {}
 for k = 1, tonumber(ARGV[i]) do recipients[k] = ARGV[i + k] end
-i = i + tonumber(ARGV[i]) + 1
+i = i + #recipients + 1
 local removed = tonumber(ARGV[i])
 if removed > 0 then
   for _, e in ipairs(redis.call('ZRANGE', p .. 'welcomes', 0, -1)) do
@@ -129,18 +150,19 @@ for k = 0, changes - 1 do
   else redis.call('HDEL', p .. 'nodes', ARGV[at]) end
 end
 i = i + changes * 3 + 1
-if ARGV[13] == '1' then
-  redis.call('HSET', p .. 'welcome:' .. new, 'id', ARGV[14], 'packet', ARGV[15], 'tree', ARGV[16],
-    'expires', ARGV[17])
-  for _, handle in ipairs(recipients) do redis.call('SADD', p .. 'welcome:' .. new .. ':pending', handle) end
+if ARGV[13] == '1' and #recipients > 0 then
+  local w = p .. 'welcome:' .. new
+  redis.call('HSET', w, 'id', ARGV[14], 'packet', ARGV[15], 'tree', ARGV[16],
+    'expires_at', ARGV[17])
+  for _, handle in ipairs(recipients) do redis.call('SADD', w .. ':pending', handle) end
   redis.call('ZADD', p .. 'welcomes', ARGV[17], new)
 end
 for k = 1, tonumber(ARGV[i]) do redis.call('RPUSH', p .. 'outbox', ARGV[i + k]) end
-return {1, new}
+return {1, new, redis.call('LLEN', p .. 'outbox')}
 ";
 
-/// KEYS: head. ARGV: prefix, start, end (or ''). Returns {0} unknown, {2, current} out of
-/// range, {1, {blobs}}.
+/// KEYS: head. ARGV: prefix, start, end (or '' for the current epoch). Returns {0} unknown
+/// group, {2, current} out of range, {1, {one blob per epoch, in order}}.
 pub(super) const CONTROL_MESSAGES: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return {0} end
@@ -151,22 +173,25 @@ if ARGV[3] ~= '' then last = tonumber(ARGV[3]) end
 if first > last or last > current then return {2, current} end
 local out = {}
 for e = math.max(first, 1), last do
-  out[#out + 1] = redis.call('HGET', ARGV[1] .. 'epochs', e) or ''
+  local blob = redis.call('HGET', ARGV[1] .. 'epochs', e)
+  if blob then out[#out + 1] = blob end
 end
 return {1, out}
 ";
 
-/// KEYS: head. ARGV: prefix, epoch, welcome id, handle, now. Returns {} or {packet, tree}.
+/// KEYS: head. ARGV: prefix, epoch, welcome id, handle, now. Returns {packet, tree} if the
+/// welcome exists with this id, has not expired and still waits for the handle, else {}.
 pub(super) const READ_WELCOME: &str = r"
 local w = ARGV[1] .. 'welcome:' .. ARGV[2]
-local stored = redis.call('HMGET', w, 'id', 'packet', 'tree', 'expires')
+local stored = redis.call('HMGET', w, 'id', 'packet', 'tree', 'expires_at')
 if stored[1] ~= ARGV[3] or tonumber(stored[4]) <= tonumber(ARGV[5]) then return {} end
 if redis.call('SISMEMBER', w .. ':pending', ARGV[4]) == 0 then return {} end
 return {stored[2], stored[3]}
 ";
 
 /// KEYS: head. ARGV: prefix, epoch, welcome id, handle. Drops the handle from the welcome's
-/// recipients and the welcome (with its tree) once none is left.
+/// pending recipients, and the welcome (with its tree) once none is left. Returns 1 if the
+/// welcome was there, else 0.
 pub(super) const ACKNOWLEDGE_WELCOME: &str = r"
 local p = ARGV[1]
 local w = p .. 'welcome:' .. ARGV[2]
@@ -179,10 +204,12 @@ end
 return 1
 ";
 
-/// KEYS: a client's welcome index. ARGV: entry. Appends the entry once.
+/// KEYS: a client's welcome index. ARGV: reference. Appends the reference unless present
+/// (outbox actions may be carried out twice). Returns 1 if appended, else 0.
 pub(super) const INDEX_WELCOME: &str = r"
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-return redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
 ";
 
 fn malformed(what: &str) -> StoreError {
@@ -193,19 +220,40 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The bytes of even-length hex (any length, empty included).
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    mimi_wire::groups::group_id_from_path(text)
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| {
+            let pair = text.get(at..at + 2)?;
+            pair.bytes()
+                .all(|byte| byte.is_ascii_hexdigit())
+                .then(|| u8::from_str_radix(pair, 16).ok())?
+        })
+        .collect()
 }
 
 fn group_prefix(app: Uuid, group_id: &[u8]) -> String {
     format!("mimi:{{g:{app}:{}}}:", hex(group_id))
 }
 
+/// The application of a group prefix built by `group_prefix`.
+fn prefix_app(prefix: &str) -> Option<Uuid> {
+    let rest = prefix.strip_prefix("mimi:{g:")?;
+    let (app, _) = rest.split_once(':')?;
+    Uuid::parse_str(app).ok()
+}
+
 fn welcome_index(app: Uuid, handle: &str) -> String {
     format!("mimi:{{w:{app}:{}}}:welcomes", hex(handle.as_bytes()))
 }
 
-/// A welcome reference in a client's index: `<welcome id> <hex group id> <epoch> <expires>`.
+/// A welcome reference in a client's index: `<welcome id> <hex group id> <epoch>
+/// <expires_at>`.
+#[derive(Debug, PartialEq, Eq)]
 struct WelcomeEntry {
     id: Uuid,
     group_id: Vec<u8>,
@@ -226,17 +274,19 @@ impl WelcomeEntry {
 
     fn decode(text: &str) -> Option<WelcomeEntry> {
         let mut parts = text.split(' ');
-        Some(WelcomeEntry {
+        let entry = WelcomeEntry {
             id: Uuid::parse_str(parts.next()?).ok()?,
             group_id: unhex(parts.next()?)?,
             epoch: parts.next()?.parse().ok()?,
             expires_at: parts.next()?.parse().ok()?,
-        })
+        };
+        parts.next().is_none().then_some(entry)
     }
 }
 
-/// A cross-slot action of an applied commit: `w <hex handle> <entry>` indexes a welcome,
-/// `k <client> <hex ref>` advances a key queue.
+/// A cross-slot action of an applied commit: `w <hex handle> <reference>` indexes a welcome
+/// for a recipient, `k <client> <hex KeyPackageRef>` advances a key queue.
+#[derive(Debug, PartialEq, Eq)]
 enum OutboxAction {
     IndexWelcome { handle: String, entry: String },
     AdvanceKeyQueue { client: Uuid, reference: Vec<u8> },
@@ -260,7 +310,7 @@ impl OutboxAction {
         match kind {
             "w" => Some(OutboxAction::IndexWelcome {
                 handle: String::from_utf8(unhex(first)?).ok()?,
-                entry: second.to_owned(),
+                entry: WelcomeEntry::decode(second)?.encode(),
             }),
             "k" => Some(OutboxAction::AdvanceKeyQueue {
                 client: Uuid::parse_str(first).ok()?,
@@ -287,6 +337,10 @@ fn number(value: &Value) -> Option<u64> {
     }
 }
 
+fn count(value: &Value) -> Option<usize> {
+    number(value).and_then(|number| usize::try_from(number).ok())
+}
+
 fn array(value: &Value) -> Option<&[Value]> {
     match value {
         Value::Array(items) => Some(items),
@@ -294,12 +348,25 @@ fn array(value: &Value) -> Option<&[Value]> {
     }
 }
 
-/// The integer status of a `{status, ...}` reply.
-fn status(reply: &[Value]) -> Result<u64, StoreError> {
-    reply
-        .first()
-        .and_then(number)
-        .ok_or_else(|| malformed("status"))
+/// A `{status, value, outbox length}` reply.
+fn status_reply(reply: &Value, what: &str) -> Result<(u64, u64, u64), StoreError> {
+    match array(reply) {
+        Some([status, value, pending]) => Ok((
+            number(status).ok_or_else(|| malformed(what))?,
+            number(value).ok_or_else(|| malformed(what))?,
+            number(pending).ok_or_else(|| malformed(what))?,
+        )),
+        _ => Err(malformed(what)),
+    }
+}
+
+/// A reply that is an array of byte strings.
+fn byte_strings(value: &Value, what: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    array(value)
+        .ok_or_else(|| malformed(what))?
+        .iter()
+        .map(|item| bytes(item).ok_or_else(|| malformed(what)))
+        .collect()
 }
 
 impl RedisStore {
@@ -320,29 +387,50 @@ impl RedisStore {
             .await
     }
 
-    /// Carries out one group's pending outbox actions and removes each once done.
-    async fn drain_outbox(&self, prefix: &str) -> Result<(), StoreError> {
+    /// One command on one key (or none), no script.
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        name: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, StoreError> {
+        let mut command = redis::cmd(name);
+        for arg in args {
+            command.arg(arg);
+        }
+        self.run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    async fn list(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.command(
+            "LRANGE",
+            vec![key.as_bytes().to_vec(), b"0".to_vec(), b"-1".to_vec()],
+        )
+        .await
+    }
+
+    async fn remove_from_list(&self, key: &str, entry: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .command(
+                "LREM",
+                vec![
+                    key.as_bytes().to_vec(),
+                    b"1".to_vec(),
+                    entry.as_bytes().to_vec(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out the group's pending outbox actions, oldest first, removing each once
+    /// done; then drops the group from the start-up replay set if its outbox is empty.
+    async fn settle_outbox(&self, prefix: &str) -> Result<(), StoreError> {
+        let app = prefix_app(prefix).ok_or_else(|| malformed("group prefix"))?;
         let key = format!("{prefix}outbox");
-        let entries: Vec<String> = {
-            let key = key.clone();
-            self.run(|mut connection| async move {
-                redis::cmd("LRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?
-        };
-        for entry in entries {
+        for entry in self.list(&key).await? {
             match OutboxAction::decode(&entry) {
                 Some(OutboxAction::IndexWelcome { handle, entry }) => {
-                    let app = prefix
-                        .strip_prefix("mimi:{g:")
-                        .and_then(|rest| rest.get(..36))
-                        .and_then(|app| Uuid::parse_str(app).ok())
-                        .ok_or_else(|| malformed("group prefix"))?;
                     self.invoke(
                         &self.scripts.index_welcome,
                         &[welcome_index(app, &handle)],
@@ -351,72 +439,59 @@ impl RedisStore {
                     .await?;
                 }
                 Some(OutboxAction::AdvanceKeyQueue { client, reference }) => {
-                    let app = prefix
-                        .strip_prefix("mimi:{g:")
-                        .and_then(|rest| rest.get(..36))
-                        .and_then(|app| Uuid::parse_str(app).ok())
-                        .ok_or_else(|| malformed("group prefix"))?;
                     self.advance_key_queue(app, client, &reference).await?;
                 }
-                None => tracing::warn!(entry, "dropping an undecodable outbox entry"),
+                None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
             }
-            let (key, entry) = (key.clone(), entry.clone());
+            self.remove_from_list(&key, &entry).await?;
+        }
+        let pending: i64 = self.command("LLEN", vec![key.into_bytes()]).await?;
+        if pending == 0 {
             let _: i64 = self
-                .run(|mut connection| async move {
-                    redis::cmd("LREM")
-                        .arg(key)
-                        .arg(1)
-                        .arg(entry)
-                        .query_async(&mut connection)
-                        .await
-                })
+                .command(
+                    "SREM",
+                    vec![
+                        OUTBOX_GROUPS.as_bytes().to_vec(),
+                        prefix.as_bytes().to_vec(),
+                    ],
+                )
                 .await?;
         }
         Ok(())
+    }
+
+    /// `settle_outbox` after an operation that succeeded: a failure leaves the actions in
+    /// the outbox for the next operation on the group (or the next start), and does not
+    /// turn the operation into a failure.
+    async fn settle_outbox_after(&self, prefix: &str) {
+        if let Err(error) = self.settle_outbox(prefix).await {
+            tracing::warn!(%error, prefix, "group outbox left for later");
+        }
     }
 
     /// Carries out every group's pending outbox (at start-up: a gateway may have died between
-    /// a commit and its cross-slot actions). Answers how many groups were drained.
+    /// a commit and its cross-slot actions). Answers how many groups were listed.
     pub async fn replay_outboxes(&self) -> Result<usize, StoreError> {
         let prefixes: Vec<String> = self
-            .run(|mut connection| async move {
-                redis::cmd("SMEMBERS")
-                    .arg(OUTBOX_GROUPS)
-                    .query_async(&mut connection)
-                    .await
-            })
+            .command("SMEMBERS", vec![OUTBOX_GROUPS.as_bytes().to_vec()])
             .await?;
         for prefix in &prefixes {
-            self.drain_outbox(prefix).await?;
-            self.forget_outbox(prefix).await?;
+            if prefix_app(prefix).is_none() {
+                tracing::warn!(prefix, "dropping a malformed entry of {OUTBOX_GROUPS}");
+                let _: i64 = self
+                    .command(
+                        "SREM",
+                        vec![
+                            OUTBOX_GROUPS.as_bytes().to_vec(),
+                            prefix.as_bytes().to_vec(),
+                        ],
+                    )
+                    .await?;
+                continue;
+            }
+            self.settle_outbox(prefix).await?;
         }
         Ok(prefixes.len())
-    }
-
-    /// Drops the group from the start-up replay set once its outbox is empty.
-    async fn forget_outbox(&self, prefix: &str) -> Result<(), StoreError> {
-        let key = format!("{prefix}outbox");
-        let pending: i64 = self
-            .run(|mut connection| async move {
-                redis::cmd("LLEN")
-                    .arg(key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
-        if pending == 0 {
-            let prefix = prefix.to_owned();
-            let _: i64 = self
-                .run(|mut connection| async move {
-                    redis::cmd("SREM")
-                        .arg(OUTBOX_GROUPS)
-                        .arg(prefix)
-                        .query_async(&mut connection)
-                        .await
-                })
-                .await?;
-        }
-        Ok(())
     }
 }
 
@@ -431,32 +506,47 @@ fn state_args(state: &PublicState) -> Vec<Vec<u8>> {
     ]
 }
 
-/// The group's state from a LOAD_GROUP reply: (epoch, state, group info, proposals).
-type Loaded = (u64, PublicState, Option<Vec<u8>>, Vec<HeldProposal>);
+/// A group as LOAD_GROUP reads it.
+struct Loaded {
+    epoch: u64,
+    state: PublicState,
+    group_info: Option<Vec<u8>>,
+    proposals: Vec<HeldProposal>,
+    outbox: u64,
+}
 
 fn parse_loaded(reply: &Value) -> Result<Option<Loaded>, StoreError> {
     let items = array(reply).ok_or_else(|| malformed("group"))?;
     if items.is_empty() {
         return Ok(None);
     }
-    let field = |at: usize| items.get(at).ok_or_else(|| malformed("group field"));
+    if items.len() != 13 {
+        return Err(malformed("group fields"));
+    }
     let text_number = |at: usize| -> Result<u64, StoreError> {
-        number(field(at)?).ok_or_else(|| malformed("group number"))
+        number(&items[at]).ok_or_else(|| malformed("group number"))
+    };
+    let slots = |at: usize| -> Result<u32, StoreError> {
+        u32::try_from(text_number(at)?).map_err(|_| malformed("slots"))
     };
     let raw = |at: usize| -> Result<Vec<u8>, StoreError> {
-        bytes(field(at)?).ok_or_else(|| malformed("group bytes"))
+        bytes(&items[at]).ok_or_else(|| malformed("group bytes"))
     };
     let mut state = PublicState {
-        leaf_slots: u32::try_from(text_number(1)?).map_err(|_| malformed("leaf slots"))?,
-        parent_slots: u32::try_from(text_number(2)?).map_err(|_| malformed("parent slots"))?,
+        leaf_slots: slots(1)?,
+        parent_slots: slots(2)?,
         tree_hash: raw(3)?,
         context: raw(4)?,
         interim_transcript_hash: raw(5)?,
         confirmation_tag: raw(6)?,
         ..PublicState::default()
     };
-    let group_info = (text_number(8)? == 1).then(|| raw(7)).transpose()?;
-    let nodes = array(field(9)?).ok_or_else(|| malformed("nodes"))?;
+    let group_info = match text_number(8)? {
+        1 => Some(raw(7)?),
+        0 => None,
+        _ => return Err(malformed("group info flag")),
+    };
+    let nodes = array(&items[9]).ok_or_else(|| malformed("nodes"))?;
     for pair in nodes.chunks(2) {
         let [index, node] = pair else {
             return Err(malformed("node pair"));
@@ -468,20 +558,135 @@ fn parse_loaded(reply: &Value) -> Result<Option<Loaded>, StoreError> {
             .nodes
             .insert(index, bytes(node).ok_or_else(|| malformed("node"))?);
     }
-    let refs = array(field(10)?).ok_or_else(|| malformed("refs"))?;
-    let packets = array(field(11)?).ok_or_else(|| malformed("packets"))?;
+    let refs = byte_strings(&items[10], "proposal refs")?;
+    let packets = byte_strings(&items[11], "proposal packets")?;
+    if refs.len() != packets.len() {
+        return Err(malformed("proposal lists differ in length"));
+    }
     let proposals = refs
-        .iter()
+        .into_iter()
         .zip(packets)
-        .map(|(reference, packet)| {
-            Some(HeldProposal {
-                reference: bytes(reference)?,
-                packet: bytes(packet)?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| malformed("proposal"))?;
-    Ok(Some((text_number(0)?, state, group_info, proposals)))
+        .map(|(reference, packet)| HeldProposal { reference, packet })
+        .collect();
+    Ok(Some(Loaded {
+        epoch: text_number(0)?,
+        state,
+        group_info,
+        proposals,
+        outbox: text_number(12)?,
+    }))
+}
+
+impl RedisStore {
+    async fn read_group(&self, app: Uuid, group_id: &[u8]) -> Result<Option<Loaded>, StoreError> {
+        let prefix = group_prefix(app, group_id);
+        let reply = self
+            .invoke(
+                &self.scripts.load_group,
+                &[format!("{prefix}head")],
+                vec![prefix.clone().into_bytes()],
+            )
+            .await?;
+        let loaded = parse_loaded(&reply)?;
+        if loaded.as_ref().is_some_and(|loaded| loaded.outbox > 0) {
+            self.settle_outbox_after(&prefix).await;
+        }
+        Ok(loaded)
+    }
+}
+
+/// The outbox actions of a commit: a welcome index entry per recipient (once per handle),
+/// then the key queue advancements.
+fn outbox_actions(group_id: &[u8], commit: &CommitRecord) -> Vec<OutboxAction> {
+    let mut actions = Vec::new();
+    if let Some(welcome) = &commit.welcome {
+        let entry = WelcomeEntry {
+            id: welcome.id,
+            group_id: group_id.to_vec(),
+            epoch: commit.from_epoch + 1,
+            expires_at: welcome.expires_at,
+        }
+        .encode();
+        let mut seen = std::collections::BTreeSet::new();
+        for handle in &welcome.recipients {
+            if seen.insert(handle) {
+                actions.push(OutboxAction::IndexWelcome {
+                    handle: handle.clone(),
+                    entry: entry.clone(),
+                });
+            }
+        }
+    }
+    for (client, reference) in &commit.used_key_packages {
+        actions.push(OutboxAction::AdvanceKeyQueue {
+            client: *client,
+            reference: reference.clone(),
+        });
+    }
+    actions
+}
+
+/// APPLY_COMMIT's arguments.
+fn commit_args(
+    prefix: &str,
+    commit: &CommitRecord,
+    outbox: &[OutboxAction],
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let messages = commit
+        .messages
+        .iter()
+        .map(|message| VLBytes::new(message.clone()))
+        .collect::<Vec<_>>()
+        .tls_serialize_detached()
+        .map_err(|error| StoreError::Unavailable(format!("encoding messages: {error}")))?;
+    let change = &commit.change;
+    let flag = |set: bool| if set { b"1".to_vec() } else { b"0".to_vec() };
+    let mut args = vec![
+        prefix.as_bytes().to_vec(),
+        commit.from_epoch.to_string().into_bytes(),
+        commit.now.to_string().into_bytes(),
+        change.leaf_slots.to_string().into_bytes(),
+        change.parent_slots.to_string().into_bytes(),
+        change.tree_hash.clone(),
+        change.context.clone(),
+        change.interim_transcript_hash.clone(),
+        change.confirmation_tag.clone(),
+        flag(commit.group_info.is_some()),
+        commit.group_info.clone().unwrap_or_default(),
+        messages,
+        flag(commit.welcome.is_some()),
+    ];
+    match &commit.welcome {
+        Some(welcome) => args.extend([
+            welcome.id.to_string().into_bytes(),
+            welcome.packet.clone(),
+            welcome.ratchet_tree.clone(),
+            welcome.expires_at.to_string().into_bytes(),
+        ]),
+        None => args.extend([Vec::new(), Vec::new(), Vec::new(), b"0".to_vec()]),
+    }
+    let recipients: &[String] = commit
+        .welcome
+        .as_ref()
+        .map_or(&[], |welcome| &welcome.recipients);
+    args.push(recipients.len().to_string().into_bytes());
+    args.extend(recipients.iter().map(|handle| handle.as_bytes().to_vec()));
+    args.push(commit.removed_handles.len().to_string().into_bytes());
+    args.extend(
+        commit
+            .removed_handles
+            .iter()
+            .map(|handle| handle.as_bytes().to_vec()),
+    );
+    args.push(change.nodes.len().to_string().into_bytes());
+    for (index, node) in &change.nodes {
+        args.push(index.to_string().into_bytes());
+        args.push(flag(node.is_some()));
+        args.push(node.clone().unwrap_or_default());
+    }
+    args.push(outbox.len().to_string().into_bytes());
+    args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
+    Ok(args)
 }
 
 #[async_trait]
@@ -522,12 +727,11 @@ impl Groups for RedisStore {
                 vec![prefix.into_bytes()],
             )
             .await?;
-        let items = array(&reply).ok_or_else(|| malformed("head"))?;
-        match items {
+        match array(&reply).ok_or_else(|| malformed("head"))? {
             [] => Ok(None),
             [epoch, proposals] => Ok(Some(GroupHead {
                 epoch: number(epoch).ok_or_else(|| malformed("epoch"))?,
-                proposals: number(proposals).ok_or_else(|| malformed("count"))? as usize,
+                proposals: count(proposals).ok_or_else(|| malformed("count"))?,
             })),
             _ => Err(malformed("head")),
         }
@@ -538,22 +742,14 @@ impl Groups for RedisStore {
         app: Uuid,
         group_id: &[u8],
     ) -> Result<Option<StoredGroup>, StoreError> {
-        let prefix = group_prefix(app, group_id);
-        self.drain_outbox(&prefix).await?;
-        let reply = self
-            .invoke(
-                &self.scripts.load_group,
-                &[format!("{prefix}head")],
-                vec![prefix.into_bytes()],
-            )
-            .await?;
-        Ok(
-            parse_loaded(&reply)?.map(|(epoch, state, _, proposals)| StoredGroup {
-                epoch,
-                state,
-                proposals,
-            }),
-        )
+        Ok(self
+            .read_group(app, group_id)
+            .await?
+            .map(|loaded| StoredGroup {
+                epoch: loaded.epoch,
+                state: loaded.state,
+                proposals: loaded.proposals,
+            }))
     }
 
     async fn add_proposal(
@@ -569,25 +765,22 @@ impl Groups for RedisStore {
                 &self.scripts.add_proposal,
                 &[format!("{prefix}head")],
                 vec![
-                    prefix.into_bytes(),
+                    prefix.clone().into_bytes(),
                     epoch.to_string().into_bytes(),
                     proposal.reference.clone(),
                     proposal.packet.clone(),
                 ],
             )
             .await?;
-        let items = array(&reply).ok_or_else(|| malformed("proposal reply"))?;
-        let second = || {
-            items
-                .get(1)
-                .and_then(number)
-                .ok_or_else(|| malformed("proposal reply"))
-        };
-        match status(items)? {
+        let (status, value, pending) = status_reply(&reply, "proposal reply")?;
+        if pending > 0 {
+            self.settle_outbox_after(&prefix).await;
+        }
+        match status {
             0 => Err(GroupStoreError::UnknownGroup),
-            2 => Err(GroupStoreError::StaleEpoch { current: second()? }),
+            2 => Err(GroupStoreError::StaleEpoch { current: value }),
             3 => Err(GroupStoreError::DuplicateProposal),
-            1 => Ok(second()? as usize),
+            1 => Ok(usize::try_from(value).map_err(|_| malformed("proposal count"))?),
             _ => Err(malformed("proposal status").into()),
         }
     }
@@ -605,19 +798,13 @@ impl Groups for RedisStore {
                 vec![prefix.into_bytes()],
             )
             .await?;
-        let items = array(&reply).ok_or_else(|| malformed("proposals"))?;
-        if status(items)? == 0 {
-            return Ok(None);
+        match array(&reply).ok_or_else(|| malformed("proposals"))? {
+            [status] if number(status) == Some(0) => Ok(None),
+            [status, packets] if number(status) == Some(1) => {
+                byte_strings(packets, "proposal packets").map(Some)
+            }
+            _ => Err(malformed("proposals")),
         }
-        let packets = items
-            .get(1)
-            .and_then(array)
-            .ok_or_else(|| malformed("packets"))?;
-        packets
-            .iter()
-            .map(|packet| bytes(packet).ok_or_else(|| malformed("packet")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
     }
 
     async fn apply_commit(
@@ -627,120 +814,35 @@ impl Groups for RedisStore {
         commit: &CommitRecord,
     ) -> Result<u64, GroupStoreError> {
         let prefix = group_prefix(app, group_id);
-        // Actions an earlier commit left undone come first.
-        self.drain_outbox(&prefix).await?;
-        let new_epoch = commit.from_epoch + 1;
-        let mut outbox = Vec::new();
-        if let Some(welcome) = &commit.welcome {
-            let entry = WelcomeEntry {
-                id: welcome.id,
-                group_id: group_id.to_vec(),
-                epoch: new_epoch,
-                expires_at: welcome.expires_at,
-            }
-            .encode();
-            for handle in &welcome.recipients {
-                outbox.push(OutboxAction::IndexWelcome {
-                    handle: handle.clone(),
-                    entry: entry.clone(),
-                });
-            }
-        }
-        for (client, reference) in &commit.used_key_packages {
-            outbox.push(OutboxAction::AdvanceKeyQueue {
-                client: *client,
-                reference: reference.clone(),
-            });
-        }
-        let messages = commit
-            .messages
-            .iter()
-            .map(|message| VLBytes::new(message.clone()))
-            .collect::<Vec<_>>()
-            .tls_serialize_detached()
-            .map_err(|error| StoreError::Unavailable(format!("encoding messages: {error}")))?;
-        let change = &commit.change;
-        let flag = |set: bool| if set { b"1".to_vec() } else { b"0".to_vec() };
-        let mut args = vec![
-            prefix.clone().into_bytes(),
-            commit.from_epoch.to_string().into_bytes(),
-            commit.now.to_string().into_bytes(),
-            change.leaf_slots.to_string().into_bytes(),
-            change.parent_slots.to_string().into_bytes(),
-            change.tree_hash.clone(),
-            change.context.clone(),
-            change.interim_transcript_hash.clone(),
-            change.confirmation_tag.clone(),
-            flag(commit.group_info.is_some()),
-            commit.group_info.clone().unwrap_or_default(),
-            messages,
-            flag(commit.welcome.is_some()),
-        ];
-        match &commit.welcome {
-            Some(welcome) => args.extend([
-                welcome.id.to_string().into_bytes(),
-                welcome.packet.clone(),
-                welcome.ratchet_tree.clone(),
-                welcome.expires_at.to_string().into_bytes(),
-            ]),
-            None => args.extend([Vec::new(), Vec::new(), Vec::new(), b"0".to_vec()]),
-        }
-        let recipients = commit
-            .welcome
-            .as_ref()
-            .map(|welcome| welcome.recipients.clone())
-            .unwrap_or_default();
-        args.push(recipients.len().to_string().into_bytes());
-        args.extend(recipients.into_iter().map(String::into_bytes));
-        args.push(commit.removed_handles.len().to_string().into_bytes());
-        args.extend(
-            commit
-                .removed_handles
-                .iter()
-                .map(|h| h.clone().into_bytes()),
-        );
-        args.push(change.nodes.len().to_string().into_bytes());
-        for (index, node) in &change.nodes {
-            args.push(index.to_string().into_bytes());
-            args.push(flag(node.is_some()));
-            args.push(node.clone().unwrap_or_default());
-        }
-        args.push(outbox.len().to_string().into_bytes());
-        args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
-
+        let outbox = outbox_actions(group_id, commit);
+        let args = commit_args(&prefix, commit, &outbox)?;
         if !outbox.is_empty() {
-            let member = prefix.clone();
+            // Listed before the script can fill the outbox, so a start-up replay finds it.
             let _: i64 = self
-                .run(|mut connection| async move {
-                    redis::cmd("SADD")
-                        .arg(OUTBOX_GROUPS)
-                        .arg(member)
-                        .query_async(&mut connection)
-                        .await
-                })
+                .command(
+                    "SADD",
+                    vec![
+                        OUTBOX_GROUPS.as_bytes().to_vec(),
+                        prefix.as_bytes().to_vec(),
+                    ],
+                )
                 .await?;
         }
         let reply = self
             .invoke(&self.scripts.apply_commit, &[format!("{prefix}head")], args)
             .await?;
-        let items = array(&reply).ok_or_else(|| malformed("commit reply"))?;
-        let second = || {
-            items
-                .get(1)
-                .and_then(number)
-                .ok_or_else(|| malformed("commit reply"))
-        };
-        let epoch = match status(items)? {
-            0 => return Err(GroupStoreError::UnknownGroup),
-            2 => return Err(GroupStoreError::StaleEpoch { current: second()? }),
-            1 => second()?,
-            _ => return Err(malformed("commit status").into()),
-        };
-        if !outbox.is_empty() {
-            self.drain_outbox(&prefix).await?;
-            self.forget_outbox(&prefix).await?;
+        let (status, value, pending) = status_reply(&reply, "commit reply")?;
+        // The commit's own actions and any an earlier commit left, oldest first; a lost
+        // compare-and-set also unlists the group again if its outbox is empty.
+        if pending > 0 || !outbox.is_empty() {
+            self.settle_outbox_after(&prefix).await;
         }
-        Ok(epoch)
+        match status {
+            0 => Err(GroupStoreError::UnknownGroup),
+            2 => Err(GroupStoreError::StaleEpoch { current: value }),
+            1 => Ok(value),
+            _ => Err(malformed("commit status").into()),
+        }
     }
 
     async fn control_messages(
@@ -764,25 +866,17 @@ impl Groups for RedisStore {
             )
             .await?;
         let items = array(&reply).ok_or_else(|| malformed("control reply"))?;
-        match status(items)? {
-            0 => return Err(GroupStoreError::UnknownGroup),
-            2 => {
-                let current = items
-                    .get(1)
-                    .and_then(number)
-                    .ok_or_else(|| malformed("current epoch"))?;
+        let blobs = match items {
+            [status] if number(status) == Some(0) => return Err(GroupStoreError::UnknownGroup),
+            [status, current] if number(status) == Some(2) => {
+                let current = number(current).ok_or_else(|| malformed("current epoch"))?;
                 return Err(GroupStoreError::EpochOutOfRange { current });
             }
-            1 => {}
-            _ => return Err(malformed("control status").into()),
-        }
-        let blobs = items
-            .get(1)
-            .and_then(array)
-            .ok_or_else(|| malformed("epochs"))?;
+            [status, blobs] if number(status) == Some(1) => byte_strings(blobs, "epochs")?,
+            _ => return Err(malformed("control reply").into()),
+        };
         let mut messages = Vec::new();
         for blob in blobs {
-            let blob = bytes(blob).ok_or_else(|| malformed("epoch"))?;
             let decoded = Vec::<VLBytes>::tls_deserialize_exact_bytes(&blob)
                 .map_err(|_| malformed("epoch messages"))?;
             messages.extend(
@@ -799,20 +893,13 @@ impl Groups for RedisStore {
         app: Uuid,
         group_id: &[u8],
     ) -> Result<Option<CurrentGroupInfo>, StoreError> {
-        let prefix = group_prefix(app, group_id);
-        let reply = self
-            .invoke(
-                &self.scripts.load_group,
-                &[format!("{prefix}head")],
-                vec![prefix.into_bytes()],
-            )
-            .await?;
-        Ok(
-            parse_loaded(&reply)?.map(|(_, state, group_info, _)| CurrentGroupInfo {
-                group_info,
-                ratchet_tree: state.ratchet_tree(),
-            }),
-        )
+        Ok(self
+            .read_group(app, group_id)
+            .await?
+            .map(|loaded| CurrentGroupInfo {
+                group_info: loaded.group_info,
+                ratchet_tree: loaded.state.ratchet_tree(),
+            }))
     }
 
     async fn welcomes(
@@ -822,20 +909,8 @@ impl Groups for RedisStore {
         now: u64,
     ) -> Result<Vec<PendingWelcome>, StoreError> {
         let index = welcome_index(app, handle);
-        let entries: Vec<String> = {
-            let index = index.clone();
-            self.run(|mut connection| async move {
-                redis::cmd("LRANGE")
-                    .arg(index)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?
-        };
         let mut pending = Vec::new();
-        for text in entries {
+        for text in self.list(&index).await? {
             let found = match WelcomeEntry::decode(&text) {
                 Some(entry) if entry.expires_at > now => {
                     let prefix = group_prefix(app, &entry.group_id);
@@ -852,35 +927,24 @@ impl Groups for RedisStore {
                             ],
                         )
                         .await?;
-                    match array(&reply) {
-                        Some([packet, tree]) => Some(PendingWelcome {
+                    match array(&reply).ok_or_else(|| malformed("welcome"))? {
+                        [] => None,
+                        [packet, tree] => Some(PendingWelcome {
                             id: entry.id,
                             group_id: entry.group_id,
                             epoch: entry.epoch,
                             packet: bytes(packet).ok_or_else(|| malformed("welcome"))?,
                             ratchet_tree: bytes(tree).ok_or_else(|| malformed("tree"))?,
                         }),
-                        _ => None,
+                        _ => return Err(malformed("welcome")),
                     }
                 }
                 _ => None,
             };
             match found {
                 Some(welcome) => pending.push(welcome),
-                // Expired, withdrawn or acknowledged elsewhere: drop the reference.
-                None => {
-                    let index = index.clone();
-                    let _: i64 = self
-                        .run(|mut connection| async move {
-                            redis::cmd("LREM")
-                                .arg(index)
-                                .arg(1)
-                                .arg(text)
-                                .query_async(&mut connection)
-                                .await
-                        })
-                        .await?;
-                }
+                // Expired, withdrawn or acknowledged: the reference goes too.
+                None => self.remove_from_list(&index, &text).await?,
             }
         }
         Ok(pending)
@@ -893,48 +957,95 @@ impl Groups for RedisStore {
         welcome: Uuid,
     ) -> Result<bool, StoreError> {
         let index = welcome_index(app, handle);
-        let entries: Vec<String> = {
-            let index = index.clone();
-            self.run(|mut connection| async move {
-                redis::cmd("LRANGE")
-                    .arg(index)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?
-        };
-        let Some((text, entry)) = entries.into_iter().find_map(|text| {
+        let Some((text, entry)) = self.list(&index).await?.into_iter().find_map(|text| {
             WelcomeEntry::decode(&text)
                 .filter(|entry| entry.id == welcome)
                 .map(|entry| (text, entry))
         }) else {
             return Ok(false);
         };
-        // The group side first: a crash after it leaves a reference that reads skip.
+        // The group side first: a crash between the two leaves a reference reads drop.
         let prefix = group_prefix(app, &entry.group_id);
-        self.invoke(
-            &self.scripts.acknowledge_welcome,
-            &[format!("{prefix}head")],
-            vec![
-                prefix.into_bytes(),
-                entry.epoch.to_string().into_bytes(),
-                entry.id.to_string().into_bytes(),
-                handle.as_bytes().to_vec(),
-            ],
-        )
-        .await?;
-        let _: i64 = self
-            .run(|mut connection| async move {
-                redis::cmd("LREM")
-                    .arg(index)
-                    .arg(1)
-                    .arg(text)
-                    .query_async(&mut connection)
-                    .await
-            })
+        let reply = self
+            .invoke(
+                &self.scripts.acknowledge_welcome,
+                &[format!("{prefix}head")],
+                vec![
+                    prefix.into_bytes(),
+                    entry.epoch.to_string().into_bytes(),
+                    entry.id.to_string().into_bytes(),
+                    handle.as_bytes().to_vec(),
+                ],
+            )
             .await?;
+        number(&reply).ok_or_else(|| malformed("acknowledgement"))?;
+        self.remove_from_list(&index, &text).await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_any_length() {
+        for bytes in [vec![], vec![0u8], vec![0x00, 0xab, 0xff], vec![7; 300]] {
+            assert_eq!(unhex(&hex(&bytes)), Some(bytes));
+        }
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("+1"), None);
+        assert_eq!(unhex("é0"), None);
+    }
+
+    #[test]
+    fn key_names_hex_what_they_embed() {
+        let app = Uuid::from_u128(7);
+        let prefix = group_prefix(app, &[0x01, 0xfe]);
+        assert_eq!(
+            prefix,
+            "mimi:{g:00000000-0000-0000-0000-000000000007:01fe}:"
+        );
+        assert_eq!(prefix_app(&prefix), Some(app));
+        assert_eq!(prefix_app("mimi:{c:x}:"), None);
+        assert_eq!(
+            welcome_index(app, "a{b}:"),
+            "mimi:{w:00000000-0000-0000-0000-000000000007:617b627d3a}:welcomes"
+        );
+    }
+
+    #[test]
+    fn outbox_entries_round_trip() {
+        let entry = WelcomeEntry {
+            id: Uuid::from_u128(42),
+            group_id: vec![1, 2, 3],
+            epoch: 9,
+            expires_at: 1_700_000_000,
+        };
+        assert_eq!(WelcomeEntry::decode(&entry.encode()), Some(entry));
+        let entry = WelcomeEntry {
+            id: Uuid::from_u128(1),
+            group_id: vec![],
+            epoch: 1,
+            expires_at: 2,
+        }
+        .encode();
+        assert!(WelcomeEntry::decode(&format!("{entry} extra")).is_none());
+        let actions = [
+            OutboxAction::IndexWelcome {
+                handle: "ü {x}: y".into(),
+                entry: entry.clone(),
+            },
+            OutboxAction::AdvanceKeyQueue {
+                client: Uuid::from_u128(3),
+                reference: vec![0xde, 0xad],
+            },
+        ];
+        for action in actions {
+            assert_eq!(OutboxAction::decode(&action.encode()), Some(action));
+        }
+        assert!(OutboxAction::decode("x a b").is_none());
+        assert!(OutboxAction::decode("w 61 not-an-entry").is_none());
     }
 }

@@ -13,8 +13,9 @@
 //! | `mimi:{app:<app>}:handle:<handle>` | string | the client id holding a handle |
 //! | `mimi:{app:<app>}:tag:<tag>` | set | ids of the clients carrying a tag |
 //! | `mimi:{c:<client>}:...` | | the client's key queues (see `key_queues.rs`) |
-//! | `mimi:{g:<app>:<group>}:...` | | a group's state (see `groups.rs`) |
-//! | `mimi:{w:<app>:<handle>}:welcomes` | list | a client's welcome references (see `groups.rs`) |
+//! | `mimi:{g:<app>:<hex group id>}:...` | | a group's state (see `groups.rs`) |
+//! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references (see `groups.rs`) |
+//! | `mimi:outbox-groups` | set | groups whose commit left cross-slot actions to carry out (see `groups.rs`) |
 //!
 //! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
 //! would pile a busy peer's keys onto one Cluster node. An application's registry shares one
