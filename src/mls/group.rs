@@ -132,6 +132,8 @@ pub struct ActiveGroup {
     pub storage: GroupStorage,
     pub epoch: u64,
     pub proposals: Vec<HeldProposal>,
+    /// A commit's merge began and did not finish: the copy matches no epoch.
+    spoiled: bool,
 }
 
 impl std::fmt::Debug for ActiveGroup {
@@ -253,12 +255,18 @@ pub fn create(
             storage,
             epoch: 0,
             proposals: Vec::new(),
+            spoiled: false,
         },
         new_group,
     ))
 }
 
 impl ActiveGroup {
+    /// Whether a refused commit got as far as changing this copy (then it must be dropped).
+    pub fn spoiled(&self) -> bool {
+        self.spoiled
+    }
+
     pub fn head(&self) -> GroupHead {
         GroupHead {
             epoch: self.epoch,
@@ -298,6 +306,7 @@ impl ActiveGroup {
             storage,
             epoch: stored.epoch,
             proposals: stored.proposals,
+            spoiled: false,
         })
     }
 
@@ -384,7 +393,7 @@ impl ActiveGroup {
     }
 
     /// Validates a commit for the current epoch and merges it into this copy ("Commits").
-    /// On an error after the merge began the copy is spoiled: the caller drops it.
+    /// On an error after the merge began the copy is [`Self::spoiled`]: the caller drops it.
     pub fn stage_commit(
         &mut self,
         group_id: &[u8],
@@ -482,11 +491,17 @@ impl ActiveGroup {
             }
         };
 
+        #[cfg(debug_assertions)]
         let before = self.storage.snapshot();
+        self.storage.clear_change();
+        self.spoiled = true;
         self.public
             .merge_commit(&self.storage, staged)
             .map_err(|error| GroupError::InvalidCommit(error.to_string()))?;
-        let after = self.storage.snapshot();
+        let change = self.storage.take_change();
+        // Test builds check the recorded change against a full comparison of the trees.
+        #[cfg(debug_assertions)]
+        assert_eq!(change, before.change_to(&self.storage.snapshot()));
         let from_epoch = self.epoch;
         self.epoch += 1;
         self.proposals.clear();
@@ -505,11 +520,12 @@ impl ActiveGroup {
         };
         let welcome = welcome.map(|packet| {
             let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
-            (packet, after.ratchet_tree(), handles)
+            (packet, self.storage.ratchet_tree(), handles)
         });
+        self.spoiled = false;
         Ok(StagedCommitOutcome {
             from_epoch,
-            change: before.change_to(&after),
+            change,
             messages,
             group_info,
             welcome,

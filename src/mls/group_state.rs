@@ -188,41 +188,69 @@ fn parent_index(slot: usize) -> u32 {
     (slot * 2 + 1) as u32
 }
 
-impl PublicState {
-    /// The state of openmls' tree value, as nodes.
+impl Held {
+    /// Takes openmls' tree value: nodes that differ from the held values are re-encoded and
+    /// recorded as changed; the others are neither encoded nor compared byte by byte.
     fn read_tree<T: Serialize>(&mut self, tree: &T) -> Result<(), GroupStateError> {
         let mirror: TreeSyncMirror = bridge(tree)?;
-        let mut nodes = BTreeMap::new();
-        for (slot, leaf) in mirror.tree.leaf_nodes.iter().enumerate() {
-            if let Some(node) = &leaf.node {
-                nodes.insert(leaf_index(slot), encode_leaf(node)?);
+        let leaves: Vec<Option<LeafNode>> = mirror
+            .tree
+            .leaf_nodes
+            .into_iter()
+            .map(|slot| slot.node)
+            .collect();
+        let parents: Vec<Option<ParentNode>> = mirror
+            .tree
+            .parent_nodes
+            .into_iter()
+            .map(|slot| slot.node)
+            .collect();
+        for slot in 0..leaves.len().max(self.leaves.len()) {
+            let new = leaves.get(slot).and_then(Option::as_ref);
+            if new != self.leaves.get(slot).and_then(Option::as_ref) {
+                let bytes = new.map(encode_leaf).transpose()?;
+                self.record(leaf_index(slot), bytes);
             }
         }
-        for (slot, parent) in mirror.tree.parent_nodes.iter().enumerate() {
-            if let Some(node) = &parent.node {
-                nodes.insert(parent_index(slot), encode_parent(node)?);
+        for slot in 0..parents.len().max(self.parents.len()) {
+            let new = parents.get(slot).and_then(Option::as_ref);
+            if new != self.parents.get(slot).and_then(Option::as_ref) {
+                let bytes = new.map(encode_parent).transpose()?;
+                self.record(parent_index(slot), bytes);
             }
         }
-        self.nodes = nodes;
-        self.leaf_slots = mirror.tree.leaf_nodes.len() as u32;
-        self.parent_slots = mirror.tree.parent_nodes.len() as u32;
-        self.tree_hash = mirror.tree_hash;
+        self.state.leaf_slots = leaves.len() as u32;
+        self.state.parent_slots = parents.len() as u32;
+        self.state.tree_hash = mirror.tree_hash;
+        self.leaves = leaves;
+        self.parents = parents;
         Ok(())
     }
 
-    /// openmls' tree value for this state. openmls' `LeafNode` has no public TLS decoder,
-    /// so the nodes are decoded as one `RatchetTreeIn` and its leaves (a private type with
-    /// the same serde shape as `LeafNode`) bridged over; nodes come back in index order.
-    fn write_tree<T: DeserializeOwned>(&self) -> Result<T, GroupStateError> {
-        let tree = RatchetTreeIn::tls_deserialize_exact(self.ratchet_tree().as_slice())
+    /// Writes (`Some`) or blanks (`None`) one node and remembers it as changed.
+    fn record(&mut self, index: u32, bytes: Option<Vec<u8>>) {
+        match &bytes {
+            Some(bytes) => self.state.nodes.insert(index, bytes.clone()),
+            None => self.state.nodes.remove(&index),
+        };
+        self.changed.insert(index, bytes);
+    }
+
+    /// openmls' tree value for the held state, keeping the decoded nodes to compare the next
+    /// write with. openmls' `LeafNode` has no public TLS decoder, so the nodes are decoded as
+    /// one `RatchetTreeIn` and its leaves (a private type with the same serde shape as
+    /// `LeafNode`) bridged over; nodes come back in index order.
+    fn write_tree<T: DeserializeOwned>(&mut self) -> Result<T, GroupStateError> {
+        let state = &self.state;
+        let tree = RatchetTreeIn::tls_deserialize_exact(state.ratchet_tree().as_slice())
             .map_err(tls_error)?;
         let mut leaves = tree.leaves();
         let mut parents = tree.parents();
-        let mut leaf_nodes: Vec<LeafSlot> = Vec::with_capacity(self.leaf_slots as usize);
-        leaf_nodes.resize_with(self.leaf_slots as usize, LeafSlot::default);
-        let mut parent_nodes: Vec<ParentSlot> = Vec::with_capacity(self.parent_slots as usize);
-        parent_nodes.resize_with(self.parent_slots as usize, ParentSlot::default);
-        for &index in self.nodes.keys() {
+        let mut leaf_nodes: Vec<LeafSlot> = Vec::with_capacity(state.leaf_slots as usize);
+        leaf_nodes.resize_with(state.leaf_slots as usize, LeafSlot::default);
+        let mut parent_nodes: Vec<ParentSlot> = Vec::with_capacity(state.parent_slots as usize);
+        parent_nodes.resize_with(state.parent_slots as usize, ParentSlot::default);
+        for &index in state.nodes.keys() {
             let slot = (index / 2) as usize;
             let misplaced = || GroupStateError::Node {
                 index,
@@ -237,6 +265,8 @@ impl PublicState {
                 parent_nodes.get_mut(slot).ok_or_else(misplaced)?.node = Some(parent.clone());
             }
         }
+        self.leaves = leaf_nodes.iter().map(|slot| slot.node.clone()).collect();
+        self.parents = parent_nodes.iter().map(|slot| slot.node.clone()).collect();
         bridge(&TreeSyncMirror {
             tree: BinaryTreeMirror {
                 leaf_nodes,
@@ -244,11 +274,14 @@ impl PublicState {
                 default_leaf: LeafSlot::default(),
                 default_parent: ParentSlot::default(),
             },
-            tree_hash: self.tree_hash.clone(),
+            tree_hash: self.state.tree_hash.clone(),
         })
     }
+}
 
-    /// The change that turns `self` into `new`.
+impl PublicState {
+    /// The change that turns `self` into `new` (a full comparison; commits record their
+    /// change as openmls writes it, see [`GroupStorage::take_change`]).
     pub fn change_to(&self, new: &PublicState) -> StateChange {
         let mut nodes = BTreeMap::new();
         for (index, bytes) in &new.nodes {
@@ -273,29 +306,72 @@ impl PublicState {
     }
 }
 
-/// openmls' storage for one group at a time: the [`PublicState`] behind a lock (openmls'
-/// trait takes `&self`; the lock is never held across an await).
+/// What [`GroupStorage`] holds: the state, openmls' decoded values of its nodes, and the
+/// nodes changed since the last [`GroupStorage::take_change`].
+#[derive(Debug, Default)]
+struct Held {
+    state: PublicState,
+    /// openmls' values of `state.nodes` by leaf and parent slot, filled by the first read or
+    /// write of the tree; a write is compared with them instead of re-encoding every node.
+    leaves: Vec<Option<LeafNode>>,
+    parents: Vec<Option<ParentNode>>,
+    changed: BTreeMap<u32, Option<Vec<u8>>>,
+}
+
+/// openmls' storage for one group at a time behind a lock (openmls' trait takes `&self`;
+/// the lock is never held across an await).
 #[derive(Debug, Default)]
 pub struct GroupStorage {
-    state: Mutex<PublicState>,
+    held: Mutex<Held>,
 }
 
 impl GroupStorage {
     pub fn new(state: PublicState) -> Self {
         GroupStorage {
-            state: Mutex::new(state),
+            held: Mutex::new(Held {
+                state,
+                ..Held::default()
+            }),
         }
     }
 
     /// A copy of the state as openmls last wrote it.
     pub fn snapshot(&self) -> PublicState {
-        self.lock().clone()
+        self.lock().state.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PublicState> {
+    /// The RFC 9420 `ratchet_tree` of the state as openmls last wrote it.
+    pub fn ratchet_tree(&self) -> Vec<u8> {
+        self.lock().state.ratchet_tree()
+    }
+
+    /// Forgets the nodes changed so far: what follows is recorded for the next
+    /// [`GroupStorage::take_change`].
+    pub fn clear_change(&self) {
+        self.lock().changed.clear();
+    }
+
+    /// What openmls wrote since [`GroupStorage::clear_change`]: the nodes it changed and the
+    /// current scalars. The same as `before.change_to(&after)` without comparing the trees.
+    pub fn take_change(&self) -> StateChange {
+        let mut held = self.lock();
+        let nodes = std::mem::take(&mut held.changed);
+        let state = &held.state;
+        StateChange {
+            nodes,
+            leaf_slots: state.leaf_slots,
+            parent_slots: state.parent_slots,
+            tree_hash: state.tree_hash.clone(),
+            context: state.context.clone(),
+            interim_transcript_hash: state.interim_transcript_hash.clone(),
+            confirmation_tag: state.confirmation_tag.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // A poisoned lock only means a panic elsewhere mid-write; the state is still whole
         // values (each write replaces a field), so keep using it.
-        self.state
+        self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -324,7 +400,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         interim_transcript_hash: &InterimTranscriptHash,
     ) -> Result<(), Self::PublicError> {
         // A newtype over bytes: the same serde shape as `Vec<u8>`.
-        self.lock().interim_transcript_hash = bridge(interim_transcript_hash)?;
+        self.lock().state.interim_transcript_hash = bridge(interim_transcript_hash)?;
         Ok(())
     }
 
@@ -337,7 +413,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         group_context: &GroupContextEntity,
     ) -> Result<(), Self::PublicError> {
         let context: GroupContext = bridge(group_context)?;
-        self.lock().context = context.tls_serialize_detached().map_err(tls_error)?;
+        self.lock().state.context = context.tls_serialize_detached().map_err(tls_error)?;
         Ok(())
     }
 
@@ -350,7 +426,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         confirmation_tag: &ConfirmationTagEntity,
     ) -> Result<(), Self::PublicError> {
         let tag: ConfirmationTag = bridge(confirmation_tag)?;
-        self.lock().confirmation_tag = tag.tls_serialize_detached().map_err(tls_error)?;
+        self.lock().state.confirmation_tag = tag.tls_serialize_detached().map_err(tls_error)?;
         Ok(())
     }
 
@@ -385,11 +461,11 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<Option<TreeSync>, Self::PublicError> {
-        let state = self.lock();
-        if state.leaf_slots == 0 {
+        let mut held = self.lock();
+        if held.state.leaf_slots == 0 {
             return Ok(None);
         }
-        state.write_tree().map(Some)
+        held.write_tree().map(Some)
     }
 
     fn group_context<
@@ -399,7 +475,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<Option<GroupContextEntity>, Self::PublicError> {
-        let state = self.lock();
+        let held = self.lock();
+        let state = &held.state;
         if state.context.is_empty() {
             return Ok(None);
         }
@@ -415,7 +492,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<Option<InterimTranscriptHash>, Self::PublicError> {
-        let state = self.lock();
+        let held = self.lock();
+        let state = &held.state;
         if state.context.is_empty() {
             return Ok(None);
         }
@@ -429,7 +507,8 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<Option<ConfirmationTagEntity>, Self::PublicError> {
-        let state = self.lock();
+        let held = self.lock();
+        let state = &held.state;
         if state.confirmation_tag.is_empty() {
             return Ok(None);
         }
@@ -442,11 +521,16 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<(), Self::PublicError> {
-        let mut state = self.lock();
-        state.nodes.clear();
-        state.leaf_slots = 0;
-        state.parent_slots = 0;
-        state.tree_hash.clear();
+        let mut held = self.lock();
+        let indices: Vec<u32> = held.state.nodes.keys().copied().collect();
+        for index in indices {
+            held.record(index, None);
+        }
+        held.leaves.clear();
+        held.parents.clear();
+        held.state.leaf_slots = 0;
+        held.state.parent_slots = 0;
+        held.state.tree_hash.clear();
         Ok(())
     }
 
@@ -454,7 +538,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<(), Self::PublicError> {
-        self.lock().confirmation_tag.clear();
+        self.lock().state.confirmation_tag.clear();
         Ok(())
     }
 
@@ -462,7 +546,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<(), Self::PublicError> {
-        self.lock().context.clear();
+        self.lock().state.context.clear();
         Ok(())
     }
 
@@ -470,7 +554,7 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         &self,
         _group_id: &GroupId,
     ) -> Result<(), Self::PublicError> {
-        self.lock().interim_transcript_hash.clear();
+        self.lock().state.interim_transcript_hash.clear();
         Ok(())
     }
 
