@@ -1,6 +1,8 @@
 //! Hot groups kept validated in memory, keyed by (application, group id) and checked against
-//! the store's (epoch, proposal count) before every use (DESIGN.md "MLS": the cache is only
-//! an accelerator, the store decides; architecture draft "Group State").
+//! the store's (epoch, proposal count) before use (DESIGN.md "MLS": the cache is only an
+//! accelerator, the store decides; architecture draft "Group State"). A commit first tries
+//! the copy unchecked, since its compare-and-set on the epoch decides anyway
+//! ([`GroupCache::take_unchecked`]).
 //!
 //! A request takes its group out of the cache and puts it back only after the store accepted
 //! the change, so a copy spoiled by a refused commit or a lost compare-and-set is dropped,
@@ -52,6 +54,16 @@ impl GroupCache {
             groups.remove(&victim);
         }
         groups.insert((app, group_id.to_vec()), group);
+    }
+
+    /// The cached copy without asking the store, for a commit: the store's compare-and-set
+    /// on the epoch decides anyway, and the state at one epoch is the same on every gateway
+    /// (one winner per epoch), so a commit valid against a cached epoch that is still the
+    /// store's is valid. A copy behind the store shows as a commit for a "future" epoch or a
+    /// proposal it does not hold: the caller then checks out again with [`Self::checkout`].
+    /// `None` when nothing is cached.
+    pub fn take_unchecked(&self, app: Uuid, group_id: &[u8]) -> Option<ActiveGroup> {
+        self.take(app, group_id)
     }
 
     /// The group as the store has it now: the cached copy if its head matches, else

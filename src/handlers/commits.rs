@@ -14,6 +14,7 @@ use mimi_wire::groups::{GroupEpochResponse, UploadCommitRequest};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
+use crate::mls::group::{ActiveGroup, GroupError};
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{CommitRecord, WelcomeRecord};
@@ -24,28 +25,53 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     let application = authorize(state, request, app)?;
     let body: UploadCommitRequest =
         decode_body(request, |body: &UploadCommitRequest| body.version)?;
-    let mut group = state
-        .groups
-        .checkout(state.store.as_ref(), app, group_id)
-        .await?;
     let rules = member_rules(state, application);
-    let epoch_before = group.epoch;
-    // Validation and merge are CPU work that grows with the group (milliseconds at 1000
-    // members): run them where they do not stall the reactor's other tasks.
-    let outcome = tokio::task::block_in_place(|| {
-        group.stage_commit(
-            group_id,
-            body.commit_packet.as_slice(),
-            body.group_info.as_ref().map(VLBytes::as_slice),
-            body.welcome_packet.as_ref().map(VLBytes::as_slice),
-            &rules,
-        )
-    });
+    let stage = |group: &mut ActiveGroup| {
+        // Validation and merge are CPU work that grows with the group (milliseconds at 1000
+        // members): run them where they do not stall the reactor's other tasks.
+        tokio::task::block_in_place(|| {
+            group.stage_commit(
+                group_id,
+                body.commit_packet.as_slice(),
+                body.group_info.as_ref().map(VLBytes::as_slice),
+                body.welcome_packet.as_ref().map(VLBytes::as_slice),
+                &rules,
+            )
+        })
+    };
+    // A cached copy is used without a store round trip; if the refusal depends on how
+    // current the copy is (another gateway may have committed or taken a proposal), the
+    // commit is validated again against the store's head.
+    let cached = state.groups.take_unchecked(app, group_id);
+    let checked = cached.is_none();
+    let mut group = match cached {
+        Some(group) => group,
+        None => {
+            state
+                .groups
+                .checkout(state.store.as_ref(), app, group_id)
+                .await?
+        }
+    };
+    let mut outcome = stage(&mut group);
+    if !checked
+        && let Err(error) = &outcome
+        && depends_on_the_copys_epoch(error)
+    {
+        // These refusals come before the merge: the copy is intact and goes back, so the
+        // checkout reuses it if the store's head says it is current after all.
+        state.groups.put(app, group_id, group);
+        group = state
+            .groups
+            .checkout(state.store.as_ref(), app, group_id)
+            .await?;
+        outcome = stage(&mut group);
+    }
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
             // A refusal before the merge leaves the copy as it was; after, it is spoiled.
-            if group.epoch == epoch_before {
+            if !group.spoiled() {
                 state.groups.put(app, group_id, group);
             }
             return Err(error.into());
@@ -88,4 +114,16 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     })?;
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
+}
+
+/// Refusals that depend on how current the copy is: a copy behind the store refuses a
+/// commit for the store's epoch as "future", one citing a proposal held through another
+/// gateway as unknown, and answers "stale" with its own epoch instead of the store's.
+fn depends_on_the_copys_epoch(error: &GroupError) -> bool {
+    matches!(
+        error,
+        GroupError::FutureEpoch { .. }
+            | GroupError::StaleEpoch { .. }
+            | GroupError::UnknownProposalReference
+    )
 }

@@ -198,6 +198,69 @@ async fn groups_survive_a_gateway_restart() {
     assert_eq!(alice.secret(), bob.secret());
 }
 
+/// A gateway validates a commit against its cached copy without asking the store first; a
+/// copy behind the store (the other gateway committed, or took a proposal) is caught up and
+/// the commit accepted, and a commit for an old epoch is still refused as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_copy_is_behind_the_store_catches_up() {
+    let redis = RedisServer::start();
+    let first = Harness::start(StoreSpec::Redis(redis.url())).await;
+    let second = Harness::start_for(StoreSpec::Redis(redis.url()), first.app.clone(), |_| {}).await;
+    let mut alice = Member::new("alice");
+    let on_first = create_group(&first, &mut alice).await;
+    let on_second = GroupApi::new(&second, &alice.group_id());
+    let mut bob = Member::new("bob");
+    let (commit, welcome, group_info) = alice.add(&[bob.mls.key_package(3600)]);
+    assert_eq!(
+        on_second
+            .commit_ok(&commit, Some(&group_info), Some(&welcome))
+            .await,
+        1
+    );
+    bob.join(&welcomes(&second, "bob").await[0]);
+    // The first gateway's copy is still at epoch 0.
+    let (commit, group_info) = alice.update();
+    assert_eq!(
+        on_first.commit_ok(&commit, Some(&group_info), None).await,
+        2
+    );
+    // The second's is at epoch 1.
+    let (commit, group_info) = alice.update();
+    let stale_commit = commit.clone();
+    assert_eq!(
+        on_second.commit_ok(&commit, Some(&group_info), None).await,
+        3
+    );
+    // A proposal held through the first gateway, committed by reference through the second,
+    // whose copy at epoch 3 does not hold it.
+    catch_up(&on_first, &mut bob).await;
+    let proposal = bob.propose_update();
+    assert_eq!(
+        on_first.propose(&proposal).await.status,
+        StatusCode::CREATED
+    );
+    alice.apply(&proposal);
+    let (commit, group_info) = alice.commit_pending();
+    assert_eq!(
+        on_second.commit_ok(&commit, Some(&group_info), None).await,
+        4
+    );
+    // The first gateway's copy is at epoch 3 with the proposal; the store is at 4.
+    let answer = on_first
+        .commit(&stale_commit, Some(&group_info), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{:?}", error(&answer));
+    let refusal = error(&answer);
+    assert_eq!(refusal.code, ErrorCode::StaleEpoch.code());
+    assert_eq!(refusal.detail, "current epoch 4");
+    catch_up(&on_first, &mut bob).await;
+    assert_eq!(alice.secret(), bob.secret());
+    assert_eq!(
+        on_first.control_ok(1, None).await,
+        on_second.control_ok(1, None).await
+    );
+}
+
 /// A removed application's groups are kept but unreadable; configuring the application again
 /// gives them back (docs/decisions.md, "Groups").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
