@@ -115,6 +115,15 @@ async fn one_winner_per_epoch_on_redis() {
     let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
     let mut members = sixteen_members(&harness).await;
     one_winner(&mut members, &[harness.target()]).await;
+    // The winner's staged values were moved into place, the losers' deleted.
+    let staged = redis
+        .cli(&["--scan", "--pattern", "mimi:{g:*}:staged:*"])
+        .expect("redis-cli");
+    assert_eq!(staged.trim(), "", "staged values left behind");
+    let epochs = redis
+        .cli(&["--scan", "--pattern", "mimi:{g:*}:epoch:*"])
+        .expect("redis-cli");
+    assert_eq!(epochs.lines().filter(|line| !line.is_empty()).count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,10 +319,14 @@ async fn welcome_trees_are_pruned_after_acknowledgement_or_expiry() {
     let (commit, welcome, group_info) = alice.add(&packages);
     api.commit_ok(&commit, Some(&group_info), Some(&welcome))
         .await;
-    assert_eq!(welcome_keys(&redis), 2, "one welcome and its recipient set");
+    assert_eq!(
+        welcome_keys(&redis),
+        4,
+        "one welcome: its id, packet, tree and recipient set"
+    );
     let id = welcomes(&harness, "bob").await[0].welcome_id;
     acknowledge(&harness, "bob", id).await;
-    assert_eq!(welcome_keys(&redis), 2, "carol still needs it");
+    assert_eq!(welcome_keys(&redis), 4, "carol still needs it");
     acknowledge(&harness, "carol", id).await;
     assert_eq!(
         welcome_keys(&redis),
@@ -344,7 +348,7 @@ async fn welcome_trees_are_pruned_after_acknowledgement_or_expiry() {
     api.commit_ok(&commit, Some(&group_info), Some(&welcome))
         .await;
     assert!(welcomes(&expiring, "erin").await.is_empty());
-    assert_eq!(welcome_keys(&redis), 2);
+    assert_eq!(welcome_keys(&redis), 4);
     let (commit, group_info) = dave.update();
     api.commit_ok(&commit, Some(&group_info), None).await;
     assert_eq!(welcome_keys(&redis), 0);

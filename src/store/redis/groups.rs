@@ -6,12 +6,15 @@
 //!
 //! | key (prefix `mimi:{g:<app>:<hex group id>}:`) | type | what |
 //! | --- | --- | --- |
-//! | `head` | hash | `epoch`, `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith` (interim transcript hash), `tag` (confirmation tag), `group_info` (absent if none) |
+//! | `head` | hash | `epoch`, `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith` (interim transcript hash), `tag` (confirmation tag) |
+//! | `group-info` | string | the current GroupInfo (absent if none) |
 //! | `nodes` | hash | tree node index (decimal) -> RFC 9420 `Node` bytes (blank nodes absent) |
 //! | `proposal-refs`, `proposal-packets` | lists | the current epoch's ProposalRefs and packets, in upload order (cleared by a commit) |
-//! | `epochs` | hash | epoch -> its control messages, TLS `opaque<V><V>` |
-//! | `welcome:<epoch>` | hash | `id`, `packet`, `tree`, `expires_at` of the welcome into the epoch |
+//! | `epoch:<n>` | string | epoch n's control messages, TLS `opaque<V><V>` |
+//! | `welcome:<epoch>` | hash | `id`, `expires_at` of the welcome into the epoch |
+//! | `welcome:<epoch>:packet`, `welcome:<epoch>:tree` | strings | the Welcome and the epoch's ratchet tree |
 //! | `welcome:<epoch>:pending` | set | recipients' handles that have not acknowledged it |
+//! | `staged:<id>:<blob>` | string, expires | a commit's large values on their way in (below) |
 //! | `welcomes` | zset | epochs with a welcome, scored by `expires_at` |
 //! | `outbox` | list | cross-slot actions of applied commits not yet carried out |
 //!
@@ -19,6 +22,13 @@
 //! | --- | --- | --- |
 //! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references `<id> <hex group id> <epoch> <expires_at>`, oldest first |
 //! | `mimi:outbox-groups` | set | group prefixes whose outbox may hold actions (start-up replay) |
+//!
+//! Large values do not travel through Lua: a commit's messages, GroupInfo, Welcome and tree
+//! (tens to hundreds of KB at 1000 members; each KB passed as a script argument costs Redis
+//! about as much again in Lua) are written with plain `SET ... PX` under `staged:<id>:` in
+//! the same pipeline, just before the commit script, which checks they are all there and
+//! `RENAME`s them into place (O(1)) or, losing the compare-and-set, deletes them. If the
+//! gateway dies in between they expire.
 //!
 //! A welcome (its packet and the epoch's tree) is stored once, in the group's slot; it goes
 //! when its last recipient acknowledges it, when its last pending recipient is removed from
@@ -57,7 +67,8 @@ pub(super) const CREATE_GROUP: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local p = ARGV[1]
 redis.call('HSET', KEYS[1], 'epoch', 0, 'leaf_slots', ARGV[2], 'parent_slots', ARGV[3],
-  'tree_hash', ARGV[4], 'context', ARGV[5], 'ith', ARGV[6], 'tag', ARGV[7], 'group_info', ARGV[8])
+  'tree_hash', ARGV[4], 'context', ARGV[5], 'ith', ARGV[6], 'tag', ARGV[7])
+redis.call('SET', p .. 'group-info', ARGV[8])
 for i = 9, #ARGV, 2 do redis.call('HSET', p .. 'nodes', ARGV[i], ARGV[i + 1]) end
 return 1
 ";
@@ -75,8 +86,9 @@ return {tonumber(epoch), redis.call('LLEN', ARGV[1] .. 'proposal-refs')}
 pub(super) const LOAD_GROUP: &str = r"
 local p = ARGV[1]
 local h = redis.call('HMGET', KEYS[1], 'epoch', 'leaf_slots', 'parent_slots', 'tree_hash',
-  'context', 'ith', 'tag', 'group_info')
+  'context', 'ith', 'tag')
 if not h[1] then return {} end
+h[8] = redis.call('GET', p .. 'group-info')
 local has_info = 1
 if not h[8] then h[8] = ''; has_info = 0 end
 return {h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], has_info,
@@ -105,32 +117,53 @@ return {1, redis.call('LRANGE', ARGV[1] .. 'proposal-packets', 0, -1)}
 ";
 
 /// KEYS: head. ARGV: prefix, from_epoch, now, leaf_slots, parent_slots, tree_hash, context,
-/// ith, tag, has_group_info (0/1), group_info, messages, has_welcome (0/1), welcome id,
-/// packet, tree, expires_at, then four counted lists (a count, then the items): recipients,
-/// removed handles, node changes (index, present 0/1, bytes: three items each), outbox
-/// entries. Returns {status, value, outbox length}: status 0 unknown group, 2 stale (value:
-/// current epoch; nothing changed), 1 applied (value: the new epoch).
+/// ith, tag, has_group_info (0/1), staged id, has_welcome (0/1), welcome id, expires_at,
+/// then four counted lists (a count, then the items): recipients, removed handles, node
+/// changes (index, present 0/1, bytes: three items each), outbox entries. The staged
+/// values (`staged:<id>:messages`, and `group-info`, `welcome-packet`, `welcome-tree` as
+/// flagged) must exist. Returns {status, value, outbox length}: status 0 unknown group, 2
+/// stale (value: current epoch; nothing changed), 3 staged values missing (nothing changed),
+/// 1 applied (value: the new epoch).
 pub(super) const APPLY_COMMIT: &str = r"
 local p = ARGV[1]
+local s = p .. 'staged:' .. ARGV[11] .. ':'
+local staged = {s .. 'messages'}
+if ARGV[10] == '1' then staged[#staged + 1] = s .. 'group-info' end
+if ARGV[12] == '1' then
+  staged[#staged + 1] = s .. 'welcome-packet'
+  staged[#staged + 1] = s .. 'welcome-tree'
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
-if epoch ~= ARGV[2] then return {2, tonumber(epoch), redis.call('LLEN', p .. 'outbox')} end
+if not epoch or epoch ~= ARGV[2] then
+  redis.call('DEL', unpack(staged))
+  if not epoch then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
+  return {2, tonumber(epoch), redis.call('LLEN', p .. 'outbox')}
+end
+if redis.call('EXISTS', unpack(staged)) ~= #staged then
+  redis.call('DEL', unpack(staged))
+  return {3, 0, redis.call('LLEN', p .. 'outbox')}
+end
+local function place(from, to)
+  redis.call('RENAME', from, to)
+  redis.call('PERSIST', to)
+end
 local new = tonumber(epoch) + 1
 local now = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'epoch', new, 'leaf_slots', ARGV[4], 'parent_slots', ARGV[5],
   'tree_hash', ARGV[6], 'context', ARGV[7], 'ith', ARGV[8], 'tag', ARGV[9])
-if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'group_info', ARGV[11])
-else redis.call('HDEL', KEYS[1], 'group_info') end
+if ARGV[10] == '1' then place(s .. 'group-info', p .. 'group-info')
+else redis.call('DEL', p .. 'group-info') end
 redis.call('DEL', p .. 'proposal-refs', p .. 'proposal-packets')
-redis.call('HSET', p .. 'epochs', new, ARGV[12])
+place(s .. 'messages', p .. 'epoch:' .. new)
 local function drop_welcome(e)
-  redis.call('DEL', p .. 'welcome:' .. e, p .. 'welcome:' .. e .. ':pending')
+  local w = p .. 'welcome:' .. e
+  redis.call('DEL', w, w .. ':pending', w .. ':packet', w .. ':tree')
   redis.call('ZREM', p .. 'welcomes', e)
 end
 for _, e in ipairs(redis.call('ZRANGEBYSCORE', p .. 'welcomes', '-inf', now)) do
   drop_welcome(e)
 end
-local i = 18
+local i = 15
 local recipients = {}
 for k = 1, tonumber(ARGV[i]) do recipients[k] = ARGV[i + k] end
 i = i + #recipients + 1
@@ -150,12 +183,17 @@ for k = 0, changes - 1 do
   else redis.call('HDEL', p .. 'nodes', ARGV[at]) end
 end
 i = i + changes * 3 + 1
-if ARGV[13] == '1' and #recipients > 0 then
+if ARGV[12] == '1' then
   local w = p .. 'welcome:' .. new
-  redis.call('HSET', w, 'id', ARGV[14], 'packet', ARGV[15], 'tree', ARGV[16],
-    'expires_at', ARGV[17])
-  for _, handle in ipairs(recipients) do redis.call('SADD', w .. ':pending', handle) end
-  redis.call('ZADD', p .. 'welcomes', ARGV[17], new)
+  if #recipients > 0 then
+    redis.call('HSET', w, 'id', ARGV[13], 'expires_at', ARGV[14])
+    place(s .. 'welcome-packet', w .. ':packet')
+    place(s .. 'welcome-tree', w .. ':tree')
+    for _, handle in ipairs(recipients) do redis.call('SADD', w .. ':pending', handle) end
+    redis.call('ZADD', p .. 'welcomes', ARGV[14], new)
+  else
+    redis.call('DEL', s .. 'welcome-packet', s .. 'welcome-tree')
+  end
 end
 for k = 1, tonumber(ARGV[i]) do redis.call('RPUSH', p .. 'outbox', ARGV[i + k]) end
 return {1, new, redis.call('LLEN', p .. 'outbox')}
@@ -173,7 +211,7 @@ if ARGV[3] ~= '' then last = tonumber(ARGV[3]) end
 if first > last or last > current then return {2, current} end
 local out = {}
 for e = math.max(first, 1), last do
-  local blob = redis.call('HGET', ARGV[1] .. 'epochs', e)
+  local blob = redis.call('GET', ARGV[1] .. 'epoch:' .. e)
   if blob then out[#out + 1] = blob end
 end
 return {1, out}
@@ -183,10 +221,10 @@ return {1, out}
 /// welcome exists with this id, has not expired and still waits for the handle, else {}.
 pub(super) const READ_WELCOME: &str = r"
 local w = ARGV[1] .. 'welcome:' .. ARGV[2]
-local stored = redis.call('HMGET', w, 'id', 'packet', 'tree', 'expires_at')
-if stored[1] ~= ARGV[3] or tonumber(stored[4]) <= tonumber(ARGV[5]) then return {} end
+local stored = redis.call('HMGET', w, 'id', 'expires_at')
+if stored[1] ~= ARGV[3] or tonumber(stored[2]) <= tonumber(ARGV[5]) then return {} end
 if redis.call('SISMEMBER', w .. ':pending', ARGV[4]) == 0 then return {} end
-return {stored[2], stored[3]}
+return {redis.call('GET', w .. ':packet'), redis.call('GET', w .. ':tree')}
 ";
 
 /// KEYS: head. ARGV: prefix, epoch, welcome id, handle. Drops the handle from the welcome's
@@ -198,7 +236,7 @@ local w = p .. 'welcome:' .. ARGV[2]
 if redis.call('HGET', w, 'id') ~= ARGV[3] then return 0 end
 redis.call('SREM', w .. ':pending', ARGV[4])
 if redis.call('SCARD', w .. ':pending') == 0 then
-  redis.call('DEL', w, w .. ':pending')
+  redis.call('DEL', w, w .. ':pending', w .. ':packet', w .. ':tree')
   redis.call('ZREM', p .. 'welcomes', ARGV[2])
 end
 return 1
@@ -385,6 +423,51 @@ impl RedisStore {
         }
         self.run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await
+    }
+
+    /// `SET`s each staged value under `staged_prefix` (same slot as `key`) with an expiry,
+    /// then runs `script` on `key`: one pipeline, one round trip. A server that does not
+    /// have the script yet gets it by the usual `EVAL` fallback; the staged values are in
+    /// place by then.
+    async fn invoke_with_staged(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        staged_prefix: &str,
+        staged: Vec<(&'static str, Vec<u8>)>,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, StoreError> {
+        let mut pipeline = redis::pipe();
+        // Errors come back as values: a SET's failure shows as missing staged values (the
+        // script answers that), the script's as its reply.
+        pipeline.ignore_errors();
+        for (name, value) in staged {
+            pipeline
+                .cmd("SET")
+                .arg(format!("{staged_prefix}{name}"))
+                .arg(value)
+                .arg("PX")
+                .arg(STAGED_TTL_MS)
+                .ignore();
+        }
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash()).arg(1).arg(key);
+        for arg in &args {
+            evalsha.arg(arg.as_slice());
+        }
+        pipeline.add_command(evalsha);
+        let (reply,): (Value,) = self
+            .run(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await?;
+        match reply {
+            Value::ServerError(error) if error.kind() == Some(redis::ServerErrorKind::NoScript) => {
+                self.invoke(script, &[key.to_owned()], args).await
+            }
+            Value::ServerError(error) => Err(StoreError::Unavailable(format!(
+                "commit script failed: {error:?}"
+            ))),
+            reply => Ok(reply),
+        }
     }
 
     /// One command on one key (or none), no script.
@@ -627,11 +710,13 @@ fn outbox_actions(group_id: &[u8], commit: &CommitRecord) -> Vec<OutboxAction> {
 }
 
 /// APPLY_COMMIT's arguments.
-fn commit_args(
-    prefix: &str,
-    commit: &CommitRecord,
-    outbox: &[OutboxAction],
-) -> Result<Vec<Vec<u8>>, StoreError> {
+/// How long a commit's staged values live if its script never runs (a gateway that died
+/// between the two): far past any request's time.
+const STAGED_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// The large values of a commit, written under `staged:<id>:` before its script: the
+/// control messages always, then the GroupInfo and the Welcome with its tree when present.
+fn staged_values(commit: &CommitRecord) -> Result<Vec<(&'static str, Vec<u8>)>, StoreError> {
     let messages = commit
         .messages
         .iter()
@@ -639,6 +724,23 @@ fn commit_args(
         .collect::<Vec<_>>()
         .tls_serialize_detached()
         .map_err(|error| StoreError::Unavailable(format!("encoding messages: {error}")))?;
+    let mut values = vec![("messages", messages)];
+    if let Some(group_info) = &commit.group_info {
+        values.push(("group-info", group_info.clone()));
+    }
+    if let Some(welcome) = &commit.welcome {
+        values.push(("welcome-packet", welcome.packet.clone()));
+        values.push(("welcome-tree", welcome.ratchet_tree.clone()));
+    }
+    Ok(values)
+}
+
+fn commit_args(
+    prefix: &str,
+    staged_id: &str,
+    commit: &CommitRecord,
+    outbox: &[OutboxAction],
+) -> Vec<Vec<u8>> {
     let change = &commit.change;
     let flag = |set: bool| if set { b"1".to_vec() } else { b"0".to_vec() };
     let mut args = vec![
@@ -652,18 +754,15 @@ fn commit_args(
         change.interim_transcript_hash.clone(),
         change.confirmation_tag.clone(),
         flag(commit.group_info.is_some()),
-        commit.group_info.clone().unwrap_or_default(),
-        messages,
+        staged_id.as_bytes().to_vec(),
         flag(commit.welcome.is_some()),
     ];
     match &commit.welcome {
         Some(welcome) => args.extend([
             welcome.id.to_string().into_bytes(),
-            welcome.packet.clone(),
-            welcome.ratchet_tree.clone(),
             welcome.expires_at.to_string().into_bytes(),
         ]),
-        None => args.extend([Vec::new(), Vec::new(), Vec::new(), b"0".to_vec()]),
+        None => args.extend([Vec::new(), b"0".to_vec()]),
     }
     let recipients: &[String] = commit
         .welcome
@@ -686,7 +785,7 @@ fn commit_args(
     }
     args.push(outbox.len().to_string().into_bytes());
     args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
-    Ok(args)
+    args
 }
 
 #[async_trait]
@@ -815,7 +914,9 @@ impl Groups for RedisStore {
     ) -> Result<u64, GroupStoreError> {
         let prefix = group_prefix(app, group_id);
         let outbox = outbox_actions(group_id, commit);
-        let args = commit_args(&prefix, commit, &outbox)?;
+        let staged_id = Uuid::new_v4().simple().to_string();
+        let staged = staged_values(commit)?;
+        let args = commit_args(&prefix, &staged_id, commit, &outbox);
         if !outbox.is_empty() {
             // Listed before the script can fill the outbox, so a start-up replay finds it.
             let _: i64 = self
@@ -829,7 +930,13 @@ impl Groups for RedisStore {
                 .await?;
         }
         let reply = self
-            .invoke(&self.scripts.apply_commit, &[format!("{prefix}head")], args)
+            .invoke_with_staged(
+                &self.scripts.apply_commit,
+                &format!("{prefix}head"),
+                &format!("{prefix}staged:{staged_id}:"),
+                staged,
+                args,
+            )
             .await?;
         let (status, value, pending) = status_reply(&reply, "commit reply")?;
         // The commit's own actions and any an earlier commit left, oldest first; a lost
@@ -840,6 +947,10 @@ impl Groups for RedisStore {
         match status {
             0 => Err(GroupStoreError::UnknownGroup),
             2 => Err(GroupStoreError::StaleEpoch { current: value }),
+            3 => Err(StoreError::Unavailable(
+                "the commit's staged values were gone before its script ran".into(),
+            )
+            .into()),
             1 => Ok(value),
             _ => Err(malformed("commit status").into()),
         }
