@@ -689,7 +689,10 @@ impl Groups for MemoryStore {
                     expires_at: welcome.expires_at,
                 },
             );
-            for handle in &welcome.recipients {
+            // One reference per handle, however often it is among the recipients (as on
+            // Redis, whose index entries are appended only if absent).
+            let handles: std::collections::BTreeSet<&String> = welcome.recipients.iter().collect();
+            for handle in handles {
                 welcome_index
                     .entry((app, handle.clone()))
                     .or_default()

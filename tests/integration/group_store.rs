@@ -424,7 +424,8 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     // The group's next commit prunes the expired welcome itself.
     let mut third = commit(2, change(3, &[]), NOW + 20);
     third.messages = Vec::new();
-    third.welcome = Some(welcome(3, &["frank"], NOW + 1000));
+    // A handle twice among the recipients is listed once.
+    third.welcome = Some(welcome(3, &["frank", "frank"], NOW + 1000));
     assert_eq!(store.apply_commit(app, G1, &third).await.unwrap(), 3);
     assert!(
         t.note("erin", store.welcomes(app, "erin", NOW).await.unwrap())
