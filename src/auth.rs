@@ -185,28 +185,32 @@ impl Authenticator {
             SenderKind::Application => format!("app:{}", claims.sender),
             SenderKind::Provider => format!("peer:{}", claims.sender),
         };
-        let fresh = self
-            .store
-            .record_request_id(&replay_sender, &claims.request_id, self.replay_ttl())
-            .await
-            .map_err(AuthError::Store)?;
-        if !fresh {
+        // The replay cache's round trip and the key lookup + signature check run at the
+        // same time; their outcomes are still judged in the order above.
+        let record =
+            self.store
+                .record_request_id(&replay_sender, &claims.request_id, self.replay_ttl());
+        let check = async {
+            let key = self
+                .trusted_key(
+                    claims.sender_kind,
+                    &claims.sender,
+                    &claims.key_id,
+                    claims.timestamp,
+                )
+                .await?;
+            if !key.is_valid_at(claims.timestamp) {
+                return Err(AuthError::ExpiredKey(claims.key_id.clone()));
+            }
+            envelope
+                .verify(method, path, body, &key.key)
+                .map_err(|_| AuthError::BadSignature)
+        };
+        let (fresh, checked) = tokio::join!(record, check);
+        if !fresh.map_err(AuthError::Store)? {
             return Err(AuthError::Replayed);
         }
-        let key = self
-            .trusted_key(
-                claims.sender_kind,
-                &claims.sender,
-                &claims.key_id,
-                claims.timestamp,
-            )
-            .await?;
-        if !key.is_valid_at(claims.timestamp) {
-            return Err(AuthError::ExpiredKey(claims.key_id.clone()));
-        }
-        envelope
-            .verify(method, path, body, &key.key)
-            .map_err(|_| AuthError::BadSignature)?;
+        checked?;
         Ok(Authenticated {
             sender_kind: claims.sender_kind,
             sender: claims.sender.clone(),
