@@ -164,6 +164,262 @@ fn bridge<From: Serialize + ?Sized, To: DeserializeOwned>(
     postcard::from_bytes(&bytes).map_err(|error| GroupStateError::Bridge(error.to_string()))
 }
 
+/// postcard's encoding of a blank slot (`{ node: None }`).
+const BLANK_SLOT: &[u8] = &[0];
+
+/// Whether two slots (postcard bytes; `None`: past the end of the tree, i.e. blank) hold
+/// the same node.
+fn same_slot(new: Option<&Vec<u8>>, old: Option<&Vec<u8>>) -> bool {
+    new.map_or(BLANK_SLOT, Vec::as_slice) == old.map_or(BLANK_SLOT, Vec::as_slice)
+}
+
+fn postcard_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, GroupStateError> {
+    postcard::to_allocvec(value).map_err(|error| GroupStateError::Bridge(error.to_string()))
+}
+
+/// openmls' tree value cut into slots: each leaf and parent slot in its own postcard
+/// encoding (the same bytes `LeafSlot` / `ParentSlot` give), and the tree hash.
+#[derive(Default)]
+struct CapturedTree {
+    leaves: Vec<Vec<u8>>,
+    parents: Vec<Vec<u8>>,
+    tree_hash: Option<Vec<u8>>,
+}
+
+/// Where in `TreeSync`'s serde shape (module doc) a [`Capture`] stands.
+#[derive(Clone, Copy)]
+enum Level {
+    /// `{ tree, tree_hash }`
+    TreeSync,
+    /// `{ leaf_nodes, parent_nodes, default_leaf, default_parent }`
+    Tree,
+    LeafSlots,
+    ParentSlots,
+}
+
+#[derive(Debug)]
+struct CaptureError(String);
+
+impl std::fmt::Display for CaptureError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+impl serde::ser::Error for CaptureError {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        CaptureError(message.to_string())
+    }
+}
+
+fn unexpected<T>(what: &str) -> Result<T, CaptureError> {
+    Err(CaptureError(format!(
+        "openmls' tree has an unexpected serde shape: {what}"
+    )))
+}
+
+/// A serde `Serializer` that walks openmls' `TreeSync` down to its slots and serializes each
+/// slot on its own, so a write can be compared slot by slot without decoding the tree.
+/// Any other shape is an error (pinned by the tests of the group life on every store).
+struct Capture<'a> {
+    into: &'a mut CapturedTree,
+    at: Level,
+}
+
+impl<'a> serde::Serializer for Capture<'a> {
+    type Ok = ();
+    type Error = CaptureError;
+    type SerializeSeq = Self;
+    type SerializeTuple = serde::ser::Impossible<(), CaptureError>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), CaptureError>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), CaptureError>;
+    type SerializeMap = serde::ser::Impossible<(), CaptureError>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = serde::ser::Impossible<(), CaptureError>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, CaptureError> {
+        match self.at {
+            Level::TreeSync | Level::Tree => Ok(self),
+            _ => unexpected("a struct where slots were expected"),
+        }
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, CaptureError> {
+        match self.at {
+            Level::LeafSlots | Level::ParentSlots => Ok(self),
+            _ => unexpected("a sequence outside the slot lists"),
+        }
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), CaptureError> {
+        value.serialize(self)
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<(), CaptureError> {
+        unexpected("bool")
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), CaptureError> {
+        unexpected("i8")
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), CaptureError> {
+        unexpected("i16")
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), CaptureError> {
+        unexpected("i32")
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), CaptureError> {
+        unexpected("i64")
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), CaptureError> {
+        unexpected("u8")
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), CaptureError> {
+        unexpected("u16")
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), CaptureError> {
+        unexpected("u32")
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), CaptureError> {
+        unexpected("u64")
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), CaptureError> {
+        unexpected("f32")
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), CaptureError> {
+        unexpected("f64")
+    }
+    fn serialize_char(self, _: char) -> Result<(), CaptureError> {
+        unexpected("char")
+    }
+    fn serialize_str(self, _: &str) -> Result<(), CaptureError> {
+        unexpected("str")
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), CaptureError> {
+        unexpected("bytes")
+    }
+    fn serialize_none(self) -> Result<(), CaptureError> {
+        unexpected("none")
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), CaptureError> {
+        unexpected("some")
+    }
+    fn serialize_unit(self) -> Result<(), CaptureError> {
+        unexpected("unit")
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), CaptureError> {
+        unexpected("unit struct")
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> Result<(), CaptureError> {
+        unexpected("unit variant")
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), CaptureError> {
+        unexpected("newtype variant")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CaptureError> {
+        unexpected("tuple")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, CaptureError> {
+        unexpected("tuple struct")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, CaptureError> {
+        unexpected("tuple variant")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CaptureError> {
+        unexpected("map")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, CaptureError> {
+        unexpected("struct variant")
+    }
+}
+
+impl serde::ser::SerializeStruct for Capture<'_> {
+    type Ok = ();
+    type Error = CaptureError;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CaptureError> {
+        let next = match (self.at, key) {
+            (Level::TreeSync, "tree") => Level::Tree,
+            (Level::Tree, "leaf_nodes") => Level::LeafSlots,
+            (Level::Tree, "parent_nodes") => Level::ParentSlots,
+            (Level::TreeSync, "tree_hash") => {
+                let bytes = postcard::to_allocvec(value)
+                    .map_err(|error| CaptureError(error.to_string()))?;
+                let hash: Vec<u8> = postcard::from_bytes(&bytes)
+                    .map_err(|error| CaptureError(error.to_string()))?;
+                self.into.tree_hash = Some(hash);
+                return Ok(());
+            }
+            // Blank slots' defaults: always blank, not stored.
+            (Level::Tree, "default_leaf" | "default_parent") => return Ok(()),
+            _ => return unexpected(key),
+        };
+        value.serialize(Capture {
+            into: &mut *self.into,
+            at: next,
+        })
+    }
+
+    fn end(self) -> Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeSeq for Capture<'_> {
+    type Ok = ();
+    type Error = CaptureError;
+
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), CaptureError> {
+        let bytes =
+            postcard::to_allocvec(value).map_err(|error| CaptureError(error.to_string()))?;
+        match self.at {
+            Level::LeafSlots => self.into.leaves.push(bytes),
+            _ => self.into.parents.push(bytes),
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
 fn tls_error(error: tls_codec::Error) -> GroupStateError {
     GroupStateError::Tls(error.to_string())
 }
@@ -189,41 +445,52 @@ fn parent_index(slot: usize) -> u32 {
 }
 
 impl Held {
-    /// Takes openmls' tree value: nodes that differ from the held values are re-encoded and
-    /// recorded as changed; the others are neither encoded nor compared byte by byte.
+    /// Takes openmls' tree value: each slot is serialized on its own and compared with the
+    /// held bytes; only slots that differ are decoded and re-encoded and recorded as changed.
     fn read_tree<T: Serialize>(&mut self, tree: &T) -> Result<(), GroupStateError> {
-        let mirror: TreeSyncMirror = bridge(tree)?;
-        let leaves: Vec<Option<LeafNode>> = mirror
-            .tree
-            .leaf_nodes
-            .into_iter()
-            .map(|slot| slot.node)
-            .collect();
-        let parents: Vec<Option<ParentNode>> = mirror
-            .tree
-            .parent_nodes
-            .into_iter()
-            .map(|slot| slot.node)
-            .collect();
-        for slot in 0..leaves.len().max(self.leaves.len()) {
-            let new = leaves.get(slot).and_then(Option::as_ref);
-            if new != self.leaves.get(slot).and_then(Option::as_ref) {
-                let bytes = new.map(encode_leaf).transpose()?;
-                self.record(leaf_index(slot), bytes);
+        let mut captured = CapturedTree::default();
+        tree.serialize(Capture {
+            into: &mut captured,
+            at: Level::TreeSync,
+        })
+        .map_err(|error| GroupStateError::Bridge(error.to_string()))?;
+        for slot in 0..captured.leaves.len().max(self.leaves.len()) {
+            let new = captured.leaves.get(slot);
+            if !same_slot(new, self.leaves.get(slot)) {
+                let node = match new {
+                    Some(bytes) => postcard::from_bytes::<LeafSlot>(bytes)
+                        .map_err(|error| GroupStateError::Bridge(error.to_string()))?
+                        .node
+                        .as_ref()
+                        .map(encode_leaf)
+                        .transpose()?,
+                    None => None,
+                };
+                self.record(leaf_index(slot), node);
             }
         }
-        for slot in 0..parents.len().max(self.parents.len()) {
-            let new = parents.get(slot).and_then(Option::as_ref);
-            if new != self.parents.get(slot).and_then(Option::as_ref) {
-                let bytes = new.map(encode_parent).transpose()?;
-                self.record(parent_index(slot), bytes);
+        for slot in 0..captured.parents.len().max(self.parents.len()) {
+            let new = captured.parents.get(slot);
+            if !same_slot(new, self.parents.get(slot)) {
+                let node = match new {
+                    Some(bytes) => postcard::from_bytes::<ParentSlot>(bytes)
+                        .map_err(|error| GroupStateError::Bridge(error.to_string()))?
+                        .node
+                        .as_ref()
+                        .map(encode_parent)
+                        .transpose()?,
+                    None => None,
+                };
+                self.record(parent_index(slot), node);
             }
         }
-        self.state.leaf_slots = leaves.len() as u32;
-        self.state.parent_slots = parents.len() as u32;
-        self.state.tree_hash = mirror.tree_hash;
-        self.leaves = leaves;
-        self.parents = parents;
+        self.state.leaf_slots = captured.leaves.len() as u32;
+        self.state.parent_slots = captured.parents.len() as u32;
+        self.state.tree_hash = captured
+            .tree_hash
+            .ok_or_else(|| GroupStateError::Bridge("tree without a tree hash".into()))?;
+        self.leaves = captured.leaves;
+        self.parents = captured.parents;
         Ok(())
     }
 
@@ -265,8 +532,14 @@ impl Held {
                 parent_nodes.get_mut(slot).ok_or_else(misplaced)?.node = Some(parent.clone());
             }
         }
-        self.leaves = leaf_nodes.iter().map(|slot| slot.node.clone()).collect();
-        self.parents = parent_nodes.iter().map(|slot| slot.node.clone()).collect();
+        self.leaves = leaf_nodes
+            .iter()
+            .map(postcard_bytes)
+            .collect::<Result<_, _>>()?;
+        self.parents = parent_nodes
+            .iter()
+            .map(postcard_bytes)
+            .collect::<Result<_, _>>()?;
         bridge(&TreeSyncMirror {
             tree: BinaryTreeMirror {
                 leaf_nodes,
@@ -311,10 +584,11 @@ impl PublicState {
 #[derive(Debug, Default)]
 struct Held {
     state: PublicState,
-    /// openmls' values of `state.nodes` by leaf and parent slot, filled by the first read or
-    /// write of the tree; a write is compared with them instead of re-encoding every node.
-    leaves: Vec<Option<LeafNode>>,
-    parents: Vec<Option<ParentNode>>,
+    /// openmls' serde encoding (postcard) of each leaf and parent slot of `state`, filled by
+    /// the first read or write of the tree: a write is compared with them slot by slot, and
+    /// only the slots that differ are decoded and re-encoded as TLS.
+    leaves: Vec<Vec<u8>>,
+    parents: Vec<Vec<u8>>,
     changed: BTreeMap<u32, Option<Vec<u8>>>,
 }
 
@@ -577,5 +851,18 @@ impl PublicStorageProvider<CURRENT_VERSION> for GroupStorage {
         _group_id: &GroupId,
     ) -> Result<(), Self::PublicError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_slot_is_one_zero_byte_in_postcard() {
+        assert_eq!(postcard_bytes(&LeafSlot::default()).unwrap(), BLANK_SLOT);
+        assert_eq!(postcard_bytes(&ParentSlot::default()).unwrap(), BLANK_SLOT);
+        assert!(same_slot(None, Some(&BLANK_SLOT.to_vec())));
+        assert!(!same_slot(Some(&vec![1, 7]), None));
     }
 }
