@@ -6,16 +6,20 @@
 //! openmls hands a storage provider whole serde values (`merge_commit` writes the entire
 //! `TreeSync`). This provider turns them into what the gateway stores: every tree node as its
 //! RFC 9420 `Node` encoding under its array index (appendix C), plus the tree hash, the
-//! GroupContext, the interim transcript hash and the confirmation tag, each TLS-encoded. It
-//! compares what openmls writes with what it holds, so a commit yields only the nodes that
-//! changed: what the store writes grows with the commit, not with the group.
+//! GroupContext, the interim transcript hash and the confirmation tag, each TLS-encoded. A
+//! write is walked by a serde `Serializer` of our own ([`Capture`]) that serializes each slot
+//! on its own; slots whose bytes equal the held ones are skipped, the others decoded and
+//! TLS-encoded. So a commit yields only the nodes that changed, at a cost that barely grows
+//! with the group (0.7 ms -> well under half at 1000 members, see the `group_commits`
+//! bench), and what the store writes grows with the commit, not with the group.
 //!
 //! The serde bridge: openmls' `TreeSync` is `{ tree: { leaf_nodes, parent_nodes,
 //! default_leaf, default_parent }, tree_hash }` whose slots are `{ node: Option<_> }`
 //! (openmls 0.9.2 `treesync/mod.rs`, `binary_tree/array_representation/tree.rs`). The
 //! mirror types below have the same serde shape over the public `LeafNode` / `ParentNode`,
-//! and postcard (positional, compact, in memory only) carries values between the two. A test
-//! pins the bridge against a real group.
+//! and postcard (positional, compact, in memory only) carries values between the two. Test
+//! builds check every commit's recorded change against a full comparison of the trees
+//! (`super::group::ActiveGroup::stage_commit`), on real groups in the integration tests.
 //!
 //! Proposals are not kept here: the gateway stores proposal packets and re-processes them
 //! after a load (`super::group`), so this provider ignores openmls' proposal queue.
