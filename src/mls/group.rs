@@ -22,8 +22,8 @@ use mimi_wire::ErrorCode;
 
 use super::group_info::{GroupInfoCheckError, check_group_info};
 use super::group_state::{GroupStateError, GroupStorage, StateChange};
-use super::key_package::{KeyPackageError, MemberRules, check_member_key_package};
-use crate::identity::{ApplicationContext, Identity, IdentityError};
+use super::key_package::{KeyPackageError, MemberRules, check_member_key_package, member_handle};
+use crate::identity::IdentityError;
 use crate::store::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 
 /// Why a group operation was refused.
@@ -167,28 +167,13 @@ fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, GroupError> {
         .map_err(|error| GroupError::Malformed(error.to_string()))
 }
 
-/// The client handle of a leaf under the application's identity provider.
+/// The client handle of a leaf under the application's identity provider: an invalid
+/// credential answers with its own code, a foreign domain as the key package check does.
 fn leaf_handle(leaf: &LeafNode, rules: &MemberRules<'_>) -> Result<String, GroupError> {
-    let credential = super::credential(leaf.credential());
-    let identity = Identity {
-        signature_key: leaf.signature_key().as_slice(),
-        credential: &credential,
-    };
-    let named = rules
-        .identity
-        .validate(&identity, &ApplicationContext::now())?;
-    if let Some(domain) = &named.domain
-        && !domain.eq_ignore_ascii_case(rules.domain)
-    {
-        return Err(GroupError::KeyPackage {
-            index: 0,
-            error: KeyPackageError::ForeignDomain {
-                found: domain.clone(),
-                expected: rules.domain.to_owned(),
-            },
-        });
-    }
-    Ok(named.handle)
+    member_handle(leaf, rules).map_err(|error| match error {
+        KeyPackageError::Identity(error) => GroupError::Identity(error),
+        error => GroupError::KeyPackage { index: 0, error },
+    })
 }
 
 fn is_grease(reason: &str) -> bool {

@@ -204,7 +204,21 @@ pub fn check_member_key_package(
             max: rules.max_lifetime_secs,
         });
     }
-    let leaf = key_package.leaf_node();
+    let handle = member_handle(key_package.leaf_node(), rules)?;
+    let reference = key_package
+        .hash_ref(super::crypto().crypto())
+        .map_err(|error| KeyPackageError::Invalid(error.to_string()))?
+        .as_slice()
+        .to_vec();
+    Ok(Member { handle, reference })
+}
+
+/// The client handle a leaf's credential names under the application's identity provider,
+/// refused if the credential is invalid or names another domain.
+pub fn member_handle(
+    leaf: &openmls::prelude::LeafNode,
+    rules: &MemberRules<'_>,
+) -> Result<String, KeyPackageError> {
     let credential = super::credential(leaf.credential());
     let identity = Identity {
         signature_key: leaf.signature_key().as_slice(),
@@ -221,13 +235,5 @@ pub fn check_member_key_package(
             expected: rules.domain.to_owned(),
         });
     }
-    let reference = key_package
-        .hash_ref(super::crypto().crypto())
-        .map_err(|error| KeyPackageError::Invalid(error.to_string()))?
-        .as_slice()
-        .to_vec();
-    Ok(Member {
-        handle: named.handle,
-        reference,
-    })
+    Ok(named.handle)
 }
