@@ -163,9 +163,7 @@ struct ParentSlot {
 fn bridge<From: Serialize + ?Sized, To: DeserializeOwned>(
     value: &From,
 ) -> Result<To, GroupStateError> {
-    let bytes =
-        postcard::to_allocvec(value).map_err(|error| GroupStateError::Bridge(error.to_string()))?;
-    postcard::from_bytes(&bytes).map_err(|error| GroupStateError::Bridge(error.to_string()))
+    postcard_value(&postcard_bytes(value)?)
 }
 
 /// postcard's encoding of a blank slot (`{ node: None }`).
@@ -177,7 +175,35 @@ fn same_slot(new: Option<&Vec<u8>>, old: Option<&Vec<u8>>) -> bool {
     new.map_or(BLANK_SLOT, Vec::as_slice) == old.map_or(BLANK_SLOT, Vec::as_slice)
 }
 
-fn postcard_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, GroupStateError> {
+/// A slot and its node's new TLS encoding (`None`: blank now).
+type SlotChange = (usize, Option<Vec<u8>>);
+
+/// The slots whose bytes differ between `new` and `old`, with the new node's TLS encoding
+/// (`None`: blank now) from `encode`, which gets the new slot's postcard bytes.
+fn changed_slots(
+    new: &[Vec<u8>],
+    old: &[Vec<u8>],
+    encode: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, GroupStateError>,
+) -> Result<Vec<SlotChange>, GroupStateError> {
+    let mut changes = Vec::new();
+    for slot in 0..new.len().max(old.len()) {
+        let bytes = new.get(slot);
+        if !same_slot(bytes, old.get(slot)) {
+            let node = match bytes {
+                Some(bytes) => encode(bytes)?,
+                None => None,
+            };
+            changes.push((slot, node));
+        }
+    }
+    Ok(changes)
+}
+
+fn postcard_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GroupStateError> {
+    postcard::from_bytes(bytes).map_err(|error| GroupStateError::Bridge(error.to_string()))
+}
+
+fn postcard_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, GroupStateError> {
     postcard::to_allocvec(value).map_err(|error| GroupStateError::Bridge(error.to_string()))
 }
 
@@ -458,35 +484,19 @@ impl Held {
             at: Level::TreeSync,
         })
         .map_err(|error| GroupStateError::Bridge(error.to_string()))?;
-        for slot in 0..captured.leaves.len().max(self.leaves.len()) {
-            let new = captured.leaves.get(slot);
-            if !same_slot(new, self.leaves.get(slot)) {
-                let node = match new {
-                    Some(bytes) => postcard::from_bytes::<LeafSlot>(bytes)
-                        .map_err(|error| GroupStateError::Bridge(error.to_string()))?
-                        .node
-                        .as_ref()
-                        .map(encode_leaf)
-                        .transpose()?,
-                    None => None,
-                };
-                self.record(leaf_index(slot), node);
-            }
+        let leaf_changes = changed_slots(&captured.leaves, &self.leaves, |bytes| {
+            let slot: LeafSlot = postcard_value(bytes)?;
+            slot.node.as_ref().map(encode_leaf).transpose()
+        })?;
+        let parent_changes = changed_slots(&captured.parents, &self.parents, |bytes| {
+            let slot: ParentSlot = postcard_value(bytes)?;
+            slot.node.as_ref().map(encode_parent).transpose()
+        })?;
+        for (slot, node) in leaf_changes {
+            self.record(leaf_index(slot), node);
         }
-        for slot in 0..captured.parents.len().max(self.parents.len()) {
-            let new = captured.parents.get(slot);
-            if !same_slot(new, self.parents.get(slot)) {
-                let node = match new {
-                    Some(bytes) => postcard::from_bytes::<ParentSlot>(bytes)
-                        .map_err(|error| GroupStateError::Bridge(error.to_string()))?
-                        .node
-                        .as_ref()
-                        .map(encode_parent)
-                        .transpose()?,
-                    None => None,
-                };
-                self.record(parent_index(slot), node);
-            }
+        for (slot, node) in parent_changes {
+            self.record(parent_index(slot), node);
         }
         self.state.leaf_slots = captured.leaves.len() as u32;
         self.state.parent_slots = captured.parents.len() as u32;
