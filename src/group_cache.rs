@@ -31,13 +31,6 @@ impl GroupCache {
         }
     }
 
-    fn take(&self, app: Uuid, group_id: &[u8]) -> Option<ActiveGroup> {
-        self.groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(app, group_id.to_vec()))
-    }
-
     /// Keeps `group` for the next request; when full, an arbitrary other group makes room
     /// (cheap, and any loss is only a reload).
     pub fn put(&self, app: Uuid, group_id: &[u8], group: ActiveGroup) {
@@ -63,7 +56,10 @@ impl GroupCache {
     /// proposal it does not hold: the caller then checks out again with [`Self::checkout`].
     /// `None` when nothing is cached.
     pub fn take_unchecked(&self, app: Uuid, group_id: &[u8]) -> Option<ActiveGroup> {
-        self.take(app, group_id)
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(app, group_id.to_vec()))
     }
 
     /// The group as the store has it now: the cached copy if its head matches, else
@@ -78,7 +74,7 @@ impl GroupCache {
             .group_head(app, group_id)
             .await?
             .ok_or(GroupStoreError::UnknownGroup)?;
-        if let Some(cached) = self.take(app, group_id)
+        if let Some(cached) = self.take_unchecked(app, group_id)
             && cached.head() == head
         {
             return Ok(cached);
