@@ -103,6 +103,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         removed_handles: outcome.removed_handles,
         used_key_packages,
         now,
+        fanout: Vec::new(),
     };
     let epoch = state.store.apply_commit(app, group_id, &record).await?;
     state.groups.put(app, group_id, group);

@@ -117,6 +117,7 @@ fn member_rules<'s>(state: &'s State, application: &'s Application) -> MemberRul
         max_lifetime_secs: state.config.key_packages.max_lifetime_secs,
         identity: application.identity.as_ref(),
         domain: &state.config.domain,
+        federated: application.identity.configuration().supports_domains.0,
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use openmls::group::GroupId;
+use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
@@ -187,12 +188,7 @@ pub fn create(
     ratchet_tree: &[u8],
     rules: &MemberRules<'_>,
 ) -> Result<(ActiveGroup, NewGroup), GroupError> {
-    let group_info_in = match decode(group_info)? {
-        MlsMessageBodyIn::GroupInfo(group_info) => group_info,
-        _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
-    };
-    let tree = RatchetTreeIn::tls_deserialize_exact(ratchet_tree)
-        .map_err(|error| GroupError::InvalidRatchetTree(error.to_string()))?;
+    let (group_info_in, tree) = decode_group_info_and_tree(group_info, ratchet_tree)?;
     let epoch = group_info_in.group_context().epoch().as_u64();
     if epoch != 0 {
         return Err(GroupError::NotANewGroup(format!("epoch {epoch}")));
@@ -201,6 +197,50 @@ pub fn create(
     if members != 1 {
         return Err(GroupError::NotANewGroup(format!("{members} members")));
     }
+    let (active, new_group) = from_external(group_info, group_info_in, tree, None)?;
+    let creator = active
+        .public
+        .leaf(LeafNodeIndex::new(0))
+        .ok_or_else(|| GroupError::NotANewGroup("leaf 0 is blank".into()))?;
+    leaf_handle(creator, rules)?;
+    Ok((active, new_group))
+}
+
+/// A follower's mirror of a group whose hub is `hub` (DESIGN.md "Federation: one hub per
+/// group"), from the hub's GroupInfo and tree: openmls validates both as for an external
+/// join, and every member's credential must be valid under the application's provider.
+pub fn import(
+    group_info: &[u8],
+    ratchet_tree: &[u8],
+    rules: &MemberRules<'_>,
+    hub: &str,
+) -> Result<(ActiveGroup, NewGroup), GroupError> {
+    let (group_info_in, tree) = decode_group_info_and_tree(group_info, ratchet_tree)?;
+    let (active, new_group) = from_external(group_info, group_info_in, tree, Some(hub))?;
+    active.member_names(rules)?;
+    Ok((active, new_group))
+}
+
+fn decode_group_info_and_tree(
+    group_info: &[u8],
+    ratchet_tree: &[u8],
+) -> Result<(VerifiableGroupInfo, RatchetTreeIn), GroupError> {
+    let group_info_in = match decode(group_info)? {
+        MlsMessageBodyIn::GroupInfo(group_info) => group_info,
+        _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
+    };
+    let tree = RatchetTreeIn::tls_deserialize_exact(ratchet_tree)
+        .map_err(|error| GroupError::InvalidRatchetTree(error.to_string()))?;
+    Ok((group_info_in, tree))
+}
+
+fn from_external(
+    group_info: &[u8],
+    group_info_in: VerifiableGroupInfo,
+    tree: RatchetTreeIn,
+    hub: Option<&str>,
+) -> Result<(ActiveGroup, NewGroup), GroupError> {
+    let epoch = group_info_in.group_context().epoch().as_u64();
     let provider = super::crypto();
     let storage = GroupStorage::default();
     let public = PublicGroup::from_external(
@@ -224,13 +264,11 @@ pub fn create(
             other => GroupError::InvalidRatchetTree(other.to_string()),
         }
     })?;
-    let creator = public
-        .leaf(LeafNodeIndex::new(0))
-        .ok_or_else(|| GroupError::NotANewGroup("leaf 0 is blank".into()))?;
-    leaf_handle(creator, rules)?;
     let state = storage.snapshot();
     let new_group = NewGroup {
         group_id: public.group_id().as_slice().to_vec(),
+        epoch,
+        hub: hub.map(str::to_owned),
         state,
         group_info: group_info.to_vec(),
     };
@@ -238,7 +276,7 @@ pub fn create(
         ActiveGroup {
             public,
             storage,
-            epoch: 0,
+            epoch,
             proposals: Vec::new(),
             spoiled: false,
         },
@@ -250,6 +288,16 @@ impl ActiveGroup {
     /// Whether a refused commit got as far as changing this copy (then it must be dropped).
     pub fn spoiled(&self) -> bool {
         self.spoiled
+    }
+
+    /// Every member's name (`handle`, or `handle@domain` for another domain's), in leaf
+    /// order; refused if a credential is not valid under the application's provider.
+    pub fn member_names(&self, rules: &MemberRules<'_>) -> Result<Vec<String>, GroupError> {
+        self.public
+            .members()
+            .filter_map(|member| self.public.leaf(member.index))
+            .map(|leaf| leaf_handle(leaf, rules))
+            .collect()
     }
 
     pub fn head(&self) -> GroupHead {

@@ -157,6 +157,7 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
             max_lifetime_secs: rules.max_lifetime_secs,
             identity: rules.identity,
             domain: rules.domain,
+            federated: false,
         },
     )?;
     if member.handle != rules.owner_handle {
@@ -181,6 +182,9 @@ pub struct MemberRules<'a> {
     pub identity: &'a dyn IdentityProvider,
     /// The domain credentials must name, when the application uses domains.
     pub domain: &'a str,
+    /// Group members may be of other domains (a group's Add proposals and leaves); key
+    /// queue uploads never are.
+    pub federated: bool,
 }
 
 /// A key package's member: its client handle and the package's KeyPackageRef.
@@ -214,7 +218,9 @@ pub fn check_member_key_package(
 }
 
 /// The client handle a leaf's credential names under the application's identity provider,
-/// refused if the credential is invalid or names another domain.
+/// refused if the credential is invalid or names another domain. Under federated rules a
+/// member of another domain is `handle@domain`: no handle of a domain-aware provider
+/// contains `@` (X.509 identifiers refuse it), so it never collides with a local handle.
 pub fn member_handle(
     leaf: &openmls::prelude::LeafNode,
     rules: &MemberRules<'_>,
@@ -230,10 +236,23 @@ pub fn member_handle(
     if let Some(domain) = named.domain
         && !domain.eq_ignore_ascii_case(rules.domain)
     {
+        if rules.federated {
+            return Ok(foreign_handle(&named.handle, &domain));
+        }
         return Err(KeyPackageError::ForeignDomain {
             found: domain,
             expected: rules.domain.to_owned(),
         });
     }
     Ok(named.handle)
+}
+
+/// How a member of another domain is named among a group's members.
+pub fn foreign_handle(handle: &str, domain: &str) -> String {
+    format!("{handle}@{}", domain.to_ascii_lowercase())
+}
+
+/// A member name split into handle and domain; `None` for a member of this gateway.
+pub fn split_foreign(member: &str) -> Option<(&str, &str)> {
+    member.rsplit_once('@')
 }

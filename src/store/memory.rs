@@ -13,8 +13,9 @@ use crate::mls::group_state::PublicState;
 use super::{
     Client, ClientChange, ClientRegistry, CommitRecord, CurrentGroupInfo, GroupHead,
     GroupStoreError, Groups, Health, HeldProposal, KeyQueueAttributes, KeyQueueError,
-    KeyQueueUpdate, KeyQueues, NewGroup, PendingWelcome, RegistryError, ReplayCache,
-    RetrievedKeyPackage, Store, StoreError, StoredGroup, StoredKeyPackage,
+    KeyQueueUpdate, KeyQueues, NewGroup, OutboundQueues, PendingWelcome, RegistryError,
+    ReplayCache, RetrievedKeyPackage, Store, StoreError, StoredGroup, StoredKeyPackage,
+    WelcomeRecord,
 };
 
 #[derive(Default)]
@@ -25,6 +26,15 @@ pub struct MemoryStore {
     key_queues: Mutex<KeyQueueTable>,
     /// Locked before `key_queues` when both are needed (a commit advances key queues).
     groups: Mutex<GroupTable>,
+    outbound: Mutex<OutboundTable>,
+}
+
+/// Outbound queues per peer and the per-peer notes of a follower. Commits queue their
+/// fan-out while holding the group table, so both change in one step.
+#[derive(Default)]
+struct OutboundTable {
+    queues: BTreeMap<String, std::collections::VecDeque<Vec<u8>>>,
+    notes: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -43,6 +53,7 @@ struct WelcomeReference {
 
 struct MemoryGroup {
     epoch: u64,
+    hub: Option<String>,
     state: PublicState,
     proposals: Vec<HeldProposal>,
     /// Epoch -> its control messages (epoch 0 has none).
@@ -530,8 +541,47 @@ impl KeyQueues for MemoryStore {
 }
 
 impl MemoryStore {
+    fn outbound_table(&self) -> Result<std::sync::MutexGuard<'_, OutboundTable>, StoreError> {
+        self.outbound.lock().map_err(|_| poisoned())
+    }
+
     fn group_table(&self) -> Result<std::sync::MutexGuard<'_, GroupTable>, StoreError> {
         self.groups.lock().map_err(|_| poisoned())
+    }
+}
+
+/// Stores a welcome into `epoch` and indexes it for each recipient.
+fn register_welcome(
+    group: &mut MemoryGroup,
+    welcome_index: &mut HashMap<(Uuid, String), Vec<WelcomeReference>>,
+    app: Uuid,
+    group_id: &[u8],
+    epoch: u64,
+    welcome: &WelcomeRecord,
+) {
+    group.welcomes.insert(
+        epoch,
+        MemoryWelcome {
+            id: welcome.id,
+            packet: welcome.packet.clone(),
+            ratchet_tree: welcome.ratchet_tree.clone(),
+            pending: welcome.recipients.iter().cloned().collect(),
+            expires_at: welcome.expires_at,
+        },
+    );
+    // One reference per handle, however often it is among the recipients (as on Redis,
+    // whose index entries are appended only if absent).
+    let handles: BTreeSet<&String> = welcome.recipients.iter().collect();
+    for handle in handles {
+        welcome_index
+            .entry((app, handle.clone()))
+            .or_default()
+            .push(WelcomeReference {
+                id: welcome.id,
+                group_id: group_id.to_vec(),
+                epoch,
+                expires_at: welcome.expires_at,
+            });
     }
 }
 
@@ -546,7 +596,8 @@ impl Groups for MemoryStore {
         table.groups.insert(
             key,
             MemoryGroup {
-                epoch: 0,
+                epoch: group.epoch,
+                hub: group.hub.clone(),
                 state: group.state.clone(),
                 proposals: Vec::new(),
                 epochs: BTreeMap::new(),
@@ -570,6 +621,40 @@ impl Groups for MemoryStore {
                 epoch: group.epoch,
                 proposals: group.proposals.len(),
             }))
+    }
+
+    async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .and_then(|group| group.hub.clone()))
+    }
+
+    async fn add_welcome(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        epoch: u64,
+        welcome: &WelcomeRecord,
+    ) -> Result<(), GroupStoreError> {
+        let mut table = self.group_table()?;
+        let GroupTable {
+            groups,
+            welcome_index,
+        } = &mut *table;
+        let group = groups
+            .get_mut(&(app, group_id.to_vec()))
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        if group
+            .welcomes
+            .get(&epoch)
+            .is_some_and(|stored| stored.id == welcome.id)
+        {
+            return Ok(());
+        }
+        register_welcome(group, welcome_index, app, group_id, epoch, welcome);
+        Ok(())
     }
 
     async fn load_group(
@@ -653,12 +738,22 @@ impl Groups for MemoryStore {
                 current: group.epoch,
             });
         }
-        // Key queues first: the only step that can fail (a poisoned lock), so a failure
-        // leaves the group untouched.
+        // Locks first: the only step that can fail (a poisoned lock), so a failure leaves
+        // everything untouched.
+        let mut outbound = self.outbound_table()?;
         {
             let mut queues = self.key_queue_table()?;
             for (client, reference) in &commit.used_key_packages {
                 queues.advance(app, *client, reference);
+            }
+        }
+        {
+            for (peer, body) in &commit.fanout {
+                outbound
+                    .queues
+                    .entry(peer.clone())
+                    .or_default()
+                    .push_back(body.clone());
             }
         }
         let epoch = group.epoch + 1;
@@ -679,30 +774,7 @@ impl Groups for MemoryStore {
             .welcomes
             .retain(|_, welcome| !welcome.pending.is_empty());
         if let Some(welcome) = &commit.welcome {
-            group.welcomes.insert(
-                epoch,
-                MemoryWelcome {
-                    id: welcome.id,
-                    packet: welcome.packet.clone(),
-                    ratchet_tree: welcome.ratchet_tree.clone(),
-                    pending: welcome.recipients.iter().cloned().collect(),
-                    expires_at: welcome.expires_at,
-                },
-            );
-            // One reference per handle, however often it is among the recipients (as on
-            // Redis, whose index entries are appended only if absent).
-            let handles: std::collections::BTreeSet<&String> = welcome.recipients.iter().collect();
-            for handle in handles {
-                welcome_index
-                    .entry((app, handle.clone()))
-                    .or_default()
-                    .push(WelcomeReference {
-                        id: welcome.id,
-                        group_id: group_id.to_vec(),
-                        epoch,
-                        expires_at: welcome.expires_at,
-                    });
-            }
+            register_welcome(group, welcome_index, app, group_id, epoch, welcome);
         }
         Ok(epoch)
     }
@@ -817,6 +889,53 @@ impl Groups for MemoryStore {
             }
         }
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl OutboundQueues for MemoryStore {
+    async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.outbound_table()?
+            .queues
+            .entry(peer.to_owned())
+            .or_default()
+            .extend(bodies.iter().cloned());
+        Ok(())
+    }
+
+    async fn outbound_head(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .outbound_table()?
+            .queues
+            .get(peer)
+            .and_then(|queue| queue.front().cloned()))
+    }
+
+    async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError> {
+        let mut table = self.outbound_table()?;
+        if let Some(queue) = table.queues.get_mut(peer)
+            && queue.front().is_some_and(|head| head == body)
+        {
+            queue.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn outbound_peers(&self) -> Result<Vec<String>, StoreError> {
+        let mut table = self.outbound_table()?;
+        table.queues.retain(|_, queue| !queue.is_empty());
+        Ok(table.queues.keys().cloned().collect())
+    }
+
+    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError> {
+        self.outbound_table()?
+            .notes
+            .insert(peer.to_owned(), note.to_vec());
+        Ok(())
+    }
+
+    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.outbound_table()?.notes.get(peer).cloned())
     }
 }
 

@@ -250,6 +250,11 @@ pub struct StoredGroup {
 #[derive(Debug, Clone)]
 pub struct NewGroup {
     pub group_id: Vec<u8>,
+    /// 0 for a group created here; a follower's mirror starts at the epoch it imported.
+    pub epoch: u64,
+    /// The gateway that orders the group's commits (DESIGN.md "Federation: one hub per
+    /// group"): `None` for a group created here, the hub's domain for a mirror.
+    pub hub: Option<String>,
     pub state: PublicState,
     /// The creator's GroupInfo (MLSMessage), served for external joins.
     pub group_info: Vec<u8>,
@@ -288,6 +293,9 @@ pub struct CommitRecord {
     pub used_key_packages: Vec<(Uuid, Vec<u8>)>,
     /// Unix seconds, for pruning expired welcomes.
     pub now: u64,
+    /// `DSFanoutRequest`s for peers, `(peer domain, body)`, queued for delivery in the same
+    /// atomic step (issue 7: "Queues and delivery that lose nothing").
+    pub fanout: Vec<(String, Vec<u8>)>,
 }
 
 /// One pending welcome for a client (architecture draft, "Joining").
@@ -334,6 +342,20 @@ pub trait Groups: Send + Sync {
 
     async fn group_head(&self, app: Uuid, group_id: &[u8])
     -> Result<Option<GroupHead>, StoreError>;
+
+    /// The hub of a group this gateway mirrors; `None` for a group created here (or unknown).
+    async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError>;
+
+    /// Registers a welcome into `epoch` of a mirrored group, as a commit does at the hub
+    /// (a follower receives the commit and its Welcome separately). Idempotent: a welcome
+    /// with the same id already there changes nothing. `UnknownGroup` if not mirrored.
+    async fn add_welcome(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        epoch: u64,
+        welcome: &WelcomeRecord,
+    ) -> Result<(), GroupStoreError>;
 
     async fn load_group(
         &self,
@@ -409,6 +431,28 @@ pub trait Groups: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Durable outbound delivery to peers, one FIFO queue per peer (issue 7: "Outbound
+/// federation delivery is durable"). Commits fill it through [`CommitRecord::fanout`] in
+/// their own atomic step; other deliveries are queued here.
+#[async_trait]
+pub trait OutboundQueues: Send + Sync {
+    async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError>;
+
+    /// The oldest undelivered body for `peer`.
+    async fn outbound_head(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes the oldest body for `peer` if it is `body` (the peer acknowledged it).
+    async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError>;
+
+    /// Peers with queued deliveries (or that had some; a peer leaves once found empty).
+    async fn outbound_peers(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Small per-peer facts a follower keeps between deliveries (the group and epoch of the
+    /// last commit a hub fanned out, which its Welcome follows).
+    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError>;
+    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
 /// Reachability, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -416,7 +460,9 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
-pub trait Store: ReplayCache + ClientRegistry + KeyQueues + Groups + Health {
+pub trait Store:
+    ReplayCache + ClientRegistry + KeyQueues + Groups + OutboundQueues + Health
+{
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;
 }

@@ -75,6 +75,7 @@ fn commit(from_epoch: u64, change: StateChange, now: u64) -> CommitRecord {
         removed_handles: Vec::new(),
         used_key_packages: Vec::new(),
         now,
+        fanout: Vec::new(),
     }
 }
 
@@ -147,6 +148,8 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     let created = state(9);
     let new_group = NewGroup {
         group_id: G1.to_vec(),
+        epoch: 0,
+        hub: None,
         state: created.clone(),
         group_info: b"group info 0".to_vec(),
     };
@@ -453,6 +456,8 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     assert_eq!(store.apply_commit(app, G1, &fourth).await.unwrap(), 4);
     let other = NewGroup {
         group_id: G3.to_vec(),
+        epoch: 0,
+        hub: None,
         state: state(3),
         group_info: Vec::new(),
     };
@@ -608,6 +613,8 @@ async fn outbox_is_replayed<C: ConnectionLike + Send>(store: &RedisStore, connec
     let group: &[u8] = &[0xde, 0xad];
     let group_info = NewGroup {
         group_id: group.to_vec(),
+        epoch: 0,
+        hub: None,
         state: state(1),
         group_info: Vec::new(),
     };

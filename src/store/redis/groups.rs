@@ -18,10 +18,16 @@
 //! | `welcomes` | zset | epochs with a welcome, scored by `expires_at` |
 //! | `outbox` | list | cross-slot actions of applied commits not yet carried out |
 //!
+//! The head's optional `hub` field names the hub of a group this gateway mirrors (absent
+//! for a group created here).
+//!
 //! | other key | type | what |
 //! | --- | --- | --- |
 //! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references `<id> <hex group id> <epoch> <expires_at>`, oldest first |
 //! | `mimi:outbox-groups` | set | group prefixes whose outbox may hold actions (start-up replay) |
+//! | `mimi:{o:<hex peer>}:queue` | list | `DSFanoutRequest`s waiting for delivery to the peer, oldest first |
+//! | `mimi:{o:<hex peer>}:note` | string | what a follower remembers of the peer between deliveries |
+//! | `mimi:outbound-peers` | set | peers whose queue may hold deliveries |
 //!
 //! Large values do not travel through Lua: a commit's messages, GroupInfo, Welcome and tree
 //! (tens to hundreds of KB at 1000 members; each KB passed as a script argument costs Redis
@@ -34,8 +40,8 @@
 //! when its last recipient acknowledges it, when its last pending recipient is removed from
 //! the group, or, once expired, at the group's next commit.
 //!
-//! Outbox. A commit's welcome index entries (slot of each recipient) and key queue
-//! advancements (slot of each added client) cannot be in the commit's script on a Cluster.
+//! Outbox. A commit's welcome index entries (slot of each recipient), key queue
+//! advancements (slot of each added client) and fan-out (slot of each peer) cannot be in the commit's script on a Cluster.
 //! The commit script appends them to the group's `outbox` in the same atomic step (`w <hex
 //! handle> <reference>` and `k <client> <hex KeyPackageRef>`); the gateway then carries
 //! them out, in order, and removes each once done. Both actions are idempotent (an index
@@ -55,21 +61,40 @@ use super::RedisStore;
 use crate::mls::group_state::PublicState;
 use crate::store::{
     CommitRecord, CurrentGroupInfo, GroupHead, GroupStoreError, Groups, HeldProposal, KeyQueues,
-    NewGroup, PendingWelcome, StoreError, StoredGroup,
+    NewGroup, OutboundQueues, PendingWelcome, StoreError, StoredGroup, WelcomeRecord,
 };
 
 /// The set of groups whose outbox may hold actions: one key, touched alone.
 const OUTBOX_GROUPS: &str = "mimi:outbox-groups";
 
 /// KEYS: head. ARGV: prefix, leaf_slots, parent_slots, tree_hash, context, ith, tag,
-/// group_info, then node index/bytes pairs. Returns 0 if the group exists, else 1.
+/// group_info, epoch, hub ('' for a group created here), then node index/bytes pairs.
+/// Returns 0 if the group exists, else 1.
 pub(super) const CREATE_GROUP: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local p = ARGV[1]
-redis.call('HSET', KEYS[1], 'epoch', 0, 'leaf_slots', ARGV[2], 'parent_slots', ARGV[3],
+redis.call('HSET', KEYS[1], 'epoch', ARGV[9], 'leaf_slots', ARGV[2], 'parent_slots', ARGV[3],
   'tree_hash', ARGV[4], 'context', ARGV[5], 'ith', ARGV[6], 'tag', ARGV[7])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'hub', ARGV[10]) end
 redis.call('SET', p .. 'group-info', ARGV[8])
-for i = 9, #ARGV, 2 do redis.call('HSET', p .. 'nodes', ARGV[i], ARGV[i + 1]) end
+for i = 11, #ARGV, 2 do redis.call('HSET', p .. 'nodes', ARGV[i], ARGV[i + 1]) end
+return 1
+";
+
+/// KEYS: head. ARGV: prefix, epoch, welcome id, expires_at, packet, tree, then recipients.
+/// Registers a welcome into a mirrored group's epoch. Returns 0 for an unknown group, 2 if
+/// this welcome is already there, 1 if registered.
+pub(super) const ADD_WELCOME: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local p = ARGV[1]
+local w = p .. 'welcome:' .. ARGV[2]
+if redis.call('HGET', w, 'id') == ARGV[3] then return 2 end
+redis.call('DEL', w .. ':pending')
+redis.call('HSET', w, 'id', ARGV[3], 'expires_at', ARGV[4])
+redis.call('SET', w .. ':packet', ARGV[5])
+redis.call('SET', w .. ':tree', ARGV[6])
+for i = 7, #ARGV do redis.call('SADD', w .. ':pending', ARGV[i]) end
+redis.call('ZADD', p .. 'welcomes', ARGV[4], ARGV[2])
 return 1
 ";
 
@@ -323,11 +348,13 @@ impl WelcomeEntry {
 }
 
 /// A cross-slot action of an applied commit: `w <hex handle> <reference>` indexes a welcome
-/// for a recipient, `k <client> <hex KeyPackageRef>` advances a key queue.
+/// for a recipient, `k <client> <hex KeyPackageRef>` advances a key queue, `f <hex peer>
+/// <hex body>` queues a fan-out for a peer.
 #[derive(Debug, PartialEq, Eq)]
 enum OutboxAction {
     IndexWelcome { handle: String, entry: String },
     AdvanceKeyQueue { client: Uuid, reference: Vec<u8> },
+    FanOut { peer: String, body: Vec<u8> },
 }
 
 impl OutboxAction {
@@ -338,6 +365,9 @@ impl OutboxAction {
             }
             OutboxAction::AdvanceKeyQueue { client, reference } => {
                 format!("k {client} {}", hex(reference))
+            }
+            OutboxAction::FanOut { peer, body } => {
+                format!("f {} {}", hex(peer.as_bytes()), hex(body))
             }
         }
     }
@@ -353,6 +383,10 @@ impl OutboxAction {
             "k" => Some(OutboxAction::AdvanceKeyQueue {
                 client: Uuid::parse_str(first).ok()?,
                 reference: unhex(second)?,
+            }),
+            "f" => Some(OutboxAction::FanOut {
+                peer: String::from_utf8(unhex(first)?).ok()?,
+                body: unhex(second)?,
             }),
             _ => None,
         }
@@ -471,7 +505,7 @@ impl RedisStore {
     }
 
     /// One command on one key (or none), no script.
-    async fn command<T: redis::FromRedisValue>(
+    pub(super) async fn command<T: redis::FromRedisValue>(
         &self,
         name: &str,
         args: Vec<Vec<u8>>,
@@ -523,6 +557,11 @@ impl RedisStore {
                 }
                 Some(OutboxAction::AdvanceKeyQueue { client, reference }) => {
                     self.advance_key_queue(app, client, &reference).await?;
+                }
+                // Carried out twice (a gateway died before removing the entry), the peer
+                // receives it twice and drops the second by its message id.
+                Some(OutboxAction::FanOut { peer, body }) => {
+                    self.enqueue_outbound(&peer, &[body]).await?;
                 }
                 None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
             }
@@ -706,6 +745,12 @@ fn outbox_actions(group_id: &[u8], commit: &CommitRecord) -> Vec<OutboxAction> {
             reference: reference.clone(),
         });
     }
+    for (peer, body) in &commit.fanout {
+        actions.push(OutboxAction::FanOut {
+            peer: peer.clone(),
+            body: body.clone(),
+        });
+    }
     actions
 }
 
@@ -799,6 +844,8 @@ impl Groups for RedisStore {
         let mut args = vec![prefix.clone().into_bytes()];
         args.extend(state_args(&group.state));
         args.push(group.group_info.clone());
+        args.push(group.epoch.to_string().into_bytes());
+        args.push(group.hub.clone().unwrap_or_default().into_bytes());
         for (index, node) in &group.state.nodes {
             args.push(index.to_string().into_bytes());
             args.push(node.clone());
@@ -834,6 +881,62 @@ impl Groups for RedisStore {
             })),
             _ => Err(malformed("head")),
         }
+    }
+
+    async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError> {
+        let prefix = group_prefix(app, group_id);
+        self.command(
+            "HGET",
+            vec![format!("{prefix}head").into_bytes(), b"hub".to_vec()],
+        )
+        .await
+    }
+
+    async fn add_welcome(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        epoch: u64,
+        welcome: &WelcomeRecord,
+    ) -> Result<(), GroupStoreError> {
+        let prefix = group_prefix(app, group_id);
+        let mut args = vec![
+            prefix.clone().into_bytes(),
+            epoch.to_string().into_bytes(),
+            welcome.id.to_string().into_bytes(),
+            welcome.expires_at.to_string().into_bytes(),
+            welcome.packet.clone(),
+            welcome.ratchet_tree.clone(),
+        ];
+        args.extend(welcome.recipients.iter().map(|handle| handle.as_bytes().to_vec()));
+        let reply = self
+            .invoke(&self.scripts.add_welcome, &[format!("{prefix}head")], args)
+            .await?;
+        if number(&reply) == Some(0) {
+            return Err(GroupStoreError::UnknownGroup);
+        }
+        // The index entries live in each recipient's slot; appending one twice is a no-op,
+        // so a redelivered welcome that finds itself registered still completes them.
+        let entry = WelcomeEntry {
+            id: welcome.id,
+            group_id: group_id.to_vec(),
+            epoch,
+            expires_at: welcome.expires_at,
+        }
+        .encode();
+        for handle in welcome
+            .recipients
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            self.invoke(
+                &self.scripts.index_welcome,
+                &[welcome_index(app, handle)],
+                vec![entry.clone().into_bytes()],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn load_group(
@@ -1151,6 +1254,10 @@ mod tests {
             OutboxAction::AdvanceKeyQueue {
                 client: Uuid::from_u128(3),
                 reference: vec![0xde, 0xad],
+            },
+            OutboxAction::FanOut {
+                peer: "b.localhost".into(),
+                body: vec![0, 1, 0xff],
             },
         ];
         for action in actions {

@@ -25,6 +25,7 @@
 
 mod groups;
 mod key_queues;
+mod outbound;
 mod registry;
 mod replay;
 
@@ -108,6 +109,8 @@ struct Scripts {
     read_welcome: Script,
     acknowledge_welcome: Script,
     index_welcome: Script,
+    add_welcome: Script,
+    pop_outbound: Script,
 }
 
 impl Scripts {
@@ -136,6 +139,8 @@ impl Scripts {
             read_welcome: Script::new(groups::READ_WELCOME),
             acknowledge_welcome: Script::new(groups::ACKNOWLEDGE_WELCOME),
             index_welcome: Script::new(groups::INDEX_WELCOME),
+            add_welcome: Script::new(groups::ADD_WELCOME),
+            pop_outbound: Script::new(outbound::POP_OUTBOUND),
         }
     }
 }

@@ -1,0 +1,118 @@
+//! Outbound federation queues in Redis (issue 7, "Queues and delivery that lose nothing"):
+//! one list per peer under its own hash tag (`mimi:{o:<hex peer>}:queue`), so each peer's
+//! queue is one slot of a Cluster, and the set `mimi:outbound-peers` of peers to visit.
+//! A commit's fan-out reaches the list through the group's outbox (see `groups`).
+
+use async_trait::async_trait;
+
+use super::RedisStore;
+use crate::store::{OutboundQueues, StoreError};
+
+const OUTBOUND_PEERS: &str = "mimi:outbound-peers";
+
+fn peer_prefix(peer: &str) -> String {
+    format!("mimi:{{o:{}}}:", hex::encode(peer.as_bytes()))
+}
+
+/// KEYS: queue. ARGV: body. Removes the head if it is `body`. Returns 1 if removed.
+pub(super) const POP_OUTBOUND: &str = r"
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
+  redis.call('LPOP', KEYS[1])
+  return 1
+end
+return 0
+";
+
+#[async_trait]
+impl OutboundQueues for RedisStore {
+    async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        // Listed first, so a peer with deliveries is always found by the delivery loop.
+        let _: i64 = self
+            .command(
+                "SADD",
+                vec![OUTBOUND_PEERS.as_bytes().to_vec(), peer.as_bytes().to_vec()],
+            )
+            .await?;
+        let mut args = vec![format!("{}queue", peer_prefix(peer)).into_bytes()];
+        args.extend(bodies.iter().cloned());
+        let _: i64 = self.command("RPUSH", args).await?;
+        Ok(())
+    }
+
+    async fn outbound_head(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.command(
+            "LINDEX",
+            vec![
+                format!("{}queue", peer_prefix(peer)).into_bytes(),
+                b"0".to_vec(),
+            ],
+        )
+        .await
+    }
+
+    async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}queue", peer_prefix(peer));
+        let script = &self.scripts.pop_outbound;
+        let _: i64 = self
+            .run(|mut connection| async move {
+                script
+                    .key(key)
+                    .arg(body)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn outbound_peers(&self) -> Result<Vec<String>, StoreError> {
+        let peers: Vec<String> = self
+            .command("SMEMBERS", vec![OUTBOUND_PEERS.as_bytes().to_vec()])
+            .await?;
+        let mut waiting = Vec::with_capacity(peers.len());
+        for peer in peers {
+            let length: i64 = self
+                .command(
+                    "LLEN",
+                    vec![format!("{}queue", peer_prefix(&peer)).into_bytes()],
+                )
+                .await?;
+            if length > 0 {
+                waiting.push(peer);
+            } else {
+                // A concurrent enqueue adds it again before pushing (see above).
+                let _: i64 = self
+                    .command(
+                        "SREM",
+                        vec![OUTBOUND_PEERS.as_bytes().to_vec(), peer.into_bytes()],
+                    )
+                    .await?;
+            }
+        }
+        Ok(waiting)
+    }
+
+    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError> {
+        let _: () = self
+            .command(
+                "SET",
+                vec![
+                    format!("{}note", peer_prefix(peer)).into_bytes(),
+                    note.to_vec(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.command(
+            "GET",
+            vec![format!("{}note", peer_prefix(&peer)).into_bytes()],
+        )
+        .await
+    }
+}
