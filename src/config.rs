@@ -83,6 +83,13 @@ pub struct FederationConfig {
     pub key_cache_ttl_secs: u64,
     /// An unknown key id refreshes a peer's keys at most once per this interval.
     pub key_refresh_interval_secs: u64,
+    /// First wait before retrying a failed delivery to a peer; doubled per failure.
+    pub retry_initial_ms: u64,
+    /// Longest wait between delivery attempts to a peer that stays down.
+    pub retry_max_ms: u64,
+    /// How often the delivery loop looks for queued deliveries (another gateway process may
+    /// have queued them; this process's own commits wake it at once).
+    pub delivery_scan_ms: u64,
 }
 
 impl Default for FederationConfig {
@@ -93,6 +100,9 @@ impl Default for FederationConfig {
             allowed_peers: Vec::new(),
             key_cache_ttl_secs: 3_600,
             key_refresh_interval_secs: 30,
+            retry_initial_ms: 500,
+            retry_max_ms: 60_000,
+            delivery_scan_ms: 1_000,
         }
     }
 }

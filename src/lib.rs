@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod dev_certs;
 pub mod error;
+pub mod federation;
 pub mod group_cache;
 pub mod handlers;
 pub mod identity;

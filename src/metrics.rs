@@ -26,6 +26,8 @@ pub struct Metrics {
     // std Mutexes: held for a few instructions, never across an await.
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Outbound fan-out attempts by outcome: `delivered`, `retried`, `refused` (dropped).
+    fanout: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -52,6 +54,12 @@ impl Metrics {
     pub fn count_auth_failure(&self, reason: &'static str) {
         if let Ok(mut failures) = self.auth_failures.lock() {
             *failures.entry(reason).or_default() += 1;
+        }
+    }
+
+    pub fn count_fanout(&self, outcome: &'static str) {
+        if let Ok(mut fanout) = self.fanout.lock() {
+            *fanout.entry(outcome).or_default() += 1;
         }
     }
 
@@ -101,6 +109,18 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "mimi_auth_failures_total{{reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP mimi_fanout_deliveries_total Outbound fan-out attempts to peers, by outcome.\n",
+        );
+        out.push_str("# TYPE mimi_fanout_deliveries_total counter\n");
+        if let Ok(fanout) = self.fanout.lock() {
+            for (outcome, count) in fanout.iter() {
+                let _ = writeln!(
+                    out,
+                    "mimi_fanout_deliveries_total{{outcome=\"{outcome}\"}} {count}"
                 );
             }
         }

@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::dev_certs::{CertError, DevCa};
+use crate::federation::peer_client::PeerClient;
 use crate::keys::{KeyError, KeyRing};
 use crate::router::ListenerKind;
 use crate::server::{self, Listener};
@@ -109,13 +110,31 @@ impl Gateway {
         }
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
 
-        let peer_keys = peer_keys(&config)?;
-        let state = Arc::new(State::new(config, store, keys, applications, peer_keys));
+        let https = peer_https_client(&config)?;
+        let peer_keys = mimi_well_known::PeerKeys::new(
+            mimi_well_known::Resolver::new(https.clone()),
+            std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
+            std::time::Duration::from_secs(config.federation.key_refresh_interval_secs),
+        );
+        let peers = PeerClient::new(
+            https,
+            config.domain.clone(),
+            std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
+        );
+        let state = Arc::new(State::new(
+            config,
+            store,
+            keys,
+            applications,
+            peer_keys,
+            peers,
+        ));
         let (shutdown, signal) = watch::channel(false);
         let mut listeners = JoinSet::new();
         for (_, listener) in bound {
             listeners.spawn(server::run(listener, state.clone(), signal.clone()));
         }
+        listeners.spawn(crate::federation::delivery::run(state.clone(), signal.clone()));
         Ok(Gateway {
             application,
             federation,
@@ -162,19 +181,15 @@ impl Gateway {
     }
 }
 
-/// The cache of peers' keys, reached through discovery with the configured roots and
-/// address overrides.
-fn peer_keys(config: &Config) -> Result<mimi_well_known::PeerKeys, StartError> {
+/// The HTTPS client for peers (discovery, keys, federation requests): the configured roots
+/// and address overrides.
+fn peer_https_client(config: &Config) -> Result<mimi_well_known::HttpsClient, StartError> {
     let federation = &config.federation;
     let mut client = mimi_well_known::HttpsClient::new(federation.ca_file.as_deref())?;
     for (host, addr) in &federation.resolve {
         client = client.with_override(host, *addr);
     }
-    Ok(mimi_well_known::PeerKeys::new(
-        mimi_well_known::Resolver::new(client),
-        std::time::Duration::from_secs(federation.key_cache_ttl_secs),
-        std::time::Duration::from_secs(federation.key_refresh_interval_secs),
-    ))
+    Ok(client)
 }
 
 /// The configured certificate, or a development one issued by a local CA in the data dir.

@@ -6,6 +6,8 @@ use std::sync::RwLock;
 use crate::applications::Applications;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::federation::delivery::Delivery;
+use crate::federation::peer_client::PeerClient;
 use crate::group_cache::GroupCache;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
@@ -20,6 +22,9 @@ pub struct State {
     pub keys: RwLock<KeyRing>,
     pub metrics: Metrics,
     pub groups: GroupCache,
+    /// Signed requests to peers.
+    pub peers: PeerClient,
+    pub delivery: Delivery,
 }
 
 impl State {
@@ -29,6 +34,7 @@ impl State {
         keys: KeyRing,
         applications: Applications,
         peer_keys: mimi_well_known::PeerKeys,
+        peers: PeerClient,
     ) -> State {
         let authenticator = Authenticator::new(&config, store.clone(), peer_keys);
         let groups = GroupCache::new(config.groups.cache_capacity);
@@ -40,6 +46,8 @@ impl State {
             applications,
             keys: RwLock::new(keys),
             metrics: Metrics::default(),
+            peers,
+            delivery: Delivery::default(),
         }
     }
 }

@@ -1,0 +1,182 @@
+//! Outbound fan-out delivery (issue 7, "Queues and delivery that lose nothing"; DS draft
+//! "Server to server requests"): one worker per peer walks that peer's queue in the store,
+//! oldest first, `POST`ing each `DSFanoutRequest` to the peer's `/deliver_message` and
+//! removing it once the peer acknowledged it. A failure waits (exponential backoff up to
+//! `federation.retry_max_ms`) and retries the same delivery, so a peer receives everything
+//! in order; a peer that is down only delays its own queue. A delivery the peer refuses as
+//! malformed can never succeed: it is dropped, logged and counted.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::sync::{Notify, watch};
+
+use crate::state::State;
+
+pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
+
+/// The delivery loop's shared parts: a wake-up for new deliveries and the peers whose worker
+/// is running in this process.
+#[derive(Default)]
+pub struct Delivery {
+    wake: Notify,
+    // A std Mutex: held only to insert or remove a name.
+    running: Mutex<HashSet<String>>,
+}
+
+impl Delivery {
+    /// New deliveries were queued: look for them now instead of at the next scan.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// What to do with a delivery after one attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Retry,
+    Refused,
+}
+
+fn judge(status: StatusCode) -> Outcome {
+    if status.is_success() {
+        return Outcome::Delivered;
+    }
+    match status {
+        // The request itself is wrong: sending it again cannot help.
+        StatusCode::BAD_REQUEST
+        | StatusCode::NOT_FOUND
+        | StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        | StatusCode::UNPROCESSABLE_ENTITY => Outcome::Refused,
+        // Authentication (keys being refreshed, clocks), permission (an allow-list being
+        // updated), overload and outages may pass.
+        _ => Outcome::Retry,
+    }
+}
+
+/// Runs until `shutdown` turns true: scans for peers with queued deliveries and keeps one
+/// worker per such peer.
+pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let scan = Duration::from_millis(state.config.federation.delivery_scan_ms.max(10));
+    loop {
+        match state.store.outbound_peers().await {
+            Ok(peers) => {
+                for peer in peers {
+                    let started = state
+                        .delivery
+                        .running
+                        .lock()
+                        .map(|mut running| running.insert(peer.clone()))
+                        .unwrap_or(false);
+                    if started {
+                        tokio::spawn(deliver_to(state.clone(), peer, shutdown.clone()));
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list outbound queues"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = state.delivery.wake.notified() => {}
+            _ = tokio::time::sleep(scan) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Delivers `peer`'s queue until it is empty, then leaves the running set.
+async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiver<bool>) {
+    let federation = &state.config.federation;
+    let initial = Duration::from_millis(federation.retry_initial_ms.max(1));
+    let max = Duration::from_millis(federation.retry_max_ms.max(federation.retry_initial_ms));
+    let mut backoff = initial;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let head = match state.store.outbound_head(&peer).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(%error, peer, "cannot read the outbound queue");
+                if wait(&mut shutdown, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(max);
+                continue;
+            }
+        };
+        let outcome = match state
+            .peers
+            .post(&state.keys, &peer, DELIVER_MESSAGE_PATH, head.clone())
+            .await
+        {
+            Ok(answer) => {
+                let outcome = judge(answer.status);
+                if outcome != Outcome::Delivered {
+                    tracing::warn!(peer, status = %answer.status, "fan-out not accepted");
+                }
+                outcome
+            }
+            Err(error) => {
+                tracing::warn!(%error, peer, "fan-out delivery failed");
+                Outcome::Retry
+            }
+        };
+        match outcome {
+            Outcome::Delivered | Outcome::Refused => {
+                state.metrics.count_fanout(if outcome == Outcome::Delivered {
+                    "delivered"
+                } else {
+                    "refused"
+                });
+                if let Err(error) = state.store.pop_outbound(&peer, &head).await {
+                    tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
+                    // The next attempt sends it again; the peer drops the duplicate.
+                }
+                backoff = initial;
+            }
+            Outcome::Retry => {
+                state.metrics.count_fanout("retried");
+                if wait(&mut shutdown, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(max);
+            }
+        }
+    }
+    if let Ok(mut running) = state.delivery.running.lock() {
+        running.remove(&peer);
+    }
+    // A delivery queued between the last empty read and leaving the set is found by the
+    // next scan.
+}
+
+/// Sleeps for `duration`; `true` if shutdown began meanwhile.
+async fn wait(shutdown: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => true,
+        _ = tokio::time::sleep(duration) => *shutdown.borrow(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_malformed_requests_are_dropped() {
+        assert_eq!(judge(StatusCode::OK), Outcome::Delivered);
+        assert_eq!(judge(StatusCode::BAD_REQUEST), Outcome::Refused);
+        assert_eq!(judge(StatusCode::UNAUTHORIZED), Outcome::Retry);
+        assert_eq!(judge(StatusCode::FORBIDDEN), Outcome::Retry);
+        assert_eq!(judge(StatusCode::SERVICE_UNAVAILABLE), Outcome::Retry);
+        assert_eq!(judge(StatusCode::TOO_MANY_REQUESTS), Outcome::Retry);
+    }
+}
