@@ -57,6 +57,15 @@ impl Applications {
         self.by_id.get(id)
     }
 
+    pub fn contains(&self, id: &Uuid) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Every configured application's id.
+    pub fn ids(&self) -> impl Iterator<Item = &Uuid> {
+        self.by_id.keys()
+    }
+
     /// The applications `GET /apps` lists, in id order.
     pub fn public(&self) -> impl Iterator<Item = &Application> {
         self.by_id.values().filter(|application| application.public)

@@ -75,6 +75,23 @@ pub enum GatewayError {
     UnknownWelcome,
     #[error("handler did not finish in time")]
     Overloaded,
+    /// Federation (issue 7): a peer unreachable, or its refusal with the peer's own code.
+    #[error("peer {peer}: {reason}")]
+    PeerUnavailable { peer: String, reason: String },
+    #[error("peer {peer} refused with code {code}")]
+    PeerRefused { peer: String, code: u16 },
+    #[error("peer {0} answered something malformed")]
+    PeerMalformedAnswer(String),
+    #[error("key package from {peer} names domain `{found}`")]
+    PeerKeyPackageDomain { peer: String, found: String },
+    #[error("`{0}` is not a client of this gateway")]
+    NotOurClient(String),
+    #[error("{0} is not the hub of this group")]
+    NotTheHub(String),
+    #[error("a commit in a federated group needs a group info")]
+    GroupInfoRequired,
+    #[error("domain `{0}` is not an allowed peer")]
+    DomainNotAllowed(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -135,6 +152,14 @@ impl GatewayError {
             GatewayError::GroupIdTooLong => ErrorCode::InvalidGroupInfo,
             GatewayError::UnknownWelcome => ErrorCode::UnknownWelcome,
             GatewayError::Overloaded => ErrorCode::Overloaded,
+            GatewayError::PeerUnavailable { .. } => ErrorCode::PeerUnavailable,
+            GatewayError::PeerRefused { .. } => ErrorCode::PeerRefused,
+            GatewayError::PeerMalformedAnswer(_) => ErrorCode::PeerMalformedAnswer,
+            GatewayError::PeerKeyPackageDomain { .. } => ErrorCode::PeerKeyPackageDomain,
+            GatewayError::NotOurClient(_) => ErrorCode::NotOurClient,
+            GatewayError::NotTheHub(_) => ErrorCode::NotTheHub,
+            GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,
+            GatewayError::DomainNotAllowed(_) => ErrorCode::DomainNotAllowed,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -155,6 +180,7 @@ impl GatewayError {
                 GroupStoreError::StaleEpoch { current }
                 | GroupStoreError::EpochOutOfRange { current },
             ) => format!("current epoch {current}"),
+            GatewayError::PeerRefused { code, .. } => format!("{description}: code {code}"),
             _ => description.to_owned(),
         }
     }

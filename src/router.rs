@@ -132,6 +132,17 @@ pub enum Endpoint {
         handle: String,
         welcome: Uuid,
     },
+    /// `POST /deliver_message` (MIMI Transport): a hub's `DSFanoutRequest`.
+    DeliverMessage,
+    /// `GET|POST /welcome_information` (MIMI Transport): the ratchet tree a Welcome needs.
+    WelcomeInformation,
+    /// `GET|POST /external_commit_information` (MIMI Transport): GroupInfo and tree.
+    ExternalCommitInformation,
+    /// `POST /group_key_packages` (MIMI Transport): key packages of this gateway's clients.
+    GroupKeyPackages,
+    /// `POST /discover_clients`: client discovery by tag for a peer (this gateway's
+    /// extension; the transport draft names contact discovery as a MIMI component).
+    FederatedDiscovery,
     Healthz,
     Readyz,
     Metrics,
@@ -186,6 +197,11 @@ impl Endpoint {
             Endpoint::GroupInfo { .. } => "group_info",
             Endpoint::WelcomeMessages { .. } => "welcome_messages",
             Endpoint::AcknowledgeWelcome { .. } => "acknowledge_welcome",
+            Endpoint::DeliverMessage => "deliver_message",
+            Endpoint::WelcomeInformation => "welcome_information",
+            Endpoint::ExternalCommitInformation => "external_commit_information",
+            Endpoint::GroupKeyPackages => "group_key_packages",
+            Endpoint::FederatedDiscovery => "federated_discovery",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
@@ -213,6 +229,14 @@ pub const UNMATCHED: &str = "unmatched";
 /// Endpoints that take input accept POST beside GET, since proxies may drop GET bodies.
 fn get_or_post(method: &Method, endpoint: Endpoint) -> Result<Endpoint, GatewayError> {
     if method == Method::GET || method == Method::POST {
+        Ok(endpoint)
+    } else {
+        Err(GatewayError::MethodNotAllowed)
+    }
+}
+
+fn post_only(method: &Method, endpoint: Endpoint) -> Result<Endpoint, GatewayError> {
+    if method == Method::POST {
         Ok(endpoint)
     } else {
         Err(GatewayError::MethodNotAllowed)
@@ -259,6 +283,13 @@ pub fn route(
             "/.well-known/mimi/ds-domain" => get_only(method, Endpoint::DsDomain),
             "/verification_key" => get_or_post(method, Endpoint::VerificationKey),
             "/whoami" => get_or_post(method, Endpoint::WhoAmI),
+            "/deliver_message" => post_only(method, Endpoint::DeliverMessage),
+            "/welcome_information" => get_or_post(method, Endpoint::WelcomeInformation),
+            "/external_commit_information" => {
+                get_or_post(method, Endpoint::ExternalCommitInformation)
+            }
+            "/group_key_packages" => post_only(method, Endpoint::GroupKeyPackages),
+            "/discover_clients" => post_only(method, Endpoint::FederatedDiscovery),
             _ => Err(GatewayError::NotFound),
         },
         ListenerKind::Admin => match path {

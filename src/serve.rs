@@ -134,7 +134,10 @@ impl Gateway {
         for (_, listener) in bound {
             listeners.spawn(server::run(listener, state.clone(), signal.clone()));
         }
-        listeners.spawn(crate::federation::delivery::run(state.clone(), signal.clone()));
+        listeners.spawn(crate::federation::delivery::run(
+            state.clone(),
+            signal.clone(),
+        ));
         Ok(Gateway {
             application,
             federation,

@@ -131,11 +131,13 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
         };
         match outcome {
             Outcome::Delivered | Outcome::Refused => {
-                state.metrics.count_fanout(if outcome == Outcome::Delivered {
-                    "delivered"
-                } else {
-                    "refused"
-                });
+                state
+                    .metrics
+                    .count_fanout(if outcome == Outcome::Delivered {
+                        "delivered"
+                    } else {
+                        "refused"
+                    });
                 if let Err(error) = state.store.pop_outbound(&peer, &head).await {
                     tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
                     // The next attempt sends it again; the peer drops the duplicate.

@@ -3,4 +3,92 @@
 //! and what a hub and a follower do with a group's messages.
 
 pub mod delivery;
+pub mod follower;
+pub mod hub;
 pub mod peer_client;
+
+use mimi_wire::ErrorResponse;
+use mimi_wire::ds::{ClientId, ClientRef, DS_PROTOCOL_VERSION, DSRequest, DSResponse};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::state::State;
+
+pub const WELCOME_INFORMATION_PATH: &str = "/welcome_information";
+pub const EXTERNAL_COMMIT_INFORMATION_PATH: &str = "/external_commit_information";
+pub const GROUP_KEY_PACKAGES_PATH: &str = "/group_key_packages";
+pub const DISCOVER_CLIENTS_PATH: &str = "/discover_clients";
+
+/// A ClientID for logs and error details.
+pub fn client_id_text(client: &ClientId) -> String {
+    match &client.client {
+        ClientRef::Handle(handle) => format!("{handle}@{}", client.domain),
+        ClientRef::ClientId(id) => format!("{}@{}", Uuid::from_bytes(*id), client.domain),
+    }
+}
+
+/// The handle of the client of this gateway a ClientID names (by handle or by id), if it is
+/// registered in `app`.
+pub async fn local_handle(
+    state: &State,
+    app: Uuid,
+    client: &ClientId,
+) -> Result<Option<String>, GatewayError> {
+    Ok(match &client.client {
+        ClientRef::Handle(handle) => state
+            .store
+            .client_by_handle(app, handle)
+            .await?
+            .map(|_| handle.clone()),
+        ClientRef::ClientId(id) => state
+            .store
+            .client(app, Uuid::from_bytes(*id))
+            .await?
+            .map(|client| client.handle),
+    })
+}
+
+/// Sends `body` to `peer`'s `path` and decodes the answer as `T`: the peer's error answer
+/// becomes `PeerRefused` with its code, an unreachable peer `PeerUnavailable`.
+pub async fn post<T: tls_codec::DeserializeBytes>(
+    state: &State,
+    peer: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<T, GatewayError> {
+    let answer = state
+        .peers
+        .post(&state.keys, peer, path, body)
+        .await
+        .map_err(|error| GatewayError::PeerUnavailable {
+            peer: peer.to_owned(),
+            reason: error.to_string(),
+        })?;
+    if !answer.status.is_success() {
+        let code = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
+            .map(|error| error.code)
+            .unwrap_or(0);
+        return Err(GatewayError::PeerRefused {
+            peer: peer.to_owned(),
+            code,
+        });
+    }
+    mimi_wire::decode_exact(&answer.body)
+        .map_err(|_| GatewayError::PeerMalformedAnswer(peer.to_owned()))
+}
+
+/// A `DSRequest` to `peer`, answered by a `DSResponse` of this protocol version.
+pub async fn call(
+    state: &State,
+    peer: &str,
+    path: &str,
+    request: &DSRequest,
+) -> Result<DSResponse, GatewayError> {
+    let body =
+        mimi_wire::encode(request).map_err(|error| GatewayError::Internal(error.to_string()))?;
+    let answer: DSResponse = post(state, peer, path, body).await?;
+    if answer.version != DS_PROTOCOL_VERSION {
+        return Err(GatewayError::PeerMalformedAnswer(peer.to_owned()));
+    }
+    Ok(answer)
+}

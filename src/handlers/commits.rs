@@ -14,7 +14,10 @@ use mimi_wire::groups::{GroupEpochResponse, UploadCommitRequest};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
-use crate::mls::group::{ActiveGroup, GroupError};
+use crate::error::GatewayError;
+use crate::federation::hub;
+use crate::mls::group::{ActiveGroup, GroupError, Joining, StagedCommitOutcome};
+use crate::mls::key_package::{MemberRules, split_foreign};
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{CommitRecord, WelcomeRecord};
@@ -36,6 +39,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
                 body.group_info.as_ref().map(VLBytes::as_slice),
                 body.welcome_packet.as_ref().map(VLBytes::as_slice),
                 &rules,
+                Joining::WelcomeRequired,
             )
         })
     };
@@ -77,6 +81,13 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
             return Err(error.into());
         }
     };
+    // A group with members on other domains: its hub fans the commit (and Welcome) out in
+    // the same atomic step as the commit.
+    let fanout = match federated_fanout(state, app, &group, &rules, &body, &outcome) {
+        Ok(fanout) => fanout,
+        // The copy is merged into an epoch the store never saw: it is not put back.
+        Err(error) => return Err(error),
+    };
     let now = crate::keys::unix_now();
     let mut used_key_packages = Vec::with_capacity(outcome.added.len());
     for (handle, reference) in &outcome.added {
@@ -103,10 +114,13 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         removed_handles: outcome.removed_handles,
         used_key_packages,
         now,
-        fanout: Vec::new(),
+        fanout,
     };
     let epoch = state.store.apply_commit(app, group_id, &record).await?;
     state.groups.put(app, group_id, group);
+    if !record.fanout.is_empty() {
+        state.delivery.wake();
+    }
     tracing::info!(epoch, "commit applied");
     let mut response = encoded(&GroupEpochResponse {
         version: WIRE_VERSION,
@@ -126,5 +140,47 @@ fn depends_on_the_copys_epoch(error: &GroupError) -> bool {
         GroupError::FutureEpoch { .. }
             | GroupError::StaleEpoch { .. }
             | GroupError::UnknownProposalReference
+    )
+}
+
+/// The fan-out of an accepted commit when the application federates: refused if a member
+/// is of a domain outside the allow-list, or if members on other domains would be left
+/// without a GroupInfo to mirror the group from.
+fn federated_fanout(
+    state: &State,
+    app: Uuid,
+    group: &ActiveGroup,
+    rules: &MemberRules<'_>,
+    body: &UploadCommitRequest,
+    outcome: &StagedCommitOutcome,
+) -> Result<Vec<(String, Vec<Vec<u8>>)>, GatewayError> {
+    if !rules.federated {
+        return Ok(Vec::new());
+    }
+    let members = group.member_names(rules)?;
+    let peers = hub::by_peer(members.iter().chain(&outcome.removed_handles));
+    if peers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let allowed = &state.config.federation.allowed_peers;
+    if let Some(peer) = peers.keys().find(|peer| {
+        !allowed.is_empty() && !allowed.iter().any(|name| name.eq_ignore_ascii_case(peer))
+    }) {
+        return Err(GatewayError::DomainNotAllowed(peer.clone()));
+    }
+    if outcome.group_info.is_none() && members.iter().any(|name| split_foreign(name).is_some()) {
+        return Err(GatewayError::GroupInfoRequired);
+    }
+    let welcome = outcome
+        .welcome
+        .as_ref()
+        .map(|(packet, _, recipients)| (packet.as_slice(), recipients.as_slice()));
+    hub::commit_fanout(
+        app,
+        &members,
+        &outcome.removed_handles,
+        body.commit_packet.as_slice(),
+        outcome.group_info.as_deref(),
+        welcome,
     )
 }

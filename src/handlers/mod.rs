@@ -6,9 +6,11 @@ mod client;
 mod commits;
 mod control_messages;
 mod create_group;
+mod deliver_message;
 mod discover_clients;
 mod ds_domain;
 mod group_info;
+mod group_information;
 mod key_queues;
 mod proposals;
 mod register_client;
@@ -81,6 +83,12 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
             handle,
             welcome,
         } => welcomes::acknowledge(state, &request, app, &handle, welcome).await,
+        Endpoint::DeliverMessage => deliver_message::handle(state, &request).await,
+        Endpoint::ExternalCommitInformation => {
+            group_information::external_commit(state, &request).await
+        }
+        Endpoint::WelcomeInformation => group_information::welcome(state, &request).await,
+        Endpoint::GroupKeyPackages | Endpoint::FederatedDiscovery => Err(GatewayError::NotFound),
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),
@@ -111,8 +119,18 @@ fn authorize<'s>(
     Ok(application)
 }
 
+/// The peer domain that signed a federation request.
+fn peer(request: &Request) -> Result<&str, GatewayError> {
+    request
+        .caller
+        .as_ref()
+        .filter(|caller| caller.sender_kind == mimi_wire::signing::SenderKind::Provider)
+        .map(|caller| caller.sender.as_str())
+        .ok_or_else(|| GatewayError::Internal("federation request without a peer".into()))
+}
+
 /// What the application requires of every member's key package and credential.
-fn member_rules<'s>(state: &'s State, application: &'s Application) -> MemberRules<'s> {
+pub(crate) fn member_rules<'s>(state: &'s State, application: &'s Application) -> MemberRules<'s> {
     MemberRules {
         max_lifetime_secs: state.config.key_packages.max_lifetime_secs,
         identity: application.identity.as_ref(),

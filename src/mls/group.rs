@@ -181,6 +181,14 @@ fn is_grease(reason: &str) -> bool {
     reason.contains("UnsupportedExtension")
 }
 
+/// Whether a commit that adds members must come with their Welcome: always at the hub; a
+/// follower mirroring a commit gets the Welcome only if it has members among the added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining {
+    WelcomeRequired,
+    WelcomeIfAny,
+}
+
 /// Group creation ("Group Creation"): a valid GroupInfo, a valid tree consistent with it,
 /// epoch 0 and a single member whose credential the identity provider accepts.
 pub fn create(
@@ -434,6 +442,7 @@ impl ActiveGroup {
         group_info: Option<&[u8]>,
         welcome_packet: Option<&[u8]>,
         rules: &MemberRules<'_>,
+        joining: Joining,
     ) -> Result<StagedCommitOutcome, GroupError> {
         let message = self.check_framing(group_id, commit_packet, ContentType::Commit)?;
         let provider = super::crypto();
@@ -488,7 +497,10 @@ impl ActiveGroup {
 
         let welcome = match (added.is_empty(), welcome_packet) {
             (true, None) => None,
-            (false, None) => return Err(GroupError::WelcomeRequired),
+            (false, None) if joining == Joining::WelcomeRequired => {
+                return Err(GroupError::WelcomeRequired);
+            }
+            (false, None) => None,
             (true, Some(_)) => {
                 return Err(GroupError::WelcomeRecipientsMismatch(
                     "the commit adds no member".into(),

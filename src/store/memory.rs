@@ -34,7 +34,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct OutboundTable {
     queues: BTreeMap<String, std::collections::VecDeque<Vec<u8>>>,
-    notes: HashMap<String, Vec<u8>>,
+    notes: HashMap<(String, String), Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -748,12 +748,12 @@ impl Groups for MemoryStore {
             }
         }
         {
-            for (peer, body) in &commit.fanout {
+            for (peer, bodies) in &commit.fanout {
                 outbound
                     .queues
                     .entry(peer.clone())
                     .or_default()
-                    .push_back(body.clone());
+                    .extend(bodies.iter().cloned());
             }
         }
         let epoch = group.epoch + 1;
@@ -927,15 +927,23 @@ impl OutboundQueues for MemoryStore {
         Ok(table.queues.keys().cloned().collect())
     }
 
-    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError> {
-        self.outbound_table()?
-            .notes
-            .insert(peer.to_owned(), note.to_vec());
+    async fn set_peer_note(&self, peer: &str, name: &str, note: &[u8]) -> Result<(), StoreError> {
+        let mut table = self.outbound_table()?;
+        let key = (peer.to_owned(), name.to_owned());
+        if note.is_empty() {
+            table.notes.remove(&key);
+        } else {
+            table.notes.insert(key, note.to_vec());
+        }
         Ok(())
     }
 
-    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.outbound_table()?.notes.get(peer).cloned())
+    async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .outbound_table()?
+            .notes
+            .get(&(peer.to_owned(), name.to_owned()))
+            .cloned())
     }
 }
 

@@ -293,9 +293,10 @@ pub struct CommitRecord {
     pub used_key_packages: Vec<(Uuid, Vec<u8>)>,
     /// Unix seconds, for pruning expired welcomes.
     pub now: u64,
-    /// `DSFanoutRequest`s for peers, `(peer domain, body)`, queued for delivery in the same
-    /// atomic step (issue 7: "Queues and delivery that lose nothing").
-    pub fanout: Vec<(String, Vec<u8>)>,
+    /// `DSFanoutRequest`s for peers, `(peer domain, bodies)`, queued for delivery in the
+    /// same atomic step (issue 7: "Queues and delivery that lose nothing"); one peer's bodies
+    /// stay together in its queue.
+    pub fanout: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 /// One pending welcome for a client (architecture draft, "Joining").
@@ -447,10 +448,10 @@ pub trait OutboundQueues: Send + Sync {
     /// Peers with queued deliveries (or that had some; a peer leaves once found empty).
     async fn outbound_peers(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Small per-peer facts a follower keeps between deliveries (the group and epoch of the
-    /// last commit a hub fanned out, which its Welcome follows).
-    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError>;
-    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// What a follower keeps between one hub's deliveries: the GroupInfo and Welcome that
+    /// precede their commit in the hub's queue. Named notes, replaced or (empty) cleared.
+    async fn set_peer_note(&self, peer: &str, name: &str, note: &[u8]) -> Result<(), StoreError>;
+    async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Reachability, for `/readyz`.

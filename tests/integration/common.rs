@@ -41,6 +41,8 @@ pub struct TestApp {
     pub key_id: String,
     pub expired_key: SigningKey,
     pub expired_key_id: String,
+    /// The domain requests are addressed to (the gateway's `domain`).
+    pub recipient: String,
 }
 
 pub struct Harness {
@@ -66,6 +68,7 @@ impl TestApp {
             key_id: "app-key-1".into(),
             expired_key: SigningKey::generate(&mut rng),
             expired_key_id: "app-key-0".into(),
+            recipient: "localhost".into(),
         }
     }
 
@@ -96,7 +99,7 @@ impl TestApp {
         RequestClaims {
             sender_kind: SenderKind::Application,
             sender: self.id.to_string(),
-            recipient: "localhost".into(),
+            recipient: self.recipient.clone(),
             timestamp: now(),
             request_id: rand::random(),
             key_id: self.key_id.clone(),

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod docs;
+mod federation;
 mod garbage;
 mod group_client;
 mod group_info;

@@ -225,6 +225,24 @@ error_codes! {
     /// A leaf or key package carries GREASE values (RFC 9420, section 13.5), which openmls
     /// 0.9.2 cannot validate: a known limitation.
     GreaseUnsupported = 523, 400, "GREASE extensions are not supported";
+    /// The peer gateway (another domain's) did not answer; the request may be retried.
+    PeerUnavailable = 600, 502, "the peer gateway could not be reached, retry later";
+    /// The peer gateway answered with an error; its code is in the detail.
+    PeerRefused = 601, 502, "the peer gateway refused the request";
+    /// A fan-out names a recipient that is not a client of this gateway.
+    NotOurClient = 602, 400, "a recipient is not a client of this gateway";
+    /// A peer sent group traffic for a group it is not the hub of.
+    NotTheHub = 603, 403, "the sender is not the hub of this group";
+    /// A commit leaving members on other domains must carry a GroupInfo (followers mirror
+    /// the group from it; the delivery-service draft's MLSGroupUpdate always has one).
+    GroupInfoRequired = 604, 400, "a commit in a federated group needs a group info";
+    /// The domain is not among the configured federation peers.
+    DomainNotAllowed = 605, 403, "the domain is not an allowed peer";
+    /// A key package a peer handed out names a domain other than the peer's (architecture
+    /// draft, "Key Package Validation").
+    PeerKeyPackageDomain = 606, 502, "the peer's key package names another domain";
+    /// The peer's answer did not decode or was not the expected structure.
+    PeerMalformedAnswer = 607, 502, "the peer's answer is malformed";
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod ds;
 pub mod error;
 pub mod groups;
 pub mod key_queues;

@@ -354,7 +354,7 @@ impl WelcomeEntry {
 enum OutboxAction {
     IndexWelcome { handle: String, entry: String },
     AdvanceKeyQueue { client: Uuid, reference: Vec<u8> },
-    FanOut { peer: String, body: Vec<u8> },
+    FanOut { peer: String, bodies: Vec<Vec<u8>> },
 }
 
 impl OutboxAction {
@@ -366,8 +366,9 @@ impl OutboxAction {
             OutboxAction::AdvanceKeyQueue { client, reference } => {
                 format!("k {client} {}", hex(reference))
             }
-            OutboxAction::FanOut { peer, body } => {
-                format!("f {} {}", hex(peer.as_bytes()), hex(body))
+            OutboxAction::FanOut { peer, bodies } => {
+                let bodies: Vec<String> = bodies.iter().map(|body| hex(body)).collect();
+                format!("f {} {}", hex(peer.as_bytes()), bodies.join(","))
             }
         }
     }
@@ -386,7 +387,7 @@ impl OutboxAction {
             }),
             "f" => Some(OutboxAction::FanOut {
                 peer: String::from_utf8(unhex(first)?).ok()?,
-                body: unhex(second)?,
+                bodies: second.split(',').map(unhex).collect::<Option<_>>()?,
             }),
             _ => None,
         }
@@ -560,8 +561,8 @@ impl RedisStore {
                 }
                 // Carried out twice (a gateway died before removing the entry), the peer
                 // receives it twice and drops the second by its message id.
-                Some(OutboxAction::FanOut { peer, body }) => {
-                    self.enqueue_outbound(&peer, &[body]).await?;
+                Some(OutboxAction::FanOut { peer, bodies }) => {
+                    self.enqueue_outbound(&peer, &bodies).await?;
                 }
                 None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
             }
@@ -745,10 +746,10 @@ fn outbox_actions(group_id: &[u8], commit: &CommitRecord) -> Vec<OutboxAction> {
             reference: reference.clone(),
         });
     }
-    for (peer, body) in &commit.fanout {
+    for (peer, bodies) in &commit.fanout {
         actions.push(OutboxAction::FanOut {
             peer: peer.clone(),
-            body: body.clone(),
+            bodies: bodies.clone(),
         });
     }
     actions
@@ -908,7 +909,12 @@ impl Groups for RedisStore {
             welcome.packet.clone(),
             welcome.ratchet_tree.clone(),
         ];
-        args.extend(welcome.recipients.iter().map(|handle| handle.as_bytes().to_vec()));
+        args.extend(
+            welcome
+                .recipients
+                .iter()
+                .map(|handle| handle.as_bytes().to_vec()),
+        );
         let reply = self
             .invoke(&self.scripts.add_welcome, &[format!("{prefix}head")], args)
             .await?;
@@ -1257,7 +1263,7 @@ mod tests {
             },
             OutboxAction::FanOut {
                 peer: "b.localhost".into(),
-                body: vec![0, 1, 0xff],
+                bodies: vec![vec![0, 1, 0xff], vec![2]],
             },
         ];
         for action in actions {

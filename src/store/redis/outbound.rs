@@ -95,23 +95,20 @@ impl OutboundQueues for RedisStore {
         Ok(waiting)
     }
 
-    async fn set_peer_note(&self, peer: &str, note: &[u8]) -> Result<(), StoreError> {
-        let _: () = self
-            .command(
-                "SET",
-                vec![
-                    format!("{}note", peer_prefix(peer)).into_bytes(),
-                    note.to_vec(),
-                ],
-            )
-            .await?;
+    async fn set_peer_note(&self, peer: &str, name: &str, note: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}note:{name}", peer_prefix(peer)).into_bytes();
+        if note.is_empty() {
+            let _: i64 = self.command("DEL", vec![key]).await?;
+        } else {
+            let _: () = self.command("SET", vec![key, note.to_vec()]).await?;
+        }
         Ok(())
     }
 
-    async fn peer_note(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.command(
             "GET",
-            vec![format!("{}note", peer_prefix(&peer)).into_bytes()],
+            vec![format!("{}note:{name}", peer_prefix(peer)).into_bytes()],
         )
         .await
     }

@@ -1,0 +1,246 @@
+//! Federation (issue 7): gateways of different domains (a/b/c.localhost, certificates from
+//! the test CA, each with its own store) serving one application, driven by real openmls
+//! clients with X.509 credentials that name their domain, through each gateway's
+//! application listener.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use mimi_gateway::config::{HandleRangeConfig, IdentityConfig, IdentityProviderKind};
+use mimi_wire::groups::JoinInfo;
+use mimi_wire::key_queues::{RetrieveKeyPackageRequest, RetrieveKeyPackageResponse};
+use mimi_wire::{ErrorCode, decode_exact, encode};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use uuid::Uuid;
+
+use crate::common::*;
+use crate::group_client::{GroupApi, Member, error, welcomes};
+use crate::key_queues::QueueFixture;
+use crate::mls_client::MlsClient;
+
+/// The certificate authority of one domain's users: its Common Name is the domain, which
+/// the application's X.509 provider reads as every member's domain (offset 1).
+pub struct DomainCa {
+    pub domain: String,
+    params: CertificateParams,
+    key: KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl DomainCa {
+    fn new(domain: &str) -> DomainCa {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, domain);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        DomainCa {
+            domain: domain.into(),
+            params,
+            key,
+            cert,
+        }
+    }
+
+    /// An MLS client whose credential names `handle` of this domain.
+    pub fn client(&self, handle: &str) -> MlsClient {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pkcs8 = key.serialize_der();
+        // ring's Ed25519 PKCS#8 v2 document: the 32-byte seed follows a 16-byte header.
+        let seed: [u8; 32] = pkcs8[16..48].try_into().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, handle);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let leaf = params.signed_by(&key, &issuer).unwrap();
+        MlsClient::x509(&[leaf.der().to_vec(), self.cert.der().to_vec()], &seed)
+    }
+
+    pub fn member(&self, handle: &str) -> Member {
+        Member {
+            mls: self.client(handle),
+            group: None,
+        }
+    }
+}
+
+/// Several gateways, one per domain, serving one application.
+pub struct Federation {
+    pub gateways: Vec<Harness>,
+    pub cas: Vec<DomainCa>,
+    _certs: tempfile::TempDir,
+}
+
+pub const DOMAINS: [&str; 3] = ["a.localhost", "b.localhost", "c.localhost"];
+
+impl Federation {
+    pub async fn start(count: usize, store: impl Fn(usize) -> StoreSpec) -> Federation {
+        let domains: Vec<String> = DOMAINS[..count].iter().map(|d| d.to_string()).collect();
+        let certs = tempfile::tempdir().unwrap();
+        mimi_gateway::dev_certs::generate(&domains, certs.path()).unwrap();
+        let cas: Vec<DomainCa> = domains.iter().map(|domain| DomainCa::new(domain)).collect();
+        let roots = certs.path().join("user-roots.pem");
+        std::fs::write(
+            &roots,
+            cas.iter().map(|ca| ca.cert.pem()).collect::<String>(),
+        )
+        .unwrap();
+        let ports: Vec<u16> = domains.iter().map(|_| free_port()).collect();
+        let app = TestApp::new();
+        let mut gateways = Vec::new();
+        for (index, domain) in domains.iter().enumerate() {
+            let dir = certs.path().to_path_buf();
+            let mut gateway_app = app.clone();
+            gateway_app.recipient = domain.clone();
+            let roots = roots.clone();
+            let harness = Harness::start_for(store(index), gateway_app, |config| {
+                config.domain = domain.clone();
+                config.tls.cert = Some(dir.join(format!("{domain}.pem")));
+                config.tls.key = Some(dir.join(format!("{domain}-key.pem")));
+                config.listeners.federation =
+                    std::net::SocketAddr::from(([127, 0, 0, 1], ports[index]));
+                config.federation.ca_file = Some(dir.join("ca.pem"));
+                for (other, port) in domains.iter().zip(&ports) {
+                    if other != domain {
+                        config.federation.resolve.insert(
+                            other.clone(),
+                            std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+                        );
+                    }
+                }
+                config.federation.retry_initial_ms = 50;
+                config.federation.retry_max_ms = 400;
+                config.federation.delivery_scan_ms = 100;
+                config.applications[0].identity = IdentityConfig {
+                    provider: IdentityProviderKind::X509,
+                    supports_accounts: false,
+                    supports_domains: true,
+                    device_handle_range: Some(HandleRangeConfig { start: 0, end: 0 }),
+                    account_handle_offset: None,
+                    domain_name_offset: Some(1),
+                    trust_roots: vec![roots],
+                };
+            })
+            .await;
+            gateways.push(harness);
+        }
+        Federation {
+            gateways,
+            cas,
+            _certs: certs,
+        }
+    }
+}
+
+/// `member`, registered at `harness` as `handle` with one key queue holding `count` of its
+/// key packages; answers its client id.
+async fn publish_key_packages(
+    harness: &Harness,
+    handle: &str,
+    member: &Member,
+    count: usize,
+) -> Uuid {
+    let fixture = QueueFixture::new(harness, handle).await;
+    let packages: Vec<Vec<u8>> = (0..count).map(|_| member.mls.key_package(3_600)).collect();
+    assert_eq!(fixture.upload(&packages).await as usize, count);
+    fixture.client
+}
+
+/// Key package retrieval through `harness` for a client of `domain`, on behalf of
+/// `receiver`.
+async fn retrieve_key_package(
+    harness: &Harness,
+    client: Uuid,
+    domain: &str,
+    receiver: &str,
+) -> Answer {
+    let body = encode(&RetrieveKeyPackageRequest {
+        version: 1,
+        domain: Some(domain.into()),
+        protocol_version: 1,
+        cipher_suite: 1,
+        app_label: None,
+        receiver_client_id: receiver.into(),
+    })
+    .unwrap();
+    harness
+        .call(
+            Method::POST,
+            &format!("/apps/{}/clients/{client}/keyPackage", harness.app.id),
+            body,
+        )
+        .await
+}
+
+async fn key_package_ok(harness: &Harness, client: Uuid, domain: &str, receiver: &str) -> Vec<u8> {
+    let answer = retrieve_key_package(harness, client, domain, receiver).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
+        .unwrap()
+        .key_package
+        .as_slice()
+        .to_vec()
+}
+
+/// Waits until `handle` has a welcome at `harness`.
+async fn welcome_for(harness: &Harness, handle: &str) -> JoinInfo {
+    let mut found = None;
+    let arrived = eventually(Duration::from_secs(20), || {
+        let found = &mut found;
+        async move {
+            *found = welcomes(harness, handle).await.into_iter().next();
+            found.is_some()
+        }
+    })
+    .await;
+    assert!(arrived, "no welcome for {handle} arrived");
+    found.unwrap()
+}
+
+/// The architecture draft's "Operational Context": Carol registers a key package at gateway
+/// B; Alice, through gateway A, fetches it, creates a group and adds her; the Welcome
+/// reaches B, and Carol joins through B with the tree B serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_on_a_adds_carol_on_b() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 2).await;
+
+    let mut alice = federation.cas[0].member("alice");
+    register_only(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    let answer = GroupApi::create(a, &group_info, &tree).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let group = GroupApi::new(a, &alice.group_id());
+
+    let carol_package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    // Asked again for the same receiver, B hands out the same package (idempotent
+    // assignment across domains).
+    assert_eq!(
+        key_package_ok(a, carol_id, "b.localhost", "alice").await,
+        carol_package
+    );
+    let (commit, welcome, group_info) = alice.add(&[carol_package]);
+    assert_eq!(
+        group
+            .commit_ok(&commit, Some(&group_info), Some(&welcome))
+            .await,
+        1
+    );
+
+    let join_info = welcome_for(b, "carol").await;
+    assert_eq!(join_info.epoch, 1);
+    assert_eq!(join_info.group_id.as_slice(), alice.group_id());
+    carol.join(&join_info);
+    assert_eq!(carol.secret(), alice.secret());
+
+    // B mirrors the group: its application reads the group's control messages and info.
+    let mirror = GroupApi::new(b, &alice.group_id());
+    assert_eq!(mirror.epoch().await, 1);
+    assert!(!mirror.group_info().await.group_infos.is_empty());
+}
+
+async fn register_only(harness: &Harness, handle: &str) -> Uuid {
+    crate::key_queues::register(harness, handle).await
+}
