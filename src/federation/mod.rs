@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod follower;
 pub mod hub;
+pub mod key_packages;
 pub mod peer_client;
 
 use mimi_wire::ErrorResponse;

@@ -1,7 +1,7 @@
 //! `GET /apps/{appId}/clients` (or `POST ...?discover`) (architecture draft, "Client
 //! Discovery"): every client carrying a tag, with its id, handle and all its tags, read from
-//! the tag's index (no scan). A `domain` other than this gateway's is another gateway's:
-//! until federation forwards it, it answers the stable "unknown domain" error.
+//! the tag's index (no scan). A `domain` other than this gateway's is passed to that
+//! gateway's `/discover_clients` and its answer passed back.
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::registry::{DiscoverClientsRequest, DiscoverClientsResponse, check_tag};
@@ -23,7 +23,13 @@ pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
         let local = domain.eq_ignore_ascii_case(&config.domain)
             || domain.eq_ignore_ascii_case(config.ds_domain());
         if !local {
-            return Err(GatewayError::UnknownDomain(domain.clone()));
+            let identities =
+                crate::federation::key_packages::discover_at_peer(state, app, domain, &body.tag)
+                    .await?;
+            return encoded(&DiscoverClientsResponse {
+                version: WIRE_VERSION,
+                identities,
+            });
         }
     }
     let clients = state.store.clients_with_tag(app, &body.tag).await?;

@@ -10,6 +10,7 @@ mod deliver_message;
 mod discover_clients;
 mod ds_domain;
 mod group_info;
+mod group_key_packages;
 mod group_information;
 mod key_queues;
 mod proposals;
@@ -88,7 +89,8 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
             group_information::external_commit(state, &request).await
         }
         Endpoint::WelcomeInformation => group_information::welcome(state, &request).await,
-        Endpoint::GroupKeyPackages | Endpoint::FederatedDiscovery => Err(GatewayError::NotFound),
+        Endpoint::GroupKeyPackages => group_key_packages::key_packages(state, &request).await,
+        Endpoint::FederatedDiscovery => group_key_packages::discover(state, &request).await,
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),

@@ -2,8 +2,9 @@
 //! Retrieval"): the queue matching (version, suite, label) hands the receiver its assigned
 //! package again, else assigns it the unassigned package with the earliest `not_after`, else
 //! answers the final key (`is_final_key`), else "queue exhausted". One atomic store step, so
-//! no package ever goes to two receivers. A `domain` of another gateway is forwarded there
-//! once federation lands; until then it is "unknown domain".
+//! no package ever goes to two receivers. A `domain` of another gateway is passed to that
+//! gateway's `/group_key_packages` and its answer, checked to name that domain, passed back
+//! (`federation::key_packages`).
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::codec::WireBool;
@@ -25,12 +26,10 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
     authorize(state, request, app)?;
     let body: RetrieveKeyPackageRequest =
         decode_body(request, |body: &RetrieveKeyPackageRequest| body.version)?;
-    if let Some(domain) = &body.domain
-        && !domain.eq_ignore_ascii_case(&state.config.domain)
-        && !domain.eq_ignore_ascii_case(state.config.ds_domain())
-    {
-        return Err(GatewayError::UnknownDomain(domain.clone()));
-    }
+    let foreign = body.domain.as_ref().filter(|domain| {
+        !domain.eq_ignore_ascii_case(&state.config.domain)
+            && !domain.eq_ignore_ascii_case(state.config.ds_domain())
+    });
     let receiver = &body.receiver_client_id;
     if receiver.is_empty() || receiver.len() > MAX_RECEIVER_BYTES {
         return Err(GatewayError::InvalidReceiver(format!(
@@ -44,13 +43,26 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
         cipher_suite: body.cipher_suite,
         app_label,
     };
-    let retrieved = state
-        .store
-        .retrieve_key_package(app, client, &attributes, receiver, crate::keys::unix_now())
-        .await?;
-    let (bytes, is_final) = match retrieved {
-        RetrievedKeyPackage::Assigned(bytes) => (bytes, false),
-        RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
+    let (bytes, is_final) = match foreign {
+        Some(domain) => {
+            crate::federation::key_packages::retrieve_from_peer(
+                state,
+                app,
+                domain,
+                client,
+                &attributes,
+                receiver,
+            )
+            .await?
+        }
+        None => match state
+            .store
+            .retrieve_key_package(app, client, &attributes, receiver, crate::keys::unix_now())
+            .await?
+        {
+            RetrievedKeyPackage::Assigned(bytes) => (bytes, false),
+            RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
+        },
     };
     encoded(&RetrieveKeyPackageResponse {
         version: WIRE_VERSION,

@@ -256,3 +256,32 @@ pub fn foreign_handle(handle: &str, domain: &str) -> String {
 pub fn split_foreign(member: &str) -> Option<(&str, &str)> {
     member.rsplit_once('@')
 }
+
+/// A key package a peer handed out (architecture draft, "Key Package Validation"): valid
+/// per openmls and the application's rules; answers its member's name (`handle@domain` when
+/// of another domain), which the caller compares with the peer.
+pub fn foreign_member(bytes: &[u8], rules: &MemberRules<'_>) -> Result<String, KeyPackageError> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
+    let MlsMessageBodyIn::KeyPackage(key_package_in) = message.extract() else {
+        return Err(KeyPackageError::Malformed(
+            "the MLSMessage is not a KeyPackage".into(),
+        ));
+    };
+    let provider = super::crypto();
+    let key_package = key_package_in
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .map_err(|error| match error {
+            KeyPackageVerifyError::InvalidSignature
+            | KeyPackageVerifyError::InvalidLeafNodeSignature => KeyPackageError::BadSignature,
+            KeyPackageVerifyError::LifetimeError(error) => {
+                KeyPackageError::Expired(error.to_string())
+            }
+            other => KeyPackageError::Invalid(other.to_string()),
+        })?;
+    let rules = MemberRules {
+        federated: true,
+        ..*rules
+    };
+    Ok(check_member_key_package(&key_package, &rules)?.handle)
+}

@@ -181,7 +181,7 @@ impl Harness {
     }
 
     pub fn client(&self, protocol: Protocol) -> TlsClient {
-        TlsClient::new(&self.ca, protocol)
+        TlsClient::new(&self.ca, protocol).named(&self.app.recipient)
     }
 
     /// A signed request from the test application to the application listener.
@@ -237,6 +237,7 @@ impl Target {
     pub async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Answer {
         let headers = signed_headers(&self.app.key, self.app.claims(), &method, path, &body);
         TlsClient::new(&self.ca, Protocol::Http1)
+            .named(&self.app.recipient)
             .send(self.application, method, path, headers, body)
             .await
     }

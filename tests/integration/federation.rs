@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use mimi_gateway::config::{HandleRangeConfig, IdentityConfig, IdentityProviderKind};
 use mimi_wire::groups::JoinInfo;
 use mimi_wire::key_queues::{RetrieveKeyPackageRequest, RetrieveKeyPackageResponse};
-use mimi_wire::{ErrorCode, decode_exact, encode};
+use mimi_wire::{decode_exact, encode};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use uuid::Uuid;
 
@@ -21,7 +21,6 @@ use crate::mls_client::MlsClient;
 /// The certificate authority of one domain's users: its Common Name is the domain, which
 /// the application's X.509 provider reads as every member's domain (offset 1).
 pub struct DomainCa {
-    pub domain: String,
     params: CertificateParams,
     key: KeyPair,
     cert: rcgen::Certificate,
@@ -36,7 +35,6 @@ impl DomainCa {
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         DomainCa {
-            domain: domain.into(),
             params,
             key,
             cert,
@@ -93,7 +91,7 @@ impl Federation {
             let mut gateway_app = app.clone();
             gateway_app.recipient = domain.clone();
             let roots = roots.clone();
-            let harness = Harness::start_for(store(index), gateway_app, |config| {
+            let mut harness = Harness::start_for(store(index), gateway_app, |config| {
                 config.domain = domain.clone();
                 config.tls.cert = Some(dir.join(format!("{domain}.pem")));
                 config.tls.key = Some(dir.join(format!("{domain}-key.pem")));
@@ -122,6 +120,7 @@ impl Federation {
                 };
             })
             .await;
+            harness.ca = certs.path().join("ca.pem");
             gateways.push(harness);
         }
         Federation {
@@ -182,19 +181,19 @@ async fn key_package_ok(harness: &Harness, client: Uuid, domain: &str, receiver:
         .to_vec()
 }
 
-/// Waits until `handle` has a welcome at `harness`.
+/// Waits (bounded) until `handle` has a welcome at `harness`.
 async fn welcome_for(harness: &Harness, handle: &str) -> JoinInfo {
-    let mut found = None;
-    let arrived = eventually(Duration::from_secs(20), || {
-        let found = &mut found;
-        async move {
-            *found = welcomes(harness, handle).await.into_iter().next();
-            found.is_some()
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = welcomes(harness, handle).await.into_iter().next() {
+            return found;
         }
-    })
-    .await;
-    assert!(arrived, "no welcome for {handle} arrived");
-    found.unwrap()
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no welcome for {handle} arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The architecture draft's "Operational Context": Carol registers a key package at gateway

@@ -23,6 +23,7 @@ pub fn create_config() -> MlsGroupCreateConfig {
         .ciphersuite(SUITE)
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(false)
+        .capabilities(crate::mls_client::capabilities(&[]))
         .build()
 }
 

@@ -68,11 +68,11 @@ impl MlsClient {
         let mut builder = KeyPackage::builder().key_package_lifetime(Lifetime::new(lifetime_secs));
         if last_resort {
             // The extension must be among the leaf's capabilities for the package to be valid.
-            let capabilities =
-                Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
             builder = builder
                 .mark_as_last_resort()
-                .leaf_node_capabilities(capabilities);
+                .leaf_node_capabilities(capabilities(&[ExtensionType::LastResort]));
+        } else {
+            builder = builder.leaf_node_capabilities(capabilities(&[]));
         }
         let bundle = builder
             .build(suite, &self.provider, &self.signer, self.credential.clone())
@@ -81,6 +81,18 @@ impl MlsClient {
             .tls_serialize_detached()
             .unwrap()
     }
+}
+
+/// Leaf capabilities: openmls' defaults, both credential types (a group's members must all
+/// support every credential type in use) and `extensions`.
+pub fn capabilities(extensions: &[ExtensionType]) -> Capabilities {
+    Capabilities::new(
+        None,
+        None,
+        Some(extensions),
+        None,
+        Some(&[CredentialType::Basic, CredentialType::X509]),
+    )
 }
 
 /// The KeyPackageRef of a key package MLSMessage.

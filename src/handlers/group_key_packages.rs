@@ -1,0 +1,110 @@
+//! `POST /group_key_packages` (MIMI Transport; DS draft "Fetch KeyPackages of one or more
+//! clients") and `POST /discover_clients` (this gateway's extension: the architecture
+//! draft's client discovery for a peer): a peer's application asks, through its gateway, for
+//! key packages of clients of this gateway, or for the clients carrying a tag.
+//!
+//! Key packages come from the same key queues as local retrieval (one atomic step each);
+//! the receiver is named `handle@domain`, so a queue hands the same package to the same
+//! foreign receiver until a commit uses it.
+
+use mimi_wire::DecodeError;
+use mimi_wire::codec::WireBool;
+use mimi_wire::decode_exact;
+use mimi_wire::ds::{
+    DS_PROTOCOL_VERSION, DSRequest, DSRequestBody, DSResponse, DSResponseBody, MlsMessage,
+    SelectedKeyPackage,
+};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::federation::{client_id_text, local_handle};
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
+
+use super::client::client_record;
+use super::key_queues::check_label;
+use super::peer;
+
+fn decode_request(request: &Request) -> Result<DSRequestBody, GatewayError> {
+    let ds: DSRequest = decode_exact(&request.body)?;
+    if ds.version != DS_PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion(ds.version).into());
+    }
+    Ok(ds.body)
+}
+
+fn response(body: DSResponseBody) -> Reply {
+    encoded(&DSResponse {
+        version: DS_PROTOCOL_VERSION,
+        body,
+    })
+}
+
+pub async fn key_packages(state: &State, request: &Request) -> Reply {
+    let peer = peer(request)?;
+    let DSRequestBody::SelectKeyPackages(asked, selector) = decode_request(request)? else {
+        return Err(DecodeError::Malformed("not a key packages request".into()).into());
+    };
+    check_label(&selector.app_label)?;
+    // The receiver is a client of the asking peer.
+    if !selector.receiver.domain.eq_ignore_ascii_case(peer) {
+        return Err(GatewayError::Forbidden(format!(
+            "{peer} asked on behalf of {}",
+            client_id_text(&selector.receiver)
+        )));
+    }
+    let receiver = client_id_text(&selector.receiver);
+    let attributes = KeyQueueAttributes {
+        protocol_version: selector.protocol_version,
+        cipher_suite: selector.cipher_suite,
+        app_label: selector.app_label,
+    };
+    let now = crate::keys::unix_now();
+    let mut selected = Vec::with_capacity(asked.client_identifiers.len());
+    for client in &asked.client_identifiers {
+        let app = Uuid::from_bytes(client.application);
+        if !client.domain.eq_ignore_ascii_case(&state.config.domain) {
+            return Err(GatewayError::NotOurClient(client_id_text(client)));
+        }
+        if !state.applications.contains(&app) {
+            return Err(GatewayError::UnknownApplication);
+        }
+        let handle = local_handle(state, app, client)
+            .await?
+            .ok_or_else(|| GatewayError::NotOurClient(client_id_text(client)))?;
+        let id = state
+            .store
+            .client_by_handle(app, &handle)
+            .await?
+            .ok_or_else(|| GatewayError::NotOurClient(client_id_text(client)))?;
+        let retrieved = state
+            .store
+            .retrieve_key_package(app, id, &attributes, &receiver, now)
+            .await?;
+        let (bytes, is_final) = match retrieved {
+            RetrievedKeyPackage::Assigned(bytes) => (bytes, false),
+            RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
+        };
+        selected.push(SelectedKeyPackage {
+            key_package: MlsMessage::from_bytes(bytes)
+                .map_err(|_| GatewayError::Internal("a stored key package does not decode".into()))?,
+            is_final_key: WireBool(is_final),
+        });
+    }
+    response(DSResponseBody::SelectedKeyPackages(selected))
+}
+
+pub async fn discover(state: &State, request: &Request) -> Reply {
+    peer(request)?;
+    let DSRequestBody::DiscoverClients(asked) = decode_request(request)? else {
+        return Err(DecodeError::Malformed("not a discovery request".into()).into());
+    };
+    let app = Uuid::from_bytes(asked.application);
+    if !state.applications.contains(&app) {
+        return Err(GatewayError::UnknownApplication);
+    }
+    mimi_wire::registry::check_tag(&asked.tag).map_err(GatewayError::InvalidTag)?;
+    let clients = state.store.clients_with_tag(app, &asked.tag).await?;
+    response(DSResponseBody::Clients(clients.iter().map(client_record).collect()))
+}
