@@ -9,8 +9,8 @@
 //! receiver holds across domains.
 
 use mimi_wire::ds::{
-    ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody,
-    DSResponseBody, DiscoverClientsRequest, KeyPackageSelector, KeyPackagesRequest,
+    ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSResponseBody,
+    DiscoverClientsRequest, KeyPackageSelector, KeyPackagesRequest,
 };
 use mimi_wire::registry::ClientRecord;
 use uuid::Uuid;
@@ -79,12 +79,11 @@ pub async fn retrieve_from_peer(
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
     let rules = crate::handlers::member_rules(state, application);
-    let name = key_package::foreign_member(&bytes, &rules).map_err(|error| {
-        GatewayError::KeyPackage {
+    let name =
+        key_package::foreign_member(&bytes, &rules).map_err(|error| GatewayError::KeyPackage {
             index: Some(0),
             error,
-        }
-    })?;
+        })?;
     match split_foreign(&name) {
         Some((_, named)) if named.eq_ignore_ascii_case(domain) => {
             Ok((bytes, selected.is_final_key.0))

@@ -87,8 +87,9 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
             RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
         };
         selected.push(SelectedKeyPackage {
-            key_package: MlsMessage::from_bytes(bytes)
-                .map_err(|_| GatewayError::Internal("a stored key package does not decode".into()))?,
+            key_package: MlsMessage::from_bytes(bytes).map_err(|_| {
+                GatewayError::Internal("a stored key package does not decode".into())
+            })?,
             is_final_key: WireBool(is_final),
         });
     }
@@ -106,5 +107,7 @@ pub async fn discover(state: &State, request: &Request) -> Reply {
     }
     mimi_wire::registry::check_tag(&asked.tag).map_err(GatewayError::InvalidTag)?;
     let clients = state.store.clients_with_tag(app, &asked.tag).await?;
-    response(DSResponseBody::Clients(clients.iter().map(client_record).collect()))
+    response(DSResponseBody::Clients(
+        clients.iter().map(client_record).collect(),
+    ))
 }

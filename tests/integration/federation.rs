@@ -34,11 +34,7 @@ impl DomainCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        DomainCa {
-            params,
-            key,
-            cert,
-        }
+        DomainCa { params, key, cert }
     }
 
     /// An MLS client whose credential names `handle` of this domain.

@@ -507,7 +507,11 @@ async fn queue_creation_rules() {
 /// in the queue changes.
 #[tokio::test]
 async fn bad_key_packages_are_refused_and_change_nothing() {
-    let harness = Harness::start(StoreSpec::Memory).await;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        // A domain outside the federation allow-list has no route: "unknown domain".
+        config.federation.allowed_peers = vec!["b.localhost".into()];
+    })
+    .await;
     let fixture = QueueFixture::new(&harness, "alice").await;
     let mls = &fixture.mls;
     let kept = mls.key_package(1000);

@@ -378,7 +378,11 @@ async fn registry_on_redis_cluster() {
 /// domain this gateway does not serve.
 #[tokio::test]
 async fn discovery_by_post_and_domains() {
-    let harness = Harness::start(StoreSpec::Memory).await;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        // A domain outside the federation allow-list has no route: "unknown domain".
+        config.federation.allowed_peers = vec!["b.localhost".into()];
+    })
+    .await;
     let registry = Registry::new(&harness);
     let id = registry.register_ok("carol", &["friends"]).await;
     let path = format!("/apps/{}/clients?discover", harness.app.id);
