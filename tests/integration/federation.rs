@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use mimi_gateway::config::{HandleRangeConfig, IdentityConfig, IdentityProviderKind};
 use mimi_wire::groups::JoinInfo;
 use mimi_wire::key_queues::{RetrieveKeyPackageRequest, RetrieveKeyPackageResponse};
-use mimi_wire::{decode_exact, encode};
+use mimi_wire::{ErrorCode, decode_exact, encode};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use uuid::Uuid;
 
@@ -69,6 +69,15 @@ pub const DOMAINS: [&str; 3] = ["a.localhost", "b.localhost", "c.localhost"];
 
 impl Federation {
     pub async fn start(count: usize, store: impl Fn(usize) -> StoreSpec) -> Federation {
+        Federation::start_with(count, store, |_, _| {}).await
+    }
+
+    /// As `start`, with `adjust(index, config)` applied to each gateway's configuration last.
+    pub async fn start_with(
+        count: usize,
+        store: impl Fn(usize) -> StoreSpec,
+        adjust: impl Fn(usize, &mut mimi_gateway::config::Config),
+    ) -> Federation {
         let domains: Vec<String> = DOMAINS[..count].iter().map(|d| d.to_string()).collect();
         let certs = tempfile::tempdir().unwrap();
         mimi_gateway::dev_certs::generate(&domains, certs.path()).unwrap();
@@ -114,6 +123,7 @@ impl Federation {
                     domain_name_offset: Some(1),
                     trust_roots: vec![roots],
                 };
+                adjust(index, config);
             })
             .await;
             harness.ca = certs.path().join("ca.pem");
@@ -203,7 +213,7 @@ async fn alice_on_a_adds_carol_on_b() {
     let carol_id = publish_key_packages(b, "carol", &carol, 2).await;
 
     let mut alice = federation.cas[0].member("alice");
-    register_only(a, "alice").await;
+    crate::key_queues::register(a, "alice").await;
     let (group_info, tree) = alice.create_group();
     let answer = GroupApi::create(a, &group_info, &tree).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
@@ -233,9 +243,75 @@ async fn alice_on_a_adds_carol_on_b() {
     // B mirrors the group: its application reads the group's control messages and info.
     let mirror = GroupApi::new(b, &alice.group_id());
     assert_eq!(mirror.epoch().await, 1);
-    assert!(!mirror.group_info().await.group_infos.is_empty());
+    assert_eq!(
+        mirror.group_info().await.group_infos[0].group_info.as_slice(),
+        group.group_info().await.group_infos[0].group_info.as_slice(),
+        "the follower serves the GroupInfo the hub accepted"
+    );
+
+    // Later commits reach B in order; Carol reads them there and stays in step.
+    let (update, update_info) = alice.update();
+    assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 2);
+    let mirrored = mirrored_control(&mirror, 2).await;
+    assert_eq!(mirrored, vec![update.clone()]);
+    assert!(!carol.apply(&mirrored[0]));
+    assert_eq!(carol.secret(), alice.secret());
+
+    // Removing Carol reaches B too: her application learns it from B's control messages.
+    let (remove, remove_info) = alice.remove(1);
+    assert_eq!(group.commit_ok(&remove, Some(&remove_info), None).await, 3);
+    let mirrored = mirrored_control(&mirror, 3).await;
+    assert!(carol.apply(&mirrored[0]), "Carol sees she was removed");
 }
 
-async fn register_only(harness: &Harness, handle: &str) -> Uuid {
-    crate::key_queues::register(harness, handle).await
+/// Waits (bounded) until `mirror` has reached `epoch`, then answers that epoch's control
+/// messages.
+async fn mirrored_control(mirror: &GroupApi, epoch: u64) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = mirror.control(epoch, Some(epoch)).await;
+        if answer.status == StatusCode::OK {
+            return crate::group_client::messages(&answer);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mirror never reached epoch {epoch}: {:?}",
+            error(&answer)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// "Key Package Validation": a key package a peer hands out must name that peer's domain.
+/// Gateway B here is misconfigured to ignore domains (its provider reads none), so its queue
+/// accepts a credential of c.localhost and hands it out: A refuses to pass it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_key_package_naming_another_domain_is_refused() {
+    let federation = Federation::start_with(
+        3,
+        |_| StoreSpec::Memory,
+        |index, config| {
+            if index == 1 {
+                let identity = &mut config.applications[0].identity;
+                identity.supports_domains = false;
+                identity.domain_name_offset = None;
+            }
+        },
+    )
+    .await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mallory = federation.cas[2].member("mallory");
+    let mallory_id = publish_key_packages(b, "mallory", &mallory, 1).await;
+    let answer = retrieve_key_package(a, mallory_id, "b.localhost", "alice").await;
+    assert_eq!(answer.error_code(), ErrorCode::PeerKeyPackageDomain);
+
+    // B's own clients are fine: the check is on the credential, not on B.
+    let carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    key_package_ok(a, carol_id, "b.localhost", "alice").await;
+
+    // A client id B does not know: B's refusal comes back with B's code.
+    let unknown = retrieve_key_package(a, Uuid::new_v4(), "b.localhost", "alice").await;
+    assert_eq!(unknown.error_code(), ErrorCode::PeerRefused);
+    assert!(crate::group_client::error(&unknown).detail.ends_with("code 602"));
 }
