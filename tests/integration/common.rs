@@ -180,6 +180,23 @@ impl Harness {
         }
     }
 
+    /// Stops the gateway (draining it) and answers its configuration, for `start_again`.
+    pub async fn stop(&mut self) -> Config {
+        let gateway = self.gateway.take().expect("a running gateway");
+        let config = gateway.state.config.clone();
+        gateway.shutdown().await;
+        config
+    }
+
+    /// Starts the gateway again with `config` (same data dir, keys and store).
+    pub async fn start_again(&mut self, config: Config) {
+        let gateway = Gateway::start(config).await.expect("gateway restarts");
+        self.application = gateway.application;
+        self.federation = gateway.federation;
+        self.admin = gateway.admin;
+        self.gateway = Some(gateway);
+    }
+
     pub fn client(&self, protocol: Protocol) -> TlsClient {
         TlsClient::new(&self.ca, protocol).named(&self.app.recipient)
     }

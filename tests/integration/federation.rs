@@ -315,3 +315,55 @@ async fn a_peer_key_package_naming_another_domain_is_refused() {
     assert_eq!(unknown.error_code(), ErrorCode::PeerRefused);
     assert!(crate::group_client::error(&unknown).detail.ends_with("code 602"));
 }
+
+/// A follower that is down while the hub accepts three commits: the hub answers each at
+/// once (the follower's queue waits), and when the follower is back it receives all three,
+/// once, in order, from the queue in the hub's Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_during_three_commits_catches_up_in_order() {
+    let redis = [RedisServer::start(), RedisServer::start()];
+    let mut federation =
+        Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(&federation.gateways[1], "carol", &carol, 1).await;
+    let a = &federation.gateways[0];
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    assert_eq!(
+        GroupApi::create(a, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let group = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
+    carol.join(&welcome_for(&federation.gateways[1], "carol").await);
+
+    let config = federation.gateways[1].stop().await;
+    let mut commits = Vec::new();
+    for expected in 2..=4 {
+        let (update, update_info) = alice.update();
+        assert_eq!(
+            group.commit_ok(&update, Some(&update_info), None).await,
+            expected,
+            "the hub answers while the follower is down"
+        );
+        commits.push(update);
+    }
+    let a = &federation.gateways[0];
+    let retried = eventually(Duration::from_secs(20), || async {
+        a.metric("mimi_fanout_deliveries_total{outcome=\"retried\"}").await > 0
+    })
+    .await;
+    assert!(retried, "the hub keeps retrying the follower");
+
+    federation.gateways[1].start_again(config).await;
+    let mirror = GroupApi::new(&federation.gateways[1], &alice.group_id());
+    mirrored_control(&mirror, 4).await;
+    assert_eq!(mirror.control_ok(2, Some(4)).await, commits, "all three, once, in order");
+    for commit in &commits {
+        assert!(!carol.apply(commit));
+    }
+    assert_eq!(carol.secret(), alice.secret());
+}
