@@ -244,8 +244,12 @@ async fn alice_on_a_adds_carol_on_b() {
     let mirror = GroupApi::new(b, &alice.group_id());
     assert_eq!(mirror.epoch().await, 1);
     assert_eq!(
-        mirror.group_info().await.group_infos[0].group_info.as_slice(),
-        group.group_info().await.group_infos[0].group_info.as_slice(),
+        mirror.group_info().await.group_infos[0]
+            .group_info
+            .as_slice(),
+        group.group_info().await.group_infos[0]
+            .group_info
+            .as_slice(),
         "the follower serves the GroupInfo the hub accepted"
     );
 
@@ -313,7 +317,11 @@ async fn a_peer_key_package_naming_another_domain_is_refused() {
     // A client id B does not know: B's refusal comes back with B's code.
     let unknown = retrieve_key_package(a, Uuid::new_v4(), "b.localhost", "alice").await;
     assert_eq!(unknown.error_code(), ErrorCode::PeerRefused);
-    assert!(crate::group_client::error(&unknown).detail.ends_with("code 602"));
+    assert!(
+        crate::group_client::error(&unknown)
+            .detail
+            .ends_with("code 602")
+    );
 }
 
 /// A follower that is down while the hub accepts three commits: the hub answers each at
@@ -322,8 +330,7 @@ async fn a_peer_key_package_naming_another_domain_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_down_during_three_commits_catches_up_in_order() {
     let redis = [RedisServer::start(), RedisServer::start()];
-    let mut federation =
-        Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
+    let mut federation = Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
     let mut carol = federation.cas[1].member("carol");
     let carol_id = publish_key_packages(&federation.gateways[1], "carol", &carol, 1).await;
     let a = &federation.gateways[0];
@@ -353,7 +360,9 @@ async fn a_follower_down_during_three_commits_catches_up_in_order() {
     }
     let a = &federation.gateways[0];
     let retried = eventually(Duration::from_secs(20), || async {
-        a.metric("mimi_fanout_deliveries_total{outcome=\"retried\"}").await > 0
+        a.metric("mimi_fanout_deliveries_total{outcome=\"retried\"}")
+            .await
+            > 0
     })
     .await;
     assert!(retried, "the hub keeps retrying the follower");
@@ -361,9 +370,176 @@ async fn a_follower_down_during_three_commits_catches_up_in_order() {
     federation.gateways[1].start_again(config).await;
     let mirror = GroupApi::new(&federation.gateways[1], &alice.group_id());
     mirrored_control(&mirror, 4).await;
-    assert_eq!(mirror.control_ok(2, Some(4)).await, commits, "all three, once, in order");
+    assert_eq!(
+        mirror.control_ok(2, Some(4)).await,
+        commits,
+        "all three, once, in order"
+    );
     for commit in &commits {
         assert!(!carol.apply(commit));
     }
     assert_eq!(carol.secret(), alice.secret());
+}
+
+/// A signed `POST /deliver_message` from gateway `from` (index) to gateway `to`, with the
+/// sender's own key unless `key` is given, addressed to `recipient`.
+async fn fanout_to(
+    federation: &Federation,
+    from: usize,
+    to: usize,
+    key: Option<&ed25519_dalek::SigningKey>,
+    recipient: &str,
+    body: &[u8],
+) -> Answer {
+    let sender = &federation.gateways[from];
+    let ring =
+        mimi_gateway::keys::KeyRing::load(&sender.dir.path().join("signing-keys.toml")).unwrap();
+    let current = ring.current(now()).unwrap();
+    let claims = mimi_wire::signing::RequestClaims {
+        sender_kind: mimi_wire::signing::SenderKind::Provider,
+        sender: DOMAINS[from].into(),
+        recipient: recipient.into(),
+        timestamp: now(),
+        request_id: rand::random(),
+        key_id: current.id.clone(),
+    };
+    let key = key.unwrap_or(&current.key);
+    let headers = signed_headers(key, claims, &Method::POST, "/deliver_message", body);
+    TlsClient::new(&sender.ca, Protocol::Http1)
+        .named(DOMAINS[to])
+        .send(
+            federation.gateways[to].federation,
+            Method::POST,
+            "/deliver_message",
+            headers,
+            body.to_vec(),
+        )
+        .await
+}
+
+/// Every refusal of `/deliver_message`: a forged signature, a request meant for another
+/// gateway, a replayed request, another protocol version, a recipient of another domain or
+/// not registered, and a commit from a peer that is not the group's hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_message_refusals() {
+    use mimi_wire::ds::{ClientId, ClientRef, DSFanoutRequest, FanoutAuthToken, MlsMessage};
+
+    let federation = Federation::start(3, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
+    carol.join(&welcome_for(b, "carol").await);
+    let (update, _) = alice.update();
+
+    let app = *a.app.id.as_bytes();
+    let request = |version: u16, domain: &str, handle: &str, message: &[u8]| {
+        encode(&DSFanoutRequest {
+            version,
+            recipient_ids: vec![ClientId {
+                application: app,
+                domain: domain.into(),
+                client: ClientRef::Handle(handle.into()),
+            }],
+            fanout_auth_tokens: vec![FanoutAuthToken {
+                token: tls_codec::VLBytes::new(Vec::new()),
+            }],
+            mls_message: MlsMessage::from_bytes(message.to_vec()).unwrap(),
+        })
+        .unwrap()
+    };
+    let good = request(1, "b.localhost", "carol", &update);
+
+    let forger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let forged = fanout_to(&federation, 0, 1, Some(&forger), "b.localhost", &good).await;
+    assert_eq!(forged.error_code(), ErrorCode::Unauthenticated);
+    let misaddressed = fanout_to(&federation, 0, 1, None, "c.localhost", &good).await;
+    assert_eq!(misaddressed.error_code(), ErrorCode::Unauthenticated);
+
+    let version = fanout_to(
+        &federation,
+        0,
+        1,
+        None,
+        "b.localhost",
+        &request(2, "b.localhost", "carol", &update),
+    )
+    .await;
+    assert_eq!(version.error_code(), ErrorCode::UnsupportedVersion);
+    let foreign = fanout_to(
+        &federation,
+        0,
+        1,
+        None,
+        "b.localhost",
+        &request(1, "c.localhost", "carol", &update),
+    )
+    .await;
+    assert_eq!(foreign.error_code(), ErrorCode::NotOurClient);
+    let unknown = fanout_to(
+        &federation,
+        0,
+        1,
+        None,
+        "b.localhost",
+        &request(1, "b.localhost", "nobody", &update),
+    )
+    .await;
+    assert_eq!(unknown.error_code(), ErrorCode::NotOurClient);
+    // C is not the hub of Alice's group, whose mirror B holds.
+    let not_hub = fanout_to(&federation, 2, 1, None, "b.localhost", &good).await;
+    assert_eq!(not_hub.error_code(), ErrorCode::NotTheHub);
+    let mirror = GroupApi::new(b, &alice.group_id());
+    assert_eq!(
+        mirror.epoch().await,
+        1,
+        "no refused request changed the mirror"
+    );
+
+    // The hub's own delivery is accepted, and the same request sent twice (a replay) is not.
+    let body = request(1, "b.localhost", "carol", &update);
+    let sender = &federation.gateways[0];
+    let ring =
+        mimi_gateway::keys::KeyRing::load(&sender.dir.path().join("signing-keys.toml")).unwrap();
+    let current = ring.current(now()).unwrap();
+    let claims = mimi_wire::signing::RequestClaims {
+        sender_kind: mimi_wire::signing::SenderKind::Provider,
+        sender: "a.localhost".into(),
+        recipient: "b.localhost".into(),
+        timestamp: now(),
+        request_id: rand::random(),
+        key_id: current.id.clone(),
+    };
+    let client = TlsClient::new(&sender.ca, Protocol::Http1).named("b.localhost");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let headers = signed_headers(
+            &current.key,
+            claims.clone(),
+            &Method::POST,
+            "/deliver_message",
+            &body,
+        );
+        answers.push(
+            client
+                .send(
+                    b.federation,
+                    Method::POST,
+                    "/deliver_message",
+                    headers,
+                    body.clone(),
+                )
+                .await,
+        );
+    }
+    let (accepted, replayed) = (&answers[0], &answers[1]);
+    assert_eq!(accepted.status, StatusCode::OK, "{:?}", error(accepted));
+    assert_eq!(replayed.error_code(), ErrorCode::Unauthenticated);
 }
