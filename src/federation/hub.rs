@@ -15,6 +15,9 @@ use uuid::Uuid;
 use crate::error::GatewayError;
 use crate::mls::key_package::split_foreign;
 
+/// What a commit queues for peers: per peer domain, its `DSFanoutRequest` bodies in order.
+pub type Fanout = Vec<(String, Vec<Vec<u8>>)>;
+
 /// Member names (`handle@domain`) of other domains, grouped by domain; names of this
 /// gateway's members are left out.
 pub fn by_peer<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, Vec<String>> {
@@ -73,7 +76,7 @@ pub fn commit_fanout(
     commit: &[u8],
     group_info: Option<&[u8]>,
     welcome: Option<(&[u8], &[String])>,
-) -> Result<Vec<(String, Vec<Vec<u8>>)>, GatewayError> {
+) -> Result<Fanout, GatewayError> {
     let added = welcome.map(|(_, added)| by_peer(added)).unwrap_or_default();
     let mut out = Vec::new();
     for (peer, handles) in by_peer(members.iter().chain(removed)) {

@@ -153,7 +153,7 @@ fn federated_fanout(
     rules: &MemberRules<'_>,
     body: &UploadCommitRequest,
     outcome: &StagedCommitOutcome,
-) -> Result<Vec<(String, Vec<Vec<u8>>)>, GatewayError> {
+) -> Result<hub::Fanout, GatewayError> {
     if !rules.federated {
         return Ok(Vec::new());
     }
