@@ -92,6 +92,8 @@ pub enum GatewayError {
     GroupInfoRequired,
     #[error("domain `{0}` is not an allowed peer")]
     DomainNotAllowed(String),
+    #[error("the group's hub is {0}")]
+    HubElsewhere(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -160,6 +162,7 @@ impl GatewayError {
             GatewayError::NotTheHub(_) => ErrorCode::NotTheHub,
             GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,
             GatewayError::DomainNotAllowed(_) => ErrorCode::DomainNotAllowed,
+            GatewayError::HubElsewhere(_) => ErrorCode::HubElsewhere,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
     }

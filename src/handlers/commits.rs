@@ -29,6 +29,12 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     let body: UploadCommitRequest =
         decode_body(request, |body: &UploadCommitRequest| body.version)?;
     let rules = member_rules(state, application);
+    // Only groups of federating applications can be mirrors (one more store read for them).
+    if rules.federated
+        && let Some(hub) = state.store.group_hub(app, group_id).await?
+    {
+        return Err(GatewayError::HubElsewhere(hub));
+    }
     let stage = |group: &mut ActiveGroup| {
         // Validation and merge are CPU work that grows with the group (milliseconds at 1000
         // members): run them where they do not stall the reactor's other tasks.

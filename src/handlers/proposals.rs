@@ -19,11 +19,16 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     let application = authorize(state, request, app)?;
     let body: UploadProposalRequest =
         decode_body(request, |body: &UploadProposalRequest| body.version)?;
+    let rules = member_rules(state, application);
+    if rules.federated
+        && let Some(hub) = state.store.group_hub(app, group_id).await?
+    {
+        return Err(GatewayError::HubElsewhere(hub));
+    }
     let mut group = state
         .groups
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
-    let rules = member_rules(state, application);
     let held = group.accept_proposal(group_id, body.packet.as_slice(), &rules)?;
     let epoch = group.epoch;
     state

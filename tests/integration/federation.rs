@@ -253,6 +253,14 @@ async fn alice_on_a_adds_carol_on_b() {
         "the follower serves the GroupInfo the hub accepted"
     );
 
+    // B only mirrors: Carol's application cannot commit or propose there (until forwarding
+    // to the hub lands), and nothing changes.
+    let refused = mirror.commit(&commit, Some(&group_info), None).await;
+    assert_eq!(refused.error_code(), ErrorCode::HubElsewhere);
+    let refused = mirror.propose(&commit).await;
+    assert_eq!(refused.error_code(), ErrorCode::HubElsewhere);
+    assert_eq!(mirror.epoch().await, 1);
+
     // Later commits reach B in order; Carol reads them there and stays in step.
     let (update, update_info) = alice.update();
     assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 2);

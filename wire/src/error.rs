@@ -243,6 +243,9 @@ error_codes! {
     PeerKeyPackageDomain = 606, 502, "the peer's key package names another domain";
     /// The peer's answer did not decode or was not the expected structure.
     PeerMalformedAnswer = 607, 502, "the peer's answer is malformed";
+    /// The group is mirrored from its hub on another domain; proposals and commits go to
+    /// the hub (forwarding them through `/group_operation` is not built yet).
+    HubElsewhere = 608, 409, "the group's hub is another gateway";
 }
 
 #[cfg(test)]
