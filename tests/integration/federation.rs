@@ -551,3 +551,77 @@ async fn deliver_message_refusals() {
     assert_eq!(accepted.status, StatusCode::OK, "{:?}", error(accepted));
     assert_eq!(replayed.error_code(), ErrorCode::Unauthenticated);
 }
+
+/// The hub's refusals of a commit that federates: a member of a domain outside the
+/// allow-list, and a commit leaving members on other domains without a GroupInfo; and a
+/// retrieval from a peer that is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_refusals() {
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let federation = Federation::start_with(
+        2,
+        |_| StoreSpec::Memory,
+        |index, config| {
+            if index == 0 {
+                config.federation.allowed_peers =
+                    vec!["c.localhost".into(), "down.localhost".into()];
+                config
+                    .federation
+                    .resolve
+                    .insert("down.localhost".into(), closed);
+            }
+        },
+    )
+    .await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    // B's own application hands Carol's package out; A's must not add her (b.localhost is
+    // not among A's allowed peers).
+    let local = retrieve_key_package(b, carol_id, "b.localhost", "alice").await;
+    let package = decode_exact::<RetrieveKeyPackageResponse>(&local.body)
+        .unwrap()
+        .key_package
+        .as_slice()
+        .to_vec();
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let (commit, welcome, info) = alice.add(&[package.clone()]);
+    let refused = group.commit(&commit, Some(&info), Some(&welcome)).await;
+    assert_eq!(refused.error_code(), ErrorCode::DomainNotAllowed);
+    let refused = group.commit(&commit, None, Some(&welcome)).await;
+    assert_eq!(refused.error_code(), ErrorCode::DomainNotAllowed);
+    assert_eq!(group.epoch().await, 0, "nothing applied");
+
+    let down = retrieve_key_package(a, carol_id, "down.localhost", "alice").await;
+    assert_eq!(down.error_code(), ErrorCode::PeerUnavailable);
+    let unlisted = retrieve_key_package(a, carol_id, "b.localhost", "alice").await;
+    assert_eq!(unlisted.error_code(), ErrorCode::UnknownDomain);
+}
+
+/// A commit that leaves members on other domains must carry the new epoch's GroupInfo
+/// (followers mirror the group from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_commit_without_group_info_is_refused() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    let refused = group.commit(&commit, None, Some(&welcome)).await;
+    assert_eq!(refused.error_code(), ErrorCode::GroupInfoRequired);
+    assert_eq!(group.epoch().await, 0, "nothing applied");
+    assert_eq!(
+        group.commit_ok(&commit, Some(&info), Some(&welcome)).await,
+        1
+    );
+}
