@@ -589,7 +589,7 @@ async fn hub_refusals() {
     let (group_info, tree) = alice.create_group();
     GroupApi::create(a, &group_info, &tree).await;
     let group = GroupApi::new(a, &alice.group_id());
-    let (commit, welcome, info) = alice.add(&[package.clone()]);
+    let (commit, welcome, info) = alice.add(std::slice::from_ref(&package));
     let refused = group.commit(&commit, Some(&info), Some(&welcome)).await;
     assert_eq!(refused.error_code(), ErrorCode::DomainNotAllowed);
     let refused = group.commit(&commit, None, Some(&welcome)).await;
