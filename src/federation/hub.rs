@@ -93,6 +93,21 @@ pub fn commit_fanout(
     Ok(out)
 }
 
+/// The fan-out of an accepted proposal: to every peer with members in the group.
+pub fn proposal_fanout(
+    app: Uuid,
+    members: &[String],
+    proposal: &[u8],
+) -> Result<Fanout, GatewayError> {
+    by_peer(members)
+        .into_iter()
+        .map(|(peer, handles)| {
+            let body = fanout_request(app, &peer, &handles, proposal)?;
+            Ok((peer, vec![body]))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

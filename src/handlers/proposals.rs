@@ -9,6 +9,7 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
+use crate::federation::hub;
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::GroupStoreError;
@@ -31,12 +32,26 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         .await?;
     let held = group.accept_proposal(group_id, body.packet.as_slice(), &rules)?;
     let epoch = group.epoch;
+    // Followers hold it too, so they can apply a commit citing it by reference.
+    let fanout = if rules.federated {
+        let members = group.member_names(&rules)?;
+        hub::proposal_fanout(app, &members, body.packet.as_slice())?
+    } else {
+        Vec::new()
+    };
     state
         .store
         .add_proposal(app, group_id, epoch, &held)
         .await?;
     group.hold(held);
     state.groups.put(app, group_id, group);
+    // Queued after the proposal is held and before any commit can cite it is accepted, so
+    // it precedes that commit in each peer's queue. Not in the proposal's atomic step: if
+    // queueing fails, the proposal stands and a follower refuses the commit citing it.
+    for (peer, bodies) in fanout {
+        state.store.enqueue_outbound(&peer, &bodies).await?;
+        state.delivery.wake();
+    }
     let mut response = encoded(&GroupEpochResponse {
         version: WIRE_VERSION,
         group_id: VLBytes::new(group_id.to_vec()),

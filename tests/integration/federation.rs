@@ -269,11 +269,22 @@ async fn alice_on_a_adds_carol_on_b() {
     assert!(!carol.apply(&mirrored[0]));
     assert_eq!(carol.secret(), alice.secret());
 
-    // Removing Carol reaches B too: her application learns it from B's control messages.
-    let (remove, remove_info) = alice.remove(1);
+    // Removing Carol by proposal and a commit citing it by reference: B holds the proposal
+    // (the hub fans it out when it accepts it), so it applies the commit too, and Carol's
+    // application learns of her removal from B's control messages.
+    let proposal = alice.propose_remove(1);
+    assert_eq!(group.propose(&proposal).await.status, StatusCode::CREATED);
+    let held = eventually(Duration::from_secs(20), || async {
+        mirror.proposals().await == vec![proposal.clone()]
+    })
+    .await;
+    assert!(held, "B holds the proposal");
+    assert!(!carol.apply(&proposal));
+    let (remove, remove_info) = alice.commit_pending();
     assert_eq!(group.commit_ok(&remove, Some(&remove_info), None).await, 3);
     let mirrored = mirrored_control(&mirror, 3).await;
-    assert!(carol.apply(&mirrored[0]), "Carol sees she was removed");
+    assert_eq!(mirrored, vec![proposal, remove]);
+    assert!(carol.apply(&mirrored[1]), "Carol sees she was removed");
 }
 
 /// Waits (bounded) until `mirror` has reached `epoch`, then answers that epoch's control

@@ -241,6 +241,21 @@ impl Member {
         bytes(&proposal)
     }
 
+    /// A proposal to remove the member at `leaf`, kept pending for `commit_pending`.
+    pub fn propose_remove(&mut self, leaf: u32) -> Vec<u8> {
+        let (proposal, _) = self
+            .group
+            .as_mut()
+            .unwrap()
+            .propose_remove_member(
+                &self.mls.provider,
+                &self.mls.signer,
+                LeafNodeIndex::new(leaf),
+            )
+            .unwrap();
+        bytes(&proposal)
+    }
+
     pub fn commit_pending(&mut self) -> (Vec<u8>, Vec<u8>) {
         let (commit, _welcome, _) = self
             .group
