@@ -636,3 +636,53 @@ async fn a_federated_commit_without_group_info_is_refused() {
         1
     );
 }
+
+/// A group spanning three domains: Alice on A adds Carol on B and Dave on C in one commit;
+/// each follower files the Welcome for its own member and mirrors the group; a removal of
+/// Dave reaches both followers, and B keeps mirroring after C's member is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_spanning_three_domains() {
+    let federation = Federation::start(3, |_| StoreSpec::Memory).await;
+    let [a, b, c] = [0, 1, 2].map(|index| &federation.gateways[index]);
+    let mut carol = federation.cas[1].member("carol");
+    let mut dave = federation.cas[2].member("dave");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let dave_id = publish_key_packages(c, "dave", &dave, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let packages = [
+        key_package_ok(a, carol_id, "b.localhost", "alice").await,
+        key_package_ok(a, dave_id, "c.localhost", "alice").await,
+    ];
+    let (commit, welcome, info) = alice.add(&packages);
+    assert_eq!(
+        group.commit_ok(&commit, Some(&info), Some(&welcome)).await,
+        1
+    );
+    carol.join(&welcome_for(b, "carol").await);
+    dave.join(&welcome_for(c, "dave").await);
+    assert!(welcomes(b, "dave").await.is_empty() && welcomes(c, "carol").await.is_empty());
+    assert_eq!(carol.secret(), alice.secret());
+    assert_eq!(dave.secret(), alice.secret());
+
+    // Dave (leaf 2) removed: both followers mirror the commit.
+    let (remove, remove_info) = alice.remove(2);
+    assert_eq!(group.commit_ok(&remove, Some(&remove_info), None).await, 2);
+    let on_b = mirrored_control(&GroupApi::new(b, &alice.group_id()), 2).await;
+    let on_c = mirrored_control(&GroupApi::new(c, &alice.group_id()), 2).await;
+    assert_eq!(on_b, vec![remove.clone()]);
+    assert_eq!(on_c, vec![remove.clone()]);
+    assert!(!carol.apply(&on_b[0]));
+    assert!(dave.apply(&on_c[0]), "Dave sees he was removed");
+
+    // C has no member left: only B gets the next commit.
+    let (update, update_info) = alice.update();
+    assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 3);
+    let on_b = mirrored_control(&GroupApi::new(b, &alice.group_id()), 3).await;
+    assert!(!carol.apply(&on_b[0]));
+    assert_eq!(carol.secret(), alice.secret());
+    assert_eq!(GroupApi::new(c, &alice.group_id()).epoch().await, 2);
+}
