@@ -164,6 +164,9 @@ pub struct AuthConfig {
     pub timestamp_window_secs: u64,
     /// The signing-key file; `<data_dir>/signing-keys.toml` when unset.
     pub key_file: Option<PathBuf>,
+    /// How often the running gateway checks the key file for changes (`keygen --rotate`)
+    /// and reloads it.
+    pub key_reload_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,6 +293,7 @@ impl Default for AuthConfig {
         AuthConfig {
             timestamp_window_secs: 300,
             key_file: None,
+            key_reload_ms: 5_000,
         }
     }
 }

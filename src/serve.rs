@@ -138,6 +138,7 @@ impl Gateway {
             state.clone(),
             signal.clone(),
         ));
+        listeners.spawn(watch_key_file(state.clone(), signal.clone()));
         Ok(Gateway {
             application,
             federation,
@@ -181,6 +182,44 @@ impl Gateway {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.listeners.join_next().await.is_some() {}
+    }
+}
+
+/// Reloads the signing keys when their file changes, so `mimi-gateway keygen --rotate` on a
+/// running gateway takes effect: new requests are signed with the new key, and
+/// `/verification_key` publishes it beside the retiring one.
+async fn watch_key_file(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let path = state.config.key_file();
+    let interval = std::time::Duration::from_millis(state.config.auth.key_reload_ms.max(50));
+    // `keygen` replaces the file (write, then rename): a new inode even within one
+    // timestamp tick.
+    let modified = |path: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|meta| (meta.ino(), meta.len(), meta.modified().ok()))
+    };
+    let mut seen = modified(&path);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let current = modified(&path);
+        if current == seen {
+            continue;
+        }
+        match KeyRing::load(&path) {
+            Ok(ring) => {
+                if let Ok(mut keys) = state.keys.write() {
+                    *keys = ring;
+                    seen = current;
+                    tracing::info!(path = %path.display(), "reloaded the signing keys");
+                }
+            }
+            // A file caught mid-write is read again at the next check.
+            Err(error) => tracing::warn!(%error, "cannot reload the signing keys"),
+        }
     }
 }
 

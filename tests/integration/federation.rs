@@ -114,6 +114,8 @@ impl Federation {
                 config.federation.retry_initial_ms = 50;
                 config.federation.retry_max_ms = 400;
                 config.federation.delivery_scan_ms = 100;
+                config.federation.key_refresh_interval_secs = 1;
+                config.auth.key_reload_ms = 100;
                 config.applications[0].identity = IdentityConfig {
                     provider: IdentityProviderKind::X509,
                     supports_accounts: false,
@@ -685,4 +687,67 @@ async fn a_group_spanning_three_domains() {
     assert!(!carol.apply(&on_b[0]));
     assert_eq!(carol.secret(), alice.secret());
     assert_eq!(GroupApi::new(c, &alice.group_id()).epoch().await, 2);
+}
+
+/// `mimi-gateway keygen --rotate` on the hub while it runs: it reloads the key file, signs
+/// with the new key while still publishing the old one, and the follower (which refreshes
+/// the hub's keys on the unknown key id) keeps mirroring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federation_survives_a_key_rotation_mid_run() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
+    carol.join(&welcome_for(b, "carol").await);
+
+    let state = &a.gateway.as_ref().unwrap().state;
+    let old = state
+        .keys
+        .read()
+        .unwrap()
+        .current(now())
+        .unwrap()
+        .id
+        .clone();
+    let key_file = a.dir.path().join("signing-keys.toml");
+    let output = run_cli(&[
+        "keygen",
+        "--rotate",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rotated = eventually(Duration::from_secs(20), || async {
+        state.keys.read().unwrap().current(now()).unwrap().id != old
+    })
+    .await;
+    assert!(rotated, "the running hub picked up the new key");
+    let published: Vec<String> = state
+        .keys
+        .read()
+        .unwrap()
+        .published(now())
+        .iter()
+        .map(|key| key.key_id.clone())
+        .collect();
+    assert_eq!(published.len(), 2, "the old key stays published");
+    assert!(published.contains(&old));
+
+    let (update, update_info) = alice.update();
+    assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 2);
+    let mirrored = mirrored_control(&GroupApi::new(b, &alice.group_id()), 2).await;
+    assert!(!carol.apply(&mirrored[0]));
+    assert_eq!(carol.secret(), alice.secret());
 }
