@@ -88,12 +88,9 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         }
     };
     // A group with members on other domains: its hub fans the commit (and Welcome) out in
-    // the same atomic step as the commit.
-    let fanout = match federated_fanout(state, app, &group, &rules, &body, &outcome) {
-        Ok(fanout) => fanout,
-        // The copy is merged into an epoch the store never saw: it is not put back.
-        Err(error) => return Err(error),
-    };
+    // the same atomic step as the commit. On a refusal the copy, merged into an epoch the
+    // store never saw, is dropped.
+    let fanout = federated_fanout(state, app, &group, &rules, &body, &outcome)?;
     let now = crate::keys::unix_now();
     let mut used_key_packages = Vec::with_capacity(outcome.added.len());
     for (handle, reference) in &outcome.added {
@@ -150,8 +147,9 @@ fn depends_on_the_copys_epoch(error: &GroupError) -> bool {
 }
 
 /// The fan-out of an accepted commit when the application federates: refused if a member
-/// is of a domain outside the allow-list, or if members on other domains would be left
-/// without a GroupInfo to mirror the group from.
+/// after it is of a domain outside the allow-list (removing such members stays possible),
+/// or if members on other domains would be left without a GroupInfo to mirror the group
+/// from.
 fn federated_fanout(
     state: &State,
     app: Uuid,
@@ -169,10 +167,10 @@ fn federated_fanout(
         return Ok(Vec::new());
     }
     let allowed = &state.config.federation.allowed_peers;
-    if let Some(peer) = peers.keys().find(|peer| {
+    if let Some(peer) = hub::by_peer(&members).into_keys().find(|peer| {
         !allowed.is_empty() && !allowed.iter().any(|name| name.eq_ignore_ascii_case(peer))
     }) {
-        return Err(GatewayError::DomainNotAllowed(peer.clone()));
+        return Err(GatewayError::DomainNotAllowed(peer));
     }
     if outcome.group_info.is_none() && members.iter().any(|name| split_foreign(name).is_some()) {
         return Err(GatewayError::GroupInfoRequired);

@@ -445,7 +445,7 @@ pub trait OutboundQueues: Send + Sync {
     /// Removes the oldest body for `peer` if it is `body` (the peer acknowledged it).
     async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError>;
 
-    /// Peers with queued deliveries (or that had some; a peer leaves once found empty).
+    /// Peers with queued deliveries.
     async fn outbound_peers(&self) -> Result<Vec<String>, StoreError>;
 
     /// What a follower keeps between one hub's deliveries: the GroupInfo and Welcome that

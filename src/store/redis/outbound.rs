@@ -69,6 +69,9 @@ impl OutboundQueues for RedisStore {
     }
 
     async fn outbound_peers(&self) -> Result<Vec<String>, StoreError> {
+        // Peers stay in the set once they had a delivery (a handful of federating peers):
+        // removing an empty one could race with an enqueue on another process and strand
+        // its queue, since the set and the queue live in different slots.
         let peers: Vec<String> = self
             .command("SMEMBERS", vec![OUTBOUND_PEERS.as_bytes().to_vec()])
             .await?;
@@ -82,14 +85,6 @@ impl OutboundQueues for RedisStore {
                 .await?;
             if length > 0 {
                 waiting.push(peer);
-            } else {
-                // A concurrent enqueue adds it again before pushing (see above).
-                let _: i64 = self
-                    .command(
-                        "SREM",
-                        vec![OUTBOUND_PEERS.as_bytes().to_vec(), peer.into_bytes()],
-                    )
-                    .await?;
             }
         }
         Ok(waiting)
