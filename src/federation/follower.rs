@@ -101,7 +101,22 @@ pub async fn deliver(state: &State, hub: &str, body: &[u8]) -> Result<(), Gatewa
                 .set_peer_note(hub, NOTE_WELCOME_RECIPIENTS, handles.join("\n").as_bytes())
                 .await?;
         }
-        Some(WIRE_PUBLIC_MESSAGE) => handshake(state, hub, app, message).await?,
+        Some(WIRE_PUBLIC_MESSAGE) => {
+            let outcome = handshake(state, hub, app, message).await;
+            // The notes belong to this commit alone. Taken, or refused for good, they go: a
+            // refused commit must not hand its GroupInfo and Welcome to the next one. On a
+            // passing failure (store, hub unreachable) they stay for the hub's retry.
+            let settled = match &outcome {
+                Ok(()) => true,
+                Err(error) => error.code().http_status() < 500,
+            };
+            if settled
+                && framing(message).is_ok_and(|framed| framed.content_type() == ContentType::Commit)
+            {
+                clear_notes(state, hub).await?;
+            }
+            outcome?
+        }
         // Application messages are routed to client queues by the hub; not mirrored.
         Some(WIRE_PRIVATE_MESSAGE) | Some(_) | None => {
             return Err(GroupError::Malformed("not a message a hub fans out".into()).into());
@@ -145,10 +160,9 @@ async fn handshake(
     match (content_type, head) {
         (ContentType::Commit, None) => {
             let imported = import(state, hub, app, &group_id).await?;
-            file_welcome_after_import(state, hub, app, &group_id, epoch + 1, imported).await?;
-            clear_notes(state, hub).await
+            file_welcome_after_import(state, hub, app, &group_id, epoch + 1, imported).await
         }
-        (ContentType::Commit, Some(head)) if epoch < head.epoch => clear_notes(state, hub).await,
+        (ContentType::Commit, Some(head)) if epoch < head.epoch => Ok(()),
         (ContentType::Commit, Some(head)) if epoch > head.epoch => {
             // A gap the mirror cannot bridge: it would need re-importing over its own state.
             Err(GatewayError::GroupStore(GroupStoreError::EpochOutOfRange {
@@ -156,8 +170,7 @@ async fn handshake(
             }))
         }
         (ContentType::Commit, Some(_)) => {
-            mirror_commit(state, hub, app, &group_id, message, &rules).await?;
-            clear_notes(state, hub).await
+            mirror_commit(state, hub, app, &group_id, message, &rules).await
         }
         (ContentType::Proposal, Some(head)) if epoch == head.epoch => {
             let mut group = state
