@@ -51,6 +51,10 @@ pub enum AuthError {
     BadSignature,
     #[error("replay cache: {0}")]
     Store(StoreError),
+    /// Mutual TLS on the federation listener: the client certificate does not name the
+    /// sender domain of the signed request (or there is none).
+    #[error("client certificate does not name `{0}`")]
+    ClientCertificateMismatch(String),
 }
 
 impl AuthError {
@@ -70,6 +74,7 @@ impl AuthError {
             AuthError::ExpiredKey(_) => "expired_key",
             AuthError::BadSignature => "bad_signature",
             AuthError::Store(_) => "store_unavailable",
+            AuthError::ClientCertificateMismatch(_) => "client_certificate_mismatch",
         }
     }
 }
@@ -267,4 +272,23 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// The TLS client certificate (leaf) a federation connection presented, carried in each of
+/// its requests' extensions.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub std::sync::Arc<rustls_pki_types::CertificateDer<'static>>);
+
+/// Mutual TLS (the newer MIMI protocol draft): the client certificate must be valid for the
+/// domain that signed the request. Its chain was checked during the handshake.
+pub fn check_client_certificate(
+    certificate: Option<&PeerCertificate>,
+    sender: &str,
+) -> Result<(), AuthError> {
+    let mismatch = || AuthError::ClientCertificateMismatch(sender.to_owned());
+    let certificate = certificate.ok_or_else(mismatch)?;
+    let name = rustls_pki_types::ServerName::try_from(sender).map_err(|_| mismatch())?;
+    let leaf = webpki::EndEntityCert::try_from(certificate.0.as_ref()).map_err(|_| mismatch())?;
+    leaf.verify_is_valid_for_subject_name(&name)
+        .map_err(|_| mismatch())
 }

@@ -87,6 +87,10 @@ pub struct FederationConfig {
     pub retry_initial_ms: u64,
     /// Longest wait between delivery attempts to a peer that stays down.
     pub retry_max_ms: u64,
+    /// Mutual TLS on the federation listener: peers must present a client certificate
+    /// chaining to `ca_file` (or the web's roots) that names the sender domain of each signed
+    /// request. Off by default; the request signatures authenticate peers either way.
+    pub require_client_cert: bool,
     /// How often the delivery loop looks for queued deliveries (another gateway process may
     /// have queued them; this process's own commits wake it at once).
     pub delivery_scan_ms: u64,
@@ -100,6 +104,7 @@ impl Default for FederationConfig {
             allowed_peers: Vec::new(),
             key_cache_ttl_secs: 3_600,
             key_refresh_interval_secs: 30,
+            require_client_cert: false,
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             delivery_scan_ms: 1_000,

@@ -59,7 +59,13 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let applications = crate::applications::Applications::from_config(&config)?;
         let (cert, key, dev_ca) = server_certificate(&config)?;
-        let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key, None)?);
+        let federation_acceptor = if config.federation.require_client_cert {
+            let roots = peer_roots(&config)?;
+            TlsAcceptor::from(tls::server_config(&cert, &key, Some(roots))?)
+        } else {
+            acceptor.clone()
+        };
         let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
         if created {
             tracing::info!(path = %config.key_file().display(), "generated a request-signing key");
@@ -88,7 +94,7 @@ impl Gateway {
             (
                 ListenerKind::Federation,
                 config.listeners.federation,
-                Some(acceptor),
+                Some(federation_acceptor),
             ),
             (ListenerKind::Admin, config.listeners.admin, None),
         ];
@@ -110,7 +116,10 @@ impl Gateway {
         }
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
 
-        let https = peer_https_client(&config)?;
+        let https = peer_https_client(&config)?.with_client_certificate(
+            tls::load_certificates(&cert)?,
+            tls::load_private_key(&key)?,
+        )?;
         let peer_keys = mimi_well_known::PeerKeys::new(
             mimi_well_known::Resolver::new(https.clone()),
             std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
@@ -183,6 +192,24 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         while self.listeners.join_next().await.is_some() {}
     }
+}
+
+/// The roots peers' client certificates must chain to: the federation CA file, else the
+/// web's roots.
+fn peer_roots(config: &Config) -> Result<rustls::RootCertStore, StartError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.federation.ca_file {
+        Some(path) => {
+            let (added, _) = roots.add_parsable_certificates(tls::load_certificates(path)?);
+            if added == 0 {
+                return Err(
+                    TlsError::ClientRoots(format!("{}: no certificate", path.display())).into(),
+                );
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(roots)
 }
 
 /// Reloads the signing keys when their file changes, so `mimi-gateway keygen --rotate` on a

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::PeerCertificate;
 use crate::router::ListenerKind;
 use crate::service;
 use crate::state::State;
@@ -80,13 +81,20 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            serve_connection(&builder, stream, state, kind, watcher).await
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| PeerCertificate(Arc::new(leaf.clone().into_owned())));
+                            serve_connection(&builder, stream, state, kind, watcher, certificate)
+                                .await
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake refused"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(&builder, tcp, state, kind, watcher).await,
+                None => serve_connection(&builder, tcp, state, kind, watcher, None).await,
             }
         });
     }
@@ -115,10 +123,14 @@ async fn serve_connection<IO>(
     state: Arc<State>,
     kind: ListenerKind,
     watcher: Watcher,
+    certificate: Option<PeerCertificate>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        if let Some(certificate) = &certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         let state = state.clone();
         async move { Ok::<_, Infallible>(service::handle(state, kind, request).await) }
     });

@@ -137,6 +137,13 @@ async fn run(
         ),
         _ => None,
     };
+    if listener == ListenerKind::Federation
+        && state.config.federation.require_client_cert
+        && let Some(caller) = &caller
+    {
+        let certificate = parts.extensions.get::<crate::auth::PeerCertificate>();
+        crate::auth::check_client_certificate(certificate, &caller.sender)?;
+    }
     let endpoint = route?;
     let request = Request {
         method: parts.method,

@@ -16,6 +16,8 @@ pub enum TlsError {
     Pem { path: String, reason: String },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("client certificate roots: {0}")]
+    ClientRoots(String),
 }
 
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -47,11 +49,28 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(load_certificates(cert)?, load_private_key(key)?)?;
+/// The server side of a data listener; with `client_roots`, clients must present a
+/// certificate chaining to them (mutual TLS on the federation listener).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_roots: Option<rustls::RootCertStore>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match client_roots {
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                crypto_provider(),
+            )
+            .build()
+            .map_err(|error| TlsError::ClientRoots(error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(load_certificates(cert)?, load_private_key(key)?)?;
     config.alpn_protocols = ALPN_PROTOCOLS
         .iter()
         .map(|protocol| protocol.to_vec())

@@ -3,6 +3,7 @@
 //! clients with X.509 credentials that name their domain, through each gateway's
 //! application listener.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -750,4 +751,113 @@ async fn federation_survives_a_key_rotation_mid_run() {
     let mirrored = mirrored_control(&GroupApi::new(b, &alice.group_id()), 2).await;
     assert!(!carol.apply(&mirrored[0]));
     assert_eq!(carol.secret(), alice.secret());
+}
+
+/// Mutual TLS on the federation listener (optional; on for B here): A presents its server
+/// certificate as client certificate and federation works; a request signed by A but sent
+/// with C's certificate is refused (the certificate must name the signing domain), and a
+/// connection without a client certificate does not complete its handshake. Without the
+/// option (every other test) no client certificate is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_names_the_signing_peer() {
+    let federation = Federation::start_with(
+        3,
+        |_| StoreSpec::Memory,
+        |index, config| config.federation.require_client_cert = index == 1,
+    )
+    .await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    crate::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    GroupApi::create(a, &group_info, &tree).await;
+    let group = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
+    carol.join(&welcome_for(b, "carol").await);
+    assert_eq!(carol.secret(), alice.secret());
+
+    // A signed request from A, over a connection with C's certificate.
+    let certs = federation.gateways[2].ca.parent().unwrap();
+    let ring = mimi_gateway::keys::KeyRing::load(&a.dir.path().join("signing-keys.toml")).unwrap();
+    let current = ring.current(now()).unwrap();
+    let claims = mimi_wire::signing::RequestClaims {
+        sender_kind: mimi_wire::signing::SenderKind::Provider,
+        sender: "a.localhost".into(),
+        recipient: "b.localhost".into(),
+        timestamp: now(),
+        request_id: rand::random(),
+        key_id: current.id.clone(),
+    };
+    let headers = signed_headers(&current.key, claims, &Method::POST, "/whoami", b"");
+    let client_config = |identity: Option<&str>| {
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(root_store(&certs.join("ca.pem")));
+        let mut config = match identity {
+            Some(domain) => {
+                let chain =
+                    mimi_gateway::tls::load_certificates(&certs.join(format!("{domain}.pem")))
+                        .unwrap();
+                let key =
+                    mimi_gateway::tls::load_private_key(&certs.join(format!("{domain}-key.pem")))
+                        .unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    };
+    let send = |config: Arc<rustls::ClientConfig>, headers: http::HeaderMap| async move {
+        let tcp = tokio::net::TcpStream::connect(b.federation).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("b.localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await;
+        let tls = match tls {
+            Ok(tls) => tls,
+            Err(error) => return Err(error.to_string()),
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|error| error.to_string())?;
+        tokio::spawn(connection);
+        let mut request = http::Request::post("/whoami")
+            .header(http::header::HOST, "b.localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        *request.headers_mut() = {
+            let mut all = headers;
+            all.insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("b.localhost"),
+            );
+            all
+        };
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(response.status())
+    };
+    let wrong = send(client_config(Some("c.localhost")), headers.clone()).await;
+    assert_eq!(wrong, Ok(StatusCode::UNAUTHORIZED));
+    assert!(
+        b.metric("mimi_auth_failures_total{reason=\"client_certificate_mismatch\"}")
+            .await
+            >= 1
+    );
+    let none = send(client_config(None), headers).await;
+    assert!(
+        none.is_err(),
+        "no client certificate, no exchange: {none:?}"
+    );
 }

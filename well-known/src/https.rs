@@ -47,6 +47,8 @@ pub struct HttpsResponse {
 
 #[derive(Clone)]
 pub struct HttpsClient {
+    roots: Arc<RootCertStore>,
+    config: Arc<ClientConfig>,
     connector: TlsConnector,
     overrides: BTreeMap<String, SocketAddr>,
     timeout: Duration,
@@ -80,14 +82,42 @@ impl HttpsClient {
                 path: "-".into(),
                 reason: error.to_string(),
             })?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
         Ok(HttpsClient {
-            connector: TlsConnector::from(Arc::new(config)),
+            roots: Arc::new(roots),
+            config: config.clone(),
+            connector: TlsConnector::from(config),
             overrides: BTreeMap::new(),
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// Presents `chain` (with `key`) as client certificate, for peers that require mutual
+    /// TLS; harmless with those that do not ask.
+    pub fn with_client_certificate(
+        mut self,
+        chain: Vec<CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Self, HttpsError> {
+        let config = self.config.clone();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut with_client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .and_then(|builder| {
+                builder
+                    .with_root_certificates(self.roots.clone())
+                    .with_client_auth_cert(chain, key)
+            })
+            .map_err(|error| HttpsError::CaFile {
+                path: "client certificate".into(),
+                reason: error.to_string(),
+            })?;
+        with_client.alpn_protocols = config.alpn_protocols.clone();
+        self.connector = TlsConnector::from(Arc::new(with_client));
+        Ok(self)
     }
 
     /// Connects to `addr` whenever `host` is asked for, whatever DNS says.
