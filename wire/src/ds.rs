@@ -470,3 +470,94 @@ pub enum QueueingServiceResponse {
     Ok = 0,
     InvalidClientQueueInformation = 1,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode_exact, encode};
+
+    #[test]
+    fn client_ids_encode_as_documented() {
+        let id = ClientId {
+            application: [7; 16],
+            domain: "b.localhost".into(),
+            client: ClientRef::Handle("carol".into()),
+        };
+        let mut expected = vec![7; 16];
+        expected.push(11);
+        expected.extend_from_slice(b"b.localhost");
+        expected.push(1);
+        expected.push(5);
+        expected.extend_from_slice(b"carol");
+        assert_eq!(encode(&id).unwrap(), expected);
+        assert_eq!(decode_exact::<ClientId>(&expected).unwrap(), id);
+
+        let mut by_id = vec![7; 16];
+        by_id.extend_from_slice(&[1, b'x', 2]);
+        by_id.extend_from_slice(&[9; 16]);
+        assert_eq!(
+            decode_exact::<ClientId>(&by_id).unwrap().client,
+            ClientRef::ClientId([9; 16])
+        );
+    }
+
+    #[test]
+    fn tags_and_short_vectors_are_checked() {
+        // Unknown ClientIdType, DSRequestType, DSResponseType and DSAuthType are refused.
+        let mut unknown = vec![7; 16];
+        unknown.extend_from_slice(&[1, b'x', 3]);
+        assert!(decode_exact::<ClientId>(&unknown).is_err());
+        assert!(decode_exact::<DSRequestBody>(&[200]).is_err());
+        assert!(decode_exact::<DSResponseBody>(&[200]).is_err());
+        assert!(decode_exact::<DSAuthData>(&[2]).is_err());
+
+        // Unit variants are their tag alone; trailing bytes are refused.
+        assert_eq!(encode(&DSResponseBody::Ok).unwrap(), vec![0]);
+        assert_eq!(encode(&DSRequestBody::RequestGroupId).unwrap(), vec![0]);
+        assert!(decode_exact::<DSResponseBody>(&[0, 0]).is_err());
+
+        // `opaque signature<0..255>`: one length byte, refused beyond 255 on encode.
+        let auth = DSAuthData::ClientSignature {
+            sender_index: 3,
+            signature: ShortBytes(vec![0xaa, 0xbb]),
+        };
+        assert_eq!(encode(&auth).unwrap(), vec![1, 0, 0, 0, 3, 2, 0xaa, 0xbb]);
+        assert_eq!(
+            decode_exact::<DSAuthData>(&[1, 0, 0, 0, 3, 2, 0xaa, 0xbb]).unwrap(),
+            auth
+        );
+        let too_long = DSAuthData::ClientSignature {
+            sender_index: 0,
+            signature: ShortBytes(vec![0; 256]),
+        };
+        assert!(encode(&too_long).is_err());
+
+        // Invalid UTF-8 in a handle is refused.
+        let mut bad_utf8 = vec![7; 16];
+        bad_utf8.extend_from_slice(&[1, b'x', 1, 1, 0xff]);
+        assert!(decode_exact::<ClientId>(&bad_utf8).is_err());
+    }
+
+    #[test]
+    fn embedded_mls_values_must_be_whole() {
+        // An MLSMessage is not length-prefixed: a truncated one fails to decode, and
+        // `from_bytes` refuses anything but exactly one value.
+        assert!(MlsMessage::from_bytes(vec![0, 1, 0, 1]).is_err());
+        assert!(
+            RatchetTree::from_bytes(vec![0]).is_ok(),
+            "an empty tree vector"
+        );
+        assert!(
+            RatchetTree::from_bytes(vec![0, 0]).is_err(),
+            "trailing bytes"
+        );
+        let response = DSResponse {
+            version: DS_PROTOCOL_VERSION,
+            body: DSResponseBody::WelcomeInfo(RatchetTree::from_bytes(vec![0]).unwrap()),
+        };
+        let bytes = encode(&response).unwrap();
+        assert_eq!(bytes, vec![0, 1, 3, 0]);
+        assert_eq!(decode_exact::<DSResponse>(&bytes).unwrap(), response);
+        assert!(decode_exact::<DSResponse>(&bytes[..3]).is_err());
+    }
+}
