@@ -8,8 +8,7 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    KeyPackage, KeyPackageIn, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn,
-    ProtocolVersion,
+    KeyPackage, KeyPackageVerifyError, MlsMessageBodyIn, MlsMessageIn, ProtocolVersion,
 };
 use openmls_traits::OpenMlsProvider;
 
@@ -125,29 +124,10 @@ pub fn validate(bytes: &[u8], rules: &QueueRules<'_>) -> Result<ValidKeyPackage,
             expected: rules.cipher_suite,
         });
     }
-    let message = MlsMessageIn::tls_deserialize_exact(bytes)
-        .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
-    let key_package_in: KeyPackageIn = match message.extract() {
-        MlsMessageBodyIn::KeyPackage(key_package) => key_package,
-        _ => return Err(not_a_key_package()),
-    };
-    let provider = super::crypto();
-    let key_package = key_package_in
-        .validate(provider.crypto(), ProtocolVersion::Mls10)
-        .map_err(|error| match error {
-            KeyPackageVerifyError::InvalidSignature
-            | KeyPackageVerifyError::InvalidLeafNodeSignature => KeyPackageError::BadSignature,
-            KeyPackageVerifyError::LifetimeError(error) => {
-                KeyPackageError::Expired(error.to_string())
-            }
-            KeyPackageVerifyError::InvalidProtocolVersion => {
-                KeyPackageError::ProtocolVersionMismatch {
-                    found: version,
-                    expected: rules.protocol_version,
-                }
-            }
-            other => KeyPackageError::Invalid(other.to_string()),
-        })?;
+    let key_package = decode_and_verify(bytes, || KeyPackageError::ProtocolVersionMismatch {
+        found: version,
+        expected: rules.protocol_version,
+    })?;
     if key_package.last_resort() && !rules.final_key {
         return Err(KeyPackageError::LastResort);
     }
@@ -261,6 +241,23 @@ pub fn split_foreign(member: &str) -> Option<(&str, &str)> {
 /// per openmls and the application's rules; answers its member's name (`handle@domain` when
 /// of another domain), which the caller compares with the peer.
 pub fn foreign_member(bytes: &[u8], rules: &MemberRules<'_>) -> Result<String, KeyPackageError> {
+    let key_package = decode_and_verify(bytes, || {
+        KeyPackageError::Invalid("not an MLS 1.0 key package".into())
+    })?;
+    let rules = MemberRules {
+        federated: true,
+        ..*rules
+    };
+    Ok(check_member_key_package(&key_package, &rules)?.handle)
+}
+
+/// An MLSMessage holding a KeyPackage, decoded and verified by openmls (signatures,
+/// lifetime, extensions); `other_version` is the refusal of a package of another protocol
+/// version.
+fn decode_and_verify(
+    bytes: &[u8],
+    other_version: impl FnOnce() -> KeyPackageError,
+) -> Result<KeyPackage, KeyPackageError> {
     let message = MlsMessageIn::tls_deserialize_exact(bytes)
         .map_err(|error| KeyPackageError::Malformed(error.to_string()))?;
     let MlsMessageBodyIn::KeyPackage(key_package_in) = message.extract() else {
@@ -269,7 +266,7 @@ pub fn foreign_member(bytes: &[u8], rules: &MemberRules<'_>) -> Result<String, K
         ));
     };
     let provider = super::crypto();
-    let key_package = key_package_in
+    key_package_in
         .validate(provider.crypto(), ProtocolVersion::Mls10)
         .map_err(|error| match error {
             KeyPackageVerifyError::InvalidSignature
@@ -277,11 +274,7 @@ pub fn foreign_member(bytes: &[u8], rules: &MemberRules<'_>) -> Result<String, K
             KeyPackageVerifyError::LifetimeError(error) => {
                 KeyPackageError::Expired(error.to_string())
             }
+            KeyPackageVerifyError::InvalidProtocolVersion => other_version(),
             other => KeyPackageError::Invalid(other.to_string()),
-        })?;
-    let rules = MemberRules {
-        federated: true,
-        ..*rules
-    };
-    Ok(check_member_key_package(&key_package, &rules)?.handle)
+        })
 }
