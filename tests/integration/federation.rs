@@ -403,16 +403,13 @@ async fn a_follower_down_during_three_commits_catches_up_in_order() {
     assert_eq!(carol.secret(), alice.secret());
 }
 
-/// A signed `POST /deliver_message` from gateway `from` (index) to gateway `to`, with the
-/// sender's own key unless `key` is given, addressed to `recipient`.
-async fn fanout_to(
+/// Gateway `from`'s current signing key and fresh claims of a request from it to
+/// `recipient`.
+fn peer_claims(
     federation: &Federation,
     from: usize,
-    to: usize,
-    key: Option<&ed25519_dalek::SigningKey>,
     recipient: &str,
-    body: &[u8],
-) -> Answer {
+) -> (ed25519_dalek::SigningKey, mimi_wire::signing::RequestClaims) {
     let sender = &federation.gateways[from];
     let ring =
         mimi_gateway::keys::KeyRing::load(&sender.dir.path().join("signing-keys.toml")).unwrap();
@@ -425,9 +422,19 @@ async fn fanout_to(
         request_id: rand::random(),
         key_id: current.id.clone(),
     };
-    let key = key.unwrap_or(&current.key);
+    (current.key.clone(), claims)
+}
+
+/// `POST /deliver_message` to gateway `to` with `claims` signed by `key`.
+async fn post_fanout(
+    federation: &Federation,
+    to: usize,
+    key: &ed25519_dalek::SigningKey,
+    claims: mimi_wire::signing::RequestClaims,
+    body: &[u8],
+) -> Answer {
     let headers = signed_headers(key, claims, &Method::POST, "/deliver_message", body);
-    TlsClient::new(&sender.ca, Protocol::Http1)
+    TlsClient::new(&federation.gateways[to].ca, Protocol::Http1)
         .named(DOMAINS[to])
         .send(
             federation.gateways[to].federation,
@@ -437,6 +444,20 @@ async fn fanout_to(
             body.to_vec(),
         )
         .await
+}
+
+/// A signed `POST /deliver_message` from gateway `from` (index) to gateway `to`, with the
+/// sender's own key unless `key` is given, addressed to `recipient`.
+async fn fanout_to(
+    federation: &Federation,
+    from: usize,
+    to: usize,
+    key: Option<&ed25519_dalek::SigningKey>,
+    recipient: &str,
+    body: &[u8],
+) -> Answer {
+    let (own, claims) = peer_claims(federation, from, recipient);
+    post_fanout(federation, to, key.unwrap_or(&own), claims, body).await
 }
 
 /// Every refusal of `/deliver_message`: a forged signature, a request meant for another
@@ -527,40 +548,11 @@ async fn deliver_message_refusals() {
 
     // The hub's own delivery is accepted, and the same request sent twice (a replay) is not.
     let body = request(1, "b.localhost", "carol", &update);
-    let sender = &federation.gateways[0];
-    let ring =
-        mimi_gateway::keys::KeyRing::load(&sender.dir.path().join("signing-keys.toml")).unwrap();
-    let current = ring.current(now()).unwrap();
-    let claims = mimi_wire::signing::RequestClaims {
-        sender_kind: mimi_wire::signing::SenderKind::Provider,
-        sender: "a.localhost".into(),
-        recipient: "b.localhost".into(),
-        timestamp: now(),
-        request_id: rand::random(),
-        key_id: current.id.clone(),
-    };
-    let client = TlsClient::new(&sender.ca, Protocol::Http1).named("b.localhost");
-    let mut answers = Vec::new();
-    for _ in 0..2 {
-        let headers = signed_headers(
-            &current.key,
-            claims.clone(),
-            &Method::POST,
-            "/deliver_message",
-            &body,
-        );
-        answers.push(
-            client
-                .send(
-                    b.federation,
-                    Method::POST,
-                    "/deliver_message",
-                    headers,
-                    body.clone(),
-                )
-                .await,
-        );
-    }
+    let (key, claims) = peer_claims(&federation, 0, "b.localhost");
+    let answers = [
+        post_fanout(&federation, 1, &key, claims.clone(), &body).await,
+        post_fanout(&federation, 1, &key, claims, &body).await,
+    ];
     let (accepted, replayed) = (&answers[0], &answers[1]);
     assert_eq!(accepted.status, StatusCode::OK, "{:?}", error(accepted));
     assert_eq!(replayed.error_code(), ErrorCode::Unauthenticated);
@@ -782,17 +774,8 @@ async fn mutual_tls_names_the_signing_peer() {
 
     // A signed request from A, over a connection with C's certificate.
     let certs = federation.gateways[2].ca.parent().unwrap();
-    let ring = mimi_gateway::keys::KeyRing::load(&a.dir.path().join("signing-keys.toml")).unwrap();
-    let current = ring.current(now()).unwrap();
-    let claims = mimi_wire::signing::RequestClaims {
-        sender_kind: mimi_wire::signing::SenderKind::Provider,
-        sender: "a.localhost".into(),
-        recipient: "b.localhost".into(),
-        timestamp: now(),
-        request_id: rand::random(),
-        key_id: current.id.clone(),
-    };
-    let headers = signed_headers(&current.key, claims, &Method::POST, "/whoami", b"");
+    let (key, claims) = peer_claims(&federation, 0, "b.localhost");
+    let headers = signed_headers(&key, claims, &Method::POST, "/whoami", b"");
     let client_config = |identity: Option<&str>| {
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
