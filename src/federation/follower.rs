@@ -79,9 +79,7 @@ async fn local_recipients(
 /// hub's.
 pub async fn deliver(state: &State, hub: &str, body: &[u8]) -> Result<(), GatewayError> {
     let request: DSFanoutRequest = decode_exact(body)?;
-    if request.version != DS_PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(request.version).into());
-    }
+    mimi_wire::ds::check_version(request.version)?;
     let (app, handles) = local_recipients(state, &request).await?;
     let message = request.mls_message.as_bytes();
     match wire_format(message) {

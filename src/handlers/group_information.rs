@@ -5,28 +5,16 @@
 //! welcome's tree until its recipients acknowledge it or it expires).
 
 use mimi_wire::DecodeError;
-use mimi_wire::decode_exact;
-use mimi_wire::ds::{
-    DS_PROTOCOL_VERSION, DSRequest, DSRequestBody, DSResponse, DSResponseBody, ExternalCommitInfo,
-    MlsMessage, RatchetTree,
-};
+use mimi_wire::ds::{DSRequestBody, DSResponseBody, ExternalCommitInfo, MlsMessage, RatchetTree};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::key_package::split_foreign;
-use crate::service::{Reply, Request, encoded};
+use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
-use super::{member_rules, peer};
-
-fn decode_request(request: &Request) -> Result<DSRequestBody, GatewayError> {
-    let ds: DSRequest = decode_exact(&request.body)?;
-    if ds.version != DS_PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(ds.version).into());
-    }
-    Ok(ds.body)
-}
+use super::{decode_ds_request, ds_response, member_rules, peer};
 
 /// The application hosting `group_id` here, and the names of `peer`'s members in it;
 /// `UnknownGroup` unless the group is hosted here with a member of `peer`.
@@ -63,20 +51,13 @@ async fn peer_members(
     Err(GatewayError::GroupStore(GroupStoreError::UnknownGroup))
 }
 
-fn response(body: DSResponseBody) -> Reply {
-    encoded(&DSResponse {
-        version: DS_PROTOCOL_VERSION,
-        body,
-    })
-}
-
 fn malformed_store_value(what: &str) -> GatewayError {
     GatewayError::Internal(format!("stored {what} does not decode"))
 }
 
 pub async fn external_commit(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
-    let DSRequestBody::ExternalCommitInfo(asked) = decode_request(request)? else {
+    let DSRequestBody::ExternalCommitInfo(asked) = decode_ds_request(request)? else {
         return Err(DecodeError::Malformed("not an external commit info request".into()).into());
     };
     let group_id = asked.group_id.as_slice();
@@ -87,7 +68,7 @@ pub async fn external_commit(state: &State, request: &Request) -> Reply {
         .await?
         .ok_or(GatewayError::GroupStore(GroupStoreError::UnknownGroup))?;
     let group_info = current.group_info.ok_or(GatewayError::GroupInfoRequired)?;
-    response(DSResponseBody::ExternalCommitInfo(ExternalCommitInfo {
+    ds_response(DSResponseBody::ExternalCommitInfo(ExternalCommitInfo {
         group_info: MlsMessage::from_bytes(group_info)
             .map_err(|_| malformed_store_value("group info"))?,
         ratchet_tree: RatchetTree::from_bytes(current.ratchet_tree)
@@ -97,7 +78,7 @@ pub async fn external_commit(state: &State, request: &Request) -> Reply {
 
 pub async fn welcome(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
-    let DSRequestBody::WelcomeInfo(asked) = decode_request(request)? else {
+    let DSRequestBody::WelcomeInfo(asked) = decode_ds_request(request)? else {
         return Err(DecodeError::Malformed("not a welcome info request".into()).into());
     };
     let group_id = asked.group_id.as_slice();
@@ -106,7 +87,7 @@ pub async fn welcome(state: &State, request: &Request) -> Reply {
     for name in &names {
         for pending in state.store.welcomes(app, name, now).await? {
             if pending.group_id == group_id && pending.epoch == asked.epoch {
-                return response(DSResponseBody::WelcomeInfo(
+                return ds_response(DSResponseBody::WelcomeInfo(
                     RatchetTree::from_bytes(pending.ratchet_tree)
                         .map_err(|_| malformed_store_value("ratchet tree"))?,
                 ));

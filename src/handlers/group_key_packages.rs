@@ -9,41 +9,22 @@
 
 use mimi_wire::DecodeError;
 use mimi_wire::codec::WireBool;
-use mimi_wire::decode_exact;
-use mimi_wire::ds::{
-    DS_PROTOCOL_VERSION, DSRequest, DSRequestBody, DSResponse, DSResponseBody, MlsMessage,
-    SelectedKeyPackage,
-};
+use mimi_wire::ds::{DSRequestBody, DSResponseBody, MlsMessage, SelectedKeyPackage};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::federation::{client_id_text, local_handle};
-use crate::service::{Reply, Request, encoded};
+use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
 
 use super::client::client_record;
 use super::key_queues::check_label;
-use super::peer;
-
-fn decode_request(request: &Request) -> Result<DSRequestBody, GatewayError> {
-    let ds: DSRequest = decode_exact(&request.body)?;
-    if ds.version != DS_PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(ds.version).into());
-    }
-    Ok(ds.body)
-}
-
-fn response(body: DSResponseBody) -> Reply {
-    encoded(&DSResponse {
-        version: DS_PROTOCOL_VERSION,
-        body,
-    })
-}
+use super::{decode_ds_request, ds_response, peer};
 
 pub async fn key_packages(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
-    let DSRequestBody::SelectKeyPackages(asked, selector) = decode_request(request)? else {
+    let DSRequestBody::SelectKeyPackages(asked, selector) = decode_ds_request(request)? else {
         return Err(DecodeError::Malformed("not a key packages request".into()).into());
     };
     check_label(&selector.app_label)?;
@@ -93,12 +74,12 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
             is_final_key: WireBool(is_final),
         });
     }
-    response(DSResponseBody::SelectedKeyPackages(selected))
+    ds_response(DSResponseBody::SelectedKeyPackages(selected))
 }
 
 pub async fn discover(state: &State, request: &Request) -> Reply {
     peer(request)?;
-    let DSRequestBody::DiscoverClients(asked) = decode_request(request)? else {
+    let DSRequestBody::DiscoverClients(asked) = decode_ds_request(request)? else {
         return Err(DecodeError::Malformed("not a discovery request".into()).into());
     };
     let app = Uuid::from_bytes(asked.application);
@@ -107,7 +88,7 @@ pub async fn discover(state: &State, request: &Request) -> Reply {
     }
     mimi_wire::registry::check_tag(&asked.tag).map_err(GatewayError::InvalidTag)?;
     let clients = state.store.clients_with_tag(app, &asked.tag).await?;
-    response(DSResponseBody::Clients(
+    ds_response(DSResponseBody::Clients(
         clients.iter().map(client_record).collect(),
     ))
 }

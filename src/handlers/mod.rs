@@ -121,6 +121,22 @@ fn authorize<'s>(
     Ok(application)
 }
 
+/// The body of a `DSRequest` of this protocol version (the federation endpoints that take
+/// one: `docs/federation-wire.md`).
+fn decode_ds_request(request: &Request) -> Result<mimi_wire::ds::DSRequestBody, GatewayError> {
+    let ds: mimi_wire::ds::DSRequest = decode_exact(&request.body)?;
+    mimi_wire::ds::check_version(ds.version)?;
+    Ok(ds.body)
+}
+
+/// A `DSResponse` of this protocol version.
+fn ds_response(body: mimi_wire::ds::DSResponseBody) -> Reply {
+    crate::service::encoded(&mimi_wire::ds::DSResponse {
+        version: mimi_wire::ds::DS_PROTOCOL_VERSION,
+        body,
+    })
+}
+
 /// The peer domain that signed a federation request.
 fn peer(request: &Request) -> Result<&str, GatewayError> {
     request
