@@ -43,11 +43,6 @@ pub struct PeerClient {
     ds_domains: Mutex<HashMap<String, (String, Instant)>>,
 }
 
-/// The port suffix (`:port` or nothing) of `host[:port]`.
-fn port_suffix(authority: &str) -> &str {
-    authority.rfind(':').map_or("", |index| &authority[index..])
-}
-
 impl PeerClient {
     pub fn new(https: HttpsClient, domain: String, ttl: Duration) -> PeerClient {
         PeerClient {
@@ -75,7 +70,10 @@ impl PeerClient {
                     peer: peer.to_owned(),
                     source,
                 })?;
-        let authority = format!("{ds_domain}{}", port_suffix(peer));
+        let authority = format!(
+            "{ds_domain}{}",
+            mimi_well_known::resolver::port_suffix(peer)
+        );
         if let Ok(mut cache) = self.ds_domains.lock() {
             cache.insert(peer.to_owned(), (authority.clone(), Instant::now()));
         }

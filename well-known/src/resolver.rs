@@ -47,8 +47,9 @@ fn host_of(authority: &str) -> &str {
         .map_or(authority, |(host, _)| host)
 }
 
-/// The port suffix (`:port` or nothing) of `host[:port]`.
-fn port_suffix(authority: &str) -> &str {
+/// The port suffix (`:port` or nothing) of `host[:port]`: a DS domain is reached on the
+/// port its provider was named with (development).
+pub fn port_suffix(authority: &str) -> &str {
     authority.rfind(':').map_or("", |index| &authority[index..])
 }
 
