@@ -78,8 +78,13 @@ pub enum GatewayError {
     /// Federation (issue 7): a peer unreachable, or its refusal with the peer's own code.
     #[error("peer {peer}: {reason}")]
     PeerUnavailable { peer: String, reason: String },
+    /// `detail` is the peer's, kept to relay a hub's refusal (`Relayed`), never logged raw.
     #[error("peer {peer} refused with code {code}")]
-    PeerRefused { peer: String, code: u16 },
+    PeerRefused {
+        peer: String,
+        code: u16,
+        detail: String,
+    },
     #[error("peer {0} answered something malformed")]
     PeerMalformedAnswer(String),
     #[error("key package from {peer} names domain `{found}`")]
@@ -94,6 +99,16 @@ pub enum GatewayError {
     DomainNotAllowed(String),
     #[error("the group's hub is {0}")]
     HubElsewhere(String),
+    #[error("no delivery-service operation carries this {0}")]
+    NoMatchingOperation(&'static str),
+    #[error("operation rules: {0}")]
+    OperationRules(#[from] crate::mls::operations::OperationError),
+    #[error("`{0}` is not a client of the requesting peer")]
+    SenderNotOfPeer(String),
+    /// The hub's refusal of an operation this gateway forwarded, passed on as the hub gave
+    /// it (a code this version knows, and its short detail).
+    #[error("the hub refused: {code:?} ({detail})")]
+    Relayed { code: ErrorCode, detail: String },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -163,6 +178,10 @@ impl GatewayError {
             GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,
             GatewayError::DomainNotAllowed(_) => ErrorCode::DomainNotAllowed,
             GatewayError::HubElsewhere(_) => ErrorCode::HubElsewhere,
+            GatewayError::NoMatchingOperation(_) => ErrorCode::NoMatchingOperation,
+            GatewayError::OperationRules(_) => ErrorCode::OperationRulesViolated,
+            GatewayError::SenderNotOfPeer(_) => ErrorCode::SenderNotOfPeer,
+            GatewayError::Relayed { code, .. } => *code,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -184,6 +203,8 @@ impl GatewayError {
                 | GroupStoreError::EpochOutOfRange { current },
             ) => format!("current epoch {current}"),
             GatewayError::PeerRefused { code, .. } => format!("{description}: code {code}"),
+            GatewayError::OperationRules(error) => format!("{description}: {error}"),
+            GatewayError::Relayed { detail, .. } => detail.clone(),
             _ => description.to_owned(),
         }
     }

@@ -143,6 +143,8 @@ pub enum Endpoint {
     /// `POST /discover_clients`: client discovery by tag for a peer (this gateway's
     /// extension; the transport draft names contact discovery as a MIMI component).
     FederatedDiscovery,
+    /// `POST /group_operation` (MIMI Transport): a peer's `DSRequest` for a group hosted here.
+    GroupOperation,
     Healthz,
     Readyz,
     Metrics,
@@ -202,6 +204,7 @@ impl Endpoint {
             Endpoint::ExternalCommitInformation => "external_commit_information",
             Endpoint::GroupKeyPackages => "group_key_packages",
             Endpoint::FederatedDiscovery => "federated_discovery",
+            Endpoint::GroupOperation => "group_operation",
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
@@ -290,6 +293,7 @@ pub fn route(
             }
             "/group_key_packages" => post_only(method, Endpoint::GroupKeyPackages),
             "/discover_clients" => post_only(method, Endpoint::FederatedDiscovery),
+            "/group_operation" => post_only(method, Endpoint::GroupOperation),
             _ => Err(GatewayError::NotFound),
         },
         ListenerKind::Admin => match path {

@@ -24,7 +24,7 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::mls::group::{self, ActiveGroup, GroupError, Joining};
+use crate::mls::group::{self, ActiveGroup, CommitUpload, GroupError, GroupInfoUpload, Joining};
 use crate::state::State;
 use crate::store::{CommitRecord, GroupStoreError, WelcomeRecord};
 
@@ -175,7 +175,7 @@ async fn handshake(
                 .groups
                 .checkout(state.store.as_ref(), app, &group_id)
                 .await?;
-            let held = group.accept_proposal(&group_id, message, &rules)?;
+            let (held, _) = group.accept_proposal(&group_id, message, &rules)?;
             match state.store.add_proposal(app, &group_id, epoch, &held).await {
                 Ok(_) => group.hold(held),
                 Err(GroupStoreError::DuplicateProposal) => {}
@@ -250,11 +250,16 @@ async fn mirror_commit(
     let staged = tokio::task::block_in_place(|| {
         group.stage_commit(
             group_id,
-            commit,
-            group_info.as_deref(),
-            welcome.as_deref(),
+            &CommitUpload {
+                commit,
+                group_info: group_info
+                    .as_deref()
+                    .map_or(GroupInfoUpload::Absent, GroupInfoUpload::Whole),
+                welcome: welcome.as_deref(),
+                joining: Joining::WelcomeIfAny,
+                describe: false,
+            },
             rules,
-            Joining::WelcomeIfAny,
         )
     });
     let outcome = match staged {

@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod follower;
+pub mod forward;
 pub mod hub;
 pub mod key_packages;
 pub mod peer_client;
@@ -19,6 +20,7 @@ pub const WELCOME_INFORMATION_PATH: &str = "/welcome_information";
 pub const EXTERNAL_COMMIT_INFORMATION_PATH: &str = "/external_commit_information";
 pub const GROUP_KEY_PACKAGES_PATH: &str = "/group_key_packages";
 pub const DISCOVER_CLIENTS_PATH: &str = "/discover_clients";
+pub const GROUP_OPERATION_PATH: &str = "/group_operation";
 
 /// A ClientID for logs and error details.
 pub fn client_id_text(client: &ClientId) -> String {
@@ -66,12 +68,13 @@ pub async fn post<T: tls_codec::DeserializeBytes>(
             reason: error.to_string(),
         })?;
     if !answer.status.is_success() {
-        let code = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
-            .map(|error| error.code)
-            .unwrap_or(0);
+        let (code, detail) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
+            .map(|error| (error.code, error.detail))
+            .unwrap_or_default();
         return Err(GatewayError::PeerRefused {
             peer: peer.to_owned(),
             code,
+            detail,
         });
     }
     mimi_wire::decode_exact(&answer.body)

@@ -7,47 +7,92 @@
 //! exactly the added key packages, and an uploaded GroupInfo must describe the new epoch.
 //! The store then applies it as one compare-and-set on the epoch: of concurrent commits for
 //! one epoch exactly one wins, the others get "stale epoch" with the current epoch.
+//!
+//! [`accept`] is the hub's one way to apply a commit: for its own applications here, and for
+//! the commits followers forward (`POST /group_operation`, the delivery-service draft's
+//! operations). A commit for a group mirrored from another hub is forwarded there
+//! (`federation::forward`).
 
 use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
+use mimi_wire::ds::DSRequestType;
 use mimi_wire::groups::{GroupEpochResponse, UploadCommitRequest};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::federation::hub;
-use crate::mls::group::{ActiveGroup, GroupError, Joining, StagedCommitOutcome};
+use crate::federation::{forward, hub};
+use crate::mls::group::{
+    ActiveGroup, CommitUpload, GroupError, GroupInfoUpload, Joining, StagedCommitOutcome,
+};
 use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::mls::operations;
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{CommitRecord, WelcomeRecord};
 
-use super::{authorize, decode_body, member_rules};
+use super::{authorize, decode_body, member_rules, mirrored_from};
 
 pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     let application = authorize(state, request, app)?;
     let body: UploadCommitRequest =
         decode_body(request, |body: &UploadCommitRequest| body.version)?;
     let rules = member_rules(state, application);
-    // Only groups of federating applications can be mirrors (one more store read for them).
-    if rules.federated
-        && let Some(hub) = state.store.group_hub(app, group_id).await?
-    {
-        return Err(GatewayError::HubElsewhere(hub));
-    }
+    let upload = CommitUpload {
+        commit: body.commit_packet.as_slice(),
+        group_info: body
+            .group_info
+            .as_ref()
+            .map_or(GroupInfoUpload::Absent, |bytes| {
+                GroupInfoUpload::Whole(bytes.as_slice())
+            }),
+        welcome: body.welcome_packet.as_ref().map(VLBytes::as_slice),
+        joining: Joining::WelcomeRequired,
+        describe: false,
+    };
+    let epoch = match mirrored_from(state, app, group_id, &rules).await? {
+        // A group mirrored from its hub on another domain: the hub orders its commits.
+        Some(hub) => forward::commit(state, &hub, app, group_id, &upload, &rules).await?,
+        None => accept(state, app, group_id, &upload, &rules, None).await?,
+    };
+    let mut response = encoded(&GroupEpochResponse {
+        version: WIRE_VERSION,
+        group_id: VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// A commit forwarded by a peer as one of the delivery-service draft's operations: its
+/// committer must be a client of that peer, and the commit must meet the operation's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded<'a> {
+    pub peer: &'a str,
+    pub operation: DSRequestType,
+    /// Welcome messages the request carried.
+    pub welcomes: usize,
+}
+
+/// Validates and applies a commit at this gateway, the group's hub, whether an application
+/// uploaded it here or a follower forwarded it (`forwarded`): one winner per epoch, and the
+/// fan-out to followers in the same atomic step. Answers the new epoch.
+pub async fn accept(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    upload: &CommitUpload<'_>,
+    rules: &MemberRules<'_>,
+    forwarded: Option<Forwarded<'_>>,
+) -> Result<u64, GatewayError> {
+    let upload = CommitUpload {
+        describe: forwarded.is_some(),
+        ..*upload
+    };
     let stage = |group: &mut ActiveGroup| {
         // Validation and merge are CPU work that grows with the group (milliseconds at 1000
         // members): run them where they do not stall the reactor's other tasks.
-        tokio::task::block_in_place(|| {
-            group.stage_commit(
-                group_id,
-                body.commit_packet.as_slice(),
-                body.group_info.as_ref().map(VLBytes::as_slice),
-                body.welcome_packet.as_ref().map(VLBytes::as_slice),
-                &rules,
-                Joining::WelcomeRequired,
-            )
-        })
+        tokio::task::block_in_place(|| group.stage_commit(group_id, &upload, rules))
     };
     // A cached copy is used without a store round trip; if the refusal depends on how
     // current the copy is (another gateway may have committed or taken a proposal), the
@@ -87,10 +132,13 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
             return Err(error.into());
         }
     };
+    // From here on a refusal drops the copy, merged into an epoch the store never saw.
+    if let Some(forwarded) = forwarded {
+        check_forwarded(&forwarded, &outcome)?;
+    }
     // A group with members on other domains: its hub fans the commit (and Welcome) out in
-    // the same atomic step as the commit. On a refusal the copy, merged into an epoch the
-    // store never saw, is dropped.
-    let fanout = federated_fanout(state, app, &group, &rules, &body, &outcome)?;
+    // the same atomic step as the commit.
+    let fanout = federated_fanout(state, app, &group, rules, upload.commit, &outcome)?;
     let now = crate::keys::unix_now();
     let mut used_key_packages = Vec::with_capacity(outcome.added.len());
     for (handle, reference) in &outcome.added {
@@ -124,14 +172,31 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
     if !record.fanout.is_empty() {
         state.delivery.wake();
     }
-    tracing::info!(epoch, "commit applied");
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(group_id.to_vec()),
+    tracing::info!(
         epoch,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+        forwarded_by = forwarded.map(|f| f.peer),
+        "commit applied"
+    );
+    Ok(epoch)
+}
+
+/// The checks a hub makes of a forwarded commit: committed by a client of the forwarding
+/// peer, and meeting the rules of the operation the peer named it as.
+fn check_forwarded(
+    forwarded: &Forwarded<'_>,
+    outcome: &StagedCommitOutcome,
+) -> Result<(), GatewayError> {
+    let shape = outcome
+        .shape
+        .as_ref()
+        .ok_or_else(|| GatewayError::Internal("forwarded commit not described".into()))?;
+    let of_peer = split_foreign(&shape.committer)
+        .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(forwarded.peer));
+    if !of_peer {
+        return Err(GatewayError::SenderNotOfPeer(shape.committer.clone()));
+    }
+    operations::check_commit(forwarded.operation, shape, forwarded.welcomes)
+        .map_err(GatewayError::OperationRules)
 }
 
 /// Refusals that depend on how current the copy is: a copy behind the store refuses a
@@ -155,7 +220,7 @@ fn federated_fanout(
     app: Uuid,
     group: &ActiveGroup,
     rules: &MemberRules<'_>,
-    body: &UploadCommitRequest,
+    commit: &[u8],
     outcome: &StagedCommitOutcome,
 ) -> Result<hub::Fanout, GatewayError> {
     if !rules.federated {
@@ -183,7 +248,7 @@ fn federated_fanout(
         app,
         &members,
         &outcome.removed_handles,
-        body.commit_packet.as_slice(),
+        commit,
         outcome.group_info.as_deref(),
         welcome,
     )

@@ -12,6 +12,7 @@ mod ds_domain;
 mod group_info;
 mod group_information;
 mod group_key_packages;
+mod group_operation;
 mod key_queues;
 mod proposals;
 mod register_client;
@@ -91,6 +92,7 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::WelcomeInformation => group_information::welcome(state, &request).await,
         Endpoint::GroupKeyPackages => group_key_packages::key_packages(state, &request).await,
         Endpoint::FederatedDiscovery => group_key_packages::discover(state, &request).await,
+        Endpoint::GroupOperation => group_operation::handle(state, &request).await,
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),
@@ -124,9 +126,16 @@ fn authorize<'s>(
 /// The body of a `DSRequest` of this protocol version (the federation endpoints that take
 /// one: `docs/federation-wire.md`).
 fn decode_ds_request(request: &Request) -> Result<mimi_wire::ds::DSRequestBody, GatewayError> {
+    Ok(decode_ds_request_with_auth(request)?.0)
+}
+
+/// As [`decode_ds_request`], with the request's `DSAuthData`.
+fn decode_ds_request_with_auth(
+    request: &Request,
+) -> Result<(mimi_wire::ds::DSRequestBody, mimi_wire::ds::DSAuthData), GatewayError> {
     let ds: mimi_wire::ds::DSRequest = decode_exact(&request.body)?;
     mimi_wire::ds::check_version(ds.version)?;
-    Ok(ds.body)
+    Ok((ds.body, ds.auth))
 }
 
 /// A `DSResponse` of this protocol version.
@@ -135,6 +144,21 @@ fn ds_response(body: mimi_wire::ds::DSResponseBody) -> Reply {
         version: mimi_wire::ds::DS_PROTOCOL_VERSION,
         body,
     })
+}
+
+/// The hub of a group this gateway only mirrors (its hub on another domain orders its
+/// proposals and commits), `None` for a group hosted here. Only federating applications have
+/// mirrors, so only they pay the store read.
+async fn mirrored_from(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    rules: &MemberRules<'_>,
+) -> Result<Option<String>, GatewayError> {
+    if !rules.federated {
+        return Ok(None);
+    }
+    Ok(state.store.group_hub(app, group_id).await?)
 }
 
 /// The peer domain that signed a federation request.

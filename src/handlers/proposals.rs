@@ -1,6 +1,8 @@
 //! `PUT /apps/{appId}/groups/{groupId}/proposals` and `GET` on the same path (architecture
 //! draft, "Proposals"): a PublicMessage proposal valid in the current epoch is held until
-//! the next commit; `GET` answers the current epoch's proposals in upload order.
+//! the next commit; `GET` answers the current epoch's proposals in upload order. For a group
+//! mirrored from a hub on another domain, the proposal is forwarded to the hub
+//! (`federation::forward`).
 
 use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
@@ -9,33 +11,74 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::federation::hub;
+use crate::federation::{forward, hub};
+use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::mls::operations;
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
-use super::{authorize, decode_body, member_rules};
+use super::{authorize, decode_body, member_rules, mirrored_from};
 
 pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     let application = authorize(state, request, app)?;
     let body: UploadProposalRequest =
         decode_body(request, |body: &UploadProposalRequest| body.version)?;
     let rules = member_rules(state, application);
-    if rules.federated
-        && let Some(hub) = state.store.group_hub(app, group_id).await?
-    {
-        return Err(GatewayError::HubElsewhere(hub));
-    }
+    let packet = body.packet.as_slice();
+    let epoch = match mirrored_from(state, app, group_id, &rules).await? {
+        // A group mirrored from its hub on another domain: the hub holds its proposals.
+        Some(hub) => forward::proposal(state, &hub, app, group_id, packet, &rules).await?,
+        None => accept(state, app, group_id, packet, &rules, None).await?,
+    };
+    let mut response = encoded(&GroupEpochResponse {
+        version: WIRE_VERSION,
+        group_id: VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// Validates and holds a proposal at this gateway, the group's hub, whether an application
+/// uploaded it here or `forwarded_by` a peer as a self remove (its sender a client of that
+/// peer, removing itself); followers with members get it too. Answers the epoch.
+pub async fn accept(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    packet: &[u8],
+    rules: &MemberRules<'_>,
+    forwarded_by: Option<&str>,
+) -> Result<u64, GatewayError> {
     let mut group = state
         .groups
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
-    let held = group.accept_proposal(group_id, body.packet.as_slice(), &rules)?;
+    let accepted = group.accept_proposal(group_id, packet, rules);
+    let held = match (accepted, forwarded_by) {
+        (Ok((held, _)), None) => held,
+        (Ok((held, shape)), Some(peer)) => {
+            let sender = shape.sender.clone().unwrap_or_default();
+            let of_peer =
+                split_foreign(&sender).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer));
+            // The copy's openmls queue now holds the proposal: refused, it is dropped.
+            if !of_peer {
+                return Err(GatewayError::SenderNotOfPeer(sender));
+            }
+            operations::check_self_remove(&shape)?;
+            held
+        }
+        (Err(error), _) => {
+            state.groups.put(app, group_id, group);
+            return Err(error.into());
+        }
+    };
     let epoch = group.epoch;
     // Followers hold it too, so they can apply a commit citing it by reference.
     let fanout = if rules.federated {
-        let members = group.member_names(&rules)?;
-        hub::proposal_fanout(app, &members, body.packet.as_slice())?
+        let members = group.member_names(rules)?;
+        hub::proposal_fanout(app, &members, packet)?
     } else {
         Vec::new()
     };
@@ -52,13 +95,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         state.store.enqueue_outbound(&peer, &bodies).await?;
         state.delivery.wake();
     }
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(group_id.to_vec()),
-        epoch,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    Ok(epoch)
 }
 
 pub async fn list(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {

@@ -13,17 +13,21 @@ use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
-    ProposalOrRefType, ProposalStore, ProtocolMessage, PublicGroup, PublicProcessMessageError,
-    StageCommitError, ValidationError,
+    Proposal, ProposalOrRefType, ProposalStore, ProtocolMessage, PublicGroup,
+    PublicProcessMessageError, Sender, StageCommitError, StagedCommit, ValidationError,
 };
 use openmls::treesync::RatchetTreeIn;
 use openmls_traits::OpenMlsProvider;
 
 use mimi_wire::ErrorCode;
 
-use super::group_info::{GroupInfoCheckError, check_group_info};
+use super::group_info::{GroupInfoCheckError, check_group_info, rebuild_group_info};
 use super::group_state::{GroupStateError, GroupStorage, StateChange};
-use super::key_package::{KeyPackageError, MemberRules, check_member_key_package, member_handle};
+use super::key_package::{
+    KeyPackageError, MemberIdentity, MemberRules, check_member_key_package, member_handle,
+    member_identity,
+};
+use super::operations::{CommitShape, ProposalShape};
 use crate::identity::IdentityError;
 use crate::store::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 
@@ -160,6 +164,33 @@ pub struct StagedCommitOutcome {
     pub removed_handles: Vec<String>,
     /// `(handle, KeyPackageRef)` of every added member.
     pub added: Vec<(String, Vec<u8>)>,
+    /// What the commit does, for the delivery-service draft's operations (when asked for).
+    pub shape: Option<CommitShape>,
+}
+
+/// The GroupInfo that comes with a commit: none, a whole one (architecture draft, "Commits"),
+/// or the delivery-service draft's `PartialGroupInfo` (extensions and signature) from which
+/// the hub rebuilds it with its own GroupContext, confirmation tag and the committer's index.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupInfoUpload<'a> {
+    Absent,
+    Whole(&'a [u8]),
+    Partial {
+        extensions: &'a [u8],
+        signature: &'a [u8],
+    },
+}
+
+/// A commit and what comes with it, as `ActiveGroup::stage_commit` takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitUpload<'a> {
+    pub commit: &'a [u8],
+    pub group_info: GroupInfoUpload<'a>,
+    pub welcome: Option<&'a [u8]>,
+    pub joining: Joining,
+    /// Whether to describe the commit ([`StagedCommitOutcome::shape`]): it reads every
+    /// member's credential, so only forwarded operations pay for it.
+    pub describe: bool,
 }
 
 fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, GroupError> {
@@ -171,10 +202,18 @@ fn decode(bytes: &[u8]) -> Result<MlsMessageBodyIn, GroupError> {
 /// The client handle of a leaf under the application's identity provider: an invalid
 /// credential answers with its own code, a foreign domain as the key package check does.
 fn leaf_handle(leaf: &LeafNode, rules: &MemberRules<'_>) -> Result<String, GroupError> {
-    member_handle(leaf, rules).map_err(|error| match error {
+    member_handle(leaf, rules).map_err(leaf_error)
+}
+
+fn leaf_identity(leaf: &LeafNode, rules: &MemberRules<'_>) -> Result<MemberIdentity, GroupError> {
+    member_identity(leaf, rules).map_err(leaf_error)
+}
+
+fn leaf_error(error: KeyPackageError) -> GroupError {
+    match error {
         KeyPackageError::Identity(error) => GroupError::Identity(error),
         error => GroupError::KeyPackage { index: 0, error },
-    })
+    }
 }
 
 fn is_grease(reason: &str) -> bool {
@@ -391,13 +430,14 @@ impl ActiveGroup {
         group_id: &[u8],
         packet: &[u8],
         rules: &MemberRules<'_>,
-    ) -> Result<HeldProposal, GroupError> {
+    ) -> Result<(HeldProposal, ProposalShape), GroupError> {
         let message = self.check_framing(group_id, packet, ContentType::Proposal)?;
         let provider = super::crypto();
         let processed = self
             .public
             .process_message(provider.crypto(), message)
             .map_err(|error| processing_error(error, GroupError::InvalidProposal))?;
+        let sender = processed.sender().clone();
         let queued = match processed.into_content() {
             ProcessedMessageContent::ProposalMessage(queued)
             | ProcessedMessageContent::ExternalJoinProposalMessage(queued) => *queued,
@@ -407,6 +447,7 @@ impl ActiveGroup {
             check_member_key_package(add.key_package(), rules)
                 .map_err(|error| GroupError::KeyPackage { index: 0, error })?;
         }
+        let shape = self.describe_proposal(&sender, queued.proposal(), rules);
         let reference = queued.proposal_reference_ref().as_slice().to_vec();
         let held = HeldProposal {
             reference,
@@ -419,7 +460,7 @@ impl ActiveGroup {
         {
             self.public.add_proposal(&self.storage, queued)?;
         }
-        Ok(held)
+        Ok((held, shape))
     }
 
     /// Records a proposal the store accepted.
@@ -438,12 +479,16 @@ impl ActiveGroup {
     pub fn stage_commit(
         &mut self,
         group_id: &[u8],
-        commit_packet: &[u8],
-        group_info: Option<&[u8]>,
-        welcome_packet: Option<&[u8]>,
+        upload: &CommitUpload<'_>,
         rules: &MemberRules<'_>,
-        joining: Joining,
     ) -> Result<StagedCommitOutcome, GroupError> {
+        let CommitUpload {
+            commit: commit_packet,
+            group_info,
+            welcome: welcome_packet,
+            joining,
+            describe,
+        } = *upload;
         let message = self.check_framing(group_id, commit_packet, ContentType::Commit)?;
         let provider = super::crypto();
         let crypto = provider.crypto();
@@ -451,6 +496,7 @@ impl ActiveGroup {
             .public
             .process_message(crypto, message)
             .map_err(|error| processing_error(error, GroupError::InvalidCommit))?;
+        let sender = processed.sender().clone();
         let staged = match processed.into_content() {
             ProcessedMessageContent::StagedCommitMessage(staged) => *staged,
             _ => return Err(GroupError::NotACommit),
@@ -536,6 +582,22 @@ impl ActiveGroup {
             }
         };
 
+        let shape = if describe {
+            Some(self.describe_commit(&sender, &staged, rules)?)
+        } else {
+            None
+        };
+        // The leaf that signs the new epoch's GroupInfo: the committer's.
+        let signer = match &sender {
+            Sender::Member(index) => Some(index.u32()),
+            Sender::NewMemberCommit => self
+                .public
+                .ext_commit_sender_index(&staged)
+                .ok()
+                .map(|index| index.u32()),
+            _ => None,
+        };
+
         #[cfg(debug_assertions)]
         let before = self.storage.snapshot();
         self.storage.clear_change();
@@ -552,17 +614,29 @@ impl ActiveGroup {
         self.proposals.clear();
 
         let group_info = match group_info {
-            Some(bytes) => {
-                let group_info_in = match decode(bytes)? {
-                    MlsMessageBodyIn::GroupInfo(group_info) => group_info,
-                    _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
-                };
-                check_group_info(&self.public, group_info_in, crypto)
-                    .map_err(GroupError::GroupInfoMismatch)?;
-                Some(bytes.to_vec())
+            GroupInfoUpload::Absent => None,
+            GroupInfoUpload::Whole(bytes) => Some(bytes.to_vec()),
+            GroupInfoUpload::Partial {
+                extensions,
+                signature,
+            } => {
+                let signer = signer.ok_or_else(|| {
+                    GroupError::InvalidCommit("no committer to sign the group info".into())
+                })?;
+                Some(
+                    rebuild_group_info(&self.public, signer, extensions, signature)
+                        .map_err(GroupError::GroupInfoMismatch)?,
+                )
             }
-            None => None,
         };
+        if let Some(bytes) = &group_info {
+            let group_info_in = match decode(bytes)? {
+                MlsMessageBodyIn::GroupInfo(group_info) => group_info,
+                _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
+            };
+            check_group_info(&self.public, group_info_in, crypto)
+                .map_err(GroupError::GroupInfoMismatch)?;
+        }
         let welcome = welcome.map(|packet| {
             let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
             (packet, self.storage.ratchet_tree(), handles)
@@ -576,8 +650,118 @@ impl ActiveGroup {
             welcome,
             removed_handles,
             added,
+            shape,
         })
     }
+
+    /// What a staged (not yet merged) commit does, in the operations' terms.
+    fn describe_commit(
+        &self,
+        sender: &Sender,
+        staged: &StagedCommit,
+        rules: &MemberRules<'_>,
+    ) -> Result<CommitShape, GroupError> {
+        let mut shape = CommitShape {
+            external: matches!(sender, Sender::NewMemberCommit),
+            path: staged.update_path_leaf_node().is_some(),
+            ..CommitShape::default()
+        };
+        for member in self.public.members() {
+            if let Some(leaf) = self.public.leaf(member.index) {
+                let user = leaf_identity(leaf, rules)?.user;
+                shape
+                    .users_before
+                    .entry(user)
+                    .or_default()
+                    .push(member.index.u32());
+            }
+        }
+        let committer = match sender {
+            Sender::Member(index) => {
+                shape.committer_leaf = Some(index.u32());
+                let leaf = self.public.leaf(*index).ok_or(GroupError::NotAMember)?;
+                if let Some(new_leaf) = staged.update_path_leaf_node() {
+                    shape.credential_changed =
+                        encoded(leaf.credential())? != encoded(new_leaf.credential())?;
+                }
+                leaf_identity(leaf, rules)?
+            }
+            _ => {
+                let leaf = staged.update_path_leaf_node().ok_or_else(|| {
+                    GroupError::InvalidCommit("external commit without path".into())
+                })?;
+                leaf_identity(leaf, rules)?
+            }
+        };
+        shape.committer = committer.name;
+        shape.committer_user = committer.user;
+        for queued in staged.queued_proposals() {
+            let proposal_type = queued.proposal().proposal_type();
+            if queued.proposal_or_ref_type() == ProposalOrRefType::Reference {
+                shape.by_reference.push(proposal_type);
+            } else {
+                shape.by_value.push(proposal_type);
+            }
+            match queued.proposal() {
+                Proposal::Add(add) => {
+                    let user = leaf_identity(add.key_package().leaf_node(), rules)?.user;
+                    shape.added_users.push(user);
+                }
+                Proposal::Remove(remove)
+                    if queued.proposal_or_ref_type() == ProposalOrRefType::Proposal =>
+                {
+                    let leaf = remove.removed();
+                    if let Some(removed) = self.public.leaf(leaf) {
+                        let user = leaf_identity(removed, rules)?.user;
+                        shape.removed_by_value.push((leaf.u32(), user));
+                    }
+                }
+                Proposal::ReInit(reinit) => {
+                    // `struct { opaque group_id<V>; ... } ReInit` (RFC 9420, 12.1.5); openmls
+                    // keeps the field crate-private, so it is read from the encoding.
+                    let bytes = encoded(reinit)?;
+                    let (group_id, _) =
+                        <tls_codec::VLBytes as tls_codec::DeserializeBytes>::tls_deserialize_bytes(
+                            &bytes,
+                        )
+                        .map_err(|error| GroupError::Malformed(error.to_string()))?;
+                    shape.reinit_group = Some(group_id.as_slice().to_vec());
+                }
+                _ => {}
+            }
+        }
+        Ok(shape)
+    }
+
+    /// What a proposal this group accepted does (for a self remove).
+    fn describe_proposal(
+        &self,
+        sender: &Sender,
+        proposal: &Proposal,
+        rules: &MemberRules<'_>,
+    ) -> ProposalShape {
+        let sender_leaf = match sender {
+            Sender::Member(index) => Some(*index),
+            _ => None,
+        };
+        ProposalShape {
+            proposal_type: proposal.proposal_type(),
+            sender_leaf: sender_leaf.map(|index| index.u32()),
+            removed_leaf: match proposal {
+                Proposal::Remove(remove) => Some(remove.removed().u32()),
+                _ => None,
+            },
+            sender: sender_leaf
+                .and_then(|index| self.public.leaf(index))
+                .and_then(|leaf| leaf_handle(leaf, rules).ok()),
+        }
+    }
+}
+
+fn encoded(value: &impl openmls::prelude::tls_codec::Serialize) -> Result<Vec<u8>, GroupError> {
+    value
+        .tls_serialize_detached()
+        .map_err(|error| GroupError::Malformed(error.to_string()))
 }
 
 fn protocol_message(packet: &[u8]) -> Result<ProtocolMessage, GroupError> {

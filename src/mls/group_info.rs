@@ -42,6 +42,12 @@ pub enum GroupInfoCheckError {
 
 /// The confirmation tag (as encoded) and signer index of a GroupInfo.
 fn tag_and_signer(group_info: &VerifiableGroupInfo) -> Result<(VLBytes, u32), GroupInfoCheckError> {
+    let (tag, signer, _) = tail(group_info)?;
+    Ok((tag, signer))
+}
+
+/// What follows the GroupContext and the extensions: confirmation tag, signer, signature.
+fn tail(group_info: &VerifiableGroupInfo) -> Result<(VLBytes, u32, VLBytes), GroupInfoCheckError> {
     let malformed = |reason: String| GroupInfoCheckError::Malformed(reason);
     let encoded = group_info
         .tls_serialize_detached()
@@ -53,9 +59,62 @@ fn tag_and_signer(group_info: &VerifiableGroupInfo) -> Result<(VLBytes, u32), Gr
         .ok_or_else(|| malformed("shorter than its parts".into()))?;
     let (tag, rest) =
         VLBytes::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
-    let (signer, _) =
+    let (signer, rest) =
         u32::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
-    Ok((tag, signer))
+    let (signature, _) =
+        VLBytes::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
+    Ok((tag, signer, signature))
+}
+
+/// The delivery-service draft's `PartialGroupInfo` of a whole GroupInfo: its extensions (as
+/// encoded) and its signature, what a follower forwards with a commit.
+pub fn split_group_info(
+    group_info: &VerifiableGroupInfo,
+) -> Result<(Vec<u8>, Vec<u8>), GroupInfoCheckError> {
+    let extensions = group_info
+        .extensions()
+        .tls_serialize_detached()
+        .map_err(|error| GroupInfoCheckError::Malformed(error.to_string()))?;
+    let (_, _, signature) = tail(group_info)?;
+    Ok((extensions, signature.as_slice().to_vec()))
+}
+
+/// The new epoch's GroupInfo, as an MLSMessage, rebuilt by the hub from its own GroupContext
+/// and confirmation tag (`group` after the commit), the committer's leaf index and the
+/// uploaded extensions and signature (MIMI Transport; the delivery-service draft's
+/// `MLSGroupUpdate`). It still has to pass [`check_group_info`]: the signature must verify.
+pub fn rebuild_group_info(
+    group: &PublicGroup,
+    signer: u32,
+    extensions: &[u8],
+    signature: &[u8],
+) -> Result<Vec<u8>, GroupInfoCheckError> {
+    const MLS10: u16 = 1;
+    const WIRE_FORMAT_GROUP_INFO: u16 = 4;
+    let encode_error = |error: tls_codec::Error| GroupInfoCheckError::Malformed(error.to_string());
+    let mut bytes = Vec::with_capacity(256 + extensions.len() + signature.len());
+    bytes.extend_from_slice(&MLS10.to_be_bytes());
+    bytes.extend_from_slice(&WIRE_FORMAT_GROUP_INFO.to_be_bytes());
+    bytes.extend(
+        group
+            .group_context()
+            .tls_serialize_detached()
+            .map_err(encode_error)?,
+    );
+    bytes.extend_from_slice(extensions);
+    bytes.extend(
+        group
+            .confirmation_tag()
+            .tls_serialize_detached()
+            .map_err(encode_error)?,
+    );
+    bytes.extend_from_slice(&signer.to_be_bytes());
+    bytes.extend(
+        VLBytes::new(signature.to_vec())
+            .tls_serialize_detached()
+            .map_err(encode_error)?,
+    );
+    Ok(bytes)
 }
 
 /// Checks `group_info` against `group`, the state after the commit it claims to describe.

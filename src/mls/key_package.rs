@@ -205,6 +205,25 @@ pub fn member_handle(
     leaf: &openmls::prelude::LeafNode,
     rules: &MemberRules<'_>,
 ) -> Result<String, KeyPackageError> {
+    Ok(member_identity(leaf, rules)?.name)
+}
+
+/// A member as the delivery-service draft's operations see it: its name among the group's
+/// members and the user it belongs to ("Clients and users"). Users are the identity
+/// provider's accounts; without accounts each client is its own user. A user of another
+/// domain is named `account@domain`, like a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberIdentity {
+    pub name: String,
+    pub user: String,
+}
+
+/// The name and user a leaf's credential gives under the application's identity provider
+/// (see [`member_handle`] for the refusals).
+pub fn member_identity(
+    leaf: &openmls::prelude::LeafNode,
+    rules: &MemberRules<'_>,
+) -> Result<MemberIdentity, KeyPackageError> {
     let credential = super::credential(leaf.credential());
     let identity = Identity {
         signature_key: leaf.signature_key().as_slice(),
@@ -213,18 +232,25 @@ pub fn member_handle(
     let named = rules
         .identity
         .validate(&identity, &ApplicationContext::now())?;
+    let account = named.account.unwrap_or_else(|| named.handle.clone());
     if let Some(domain) = named.domain
         && !domain.eq_ignore_ascii_case(rules.domain)
     {
         if rules.federated {
-            return Ok(foreign_handle(&named.handle, &domain));
+            return Ok(MemberIdentity {
+                name: foreign_handle(&named.handle, &domain),
+                user: foreign_handle(&account, &domain),
+            });
         }
         return Err(KeyPackageError::ForeignDomain {
             found: domain,
             expected: rules.domain.to_owned(),
         });
     }
-    Ok(named.handle)
+    Ok(MemberIdentity {
+        name: named.handle,
+        user: account,
+    })
 }
 
 /// How a member of another domain is named among a group's members.

@@ -6,6 +6,7 @@ pub mod group;
 pub mod group_info;
 pub mod group_state;
 pub mod key_package;
+pub mod operations;
 
 use openmls::prelude::{Credential as MlsCredential, CredentialType};
 use openmls_rust_crypto::OpenMlsRustCrypto;

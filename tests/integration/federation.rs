@@ -142,7 +142,7 @@ impl Federation {
 
 /// `member`, registered at `harness` as `handle` with one key queue holding `count` of its
 /// key packages; answers its client id.
-async fn publish_key_packages(
+pub async fn publish_key_packages(
     harness: &Harness,
     handle: &str,
     member: &Member,
@@ -156,7 +156,7 @@ async fn publish_key_packages(
 
 /// Key package retrieval through `harness` for a client of `domain`, on behalf of
 /// `receiver`.
-async fn retrieve_key_package(
+pub async fn retrieve_key_package(
     harness: &Harness,
     client: Uuid,
     domain: &str,
@@ -180,7 +180,12 @@ async fn retrieve_key_package(
         .await
 }
 
-async fn key_package_ok(harness: &Harness, client: Uuid, domain: &str, receiver: &str) -> Vec<u8> {
+pub async fn key_package_ok(
+    harness: &Harness,
+    client: Uuid,
+    domain: &str,
+    receiver: &str,
+) -> Vec<u8> {
     let answer = retrieve_key_package(harness, client, domain, receiver).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
     decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
@@ -191,7 +196,7 @@ async fn key_package_ok(harness: &Harness, client: Uuid, domain: &str, receiver:
 }
 
 /// Waits (bounded) until `handle` has a welcome at `harness`.
-async fn welcome_for(harness: &Harness, handle: &str) -> JoinInfo {
+pub async fn welcome_for(harness: &Harness, handle: &str) -> JoinInfo {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(found) = welcomes(harness, handle).await.into_iter().next() {
@@ -256,18 +261,36 @@ async fn alice_on_a_adds_carol_on_b() {
         "the follower serves the GroupInfo the hub accepted"
     );
 
-    // B only mirrors: Carol's application cannot commit or propose there (until forwarding
-    // to the hub lands), and nothing changes.
-    let refused = mirror.commit(&commit, Some(&group_info), None).await;
-    assert_eq!(refused.error_code(), ErrorCode::HubElsewhere);
-    let refused = mirror.propose(&commit).await;
-    assert_eq!(refused.error_code(), ErrorCode::HubElsewhere);
-    assert_eq!(mirror.epoch().await, 1);
+    // Carol's application commits through B: B forwards the update to the hub as the
+    // draft's `ds_update_client` with a PartialGroupInfo; the hub applies it, rebuilding the
+    // GroupInfo Carol signed byte for byte, and Alice reads the commit at A.
+    let (carol_update, carol_info) = carol.update();
+    assert_eq!(
+        mirror
+            .commit_ok(&carol_update, Some(&carol_info), None)
+            .await,
+        2
+    );
+    assert_eq!(
+        group.control_ok(2, Some(2)).await,
+        vec![carol_update.clone()]
+    );
+    assert_eq!(
+        group.group_info().await.group_infos[0]
+            .group_info
+            .as_slice(),
+        carol_info.as_slice(),
+        "the hub rebuilt the committer's GroupInfo"
+    );
+    assert!(!alice.apply(&carol_update));
+    assert_eq!(carol.secret(), alice.secret());
+    // B mirrors its own member's commit from the hub's fan-out.
+    assert_eq!(mirrored_control(&mirror, 2).await, vec![carol_update]);
 
     // Later commits reach B in order; Carol reads them there and stays in step.
     let (update, update_info) = alice.update();
-    assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 2);
-    let mirrored = mirrored_control(&mirror, 2).await;
+    assert_eq!(group.commit_ok(&update, Some(&update_info), None).await, 3);
+    let mirrored = mirrored_control(&mirror, 3).await;
     assert_eq!(mirrored, vec![update.clone()]);
     assert!(!carol.apply(&mirrored[0]));
     assert_eq!(carol.secret(), alice.secret());
@@ -284,15 +307,15 @@ async fn alice_on_a_adds_carol_on_b() {
     assert!(held, "B holds the proposal");
     assert!(!carol.apply(&proposal));
     let (remove, remove_info) = alice.commit_pending();
-    assert_eq!(group.commit_ok(&remove, Some(&remove_info), None).await, 3);
-    let mirrored = mirrored_control(&mirror, 3).await;
+    assert_eq!(group.commit_ok(&remove, Some(&remove_info), None).await, 4);
+    let mirrored = mirrored_control(&mirror, 4).await;
     assert_eq!(mirrored, vec![proposal, remove]);
     assert!(carol.apply(&mirrored[1]), "Carol sees she was removed");
 }
 
 /// Waits (bounded) until `mirror` has reached `epoch`, then answers that epoch's control
 /// messages.
-async fn mirrored_control(mirror: &GroupApi, epoch: u64) -> Vec<Vec<u8>> {
+pub async fn mirrored_control(mirror: &GroupApi, epoch: u64) -> Vec<Vec<u8>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let answer = mirror.control(epoch, Some(epoch)).await;
@@ -405,7 +428,7 @@ async fn a_follower_down_during_three_commits_catches_up_in_order() {
 
 /// Gateway `from`'s current signing key and fresh claims of a request from it to
 /// `recipient`.
-fn peer_claims(
+pub fn peer_claims(
     federation: &Federation,
     from: usize,
     recipient: &str,
@@ -433,13 +456,25 @@ async fn post_fanout(
     claims: mimi_wire::signing::RequestClaims,
     body: &[u8],
 ) -> Answer {
-    let headers = signed_headers(key, claims, &Method::POST, "/deliver_message", body);
+    post_signed(federation, to, key, claims, "/deliver_message", body).await
+}
+
+/// `POST path` on gateway `to`'s federation listener with `claims` signed by `key`.
+pub async fn post_signed(
+    federation: &Federation,
+    to: usize,
+    key: &ed25519_dalek::SigningKey,
+    claims: mimi_wire::signing::RequestClaims,
+    path: &str,
+    body: &[u8],
+) -> Answer {
+    let headers = signed_headers(key, claims, &Method::POST, path, body);
     TlsClient::new(&federation.gateways[to].ca, Protocol::Http1)
         .named(DOMAINS[to])
         .send(
             federation.gateways[to].federation,
             Method::POST,
-            "/deliver_message",
+            path,
             headers,
             body.to_vec(),
         )

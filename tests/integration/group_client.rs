@@ -256,6 +256,26 @@ impl Member {
         bytes(&proposal)
     }
 
+    /// A proposal to remove this member itself (the draft's self remove).
+    pub fn propose_leave(&mut self) -> Vec<u8> {
+        let proposal = self
+            .group
+            .as_mut()
+            .unwrap()
+            .leave_group(&self.mls.provider, &self.mls.signer)
+            .unwrap();
+        bytes(&proposal)
+    }
+
+    /// Drops the member's pending proposals (made only to be uploaded, never committed).
+    pub fn forget_proposals(&mut self) {
+        self.group
+            .as_mut()
+            .unwrap()
+            .clear_pending_proposals(self.mls.provider.storage())
+            .unwrap();
+    }
+
     pub fn commit_pending(&mut self) -> (Vec<u8>, Vec<u8>) {
         let (commit, _welcome, _) = self
             .group

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod docs;
 mod federation;
+mod forwarding;
 mod garbage;
 mod group_client;
 mod group_info;

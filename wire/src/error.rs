@@ -243,9 +243,19 @@ error_codes! {
     PeerKeyPackageDomain = 606, 502, "the peer's key package names another domain";
     /// The peer's answer did not decode or was not the expected structure.
     PeerMalformedAnswer = 607, 502, "the peer's answer is malformed";
-    /// The group is mirrored from its hub on another domain; proposals and commits go to
-    /// the hub (forwarding them through `/group_operation` is not built yet).
+    /// The group is mirrored from its hub on another domain. No longer sent since followers
+    /// forward proposals and commits to the hub (`/group_operation`); kept, never reused.
     HubElsewhere = 608, 409, "the group's hub is another gateway";
+    /// A follower's application uploaded a proposal or commit that no operation of the
+    /// delivery-service draft carries (for example a commit adding and removing members by
+    /// value), so it cannot be forwarded to the group's hub.
+    NoMatchingOperation = 609, 400, "no delivery-service operation carries this message";
+    /// A forwarded proposal or commit breaks a validation rule of the operation it was sent
+    /// as (delivery-service draft, "Client-initiated operations"); the detail names the rule.
+    OperationRulesViolated = 610, 400, "the message breaks the rules of its operation";
+    /// The sender of a forwarded proposal or commit is not a client of the peer that
+    /// forwarded it.
+    SenderNotOfPeer = 611, 403, "the sender is not a client of the requesting peer";
 }
 
 #[cfg(test)]

@@ -1,0 +1,200 @@
+//! What a follower does with its applications' proposals and commits for a group it mirrors
+//! (DESIGN.md "Federation: one hub per group"; delivery-service draft, "Client-initiated
+//! operations"): it validates them against its mirror as the hub would, names the draft's
+//! operation that carries them, and forwards them to the hub as a `DSRequest` on
+//! `POST /group_operation`. The hub's answer is the application's: the new epoch, or the
+//! hub's refusal with its code and detail (a lost race is `StaleEpoch` with the hub's
+//! current epoch). The mirror itself moves when the hub's fan-out of the accepted message
+//! arrives, as for every other commit.
+
+use mimi_wire::ErrorCode;
+use mimi_wire::ds::{
+    AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSRequestType,
+    DSResponseBody, Extensions, GroupUpdateRequest, MLSGroupUpdate, MlsMessage, PartialGroupInfo,
+    ReInitializeGroupRequest, SelfRemoveClientRequest, UpdateClientRequest,
+};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::mls::group::{CommitUpload, GroupError, GroupInfoUpload};
+use crate::mls::group_info::split_group_info;
+use crate::mls::key_package::MemberRules;
+use crate::mls::operations;
+use crate::state::State;
+
+/// Forwards an application's commit for a group mirrored from `hub`; answers the new epoch.
+pub async fn commit(
+    state: &State,
+    hub: &str,
+    app: Uuid,
+    group_id: &[u8],
+    upload: &CommitUpload<'_>,
+    rules: &MemberRules<'_>,
+) -> Result<u64, GatewayError> {
+    let mut group = state
+        .groups
+        .checkout(state.store.as_ref(), app, group_id)
+        .await?;
+    let described = CommitUpload {
+        describe: true,
+        ..*upload
+    };
+    let staged = tokio::task::block_in_place(|| group.stage_commit(group_id, &described, rules));
+    // The copy only served to judge the commit: the mirror moves with the hub's fan-out.
+    if !group.spoiled() && staged.is_err() {
+        state.groups.put(app, group_id, group);
+    }
+    let outcome = staged?;
+    let shape = outcome
+        .shape
+        .as_ref()
+        .ok_or_else(|| GatewayError::Internal("commit not described".into()))?;
+    let operation =
+        operations::classify_commit(shape).ok_or(GatewayError::NoMatchingOperation("commit"))?;
+    // Every MLSGroupUpdate carries a PartialGroupInfo: followers of the hub mirror from it.
+    let GroupInfoUpload::Whole(group_info) = upload.group_info else {
+        return Err(GatewayError::GroupInfoRequired);
+    };
+    let group_update = MLSGroupUpdate {
+        commit: mls_message(upload.commit)?,
+        partial_group_info: partial_group_info(group_info)?,
+    };
+    let body = match operation {
+        DSRequestType::AddUsers | DSRequestType::AddClients => {
+            let request = AddRequest {
+                group_update,
+                welcome_messages: upload
+                    .welcome
+                    .map(mls_message)
+                    .transpose()?
+                    .into_iter()
+                    .collect(),
+            };
+            if operation == DSRequestType::AddUsers {
+                DSRequestBody::AddUsers(request)
+            } else {
+                DSRequestBody::AddClients(request)
+            }
+        }
+        DSRequestType::RemoveUsers => {
+            DSRequestBody::RemoveUsers(GroupUpdateRequest { group_update })
+        }
+        DSRequestType::RemoveClients => {
+            DSRequestBody::RemoveClients(GroupUpdateRequest { group_update })
+        }
+        DSRequestType::ExternalJoin => {
+            DSRequestBody::ExternalJoin(GroupUpdateRequest { group_update })
+        }
+        DSRequestType::UpdateClient => DSRequestBody::UpdateClient(UpdateClientRequest {
+            group_update,
+            token: None,
+        }),
+        DSRequestType::ReInitializeGroup => {
+            DSRequestBody::ReInitializeGroup(ReInitializeGroupRequest {
+                commit: group_update,
+            })
+        }
+        _ => return Err(GatewayError::NoMatchingOperation("commit")),
+    };
+    send(state, hub, body).await?;
+    tracing::info!(
+        hub,
+        ?operation,
+        epoch = outcome.from_epoch + 1,
+        "commit forwarded"
+    );
+    Ok(outcome.from_epoch + 1)
+}
+
+/// Forwards an application's proposal for a group mirrored from `hub`: the draft's only
+/// standalone proposal is a self remove. Answers the proposal's epoch.
+pub async fn proposal(
+    state: &State,
+    hub: &str,
+    app: Uuid,
+    group_id: &[u8],
+    packet: &[u8],
+    rules: &MemberRules<'_>,
+) -> Result<u64, GatewayError> {
+    let mut group = state
+        .groups
+        .checkout(state.store.as_ref(), app, group_id)
+        .await?;
+    let epoch = group.epoch;
+    // Judged on the mirror's copy, which is then dropped: the mirror holds the proposal once
+    // the hub fans it out.
+    let (_, shape) = group.accept_proposal(group_id, packet, rules)?;
+    operations::check_self_remove(&shape)
+        .map_err(|_| GatewayError::NoMatchingOperation("proposal"))?;
+    let body = DSRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
+        proposal: mls_message(packet)?,
+    });
+    send(state, hub, body).await?;
+    tracing::info!(hub, epoch, "self remove forwarded");
+    Ok(epoch)
+}
+
+/// `POST /group_operation` to the hub; its refusal becomes the application's answer.
+async fn send(state: &State, hub: &str, body: DSRequestBody) -> Result<(), GatewayError> {
+    let request = DSRequest {
+        version: DS_PROTOCOL_VERSION,
+        body,
+        auth: DSAuthData::Anonymous,
+    };
+    match super::call(state, hub, super::GROUP_OPERATION_PATH, &request).await {
+        Ok(answer) => match answer.body {
+            DSResponseBody::Ok => Ok(()),
+            _ => Err(GatewayError::PeerMalformedAnswer(hub.to_owned())),
+        },
+        Err(GatewayError::PeerRefused { peer, code, detail }) => Err(relay(peer, code, detail)),
+        Err(error) => Err(error),
+    }
+}
+
+/// The hub's refusal of a forwarded operation, for the application: a known code of the
+/// caller's making (4xx) passes through with the hub's short detail, anything else stays
+/// `PeerRefused`.
+fn relay(peer: String, code: u16, detail: String) -> GatewayError {
+    const MAX_DETAIL: usize = 200;
+    match ErrorCode::from_code(code) {
+        Some(known) if (400..500).contains(&known.http_status()) => {
+            let mut detail = detail;
+            if detail.len() > MAX_DETAIL {
+                let mut end = MAX_DETAIL;
+                while !detail.is_char_boundary(end) {
+                    end -= 1;
+                }
+                detail.truncate(end);
+            }
+            GatewayError::Relayed {
+                code: known,
+                detail,
+            }
+        }
+        _ => GatewayError::PeerRefused { peer, code, detail },
+    }
+}
+
+fn mls_message(bytes: &[u8]) -> Result<MlsMessage, GatewayError> {
+    MlsMessage::from_bytes(bytes.to_vec())
+        .map_err(|error| GroupError::Malformed(error.to_string()).into())
+}
+
+/// The `PartialGroupInfo` of an application's whole GroupInfo.
+fn partial_group_info(group_info: &[u8]) -> Result<PartialGroupInfo, GatewayError> {
+    let malformed = |reason: String| GatewayError::from(GroupError::Malformed(reason));
+    let message = MlsMessageIn::tls_deserialize_exact(group_info)
+        .map_err(|error| malformed(error.to_string()))?;
+    let MlsMessageBodyIn::GroupInfo(group_info) = message.extract() else {
+        return Err(malformed("not a GroupInfo".into()));
+    };
+    let (extensions, signature) =
+        split_group_info(&group_info).map_err(|error| malformed(error.to_string()))?;
+    Ok(PartialGroupInfo {
+        group_info_extensions: Extensions::from_bytes(extensions)
+            .map_err(|error| malformed(error.to_string()))?,
+        signature: signature.into(),
+    })
+}

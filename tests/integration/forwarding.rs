@@ -1,0 +1,307 @@
+//! Followers forwarding their applications' proposals and commits to the group's hub over
+//! `POST /group_operation` (issue 7; MIMI Transport over the delivery-service draft's
+//! "Client-initiated operations"), and every refusal of that endpoint with its exact bad
+//! input.
+
+use http::StatusCode;
+use mimi_wire::ds::{
+    AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, Extensions,
+    GroupUpdateRequest, MLSGroupUpdate, MlsMessage, PartialGroupInfo, SelfRemoveClientRequest,
+    ShortBytes, UpdateClientRequest,
+};
+use mimi_wire::{ErrorCode, encode};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+
+use crate::common::*;
+use crate::federation::{
+    DOMAINS, Federation, key_package_ok, mirrored_control, peer_claims, post_signed,
+    publish_key_packages, welcome_for,
+};
+use crate::group_client::{GroupApi, Member, error};
+use crate::key_queues::register;
+
+/// Alice on A (the hub) with Carol on B in her group at epoch 1; B mirrors it.
+struct TwoDomains {
+    federation: Federation,
+    alice: Member,
+    carol: Member,
+    hub: GroupApi,
+    mirror: GroupApi,
+}
+
+async fn alice_and_carol(count: usize) -> TwoDomains {
+    let federation = Federation::start(count, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
+    let mut alice = federation.cas[0].member("alice");
+    register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    assert_eq!(
+        GroupApi::create(a, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let hub = GroupApi::new(a, &alice.group_id());
+    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
+    let (commit, welcome, info) = alice.add(&[package]);
+    assert_eq!(hub.commit_ok(&commit, Some(&info), Some(&welcome)).await, 1);
+    carol.join(&welcome_for(b, "carol").await);
+    let mirror = GroupApi::new(b, &alice.group_id());
+    mirrored_control(&mirror, 1).await;
+    TwoDomains {
+        federation,
+        alice,
+        carol,
+        hub,
+        mirror,
+    }
+}
+
+/// The draft's `MLSGroupUpdate` of a commit and its committer's whole GroupInfo.
+fn group_update(commit: &[u8], group_info: &[u8]) -> MLSGroupUpdate {
+    let MlsMessageBodyIn::GroupInfo(verifiable) = MlsMessageIn::tls_deserialize_exact(group_info)
+        .unwrap()
+        .extract()
+    else {
+        panic!("not a group info")
+    };
+    let (extensions, signature) =
+        mimi_gateway::mls::group_info::split_group_info(&verifiable).unwrap();
+    MLSGroupUpdate {
+        commit: MlsMessage::from_bytes(commit.to_vec()).unwrap(),
+        partial_group_info: PartialGroupInfo {
+            group_info_extensions: Extensions::from_bytes(extensions).unwrap(),
+            signature: signature.into(),
+        },
+    }
+}
+
+fn ds_request(body: DSRequestBody) -> Vec<u8> {
+    encode(&DSRequest {
+        version: DS_PROTOCOL_VERSION,
+        body,
+        auth: DSAuthData::Anonymous,
+    })
+    .unwrap()
+}
+
+/// A signed `POST /group_operation` from gateway `from` to gateway `to`.
+async fn group_operation(federation: &Federation, from: usize, to: usize, body: &[u8]) -> Answer {
+    let (key, claims) = peer_claims(federation, from, DOMAINS[to]);
+    post_signed(federation, to, &key, claims, "/group_operation", body).await
+}
+
+/// A commit race between members on different domains: Alice commits at the hub while
+/// Carol's commit for the same epoch travels through B. Exactly one wins; the other gets
+/// `StaleEpoch` with the hub's current epoch, both gateways hold the winner's commit, and
+/// Bob (a bystander on A) reaches the winner's epoch from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_race_across_domains_has_one_winner() {
+    let TwoDomains {
+        federation,
+        mut alice,
+        mut carol,
+        hub,
+        mirror,
+    } = alice_and_carol(2).await;
+    let a = &federation.gateways[0];
+    let mut bob = federation.cas[0].member("bob");
+    let bob_id = publish_key_packages(a, "bob", &bob, 1).await;
+    let package = key_package_ok(a, bob_id, "a.localhost", "alice").await;
+    let (add, welcome, info) = alice.add(&[package]);
+    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
+    bob.join(&welcome_for(a, "bob").await);
+    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
+    assert_eq!(carol.secret(), bob.secret());
+
+    let (alice_commit, alice_info) = alice.update();
+    let (carol_commit, carol_info) = carol.update();
+    let (by_alice, by_carol) = tokio::join!(
+        hub.commit(&alice_commit, Some(&alice_info), None),
+        mirror.commit(&carol_commit, Some(&carol_info), None),
+    );
+    let won = |answer: &Answer| answer.status == StatusCode::CREATED;
+    assert!(
+        won(&by_alice) != won(&by_carol),
+        "exactly one winner: {:?} {:?}",
+        error_or_status(&by_alice),
+        error_or_status(&by_carol)
+    );
+    let (winner, winner_secret, loser_answer) = if won(&by_alice) {
+        (alice_commit, alice.secret(), &by_carol)
+    } else {
+        (carol_commit, carol.secret(), &by_alice)
+    };
+    assert_eq!(loser_answer.error_code(), ErrorCode::StaleEpoch);
+    assert_eq!(error(loser_answer).detail, "current epoch 3");
+    assert_eq!(hub.control_ok(3, Some(3)).await, vec![winner.clone()]);
+    assert_eq!(mirrored_control(&mirror, 3).await, vec![winner.clone()]);
+    assert!(!bob.apply(&winner));
+    assert_eq!(bob.secret(), winner_secret);
+}
+
+fn error_or_status(answer: &Answer) -> String {
+    if answer.status.is_success() {
+        answer.status.to_string()
+    } else {
+        format!("{:?}", error(answer))
+    }
+}
+
+/// Carol's application, through B, adds Erin of B (`ds_add_users` with the Welcome: Erin's
+/// welcome is filed at B) and then asks to leave (`ds_self_remove_client`, a proposal the
+/// hub holds and Alice commits by reference).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_adds_and_a_self_remove() {
+    let TwoDomains {
+        federation,
+        mut alice,
+        mut carol,
+        hub,
+        mirror,
+    } = alice_and_carol(2).await;
+    let b = &federation.gateways[1];
+    let mut erin = federation.cas[1].member("erin");
+    let erin_id = publish_key_packages(b, "erin", &erin, 1).await;
+    let package = key_package_ok(b, erin_id, "b.localhost", "carol").await;
+    let (add, welcome, info) = carol.add(&[package]);
+    assert_eq!(mirror.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
+    assert!(!alice.apply(&hub.control_ok(2, Some(2)).await[0]));
+    erin.join(&welcome_for(b, "erin").await);
+    assert_eq!(erin.secret(), alice.secret());
+    assert_eq!(mirrored_control(&mirror, 2).await, vec![add]);
+
+    let leave = carol.propose_leave();
+    let answer = mirror.propose(&leave).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    assert_eq!(hub.proposals().await, vec![leave.clone()]);
+    assert!(!alice.apply(&leave));
+    let (commit, commit_info) = alice.commit_pending();
+    assert_eq!(hub.commit_ok(&commit, Some(&commit_info), None).await, 3);
+    let mirrored = mirrored_control(&mirror, 3).await;
+    assert_eq!(mirrored, vec![leave, commit]);
+    assert!(!erin.apply(&mirrored[0]));
+    assert!(!erin.apply(&mirrored[1]));
+    assert_eq!(erin.secret(), alice.secret());
+    assert!(carol.apply(&mirrored[1]), "Carol sees she left");
+}
+
+/// Every refusal of `/group_operation` and of forwarding, each with its exact bad input, and
+/// nothing changed at the hub after any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_operation_refusals() {
+    let TwoDomains {
+        federation,
+        mut alice,
+        mut carol,
+        hub,
+        mirror,
+    } = alice_and_carol(3).await;
+    // A proposal of Carol's removing Alice, for epoch 1 (then forgotten by Carol's client).
+    let remove_alice = carol.propose_remove(0);
+    carol.forget_proposals();
+    let (update, update_info) = carol.update();
+    let carol_update = group_update(&update, &update_info);
+    let refused = |answer: &Answer, code: ErrorCode| {
+        assert_eq!(answer.error_code(), code, "{:?}", error(answer));
+    };
+
+    // A commit sent as an operation whose rules it breaks: an update is no add, and no
+    // removal.
+    let as_add = ds_request(DSRequestBody::AddUsers(AddRequest {
+        group_update: carol_update.clone(),
+        welcome_messages: Vec::new(),
+    }));
+    let answer = group_operation(&federation, 1, 0, &as_add).await;
+    refused(&answer, ErrorCode::OperationRulesViolated);
+    assert!(error(&answer).detail.contains("adds nobody"));
+    let as_remove = ds_request(DSRequestBody::RemoveUsers(GroupUpdateRequest {
+        group_update: carol_update.clone(),
+    }));
+    refused(
+        &group_operation(&federation, 1, 0, &as_remove).await,
+        ErrorCode::OperationRulesViolated,
+    );
+    // An external join that is not external.
+    let as_join = ds_request(DSRequestBody::ExternalJoin(GroupUpdateRequest {
+        group_update: carol_update.clone(),
+    }));
+    refused(
+        &group_operation(&federation, 1, 0, &as_join).await,
+        ErrorCode::OperationRulesViolated,
+    );
+    // C forwarding B's member's commit.
+    let as_update = ds_request(DSRequestBody::UpdateClient(UpdateClientRequest {
+        group_update: carol_update.clone(),
+        token: None,
+    }));
+    refused(
+        &group_operation(&federation, 2, 0, &as_update).await,
+        ErrorCode::SenderNotOfPeer,
+    );
+    // A PartialGroupInfo whose signature is not the committer's.
+    let mut forged = carol_update.clone();
+    let mut signature = forged.partial_group_info.signature.as_slice().to_vec();
+    signature[0] ^= 1;
+    forged.partial_group_info.signature = signature.into();
+    let forged = ds_request(DSRequestBody::UpdateClient(UpdateClientRequest {
+        group_update: forged,
+        token: None,
+    }));
+    refused(
+        &group_operation(&federation, 1, 0, &forged).await,
+        ErrorCode::GroupInfoMismatch,
+    );
+    // A client signature between gateways.
+    let signed = encode(&DSRequest {
+        version: DS_PROTOCOL_VERSION,
+        body: DSRequestBody::UpdateClient(UpdateClientRequest {
+            group_update: carol_update.clone(),
+            token: None,
+        }),
+        auth: DSAuthData::ClientSignature {
+            sender_index: 1,
+            signature: ShortBytes(vec![0; 64]),
+        },
+    })
+    .unwrap();
+    refused(
+        &group_operation(&federation, 1, 0, &signed).await,
+        ErrorCode::MalformedBody,
+    );
+    // Another protocol version.
+    let mut other_version = as_update.clone();
+    other_version[..2].copy_from_slice(&2u16.to_be_bytes());
+    refused(
+        &group_operation(&federation, 1, 0, &other_version).await,
+        ErrorCode::UnsupportedVersion,
+    );
+    // Meant for a group B only mirrors: B is not its hub.
+    refused(
+        &group_operation(&federation, 0, 1, &as_update).await,
+        ErrorCode::UnknownGroup,
+    );
+    // A self remove that removes someone else.
+    let not_self = ds_request(DSRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
+        proposal: MlsMessage::from_bytes(remove_alice.clone()).unwrap(),
+    }));
+    refused(
+        &group_operation(&federation, 1, 0, &not_self).await,
+        ErrorCode::OperationRulesViolated,
+    );
+    // Through B's application listener: a proposal no operation carries is not forwarded.
+    refused(
+        &mirror.propose(&remove_alice).await,
+        ErrorCode::NoMatchingOperation,
+    );
+    assert!(hub.proposals().await.is_empty(), "no proposal held");
+    assert_eq!(hub.epoch().await, 1, "nothing applied");
+
+    // The same commit, as the operation it is, goes through.
+    let answer = group_operation(&federation, 1, 0, &as_update).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    assert_eq!(hub.epoch().await, 2);
+    assert!(!alice.apply(&update));
+    assert_eq!(alice.secret(), carol.secret());
+}
