@@ -5,6 +5,7 @@
 
 pub mod applications;
 pub mod auth;
+pub mod client_queues;
 pub mod config;
 pub mod dev_certs;
 pub mod error;

@@ -132,6 +132,29 @@ pub enum Endpoint {
         handle: String,
         welcome: Uuid,
     },
+    /// `POST /apps/{appId}/groups/{groupId}/messages`: an application message for every
+    /// member ("Group Messaging"; issue 7).
+    SendGroupMessage {
+        app: Uuid,
+        group: Vec<u8>,
+    },
+    /// `GET|POST /apps/{appId}/clients/{clientHandle}/messages`: the client's message queue.
+    FetchMessages {
+        app: Uuid,
+        handle: String,
+    },
+    /// `POST /apps/{appId}/clients/{clientHandle}/messages/acknowledge`.
+    AcknowledgeMessages {
+        app: Uuid,
+        handle: String,
+    },
+    /// `POST /apps/{appId}/connection-requests`: a connection request for a client here or
+    /// at another gateway.
+    SendConnectionRequest {
+        app: Uuid,
+    },
+    /// `POST /connection_request` (MIMI Transport): a peer's `QueueingServiceRequest`.
+    ConnectionRequest,
     /// `POST /deliver_message` (MIMI Transport): a hub's `DSFanoutRequest`.
     DeliverMessage,
     /// `GET|POST /welcome_information` (MIMI Transport): the ratchet tree a Welcome needs.
@@ -171,7 +194,11 @@ impl Endpoint {
             | Endpoint::ControlMessages { app, .. }
             | Endpoint::GroupInfo { app, .. }
             | Endpoint::WelcomeMessages { app, .. }
-            | Endpoint::AcknowledgeWelcome { app, .. } => Some(*app),
+            | Endpoint::AcknowledgeWelcome { app, .. }
+            | Endpoint::SendGroupMessage { app, .. }
+            | Endpoint::FetchMessages { app, .. }
+            | Endpoint::AcknowledgeMessages { app, .. }
+            | Endpoint::SendConnectionRequest { app } => Some(*app),
             _ => None,
         }
     }
@@ -199,6 +226,11 @@ impl Endpoint {
             Endpoint::GroupInfo { .. } => "group_info",
             Endpoint::WelcomeMessages { .. } => "welcome_messages",
             Endpoint::AcknowledgeWelcome { .. } => "acknowledge_welcome",
+            Endpoint::SendGroupMessage { .. } => "send_group_message",
+            Endpoint::FetchMessages { .. } => "fetch_messages",
+            Endpoint::AcknowledgeMessages { .. } => "acknowledge_messages",
+            Endpoint::SendConnectionRequest { .. } => "send_connection_request",
+            Endpoint::ConnectionRequest => "connection_request",
             Endpoint::DeliverMessage => "deliver_message",
             Endpoint::WelcomeInformation => "welcome_information",
             Endpoint::ExternalCommitInformation => "external_commit_information",
@@ -294,6 +326,7 @@ pub fn route(
             "/group_key_packages" => post_only(method, Endpoint::GroupKeyPackages),
             "/discover_clients" => post_only(method, Endpoint::FederatedDiscovery),
             "/group_operation" => post_only(method, Endpoint::GroupOperation),
+            "/connection_request" => post_only(method, Endpoint::ConnectionRequest),
             _ => Err(GatewayError::NotFound),
         },
         ListenerKind::Admin => match path {
@@ -373,6 +406,22 @@ fn route_application(
                 Method::PUT => Ok(Endpoint::UploadCommit { app, group }),
                 _ => Err(GatewayError::MethodNotAllowed),
             }
+        }
+        ["apps", app, "groups", group, "messages"] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            post_only(method, Endpoint::SendGroupMessage { app, group })
+        }
+        ["apps", app, "clients", handle, "messages"] => {
+            let (app, handle) = (path_id(app)?, path_handle(handle)?);
+            get_or_post(method, Endpoint::FetchMessages { app, handle })
+        }
+        ["apps", app, "clients", handle, "messages", "acknowledge"] => {
+            let (app, handle) = (path_id(app)?, path_handle(handle)?);
+            post_only(method, Endpoint::AcknowledgeMessages { app, handle })
+        }
+        ["apps", app, "connection-requests"] => {
+            let app = path_id(app)?;
+            post_only(method, Endpoint::SendConnectionRequest { app })
         }
         ["apps", app, "groups", group, "control-msgs"] => {
             let (app, group) = (path_id(app)?, path_group(group)?);

@@ -8,7 +8,8 @@
 //! hub until the commit arrives; the commit is then validated against the mirror as the
 //! hub validated it (openmls' `PublicGroup`) and applied with them in one atomic step. A
 //! follower without a mirror (its first member is joining) imports the group from the hub's
-//! `/external_commit_information`. Every step is idempotent, so a redelivered message (the
+//! `/external_commit_information`. An application message (a PrivateMessage) goes into
+//! its recipients' message queues (`client_queues`). Every step is idempotent, so a redelivered message (the
 //! hub retries until acknowledged) changes nothing: a commit for an epoch the mirror has
 //! passed is skipped, a Welcome's id is derived from its bytes.
 
@@ -115,8 +116,11 @@ pub async fn deliver(state: &State, hub: &str, body: &[u8]) -> Result<(), Gatewa
             }
             outcome?
         }
-        // Application messages are routed to client queues by the hub; not mirrored.
-        Some(WIRE_PRIVATE_MESSAGE) | Some(_) | None => {
+        // Application messages go to the recipients' queues; nothing is mirrored.
+        Some(WIRE_PRIVATE_MESSAGE) => {
+            crate::client_queues::deliver_from_hub(state, hub, app, &handles, message).await?;
+        }
+        Some(_) | None => {
             return Err(GroupError::Malformed("not a message a hub fans out".into()).into());
         }
     }

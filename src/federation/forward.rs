@@ -11,7 +11,7 @@ use mimi_wire::ErrorCode;
 use mimi_wire::ds::{
     AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSRequestType,
     DSResponseBody, Extensions, GroupUpdateRequest, MLSGroupUpdate, MlsMessage, PartialGroupInfo,
-    ReInitializeGroupRequest, SelfRemoveClientRequest, UpdateClientRequest,
+    ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest,
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
@@ -133,6 +133,18 @@ pub async fn proposal(
     });
     send(state, hub, body).await?;
     tracing::info!(hub, epoch, "self remove forwarded");
+    Ok(epoch)
+}
+
+/// Forwards an application message for a group mirrored from `hub` (the draft's
+/// `ds_send_message`): the hub routes it to every member, this gateway's included, through
+/// their queues. Answers the message's epoch.
+pub async fn message(state: &State, hub: &str, message: &[u8]) -> Result<u64, GatewayError> {
+    let (_, epoch) = crate::client_queues::application_message(message)?;
+    let body = DSRequestBody::SendMessage(SendMessageRequest {
+        application_message: mls_message(message)?,
+    });
+    send(state, hub, body).await?;
     Ok(epoch)
 }
 

@@ -6,7 +6,8 @@
 //! commit or proposal is applied exactly as one uploaded by a local application: one winner
 //! per epoch, fanned out to every follower (the requesting one included) in the same step.
 //!
-//! Also served: `ds_request_group_id` (a fresh 16-byte id), `ds_signature_public_key` (the
+//! An application message (`ds_send_message`) is routed to every member's queue
+//! (`client_queues`). Also served: `ds_request_group_id` (a fresh 16-byte id), `ds_signature_public_key` (the
 //! raw key this gateway currently signs with), and `ds_create_group` (a group hosted here,
 //! created for a client of the peer). Welcome and external-commit information, key packages
 //! and discovery have their own endpoints (`docs/federation-wire.md`).
@@ -66,7 +67,17 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         | DSRequestBody::ExternalJoin(request) => (request.group_update, Vec::new()),
         DSRequestBody::UpdateClient(update) => (update.group_update, Vec::new()),
         DSRequestBody::ReInitializeGroup(reinit) => (reinit.commit, Vec::new()),
-        DSRequestBody::SendMessage(_) => return Err(GatewayError::NoMatchingOperation("message")),
+        DSRequestBody::SendMessage(send) => {
+            let packet = send.application_message.as_bytes();
+            let (app, group_id) = hosted_group(state, packet).await?;
+            let application = state
+                .applications
+                .get(&app)
+                .ok_or(GatewayError::UnknownApplication)?;
+            let rules = member_rules(state, application);
+            crate::client_queues::route(state, app, &group_id, packet, &rules, Some(peer)).await?;
+            return ds_response(DSResponseBody::Ok);
+        }
         DSRequestBody::KeyPackages(_)
         | DSRequestBody::ConnectionKeyPackages(_)
         | DSRequestBody::WelcomeInfo(_)
@@ -119,16 +130,15 @@ async fn commit(
     Ok(())
 }
 
-/// The application and id of the group a forwarded handshake message is for: a group this
-/// gateway is the hub of (`UnknownGroup` for one it does not host or only mirrors).
+/// The application and id of the group a forwarded message is for: a group this gateway is
+/// the hub of (`UnknownGroup` for one it does not host or only mirrors).
 async fn hosted_group(state: &State, packet: &[u8]) -> Result<(Uuid, Vec<u8>), GatewayError> {
     let message = MlsMessageIn::tls_deserialize_exact(packet)
         .map_err(|error| GroupError::Malformed(error.to_string()))?;
+    // A PrivateMessage is an application message, or a handshake the staging refuses.
     let group_id = match message.extract() {
         MlsMessageBodyIn::PublicMessage(message) => message.group_id().as_slice().to_vec(),
-        MlsMessageBodyIn::PrivateMessage(_) => {
-            return Err(GroupError::PrivateMessageHandshake.into());
-        }
+        MlsMessageBodyIn::PrivateMessage(message) => message.group_id().as_slice().to_vec(),
         _ => return Err(GroupError::Malformed("not a PublicMessage".into()).into()),
     };
     hosting_application(state, &group_id)

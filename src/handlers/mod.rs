@@ -4,6 +4,7 @@ mod admin;
 mod applications;
 mod client;
 mod commits;
+mod connection_requests;
 mod control_messages;
 mod create_group;
 mod deliver_message;
@@ -14,6 +15,7 @@ mod group_information;
 mod group_key_packages;
 mod group_operation;
 mod key_queues;
+mod messages;
 mod proposals;
 mod register_client;
 mod retrieve_key_package;
@@ -85,6 +87,19 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
             handle,
             welcome,
         } => welcomes::acknowledge(state, &request, app, &handle, welcome).await,
+        Endpoint::SendGroupMessage { app, group } => {
+            messages::send(state, &request, app, &group).await
+        }
+        Endpoint::FetchMessages { app, handle } => {
+            messages::fetch(state, &request, app, &handle).await
+        }
+        Endpoint::AcknowledgeMessages { app, handle } => {
+            messages::acknowledge(state, &request, app, &handle).await
+        }
+        Endpoint::SendConnectionRequest { app } => {
+            connection_requests::send(state, &request, app).await
+        }
+        Endpoint::ConnectionRequest => connection_requests::receive(state, &request).await,
         Endpoint::DeliverMessage => deliver_message::handle(state, &request).await,
         Endpoint::ExternalCommitInformation => {
             group_information::external_commit(state, &request).await

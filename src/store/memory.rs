@@ -13,9 +13,9 @@ use crate::mls::group_state::PublicState;
 use super::{
     Client, ClientChange, ClientRegistry, CommitRecord, CurrentGroupInfo, GroupHead,
     GroupStoreError, Groups, Health, HeldProposal, KeyQueueAttributes, KeyQueueError,
-    KeyQueueUpdate, KeyQueues, NewGroup, OutboundQueues, PendingWelcome, RegistryError,
-    ReplayCache, RetrievedKeyPackage, Store, StoreError, StoredGroup, StoredKeyPackage,
-    WelcomeRecord,
+    KeyQueueUpdate, KeyQueues, MessageQueues, NewGroup, OutboundQueues, PendingWelcome,
+    QueuedMessage, RegistryError, ReplayCache, RetrievedKeyPackage, Store, StoreError, StoredGroup,
+    StoredKeyPackage, WelcomeRecord,
 };
 
 #[derive(Default)]
@@ -27,6 +27,16 @@ pub struct MemoryStore {
     /// Locked before `key_queues` when both are needed (a commit advances key queues).
     groups: Mutex<GroupTable>,
     outbound: Mutex<OutboundTable>,
+    messages: Mutex<HashMap<(Uuid, String), ClientMessages>>,
+}
+
+/// One client's message queue.
+#[derive(Default)]
+struct ClientMessages {
+    last_sequence: u64,
+    entries: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
+    /// Id -> sequence number, for the entries still queued.
+    ids: HashMap<Vec<u8>, u64>,
 }
 
 /// Outbound queues per peer and the per-peer notes of a follower. Commits queue their
@@ -944,6 +954,72 @@ impl OutboundQueues for MemoryStore {
             .notes
             .get(&(peer.to_owned(), name.to_owned()))
             .cloned())
+    }
+}
+
+#[async_trait]
+impl MessageQueues for MemoryStore {
+    async fn enqueue_message(
+        &self,
+        app: Uuid,
+        handle: &str,
+        id: &[u8],
+        entry: &[u8],
+    ) -> Result<u64, StoreError> {
+        let mut table = self.messages.lock().map_err(|_| poisoned())?;
+        let queue = table.entry((app, handle.to_owned())).or_default();
+        if let Some(sequence) = queue.ids.get(id) {
+            return Ok(*sequence);
+        }
+        queue.last_sequence += 1;
+        let sequence = queue.last_sequence;
+        queue
+            .entries
+            .insert(sequence, (id.to_vec(), entry.to_vec()));
+        queue.ids.insert(id.to_vec(), sequence);
+        Ok(sequence)
+    }
+
+    async fn queued_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        let table = self.messages.lock().map_err(|_| poisoned())?;
+        Ok(table
+            .get(&(app, handle.to_owned()))
+            .map(|queue| {
+                queue
+                    .entries
+                    .range(from..)
+                    .take(limit)
+                    .map(|(sequence, (_, entry))| QueuedMessage {
+                        sequence: *sequence,
+                        entry: entry.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn acknowledge_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        up_to: u64,
+    ) -> Result<u64, StoreError> {
+        let mut table = self.messages.lock().map_err(|_| poisoned())?;
+        let Some(queue) = table.get_mut(&(app, handle.to_owned())) else {
+            return Ok(0);
+        };
+        let kept = queue.entries.split_off(&up_to.saturating_add(1));
+        let removed = std::mem::replace(&mut queue.entries, kept);
+        for (id, _) in removed.values() {
+            queue.ids.remove(id);
+        }
+        Ok(removed.len() as u64)
     }
 }
 

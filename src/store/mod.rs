@@ -454,6 +454,49 @@ pub trait OutboundQueues: Send + Sync {
     async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// A message in a client's queue, with its sequence number there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub sequence: u64,
+    /// The message's own encoding: the kind, the group, the MLSMessage
+    /// (`mimi_wire::messages::QueuedMessage` without its sequence number).
+    pub entry: Vec<u8>,
+}
+
+/// Each client's message queue (issue 7, "Queues and delivery that lose nothing"): FIFO with
+/// sequence numbers from 1, entries removed only by acknowledgement. An entry carries an id
+/// (a digest of the message): enqueuing an id the queue still holds changes nothing, which is
+/// how a redelivered fan-out is dropped.
+#[async_trait]
+pub trait MessageQueues: Send + Sync {
+    /// Appends `entry` to the queue of `handle`; answers its sequence number (the earlier
+    /// one if `id` is still queued).
+    async fn enqueue_message(
+        &self,
+        app: Uuid,
+        handle: &str,
+        id: &[u8],
+        entry: &[u8],
+    ) -> Result<u64, StoreError>;
+
+    /// Up to `limit` entries from sequence number `from` on, in order.
+    async fn queued_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError>;
+
+    /// Removes every entry up to and including sequence number `up_to`; answers how many.
+    async fn acknowledge_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        up_to: u64,
+    ) -> Result<u64, StoreError>;
+}
+
 /// Reachability, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -462,7 +505,7 @@ pub trait Health: Send + Sync {
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
 pub trait Store:
-    ReplayCache + ClientRegistry + KeyQueues + Groups + OutboundQueues + Health
+    ReplayCache + ClientRegistry + KeyQueues + Groups + OutboundQueues + MessageQueues + Health
 {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;

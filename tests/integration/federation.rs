@@ -483,7 +483,7 @@ pub async fn post_signed(
 
 /// A signed `POST /deliver_message` from gateway `from` (index) to gateway `to`, with the
 /// sender's own key unless `key` is given, addressed to `recipient`.
-async fn fanout_to(
+pub async fn fanout_to(
     federation: &Federation,
     from: usize,
     to: usize,

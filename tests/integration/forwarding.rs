@@ -3,19 +3,26 @@
 //! "Client-initiated operations"), and every refusal of that endpoint with its exact bad
 //! input.
 
-use http::StatusCode;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
 use mimi_wire::ds::{
-    AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, Extensions,
-    GroupUpdateRequest, MLSGroupUpdate, MlsMessage, PartialGroupInfo, SelfRemoveClientRequest,
+    AddRequest, ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSFanoutRequest, DSRequest,
+    DSRequestBody, Extensions, FanoutAuthToken, GroupUpdateRequest, MLSGroupUpdate, MlsMessage,
+    PartialGroupInfo, QueueingServiceRequest, QueueingServiceResponse, SelfRemoveClientRequest,
     ShortBytes, UpdateClientRequest,
 };
-use mimi_wire::{ErrorCode, encode};
+use mimi_wire::messages::{
+    AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, QueuedMessage,
+    QueuedMessageKind, QueuedMessagesResponse, SendConnectionRequest, SendGroupMessageRequest,
+};
+use mimi_wire::{ErrorCode, decode_exact, encode};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
 
 use crate::common::*;
 use crate::federation::{
-    DOMAINS, Federation, key_package_ok, mirrored_control, peer_claims, post_signed,
+    DOMAINS, Federation, fanout_to, key_package_ok, mirrored_control, peer_claims, post_signed,
     publish_key_packages, welcome_for,
 };
 use crate::group_client::{GroupApi, Member, error};
@@ -31,7 +38,12 @@ struct TwoDomains {
 }
 
 async fn alice_and_carol(count: usize) -> TwoDomains {
-    let federation = Federation::start(count, |_| StoreSpec::Memory).await;
+    alice_and_carol_on(count, |_| StoreSpec::Memory).await
+}
+
+/// As `alice_and_carol`, each gateway on the store `store(index)` gives.
+async fn alice_and_carol_on(count: usize, store: impl Fn(usize) -> StoreSpec) -> TwoDomains {
+    let federation = Federation::start(count, store).await;
     let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
     let mut carol = federation.cas[1].member("carol");
     let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
@@ -92,19 +104,21 @@ async fn group_operation(federation: &Federation, from: usize, to: usize, body: 
     post_signed(federation, to, &key, claims, "/group_operation", body).await
 }
 
-/// A commit race between members on different domains: Alice commits at the hub while
+/// A commit race between members on different domains (each gateway on its own Redis):
+/// Alice commits at the hub while
 /// Carol's commit for the same epoch travels through B. Exactly one wins; the other gets
 /// `StaleEpoch` with the hub's current epoch, both gateways hold the winner's commit, and
 /// Bob (a bystander on A) reaches the winner's epoch from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_race_across_domains_has_one_winner() {
+    let redis: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
     let TwoDomains {
         federation,
         mut alice,
         mut carol,
         hub,
         mirror,
-    } = alice_and_carol(2).await;
+    } = alice_and_carol_on(2, |index| StoreSpec::Redis(redis[index].url())).await;
     let a = &federation.gateways[0];
     let mut bob = federation.cas[0].member("bob");
     let bob_id = publish_key_packages(a, "bob", &bob, 1).await;
@@ -304,4 +318,316 @@ async fn group_operation_refusals() {
     assert_eq!(hub.epoch().await, 2);
     assert!(!alice.apply(&update));
     assert_eq!(alice.secret(), carol.secret());
+}
+
+/// The messages queued for `handle` at `harness` from sequence number `from`.
+async fn queued(harness: &Harness, handle: &str, from: u64) -> Answer {
+    let body = encode(&FetchMessagesRequest {
+        version: 1,
+        from_sequence: from,
+        limit: 100,
+    })
+    .unwrap();
+    harness
+        .call(
+            Method::POST,
+            &format!("/apps/{}/clients/{handle}/messages", harness.app.id),
+            body,
+        )
+        .await
+}
+
+async fn queued_ok(harness: &Harness, handle: &str, from: u64) -> Vec<QueuedMessage> {
+    let answer = queued(harness, handle, from).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    decode_exact::<QueuedMessagesResponse>(&answer.body)
+        .unwrap()
+        .messages
+}
+
+/// Waits (bounded) until `handle`'s queue at `harness` holds `count` messages.
+async fn queued_count(harness: &Harness, handle: &str, count: usize) -> Vec<QueuedMessage> {
+    let arrived = eventually(Duration::from_secs(20), || async {
+        queued_ok(harness, handle, 0).await.len() >= count
+    })
+    .await;
+    assert!(arrived, "{count} messages for {handle}");
+    let messages = queued_ok(harness, handle, 0).await;
+    assert_eq!(messages.len(), count, "no more than {count} for {handle}");
+    messages
+}
+
+async fn send_message(api: &GroupApi, message: &[u8]) -> Answer {
+    let body = encode(&SendGroupMessageRequest {
+        version: 1,
+        message: message.to_vec().into(),
+    })
+    .unwrap();
+    api.target
+        .call(
+            Method::POST,
+            &format!("/apps/{}/groups/{}/messages", api.app, api.group),
+            body,
+        )
+        .await
+}
+
+async fn acknowledge_messages(harness: &Harness, handle: &str, up_to: u64) -> Answer {
+    let body = encode(&AcknowledgeMessagesRequest {
+        version: 1,
+        up_to_sequence: up_to,
+    })
+    .unwrap();
+    harness
+        .call(
+            Method::POST,
+            &format!(
+                "/apps/{}/clients/{handle}/messages/acknowledge",
+                harness.app.id
+            ),
+            body,
+        )
+        .await
+}
+
+/// A group spanning three domains exchanging application messages: the hub routes each to
+/// every member's queue (other domains' through their gateways), in order and once; a
+/// follower's member sends through its gateway (forwarded to the hub as `ds_send_message`);
+/// nothing leaves a queue before it is acknowledged. Refused: a handshake sent as an
+/// application message, a message of another group, a queue of an unregistered client, and
+/// an application message fanned out by a gateway that is not the group's hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_messages_reach_every_member_in_order() {
+    // Each gateway on its own redis-server: the queues are the Redis store's.
+    let redis: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let TwoDomains {
+        federation,
+        mut alice,
+        mut carol,
+        hub,
+        mirror,
+    } = alice_and_carol_on(3, |index| StoreSpec::Redis(redis[index].url())).await;
+    let [a, b, c] = [0, 1, 2].map(|index| &federation.gateways[index]);
+    let mut dave = federation.cas[2].member("dave");
+    let dave_id = publish_key_packages(c, "dave", &dave, 1).await;
+    let package = key_package_ok(a, dave_id, "c.localhost", "alice").await;
+    let (add, welcome, info) = alice.add(&[package]);
+    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
+    dave.join(&welcome_for(c, "dave").await);
+    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
+    mirrored_control(&GroupApi::new(c, &alice.group_id()), 2).await;
+
+    let first = alice.send_message(b"one");
+    let second = alice.send_message(b"two");
+    for message in [&first, &second] {
+        let answer = send_message(&hub, message).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    }
+    for (harness, member) in [(b, &mut carol), (c, &mut dave)] {
+        let handle = if std::ptr::eq(harness, b) {
+            "carol"
+        } else {
+            "dave"
+        };
+        let messages = queued_count(harness, handle, 2).await;
+        assert_eq!(
+            messages.iter().map(|m| m.sequence).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.kind == QueuedMessageKind::Application
+                    && m.group_id.as_slice() == alice.group_id())
+        );
+        assert_eq!(member.read_message(messages[0].message.as_slice()), b"one");
+        assert_eq!(member.read_message(messages[1].message.as_slice()), b"two");
+    }
+    assert_eq!(
+        queued_count(a, "alice", 2).await.len(),
+        2,
+        "the sender's queue too"
+    );
+
+    // Carol sends through B: the hub routes it to Alice here and Dave at C.
+    let third = carol.send_message(b"three");
+    let answer = send_message(&mirror, &third).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let at_a = queued_count(a, "alice", 3).await;
+    assert_eq!(alice.read_message(at_a[2].message.as_slice()), b"three");
+    let at_c = queued_count(c, "dave", 3).await;
+    assert_eq!(at_c[2].sequence, 3);
+    assert_eq!(dave.read_message(at_c[2].message.as_slice()), b"three");
+
+    // Acknowledged messages leave the queue; the rest stay, from any sequence number.
+    queued_count(b, "carol", 3).await;
+    let answer = acknowledge_messages(b, "carol", 2).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    assert_eq!(
+        decode_exact::<AcknowledgeMessagesResponse>(&answer.body)
+            .unwrap()
+            .removed,
+        2
+    );
+    let left = queued_ok(b, "carol", 0).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].sequence, left[0].message.as_slice()),
+        (3, third.as_slice())
+    );
+    assert_eq!(queued_ok(c, "dave", 3).await.len(), 1);
+
+    // Refusals.
+    let (update, _) = alice.update();
+    assert_eq!(
+        send_message(&hub, &update).await.error_code(),
+        ErrorCode::MalformedMlsMessage
+    );
+    let elsewhere = GroupApi::new(a, b"another group");
+    assert_eq!(
+        send_message(&elsewhere, &alice.send_message(b"x"))
+            .await
+            .error_code(),
+        ErrorCode::GroupIdMismatch
+    );
+    assert_eq!(
+        queued(b, "nobody", 0).await.error_code(),
+        ErrorCode::UnknownClient
+    );
+    let fanout = encode(&DSFanoutRequest {
+        version: 1,
+        recipient_ids: vec![ClientId {
+            application: *a.app.id.as_bytes(),
+            domain: "b.localhost".into(),
+            client: ClientRef::Handle("carol".into()),
+        }],
+        fanout_auth_tokens: vec![FanoutAuthToken {
+            token: Vec::new().into(),
+        }],
+        mls_message: MlsMessage::from_bytes(first.clone()).unwrap(),
+    })
+    .unwrap();
+    let not_hub = fanout_to(&federation, 2, 1, None, "b.localhost", &fanout).await;
+    assert_eq!(not_hub.error_code(), ErrorCode::NotTheHub);
+    assert_eq!(
+        queued_ok(b, "carol", 0).await.len(),
+        1,
+        "nothing queued by a refusal"
+    );
+}
+
+/// A connection request from Alice's application on A for Carol of B goes into Carol's
+/// queue at B (`POST /connection_request`); refused: a recipient of another domain or not
+/// registered, queue information that is no ClientID, an unregistered local recipient and a
+/// request that is no MLSMessage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_requests_reach_the_clients_queue() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    publish_key_packages(b, "carol", &carol, 1).await;
+    let alice = federation.cas[0].member("alice");
+    let request_message = alice.mls.key_package(3_600);
+    let send = |domain: &str, handle: &str, message: &[u8]| {
+        encode(&SendConnectionRequest {
+            version: 1,
+            domain: domain.into(),
+            client_handle: handle.into(),
+            message: message.to_vec().into(),
+        })
+        .unwrap()
+    };
+    let path = format!("/apps/{}/connection-requests", a.app.id);
+    let answer = a
+        .call(
+            Method::POST,
+            &path,
+            send("b.localhost", "carol", &request_message),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let queued = queued_ok(b, "carol", 0).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].kind, QueuedMessageKind::ConnectionRequest);
+    assert_eq!(queued[0].message.as_slice(), request_message.as_slice());
+
+    // Through A to a client B does not have, and to an unregistered client of A itself.
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("b.localhost", "nobody", &request_message)
+        )
+        .await
+        .error_code(),
+        ErrorCode::PeerRefused
+    );
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("a.localhost", "nobody", &request_message)
+        )
+        .await
+        .error_code(),
+        ErrorCode::UnknownClient
+    );
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("b.localhost", "carol", b"not mls")
+        )
+        .await
+        .error_code(),
+        ErrorCode::MalformedMlsMessage
+    );
+
+    // Straight to B's /connection_request.
+    let request = |domain: &str, handle: &str| {
+        encode(
+            &QueueingServiceRequest::new(
+                &ClientId {
+                    application: *b.app.id.as_bytes(),
+                    domain: domain.into(),
+                    client: ClientRef::Handle(handle.into()),
+                },
+                MlsMessage::from_bytes(request_message.clone()).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let federation = &federation;
+    let post = |body: Vec<u8>| async move {
+        let (key, claims) = peer_claims(federation, 0, "b.localhost");
+        post_signed(federation, 1, &key, claims, "/connection_request", &body).await
+    };
+    assert_eq!(
+        post(request("c.localhost", "carol")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    assert_eq!(
+        post(request("b.localhost", "nobody")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    let garbage = encode(&QueueingServiceRequest {
+        client_queue_information: vec![9, 9, 9].into(),
+        message: MlsMessage::from_bytes(request_message.clone()).unwrap(),
+    })
+    .unwrap();
+    assert_eq!(post(garbage).await.error_code(), ErrorCode::MalformedBody);
+    assert_eq!(
+        queued_ok(b, "carol", 0).await.len(),
+        1,
+        "nothing queued by a refusal"
+    );
+    let answer = post(request("b.localhost", "carol")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    assert_eq!(
+        decode_exact::<QueueingServiceResponse>(&answer.body).unwrap(),
+        QueueingServiceResponse::Ok
+    );
+    // The same request again is the same message: queued once.
+    assert_eq!(queued_ok(b, "carol", 0).await.len(), 1);
 }

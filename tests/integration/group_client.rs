@@ -267,6 +267,35 @@ impl Member {
         bytes(&proposal)
     }
 
+    /// An application message (a PrivateMessage) carrying `text`.
+    pub fn send_message(&mut self, text: &[u8]) -> Vec<u8> {
+        let message = self
+            .group
+            .as_mut()
+            .unwrap()
+            .create_message(&self.mls.provider, &self.mls.signer, text)
+            .unwrap();
+        bytes(&message)
+    }
+
+    /// Decrypts an application message of another member.
+    pub fn read_message(&mut self, packet: &[u8]) -> Vec<u8> {
+        let message = MlsMessageIn::tls_deserialize_exact(packet)
+            .unwrap()
+            .try_into_protocol_message()
+            .unwrap();
+        let processed = self
+            .group
+            .as_mut()
+            .unwrap()
+            .process_message(&self.mls.provider, message)
+            .unwrap();
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(message) => message.into_bytes(),
+            _ => panic!("not an application message"),
+        }
+    }
+
     /// Drops the member's pending proposals (made only to be uploaded, never committed).
     pub fn forget_proposals(&mut self) {
         self.group

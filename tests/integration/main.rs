@@ -15,6 +15,7 @@ mod group_store;
 mod groups;
 mod identity;
 mod key_queues;
+mod message_store;
 mod mls_client;
 mod outage;
 mod peers;

@@ -11,6 +11,7 @@ pub mod ds;
 pub mod error;
 pub mod groups;
 pub mod key_queues;
+pub mod messages;
 pub mod registry;
 pub mod signing;
 pub mod verification_key;

@@ -15,6 +15,7 @@
 //! | `mimi:{c:<client>}:...` | | the client's key queues (see `key_queues.rs`) |
 //! | `mimi:{g:<app>:<hex group id>}:...` | | a group's state (see `groups.rs`) |
 //! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references (see `groups.rs`) |
+//! | `mimi:{q:<app>:<hex handle>}:...` | | a client's message queue (see `messages.rs`) |
 //! | `mimi:outbox-groups` | set | groups whose commit left cross-slot actions to carry out (see `groups.rs`) |
 //!
 //! Replay keys are deliberately untagged: each is touched alone, and tagging them by sender
@@ -25,6 +26,7 @@
 
 mod groups;
 mod key_queues;
+mod messages;
 mod outbound;
 mod registry;
 mod replay;
@@ -111,6 +113,9 @@ struct Scripts {
     index_welcome: Script,
     add_welcome: Script,
     pop_outbound: Script,
+    enqueue_message: Script,
+    queued_messages: Script,
+    acknowledge_messages: Script,
 }
 
 impl Scripts {
@@ -141,6 +146,9 @@ impl Scripts {
             index_welcome: Script::new(groups::INDEX_WELCOME),
             add_welcome: Script::new(groups::ADD_WELCOME),
             pop_outbound: Script::new(outbound::POP_OUTBOUND),
+            enqueue_message: Script::new(messages::ENQUEUE_MESSAGE),
+            queued_messages: Script::new(messages::QUEUED_MESSAGES),
+            acknowledge_messages: Script::new(messages::ACKNOWLEDGE_MESSAGES),
         }
     }
 }

@@ -1,0 +1,170 @@
+//! What goes into clients' message queues (issue 7, "Queues and delivery that lose nothing";
+//! architecture draft, "Group Messaging"; delivery-service draft, "Send an application
+//! message to a group"): application messages the group's hub routes to every member (this
+//! gateway's members directly, other domains' through `/deliver_message` to their gateway),
+//! and connection requests. Handshake messages are not queued: applications read them as
+//! control messages.
+//!
+//! Each entry's id is the SHA-256 of its message, so a redelivered fan-out is dropped while
+//! the first copy is still queued.
+
+use mimi_wire::messages::{QueuedMessage, QueuedMessageKind};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{ContentType, MlsMessageIn};
+use sha2::{Digest, Sha256};
+use tls_codec::VLBytes;
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::federation::hub;
+use crate::mls::group::GroupError;
+use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::state::State;
+use crate::store::{self, GroupStoreError};
+
+/// An application message's group and epoch, refused unless it is a PrivateMessage of
+/// content type application (the only thing routed without being read).
+pub fn application_message(message: &[u8]) -> Result<(Vec<u8>, u64), GroupError> {
+    let protocol = MlsMessageIn::tls_deserialize_exact(message)
+        .map_err(|error| GroupError::Malformed(error.to_string()))?
+        .try_into_protocol_message()
+        .map_err(|_| GroupError::Malformed("not a PrivateMessage".into()))?;
+    if protocol.is_handshake_message() || protocol.content_type() != ContentType::Application {
+        return Err(GroupError::Malformed("not an application message".into()));
+    }
+    if !matches!(
+        protocol,
+        openmls::prelude::ProtocolMessage::PrivateMessage(_)
+    ) {
+        return Err(GroupError::Malformed("not a PrivateMessage".into()));
+    }
+    Ok((
+        protocol.group_id().as_slice().to_vec(),
+        protocol.epoch().as_u64(),
+    ))
+}
+
+/// Queues `message` (of `kind`, for `group_id`) for each of this gateway's `handles`.
+pub async fn enqueue(
+    state: &State,
+    app: Uuid,
+    handles: &[String],
+    kind: QueuedMessageKind,
+    group_id: &[u8],
+    message: &[u8],
+) -> Result<(), GatewayError> {
+    let id = Sha256::digest(message);
+    let entry = mimi_wire::encode(&QueuedMessage {
+        sequence: 0,
+        kind,
+        group_id: VLBytes::new(group_id.to_vec()),
+        message: VLBytes::new(message.to_vec()),
+    })
+    .map_err(|error| GatewayError::Internal(error.to_string()))?;
+    for handle in handles {
+        state
+            .store
+            .enqueue_message(app, handle, id.as_slice(), &entry)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A queued entry as the application reads it, with its sequence number.
+pub fn queued(entry: store::QueuedMessage) -> Result<QueuedMessage, GatewayError> {
+    let mut message: QueuedMessage = mimi_wire::decode_exact(&entry.entry)
+        .map_err(|_| GatewayError::Internal("a queued entry does not decode".into()))?;
+    message.sequence = entry.sequence;
+    Ok(message)
+}
+
+/// The hub routes an application message of its group to every member: queued here for its
+/// own members, and queued for each peer with members (delivered in order with the group's
+/// other fan-out). `from_peer` is the follower that forwarded it, which must have members in
+/// the group (the draft: the DS authenticates the request's sender, not the message's).
+/// Answers the message's epoch.
+pub async fn route(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    message: &[u8],
+    rules: &MemberRules<'_>,
+    from_peer: Option<&str>,
+) -> Result<u64, GatewayError> {
+    let (message_group, epoch) = application_message(message)?;
+    if message_group != group_id {
+        return Err(GroupError::GroupIdMismatch.into());
+    }
+    let group = state
+        .groups
+        .checkout(state.store.as_ref(), app, group_id)
+        .await?;
+    let current = group.epoch;
+    let members = group.member_names(rules);
+    state.groups.put(app, group_id, group);
+    let members = members?;
+    if epoch > current {
+        return Err(GroupError::FutureEpoch { current }.into());
+    }
+    if let Some(peer) = from_peer {
+        let has_members = members.iter().any(|name| {
+            split_foreign(name).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer))
+        });
+        if !has_members {
+            return Err(GatewayError::SenderNotOfPeer(peer.to_owned()));
+        }
+    }
+    let local: Vec<String> = members
+        .iter()
+        .filter(|name| split_foreign(name).is_none())
+        .cloned()
+        .collect();
+    enqueue(
+        state,
+        app,
+        &local,
+        QueuedMessageKind::Application,
+        group_id,
+        message,
+    )
+    .await?;
+    for (peer, handles) in hub::by_peer(&members) {
+        let body = hub::fanout_request(app, &peer, &handles, message)?;
+        state.store.enqueue_outbound(&peer, &[body]).await?;
+        state.delivery.wake();
+    }
+    Ok(epoch)
+}
+
+/// A follower's share of its hub's application message: queued for the recipients (this
+/// gateway's clients, already checked) if the group is mirrored from that hub.
+pub async fn deliver_from_hub(
+    state: &State,
+    hub: &str,
+    app: Uuid,
+    handles: &[String],
+    message: &[u8],
+) -> Result<(), GatewayError> {
+    let (group_id, _) = application_message(message)?;
+    let recorded = state.store.group_hub(app, &group_id).await?;
+    match recorded {
+        Some(recorded) if recorded.eq_ignore_ascii_case(hub) => {}
+        Some(_) => return Err(GatewayError::NotTheHub(hub.to_owned())),
+        None => {
+            return Err(if state.store.group_head(app, &group_id).await?.is_some() {
+                GatewayError::NotTheHub(hub.to_owned())
+            } else {
+                GatewayError::GroupStore(GroupStoreError::UnknownGroup)
+            });
+        }
+    }
+    enqueue(
+        state,
+        app,
+        handles,
+        QueuedMessageKind::Application,
+        &group_id,
+        message,
+    )
+    .await
+}

@@ -1,0 +1,100 @@
+//! `POST /apps/{appId}/groups/{groupId}/messages` (architecture draft, "Group Messaging"; the
+//! delivery-service draft's "Send an application message to a group"): an application
+//! message, a PrivateMessage the gateway routes without reading, for every member of the
+//! group: at the hub straight into the members' queues (other domains' through their
+//! gateways), at a follower forwarded to the hub. And each client's queue:
+//! `GET|POST /apps/{appId}/clients/{clientHandle}/messages` fetches from a sequence number,
+//! `POST .../messages/acknowledge` removes everything up to one (`mimi_wire::messages`).
+
+use http::StatusCode;
+use mimi_wire::WIRE_VERSION;
+use mimi_wire::groups::GroupEpochResponse;
+use mimi_wire::messages::{
+    AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, MAX_FETCH,
+    QueuedMessagesResponse, SendGroupMessageRequest,
+};
+use tls_codec::VLBytes;
+use uuid::Uuid;
+
+use crate::error::GatewayError;
+use crate::federation::forward;
+use crate::service::{Reply, Request, encoded};
+use crate::state::State;
+use crate::store::RegistryError;
+
+use super::{authorize, decode_body, member_rules, mirrored_from};
+
+pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
+    let application = authorize(state, request, app)?;
+    let body: SendGroupMessageRequest =
+        decode_body(request, |body: &SendGroupMessageRequest| body.version)?;
+    let rules = member_rules(state, application);
+    let message = body.message.as_slice();
+    let epoch = match mirrored_from(state, app, group_id, &rules).await? {
+        Some(hub) => {
+            let (message_group, _) = crate::client_queues::application_message(message)?;
+            if message_group != group_id {
+                return Err(crate::mls::group::GroupError::GroupIdMismatch.into());
+            }
+            forward::message(state, &hub, message).await?
+        }
+        None => crate::client_queues::route(state, app, group_id, message, &rules, None).await?,
+    };
+    let mut response = encoded(&GroupEpochResponse {
+        version: WIRE_VERSION,
+        group_id: VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+/// The queue's owner must be a registered client of the application.
+async fn registered(state: &State, app: Uuid, handle: &str) -> Result<(), GatewayError> {
+    match state.store.client_by_handle(app, handle).await? {
+        Some(_) => Ok(()),
+        None => Err(RegistryError::UnknownClient.into()),
+    }
+}
+
+pub async fn fetch(state: &State, request: &Request, app: Uuid, handle: &str) -> Reply {
+    authorize(state, request, app)?;
+    // An empty body fetches from the start, as many as one answer holds.
+    let asked = if request.body.is_empty() {
+        FetchMessagesRequest {
+            version: WIRE_VERSION,
+            from_sequence: 0,
+            limit: MAX_FETCH,
+        }
+    } else {
+        decode_body(request, |body: &FetchMessagesRequest| body.version)?
+    };
+    registered(state, app, handle).await?;
+    let limit = usize::from(asked.limit.clamp(1, MAX_FETCH));
+    let entries = state
+        .store
+        .queued_messages(app, handle, asked.from_sequence, limit)
+        .await?;
+    encoded(&QueuedMessagesResponse {
+        version: WIRE_VERSION,
+        messages: entries
+            .into_iter()
+            .map(crate::client_queues::queued)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+pub async fn acknowledge(state: &State, request: &Request, app: Uuid, handle: &str) -> Reply {
+    authorize(state, request, app)?;
+    let asked: AcknowledgeMessagesRequest =
+        decode_body(request, |body: &AcknowledgeMessagesRequest| body.version)?;
+    registered(state, app, handle).await?;
+    let removed = state
+        .store
+        .acknowledge_messages(app, handle, asked.up_to_sequence)
+        .await?;
+    encoded(&AcknowledgeMessagesResponse {
+        version: WIRE_VERSION,
+        removed,
+    })
+}

@@ -1,0 +1,142 @@
+//! Client message queues in Redis (issue 7, "Queues and delivery that lose nothing"): each
+//! client's queue under its own hash tag, `mimi:{q:<app>:<hex handle>}:...`, so every script
+//! touches one slot of a Cluster:
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `...:seq` | string | the last sequence number handed out |
+//! | `...:entries` | hash | sequence number -> entry |
+//! | `...:order` | sorted set | queued sequence numbers (score = sequence number) |
+//! | `...:ids` | hash | message id -> sequence number, while queued |
+//! | `...:id-of` | hash | sequence number -> message id |
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::RedisStore;
+use crate::store::{MessageQueues, QueuedMessage, StoreError};
+
+fn keys(app: Uuid, handle: &str) -> [String; 5] {
+    let prefix = format!("mimi:{{q:{app}:{}}}:", hex::encode(handle.as_bytes()));
+    ["seq", "entries", "order", "ids", "id-of"].map(|name| format!("{prefix}{name}"))
+}
+
+/// KEYS: seq, entries, order, ids, id-of. ARGV: id, entry. Returns the sequence number.
+pub(super) const ENQUEUE_MESSAGE: &str = r"
+local queued = redis.call('HGET', KEYS[4], ARGV[1])
+if queued then return tonumber(queued) end
+local sequence = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], sequence, ARGV[2])
+redis.call('ZADD', KEYS[3], sequence, sequence)
+redis.call('HSET', KEYS[4], ARGV[1], sequence)
+redis.call('HSET', KEYS[5], sequence, ARGV[1])
+return sequence
+";
+
+/// KEYS: entries, order. ARGV: from, limit. Returns sequence, entry, sequence, entry, ...
+pub(super) const QUEUED_MESSAGES: &str = r"
+local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, sequence in ipairs(sequences) do
+  out[#out + 1] = sequence
+  out[#out + 1] = redis.call('HGET', KEYS[1], sequence)
+end
+return out
+";
+
+/// KEYS: entries, order, ids, id-of. ARGV: up_to. Returns how many entries went.
+pub(super) const ACKNOWLEDGE_MESSAGES: &str = r"
+local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, sequence in ipairs(sequences) do
+  redis.call('HDEL', KEYS[1], sequence)
+  local id = redis.call('HGET', KEYS[4], sequence)
+  if id then redis.call('HDEL', KEYS[3], id) end
+  redis.call('HDEL', KEYS[4], sequence)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+return #sequences
+";
+
+#[async_trait]
+impl MessageQueues for RedisStore {
+    async fn enqueue_message(
+        &self,
+        app: Uuid,
+        handle: &str,
+        id: &[u8],
+        entry: &[u8],
+    ) -> Result<u64, StoreError> {
+        let keys = keys(app, handle);
+        let script = &self.scripts.enqueue_message;
+        self.run(|mut connection| async move {
+            script
+                .key(&keys[0])
+                .key(&keys[1])
+                .key(&keys[2])
+                .key(&keys[3])
+                .key(&keys[4])
+                .arg(id)
+                .arg(entry)
+                .invoke_async(&mut connection)
+                .await
+        })
+        .await
+    }
+
+    async fn queued_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        let keys = keys(app, handle);
+        let script = &self.scripts.queued_messages;
+        let flat: Vec<Vec<u8>> = self
+            .run(|mut connection| async move {
+                script
+                    .key(&keys[1])
+                    .key(&keys[2])
+                    .arg(from)
+                    .arg(limit)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [sequence, entry] => Ok(QueuedMessage {
+                    sequence: std::str::from_utf8(sequence)
+                        .ok()
+                        .and_then(|text| text.parse().ok())
+                        .ok_or_else(|| {
+                            StoreError::Unavailable("a queued sequence number is malformed".into())
+                        })?,
+                    entry: entry.clone(),
+                }),
+                _ => Err(StoreError::Unavailable("a queue reply is malformed".into())),
+            })
+            .collect()
+    }
+
+    async fn acknowledge_messages(
+        &self,
+        app: Uuid,
+        handle: &str,
+        up_to: u64,
+    ) -> Result<u64, StoreError> {
+        let keys = keys(app, handle);
+        let script = &self.scripts.acknowledge_messages;
+        self.run(|mut connection| async move {
+            script
+                .key(&keys[1])
+                .key(&keys[2])
+                .key(&keys[3])
+                .key(&keys[4])
+                .arg(up_to)
+                .invoke_async(&mut connection)
+                .await
+        })
+        .await
+    }
+}

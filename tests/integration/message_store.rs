@@ -1,0 +1,124 @@
+//! The message queue contract, directly on the `MessageQueues` trait: one sequence on the
+//! memory store, a real `redis-server` and a real three-master Redis Cluster, with the same
+//! answers on each and the answers the contract promises (issue 7, "nothing is deleted
+//! before acknowledgement", duplicates dropped by message id).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mimi_gateway::config::StoreConfig;
+use mimi_gateway::store::redis::RedisStore;
+use mimi_gateway::store::{self, MessageQueues, SharedStore};
+use uuid::Uuid;
+
+use crate::common::*;
+
+/// A handle with braces and a colon, which must not end a hash tag.
+const CAROL: &str = "c{a}:rol";
+
+async fn contract(store: SharedStore) -> Vec<String> {
+    let app = Uuid::from_u128(0x9e0e);
+    let mut transcript = Vec::new();
+    let sequences_of = |messages: &[store::QueuedMessage]| {
+        messages
+            .iter()
+            .map(|message| (message.sequence, message.entry.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        store
+            .queued_messages(app, CAROL, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (id, entry) in [(b"id-1", b"one"), (b"id-2", b"two"), (b"id-3", b"six")] {
+        let sequence = store.enqueue_message(app, CAROL, id, entry).await.unwrap();
+        transcript.push(format!("enqueued {sequence}"));
+    }
+    // A redelivered message (same id) is queued once, under its first number.
+    assert_eq!(
+        store
+            .enqueue_message(app, CAROL, b"id-2", b"two")
+            .await
+            .unwrap(),
+        2
+    );
+    // Another client's queue is its own.
+    assert_eq!(
+        store
+            .enqueue_message(app, "dave", b"id-1", b"one")
+            .await
+            .unwrap(),
+        1
+    );
+    let all = store.queued_messages(app, CAROL, 0, 10).await.unwrap();
+    assert_eq!(
+        sequences_of(&all),
+        [
+            (1, b"one".to_vec()),
+            (2, b"two".to_vec()),
+            (3, b"six".to_vec())
+        ]
+    );
+    let page = store.queued_messages(app, CAROL, 2, 1).await.unwrap();
+    assert_eq!(sequences_of(&page), [(2, b"two".to_vec())]);
+    assert_eq!(store.acknowledge_messages(app, CAROL, 2).await.unwrap(), 2);
+    assert_eq!(store.acknowledge_messages(app, CAROL, 2).await.unwrap(), 0);
+    let left = store.queued_messages(app, CAROL, 0, 10).await.unwrap();
+    assert_eq!(sequences_of(&left), [(3, b"six".to_vec())]);
+    // Numbers are never reused; an acknowledged id may come again as a new message.
+    assert_eq!(
+        store
+            .enqueue_message(app, CAROL, b"id-1", b"one")
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        store
+            .acknowledge_messages(app, CAROL, u64::MAX - 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .queued_messages(app, CAROL, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .queued_messages(app, "dave", 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    transcript.push(format!("{left:?}"));
+    transcript
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_queues_on_memory_redis_and_cluster() {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let expected = contract(store::open(&StoreConfig::default()).await.unwrap()).await;
+    let single = RedisServer::start();
+    let on_redis = contract(Arc::new(
+        RedisStore::connect_single(&single.url(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    assert_eq!(on_redis, expected);
+    let cluster = RedisCluster::start();
+    let on_cluster = contract(Arc::new(
+        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    assert_eq!(on_cluster, expected);
+}
