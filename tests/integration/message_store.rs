@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mimi_gateway::config::StoreConfig;
 use mimi_gateway::store::redis::RedisStore;
-use mimi_gateway::store::{self, MessageQueues, SharedStore};
+use mimi_gateway::store::{self, SharedStore};
 use uuid::Uuid;
 
 use crate::common::*;
