@@ -139,8 +139,16 @@ pub async fn proposal(
 /// Forwards an application message for a group mirrored from `hub` (the draft's
 /// `ds_send_message`): the hub routes it to every member, this gateway's included, through
 /// their queues. Answers the message's epoch.
-pub async fn message(state: &State, hub: &str, message: &[u8]) -> Result<u64, GatewayError> {
-    let (_, epoch) = crate::client_queues::application_message(message)?;
+pub async fn message(
+    state: &State,
+    hub: &str,
+    group_id: &[u8],
+    message: &[u8],
+) -> Result<u64, GatewayError> {
+    let (message_group, epoch) = crate::client_queues::application_message(message)?;
+    if message_group != group_id {
+        return Err(GroupError::GroupIdMismatch.into());
+    }
     let body = DSRequestBody::SendMessage(SendMessageRequest {
         application_message: mls_message(message)?,
     });

@@ -135,6 +135,19 @@ pub async fn accept(
     // From here on a refusal drops the copy, merged into an epoch the store never saw.
     if let Some(forwarded) = forwarded {
         check_forwarded(&forwarded, &outcome)?;
+        // "The GroupID in the re-init proposal MUST point to another group on this hub."
+        if let Some(target) = outcome
+            .shape
+            .as_ref()
+            .and_then(|shape| shape.reinit_group.as_ref())
+        {
+            let hosted = target.as_slice() != group_id
+                && state.store.group_head(app, target).await?.is_some()
+                && state.store.group_hub(app, target).await?.is_none();
+            if !hosted {
+                return Err(operations::OperationError::ReInitTarget.into());
+            }
+        }
     }
     // A group with members on other domains: its hub fans the commit (and Welcome) out in
     // the same atomic step as the commit.

@@ -31,13 +31,7 @@ pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) 
     let rules = member_rules(state, application);
     let message = body.message.as_slice();
     let epoch = match mirrored_from(state, app, group_id, &rules).await? {
-        Some(hub) => {
-            let (message_group, _) = crate::client_queues::application_message(message)?;
-            if message_group != group_id {
-                return Err(crate::mls::group::GroupError::GroupIdMismatch.into());
-            }
-            forward::message(state, &hub, message).await?
-        }
+        Some(hub) => forward::message(state, &hub, group_id, message).await?,
         None => crate::client_queues::route(state, app, group_id, message, &rules, None).await?,
     };
     let mut response = encoded(&GroupEpochResponse {

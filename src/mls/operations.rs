@@ -80,6 +80,8 @@ pub enum OperationError {
     NotEveryoneRemoved,
     #[error("a re-initialization commits a ReInit proposal")]
     NoReInit,
+    #[error("the re-initialization's group is not another group on this hub")]
+    ReInitTarget,
     #[error("a self remove is a single Remove proposal for its sender")]
     NotASelfRemove,
     #[error("the operation needs exactly one Welcome")]
