@@ -158,6 +158,21 @@ pub async fn deliver_from_hub(
             });
         }
     }
+    // The hub may only fill the queues of the mirror's members.
+    let application = state
+        .applications
+        .get(&app)
+        .ok_or(GatewayError::UnknownApplication)?;
+    let group = state
+        .groups
+        .checkout(state.store.as_ref(), app, &group_id)
+        .await?;
+    let members = group.member_names(&crate::handlers::member_rules(state, application));
+    state.groups.put(app, &group_id, group);
+    let members = members?;
+    if let Some(stranger) = handles.iter().find(|handle| !members.contains(handle)) {
+        return Err(GatewayError::NotOurClient(stranger.clone()));
+    }
     enqueue(
         state,
         app,

@@ -147,9 +147,17 @@ async fn hosted_group(state: &State, packet: &[u8]) -> Result<(Uuid, Vec<u8>), G
         .ok_or(GatewayError::GroupStore(GroupStoreError::UnknownGroup))
 }
 
-/// The application that hosts `group_id` here as its hub, if any.
+/// The federating application that hosts `group_id` here as its hub, if any (groups of
+/// applications that do not federate are invisible to peers).
 async fn hosting_application(state: &State, group_id: &[u8]) -> Result<Option<Uuid>, GatewayError> {
     for app in state.applications.ids() {
+        let federates = state
+            .applications
+            .get(app)
+            .is_some_and(|application| member_rules(state, application).federated);
+        if !federates {
+            continue;
+        }
         if state.store.group_head(*app, group_id).await?.is_some() {
             if state.store.group_hub(*app, group_id).await?.is_none() {
                 return Ok(Some(*app));

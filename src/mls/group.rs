@@ -680,11 +680,15 @@ impl ActiveGroup {
             Sender::Member(index) => {
                 shape.committer_leaf = Some(index.u32());
                 let leaf = self.public.leaf(*index).ok_or(GroupError::NotAMember)?;
+                let before = leaf_identity(leaf, rules)?;
                 if let Some(new_leaf) = staged.update_path_leaf_node() {
                     shape.credential_changed =
                         encoded(leaf.credential())? != encoded(new_leaf.credential())?;
+                    if shape.credential_changed {
+                        shape.committer_renamed = leaf_identity(new_leaf, rules)? != before;
+                    }
                 }
-                leaf_identity(leaf, rules)?
+                before
             }
             _ => {
                 let leaf = staged.update_path_leaf_node().ok_or_else(|| {

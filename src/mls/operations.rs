@@ -28,6 +28,8 @@ pub struct CommitShape {
     pub committer_leaf: Option<u32>,
     /// The commit gives the committer's leaf another credential.
     pub credential_changed: bool,
+    /// ... and that credential names another client (it is no valid successor).
+    pub committer_renamed: bool,
     /// Each user with members before the commit, and their leaves.
     pub users_before: BTreeMap<String, Vec<u32>>,
     /// The users of the members the commit adds.
@@ -263,6 +265,11 @@ pub fn check_commit(
             if !shape.path || !shape.by_value.is_empty() || shape.external {
                 return Err(OperationError::NotAnUpdate);
             }
+            // "A client is a valid successor of another client if their client identifiers
+            // are equal" (architecture draft, "Identity Providers").
+            if shape.committer_renamed {
+                return Err(OperationError::SuccessorMismatch);
+            }
             welcome(false)
         }
         Op::ExternalJoin => {
@@ -272,12 +279,34 @@ pub fn check_commit(
             if !shape.users_before.contains_key(&shape.committer_user) {
                 return Err(OperationError::JoinerNotOfAMember);
             }
+            // openmls leaves who an external commit removes to the application: only the
+            // joiner's own user's clients (a client resyncing replaces its old leaf).
+            let allowed = [
+                ProposalType::ExternalInit,
+                ProposalType::Remove,
+                ProposalType::PreSharedKey,
+            ];
+            if !shape.by_value.iter().all(|kind| allowed.contains(kind)) {
+                return Err(OperationError::OnlyProposals(
+                    operation,
+                    "ExternalInit, Remove and PreSharedKey proposals",
+                ));
+            }
+            if shape
+                .removed_by_value
+                .iter()
+                .any(|(_, user)| *user != shape.committer_user)
+            {
+                return Err(OperationError::ClientOfAnotherUser);
+            }
             welcome(false)
         }
         Op::ReInitializeGroup => {
             if shape.reinit_group.is_none() {
                 return Err(OperationError::NoReInit);
             }
+            only(ProposalType::Reinit, "a ReInit proposal")?;
+            by_reference_only(&[ProposalType::Reinit], "a ReInit proposal")?;
             same_credential()?;
             welcome(false)
         }
@@ -426,6 +455,52 @@ mod tests {
             check_commit(DSRequestType::ExternalJoin, &group(), 0),
             Err(OperationError::NotExternal)
         );
+    }
+
+    #[test]
+    fn an_external_join_removes_only_its_own_users_clients() {
+        let mut shape = group();
+        shape.external = true;
+        shape.committer_leaf = None;
+        shape.committer_user = "carol@b.localhost".into();
+        shape.by_value = vec![ProposalType::ExternalInit, ProposalType::Remove];
+        shape.removed_by_value = vec![(1, "carol@b.localhost".into())];
+        assert_eq!(check_commit(DSRequestType::ExternalJoin, &shape, 0), Ok(()));
+        shape.removed_by_value = vec![(0, "alice".into())];
+        assert_eq!(
+            check_commit(DSRequestType::ExternalJoin, &shape, 0),
+            Err(OperationError::ClientOfAnotherUser)
+        );
+        shape.removed_by_value.clear();
+        shape.by_value = vec![ProposalType::ExternalInit, ProposalType::Add];
+        assert!(matches!(
+            check_commit(DSRequestType::ExternalJoin, &shape, 0),
+            Err(OperationError::OnlyProposals(..))
+        ));
+    }
+
+    #[test]
+    fn an_update_keeps_the_client_and_a_reinit_commits_only_the_reinit() {
+        let mut shape = group();
+        shape.credential_changed = true;
+        shape.committer_renamed = true;
+        assert_eq!(
+            check_commit(DSRequestType::UpdateClient, &shape, 0),
+            Err(OperationError::SuccessorMismatch)
+        );
+        let mut shape = group();
+        shape.reinit_group = Some(vec![9]);
+        shape.by_value = vec![ProposalType::Reinit];
+        assert_eq!(
+            check_commit(DSRequestType::ReInitializeGroup, &shape, 0),
+            Ok(())
+        );
+        shape.by_value.push(ProposalType::Remove);
+        shape.removed_by_value = vec![(1, "carol@b.localhost".into())];
+        assert!(matches!(
+            check_commit(DSRequestType::ReInitializeGroup, &shape, 0),
+            Err(OperationError::OnlyProposals(..))
+        ));
     }
 
     #[test]
