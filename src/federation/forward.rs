@@ -197,7 +197,8 @@ fn relay(peer: String, code: u16, detail: String) -> GatewayError {
     }
 }
 
-fn mls_message(bytes: &[u8]) -> Result<MlsMessage, GatewayError> {
+/// An MLSMessage an application handed over, for a delivery-service body.
+pub fn mls_message(bytes: &[u8]) -> Result<MlsMessage, GatewayError> {
     MlsMessage::from_bytes(bytes.to_vec())
         .map_err(|error| GroupError::Malformed(error.to_string()).into())
 }

@@ -21,6 +21,7 @@ pub const EXTERNAL_COMMIT_INFORMATION_PATH: &str = "/external_commit_information
 pub const GROUP_KEY_PACKAGES_PATH: &str = "/group_key_packages";
 pub const DISCOVER_CLIENTS_PATH: &str = "/discover_clients";
 pub const GROUP_OPERATION_PATH: &str = "/group_operation";
+pub const CONNECTION_REQUEST_PATH: &str = "/connection_request";
 
 /// A ClientID for logs and error details.
 pub fn client_id_text(client: &ClientId) -> String {

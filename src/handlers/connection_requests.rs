@@ -7,27 +7,20 @@
 //! queues it in that client's message queue.
 
 use http::StatusCode;
-use mimi_wire::ds::{
-    ClientId, ClientRef, MlsMessage, QueueingServiceRequest, QueueingServiceResponse,
-};
+use mimi_wire::ds::{ClientId, ClientRef, QueueingServiceRequest, QueueingServiceResponse};
 use mimi_wire::messages::{QueuedMessageKind, SendConnectionRequest};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::federation::{client_id_text, key_packages::check_peer, local_handle};
-use crate::mls::group::GroupError;
+use crate::federation::forward::mls_message;
+use crate::federation::{
+    CONNECTION_REQUEST_PATH, client_id_text, key_packages::check_peer, local_handle,
+};
 use crate::service::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::RegistryError;
 
 use super::{authorize, decode_body, peer};
-
-pub const CONNECTION_REQUEST_PATH: &str = "/connection_request";
-
-fn mls_message(bytes: &[u8]) -> Result<MlsMessage, GatewayError> {
-    MlsMessage::from_bytes(bytes.to_vec())
-        .map_err(|error| GroupError::Malformed(error.to_string()).into())
-}
 
 /// `POST /apps/{appId}/connection-requests`.
 pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
