@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::GatewayError;
 use crate::federation::hub;
 use crate::mls::group::GroupError;
-use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::mls::key_package::{MemberRules, is_of_domain, split_foreign};
 use crate::state::State;
 use crate::store::{self, GroupStoreError};
 
@@ -100,19 +100,18 @@ pub async fn route(
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
     let current = group.epoch;
-    let members = group.member_names(rules);
+    // Every member's credential is checked: CPU work that grows with the group.
+    let members = tokio::task::block_in_place(|| group.member_names(rules));
     state.groups.put(app, group_id, group);
     let members = members?;
-    if epoch > current {
-        return Err(GroupError::FutureEpoch { current }.into());
-    }
     if let Some(peer) = from_peer {
-        let has_members = members.iter().any(|name| {
-            split_foreign(name).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer))
-        });
+        let has_members = members.iter().any(|name| is_of_domain(name, peer));
         if !has_members {
             return Err(GatewayError::SenderNotOfPeer(peer.to_owned()));
         }
+    }
+    if epoch > current {
+        return Err(GroupError::FutureEpoch { current }.into());
     }
     let local: Vec<String> = members
         .iter()
@@ -167,7 +166,8 @@ pub async fn deliver_from_hub(
         .groups
         .checkout(state.store.as_ref(), app, &group_id)
         .await?;
-    let members = group.member_names(&crate::handlers::member_rules(state, application));
+    let rules = crate::handlers::member_rules(state, application);
+    let members = tokio::task::block_in_place(|| group.member_names(&rules));
     state.groups.put(app, &group_id, group);
     let members = members?;
     if let Some(stranger) = handles.iter().find(|handle| !members.contains(handle)) {

@@ -405,6 +405,12 @@ impl Config {
         self.ds_domain.as_deref().unwrap_or(&self.domain)
     }
 
+    /// Whether an application's `domain` names this gateway (its provider or DS domain), so
+    /// nothing is forwarded to a peer.
+    pub fn serves(&self, domain: &str) -> bool {
+        domain.eq_ignore_ascii_case(&self.domain) || domain.eq_ignore_ascii_case(self.ds_domain())
+    }
+
     pub fn key_file(&self) -> PathBuf {
         self.auth
             .key_file

@@ -33,6 +33,11 @@ pub async fn commit(
     upload: &CommitUpload<'_>,
     rules: &MemberRules<'_>,
 ) -> Result<u64, GatewayError> {
+    // Every MLSGroupUpdate carries a PartialGroupInfo: followers of the hub mirror from it.
+    let GroupInfoUpload::Whole(group_info) = upload.group_info else {
+        return Err(GatewayError::GroupInfoRequired);
+    };
+    let partial_group_info = partial_group_info(group_info)?;
     let mut group = state
         .groups
         .checkout(state.store.as_ref(), app, group_id)
@@ -53,13 +58,9 @@ pub async fn commit(
         .ok_or_else(|| GatewayError::Internal("commit not described".into()))?;
     let operation =
         operations::classify_commit(shape).ok_or(GatewayError::NoMatchingOperation("commit"))?;
-    // Every MLSGroupUpdate carries a PartialGroupInfo: followers of the hub mirror from it.
-    let GroupInfoUpload::Whole(group_info) = upload.group_info else {
-        return Err(GatewayError::GroupInfoRequired);
-    };
     let group_update = MLSGroupUpdate {
         commit: mls_message(upload.commit)?,
-        partial_group_info: partial_group_info(group_info)?,
+        partial_group_info,
     };
     let body = match operation {
         DSRequestType::AddUsers | DSRequestType::AddClients => {

@@ -25,7 +25,7 @@ use crate::federation::{forward, hub};
 use crate::mls::group::{
     ActiveGroup, CommitUpload, GroupError, GroupInfoUpload, Joining, StagedCommitOutcome,
 };
-use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::mls::key_package::{MemberRules, is_of_domain, split_foreign};
 use crate::mls::operations;
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
@@ -108,6 +108,17 @@ pub async fn accept(
                 .await?
         }
     };
+    // A peer forwarding another domain's member's commit is refused before the work.
+    if let Some(forwarded) = &forwarded {
+        let sender = group.member_sender(upload.commit, rules);
+        if let Ok(Some(name)) = &sender
+            && !is_of_domain(name, forwarded.peer)
+        {
+            let name = name.clone();
+            state.groups.put(app, group_id, group);
+            return Err(GatewayError::SenderNotOfPeer(name));
+        }
+    }
     let mut outcome = stage(&mut group);
     if !checked
         && let Err(error) = &outcome
@@ -203,9 +214,7 @@ fn check_forwarded(
         .shape
         .as_ref()
         .ok_or_else(|| GatewayError::Internal("forwarded commit not described".into()))?;
-    let of_peer = split_foreign(&shape.committer)
-        .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(forwarded.peer));
-    if !of_peer {
+    if !is_of_domain(&shape.committer, forwarded.peer) {
         return Err(GatewayError::SenderNotOfPeer(shape.committer.clone()));
     }
     operations::check_commit(forwarded.operation, shape, forwarded.welcomes)

@@ -20,7 +20,7 @@ use crate::service::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::RegistryError;
 
-use super::{authorize, decode_body, peer};
+use super::{authorize, decode_body, member_rules, peer};
 
 /// `POST /apps/{appId}/connection-requests`.
 pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
@@ -28,9 +28,7 @@ pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
     let body: SendConnectionRequest =
         decode_body(request, |body: &SendConnectionRequest| body.version)?;
     let message = mls_message(body.message.as_slice())?;
-    let ours = body.domain.eq_ignore_ascii_case(&state.config.domain)
-        || body.domain.eq_ignore_ascii_case(state.config.ds_domain());
-    if ours {
+    if state.config.serves(&body.domain) {
         if state
             .store
             .client_by_handle(app, &body.client_handle)
@@ -76,9 +74,12 @@ pub async fn receive(state: &State, request: &Request) -> Reply {
     let recipient = queued.client()?;
     let app = Uuid::from_bytes(recipient.application);
     let named = client_id_text(&recipient);
-    if !recipient.domain.eq_ignore_ascii_case(&state.config.domain)
-        || !state.applications.contains(&app)
-    {
+    // Only clients of applications that federate take requests from peers.
+    let federates = state
+        .applications
+        .get(&app)
+        .is_some_and(|application| member_rules(state, application).federated);
+    if !recipient.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }
     let handle = local_handle(state, app, &recipient)

@@ -18,19 +18,16 @@ pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
     let body: DiscoverClientsRequest =
         decode_body(request, |body: &DiscoverClientsRequest| body.version)?;
     check_tag(&body.tag).map_err(GatewayError::InvalidTag)?;
-    if let Some(domain) = &body.domain {
-        let config = &state.config;
-        let local = domain.eq_ignore_ascii_case(&config.domain)
-            || domain.eq_ignore_ascii_case(config.ds_domain());
-        if !local {
-            let identities =
-                crate::federation::key_packages::discover_at_peer(state, app, domain, &body.tag)
-                    .await?;
-            return encoded(&DiscoverClientsResponse {
-                version: WIRE_VERSION,
-                identities,
-            });
-        }
+    if let Some(domain) = &body.domain
+        && !state.config.serves(domain)
+    {
+        let identities =
+            crate::federation::key_packages::discover_at_peer(state, app, domain, &body.tag)
+                .await?;
+        return encoded(&DiscoverClientsResponse {
+            version: WIRE_VERSION,
+            identities,
+        });
     }
     let clients = state.store.clients_with_tag(app, &body.tag).await?;
     encoded(&DiscoverClientsResponse {

@@ -9,7 +9,7 @@ use mimi_wire::ds::{DSRequestBody, DSResponseBody, ExternalCommitInfo, MlsMessag
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::mls::key_package::split_foreign;
+use crate::mls::key_package::is_of_domain;
 use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
@@ -39,9 +39,7 @@ async fn peer_members(
         state.groups.put(*app, group_id, group);
         let theirs: Vec<String> = names?
             .into_iter()
-            .filter(|name| {
-                split_foreign(name).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer))
-            })
+            .filter(|name| is_of_domain(name, peer))
             .collect();
         if theirs.is_empty() {
             break;

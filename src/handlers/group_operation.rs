@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::group::{self, CommitUpload, GroupError, GroupInfoUpload, Joining};
-use crate::mls::key_package::split_foreign;
+use crate::mls::key_package::is_of_domain;
 use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
@@ -236,7 +236,7 @@ async fn create_group(
             .into_iter()
             .next()
             .unwrap_or_default();
-        if !split_foreign(&creator).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer)) {
+        if !is_of_domain(&creator, peer) {
             return Err(GatewayError::SenderNotOfPeer(creator));
         }
         if hosting_application(state, group_id).await?.is_some()

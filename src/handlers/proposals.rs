@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::federation::{forward, hub};
-use crate::mls::key_package::{MemberRules, split_foreign};
+use crate::mls::key_package::{MemberRules, is_of_domain};
 use crate::mls::operations;
 use crate::service::{Reply, Request, encoded};
 use crate::state::State;
@@ -60,10 +60,8 @@ pub async fn accept(
         (Ok((held, _)), None) => held,
         (Ok((held, shape)), Some(peer)) => {
             let sender = shape.sender.clone().unwrap_or_default();
-            let of_peer =
-                split_foreign(&sender).is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(peer));
             // The copy's openmls queue now holds the proposal: refused, it is dropped.
-            if !of_peer {
+            if !is_of_domain(&sender, peer) {
                 return Err(GatewayError::SenderNotOfPeer(sender));
             }
             operations::check_self_remove(&shape)?;

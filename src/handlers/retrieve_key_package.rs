@@ -26,10 +26,10 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
     authorize(state, request, app)?;
     let body: RetrieveKeyPackageRequest =
         decode_body(request, |body: &RetrieveKeyPackageRequest| body.version)?;
-    let foreign = body.domain.as_ref().filter(|domain| {
-        !domain.eq_ignore_ascii_case(&state.config.domain)
-            && !domain.eq_ignore_ascii_case(state.config.ds_domain())
-    });
+    let foreign = body
+        .domain
+        .as_ref()
+        .filter(|domain| !state.config.serves(domain));
     let receiver = &body.receiver_client_id;
     if receiver.is_empty() || receiver.len() > MAX_RECEIVER_BYTES {
         return Err(GatewayError::InvalidReceiver(format!(

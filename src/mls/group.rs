@@ -463,6 +463,27 @@ impl ActiveGroup {
         Ok((held, shape))
     }
 
+    /// The member name of a handshake message's sender when it is a member of this epoch
+    /// (`None` for other senders, such as an external joiner), without processing it: a cheap
+    /// look before the full validation.
+    pub fn member_sender(
+        &self,
+        packet: &[u8],
+        rules: &MemberRules<'_>,
+    ) -> Result<Option<String>, GroupError> {
+        let MlsMessageBodyIn::PublicMessage(message) = decode(packet)? else {
+            return Ok(None);
+        };
+        match message.sender() {
+            Sender::Member(index) => self
+                .public
+                .leaf(*index)
+                .map(|leaf| leaf_handle(leaf, rules))
+                .transpose(),
+            _ => Ok(None),
+        }
+    }
+
     /// Records a proposal the store accepted.
     pub fn hold(&mut self, proposal: HeldProposal) {
         if !self

@@ -263,6 +263,11 @@ pub fn split_foreign(member: &str) -> Option<(&str, &str)> {
     member.rsplit_once('@')
 }
 
+/// Whether a member name is of a client of `domain`, another gateway's.
+pub fn is_of_domain(member: &str, domain: &str) -> bool {
+    split_foreign(member).is_some_and(|(_, found)| found.eq_ignore_ascii_case(domain))
+}
+
 /// A key package a peer handed out (architecture draft, "Key Package Validation"): valid
 /// per openmls and the application's rules; answers its member's name (`handle@domain` when
 /// of another domain), which the caller compares with the peer.

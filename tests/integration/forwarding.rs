@@ -10,7 +10,7 @@ use mimi_wire::ds::{
     AddRequest, ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSFanoutRequest, DSRequest,
     DSRequestBody, Extensions, FanoutAuthToken, GroupUpdateRequest, MLSGroupUpdate, MlsMessage,
     PartialGroupInfo, QueueingServiceRequest, QueueingServiceResponse, SelfRemoveClientRequest,
-    ShortBytes, UpdateClientRequest,
+    SendMessageRequest, ShortBytes, UpdateClientRequest,
 };
 use mimi_wire::messages::{
     AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, QueuedMessage,
@@ -201,6 +201,34 @@ async fn a_follower_forwards_adds_and_a_self_remove() {
     assert!(carol.apply(&mirrored[1]), "Carol sees she left");
 }
 
+/// External joins through a follower (`ds_external_join`): Carol's new client (the same
+/// client handle, so the same user) joins from the GroupInfo B serves; a client of a user
+/// who is not in the group is refused by the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_an_external_join() {
+    let TwoDomains {
+        federation,
+        mut alice,
+        carol: _carol,
+        hub,
+        mirror,
+    } = alice_and_carol(2).await;
+    let mut mallory = federation.cas[1].member("mallory");
+    let (commit, info) = mallory.join_external(&mirror.group_info().await);
+    let answer = mirror.commit(&commit, Some(&info), None).await;
+    assert_eq!(answer.error_code(), ErrorCode::OperationRulesViolated);
+    assert!(error(&answer).detail.contains("not in the group"));
+    assert_eq!(hub.epoch().await, 1, "nothing applied");
+
+    let mut carol_again = federation.cas[1].member("carol");
+    let (commit, info) = carol_again.join_external(&mirror.group_info().await);
+    assert_eq!(mirror.commit_ok(&commit, Some(&info), None).await, 2);
+    assert_eq!(hub.control_ok(2, Some(2)).await, vec![commit.clone()]);
+    assert!(!alice.apply(&commit));
+    assert_eq!(alice.secret(), carol_again.secret());
+    assert_eq!(mirrored_control(&mirror, 2).await, vec![commit]);
+}
+
 /// Every refusal of `/group_operation` and of forwarding, each with its exact bad input, and
 /// nothing changed at the hub after any of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,6 +331,14 @@ async fn group_operation_refusals() {
     refused(
         &group_operation(&federation, 1, 0, &not_self).await,
         ErrorCode::OperationRulesViolated,
+    );
+    // An application message from C, which has no member in the group.
+    let from_c = ds_request(DSRequestBody::SendMessage(SendMessageRequest {
+        application_message: MlsMessage::from_bytes(carol.send_message(b"hi")).unwrap(),
+    }));
+    refused(
+        &group_operation(&federation, 2, 0, &from_c).await,
+        ErrorCode::SenderNotOfPeer,
     );
     // Through B's application listener: a proposal no operation carries is not forwarded.
     refused(

@@ -334,6 +334,11 @@ impl Member {
             .with_config(join_config())
             .build_group(provider, group_info, self.mls.credential.clone())
             .unwrap()
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(crate::mls_client::capabilities(&[]))
+                    .build(),
+            )
             .load_psks(provider.storage())
             .unwrap()
             .build(provider.rand(), provider.crypto(), &self.mls.signer, |_| {
