@@ -155,6 +155,13 @@ pub enum Endpoint {
     },
     /// `POST /connection_request` (MIMI Transport): a peer's `QueueingServiceRequest`.
     ConnectionRequest,
+    /// `POST /apps/{appId}/connection-key-packages`: an account's connection key packages.
+    RetrieveConnectionKeyPackages {
+        app: Uuid,
+    },
+    /// `POST /connection_key_packages` (MIMI Transport): a peer's
+    /// `ConnectionKeyPackagesRequest`.
+    ConnectionKeyPackages,
     /// `POST /deliver_message` (MIMI Transport): a hub's `DSFanoutRequest`.
     DeliverMessage,
     /// `GET|POST /welcome_information` (MIMI Transport): the ratchet tree a Welcome needs.
@@ -198,7 +205,8 @@ impl Endpoint {
             | Endpoint::SendGroupMessage { app, .. }
             | Endpoint::FetchMessages { app, .. }
             | Endpoint::AcknowledgeMessages { app, .. }
-            | Endpoint::SendConnectionRequest { app } => Some(*app),
+            | Endpoint::SendConnectionRequest { app }
+            | Endpoint::RetrieveConnectionKeyPackages { app } => Some(*app),
             _ => None,
         }
     }
@@ -231,6 +239,8 @@ impl Endpoint {
             Endpoint::AcknowledgeMessages { .. } => "acknowledge_messages",
             Endpoint::SendConnectionRequest { .. } => "send_connection_request",
             Endpoint::ConnectionRequest => "connection_request",
+            Endpoint::RetrieveConnectionKeyPackages { .. } => "retrieve_connection_key_packages",
+            Endpoint::ConnectionKeyPackages => "connection_key_packages",
             Endpoint::DeliverMessage => "deliver_message",
             Endpoint::WelcomeInformation => "welcome_information",
             Endpoint::ExternalCommitInformation => "external_commit_information",
@@ -327,6 +337,7 @@ pub fn route(
             "/discover_clients" => post_only(method, Endpoint::FederatedDiscovery),
             "/group_operation" => post_only(method, Endpoint::GroupOperation),
             "/connection_request" => post_only(method, Endpoint::ConnectionRequest),
+            "/connection_key_packages" => post_only(method, Endpoint::ConnectionKeyPackages),
             _ => Err(GatewayError::NotFound),
         },
         ListenerKind::Admin => match path {
@@ -418,6 +429,10 @@ fn route_application(
         ["apps", app, "clients", handle, "messages", "acknowledge"] => {
             let (app, handle) = (path_id(app)?, path_handle(handle)?);
             post_only(method, Endpoint::AcknowledgeMessages { app, handle })
+        }
+        ["apps", app, "connection-key-packages"] => {
+            let app = path_id(app)?;
+            post_only(method, Endpoint::RetrieveConnectionKeyPackages { app })
         }
         ["apps", app, "connection-requests"] => {
             let app = path_id(app)?;

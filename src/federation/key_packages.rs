@@ -3,14 +3,15 @@
 //! it and its answer passed back; "Key Package Validation": a key package received from a
 //! peer must name that peer's domain).
 //!
-//! The request side builds the `DSRequest` a peer's `/group_key_packages` or
-//! `/discover_clients` takes; the serving side answers it from this gateway's registry and
+//! The request side builds the `DSRequest` a peer's `/group_key_packages`,
+//! `/connection_key_packages` or `/discover_clients` takes; the serving side answers it from this gateway's registry and
 //! key queues, with the receiver named as `handle@domain` so a queue's assignment to a
 //! receiver holds across domains.
 
 use mimi_wire::ds::{
-    ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSResponseBody,
-    DiscoverClientsRequest, KeyPackageSelector, KeyPackagesRequest,
+    ClientId, ClientRef, ConnectionKeyPackagesRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest,
+    DSRequestBody, DSResponseBody, DiscoverClientsRequest, KeyPackageSelector, KeyPackagesRequest,
+    UserId,
 };
 use mimi_wire::registry::ClientRecord;
 use uuid::Uuid;
@@ -74,25 +75,88 @@ pub async fn retrieve_from_peer(
     }
     let selected = selected.remove(0);
     let bytes = selected.key_package.into_bytes();
+    check_peer_key_package(state, app, domain, &bytes, 0)?;
+    Ok((bytes, selected.is_final_key.0))
+}
+
+/// A key package `peer` handed out (an MLSMessage; `index` in its answer), as the
+/// architecture draft's "Key Package Validation" says: valid under the application's rules,
+/// its credential naming a client of `peer`.
+fn check_peer_key_package(
+    state: &State,
+    app: Uuid,
+    peer: &str,
+    bytes: &[u8],
+    index: usize,
+) -> Result<(), GatewayError> {
     let application = state
         .applications
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
     let rules = crate::handlers::member_rules(state, application);
     let name =
-        key_package::foreign_member(&bytes, &rules).map_err(|error| GatewayError::KeyPackage {
-            index: Some(0),
+        key_package::foreign_member(bytes, &rules).map_err(|error| GatewayError::KeyPackage {
+            index: Some(index),
             error,
         })?;
     match split_foreign(&name) {
-        Some((_, named)) if named.eq_ignore_ascii_case(domain) => {
-            Ok((bytes, selected.is_final_key.0))
-        }
+        Some((_, named)) if named.eq_ignore_ascii_case(peer) => Ok(()),
         other => Err(GatewayError::PeerKeyPackageDomain {
-            peer: domain.to_owned(),
+            peer: peer.to_owned(),
             found: other.map_or_else(|| state.config.domain.clone(), |(_, d)| d.to_owned()),
         }),
     }
+}
+
+/// The connection key packages of `account`'s clients at `domain`'s gateway
+/// (`POST /connection_key_packages`), each checked as a key package of that peer; answered
+/// as MLSMessages.
+pub async fn connection_key_packages_from_peer(
+    state: &State,
+    app: Uuid,
+    domain: &str,
+    account: &str,
+) -> Result<Vec<Vec<u8>>, GatewayError> {
+    check_peer(state, domain)?;
+    let request = DSRequest {
+        version: DS_PROTOCOL_VERSION,
+        body: DSRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
+            user_identifier: UserId {
+                application: *app.as_bytes(),
+                domain: domain.to_owned(),
+                account: account.to_owned(),
+            },
+        }),
+        auth: DSAuthData::Anonymous,
+    };
+    let answer = super::call(state, domain, super::CONNECTION_KEY_PACKAGES_PATH, &request).await?;
+    let DSResponseBody::ConnectionKeyPackages(packages) = answer.body else {
+        return Err(GatewayError::PeerMalformedAnswer(domain.to_owned()));
+    };
+    let mut messages = Vec::with_capacity(packages.len());
+    for (index, package) in packages.into_iter().enumerate() {
+        let message = key_package_message(package.as_bytes());
+        check_peer_key_package(state, app, domain, &message, index)?;
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// RFC 9420 `MLSMessage` header of a KeyPackage: version mls10 (1), wire format
+/// mls_key_package (5).
+const KEY_PACKAGE_MESSAGE_HEADER: [u8; 4] = [0, 1, 0, 5];
+
+/// A bare KeyPackage (as the delivery-service structs carry it) as an MLSMessage.
+pub fn key_package_message(key_package: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(4 + key_package.len());
+    message.extend_from_slice(&KEY_PACKAGE_MESSAGE_HEADER);
+    message.extend_from_slice(key_package);
+    message
+}
+
+/// The bare KeyPackage of an MLSMessage holding one, `None` for any other message.
+pub fn bare_key_package(message: &[u8]) -> Option<&[u8]> {
+    message.strip_prefix(&KEY_PACKAGE_MESSAGE_HEADER)
 }
 
 /// Client discovery by tag at `domain`'s gateway.

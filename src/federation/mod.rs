@@ -22,6 +22,7 @@ pub const GROUP_KEY_PACKAGES_PATH: &str = "/group_key_packages";
 pub const DISCOVER_CLIENTS_PATH: &str = "/discover_clients";
 pub const GROUP_OPERATION_PATH: &str = "/group_operation";
 pub const CONNECTION_REQUEST_PATH: &str = "/connection_request";
+pub const CONNECTION_KEY_PACKAGES_PATH: &str = "/connection_key_packages";
 
 /// A ClientID for logs and error details.
 pub fn client_id_text(client: &ClientId) -> String {

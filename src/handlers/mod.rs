@@ -4,6 +4,7 @@ mod admin;
 mod applications;
 mod client;
 mod commits;
+mod connection_key_packages;
 mod connection_requests;
 mod control_messages;
 mod create_group;
@@ -100,6 +101,10 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
             connection_requests::send(state, &request, app).await
         }
         Endpoint::ConnectionRequest => connection_requests::receive(state, &request).await,
+        Endpoint::ConnectionKeyPackages => connection_key_packages::for_peer(state, &request).await,
+        Endpoint::RetrieveConnectionKeyPackages { app } => {
+            connection_key_packages::for_application(state, &request, app).await
+        }
         Endpoint::DeliverMessage => deliver_message::handle(state, &request).await,
         Endpoint::ExternalCommitInformation => {
             group_information::external_commit(state, &request).await

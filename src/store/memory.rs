@@ -154,7 +154,8 @@ impl MemoryKeyQueue {
 #[derive(Default)]
 struct AppRegistry {
     clients: HashMap<Uuid, Client>,
-    handles: HashMap<String, Uuid>,
+    /// Ordered, so the clients of an account (a handle prefix) are one range.
+    handles: BTreeMap<String, Uuid>,
     tags: HashMap<String, BTreeSet<Uuid>>,
 }
 
@@ -322,6 +323,25 @@ impl ClientRegistry for MemoryStore {
         registry.handles.remove(&removed.handle);
         registry.unindex_tags(client, &removed.tags);
         Ok(true)
+    }
+
+    async fn clients_with_handle_prefix(
+        &self,
+        app: Uuid,
+        prefix: &str,
+    ) -> Result<Vec<(String, Uuid)>, StoreError> {
+        let registries = self.registries()?;
+        Ok(registries
+            .get(&app)
+            .map(|registry| {
+                registry
+                    .handles
+                    .range(prefix.to_owned()..)
+                    .take_while(|(handle, _)| handle.starts_with(prefix))
+                    .map(|(handle, id)| (handle.clone(), *id))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError> {

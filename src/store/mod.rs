@@ -94,6 +94,14 @@ pub trait ClientRegistry: Send + Sync {
 
     /// The id of the client of `app` with this handle.
     async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError>;
+
+    /// Every client of `app` whose handle starts with `prefix`, ordered by handle: the
+    /// clients of an account (handles `<account>/<device>`) without a scan.
+    async fn clients_with_handle_prefix(
+        &self,
+        app: Uuid,
+        prefix: &str,
+    ) -> Result<Vec<(String, Uuid)>, StoreError>;
 }
 
 /// The attributes a key queue is chosen by (architecture draft, "Key Queue Creation").

@@ -9,12 +9,11 @@ use http::{Method, StatusCode};
 use mimi_wire::ds::{
     AddRequest, ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSFanoutRequest, DSRequest,
     DSRequestBody, Extensions, FanoutAuthToken, GroupUpdateRequest, MLSGroupUpdate, MlsMessage,
-    PartialGroupInfo, QueueingServiceRequest, QueueingServiceResponse, SelfRemoveClientRequest,
-    SendMessageRequest, ShortBytes, UpdateClientRequest,
+    PartialGroupInfo, SelfRemoveClientRequest, SendMessageRequest, ShortBytes, UpdateClientRequest,
 };
 use mimi_wire::messages::{
     AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, QueuedMessage,
-    QueuedMessageKind, QueuedMessagesResponse, SendConnectionRequest, SendGroupMessageRequest,
+    QueuedMessageKind, QueuedMessagesResponse, SendGroupMessageRequest,
 };
 use mimi_wire::{ErrorCode, decode_exact, encode};
 use openmls::prelude::tls_codec::Deserialize as _;
@@ -357,7 +356,7 @@ async fn group_operation_refusals() {
 }
 
 /// The messages queued for `handle` at `harness` from sequence number `from`.
-async fn queued(harness: &Harness, handle: &str, from: u64) -> Answer {
+pub async fn queued(harness: &Harness, handle: &str, from: u64) -> Answer {
     let body = encode(&FetchMessagesRequest {
         version: 1,
         from_sequence: from,
@@ -373,7 +372,7 @@ async fn queued(harness: &Harness, handle: &str, from: u64) -> Answer {
         .await
 }
 
-async fn queued_ok(harness: &Harness, handle: &str, from: u64) -> Vec<QueuedMessage> {
+pub async fn queued_ok(harness: &Harness, handle: &str, from: u64) -> Vec<QueuedMessage> {
     let answer = queued(harness, handle, from).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
     decode_exact::<QueuedMessagesResponse>(&answer.body)
@@ -568,120 +567,4 @@ async fn application_messages_reach_every_member_in_order() {
         1,
         "nothing queued by a refusal"
     );
-}
-
-/// A connection request from Alice's application on A for Carol of B goes into Carol's
-/// queue at B (`POST /connection_request`); refused: a recipient of another domain or not
-/// registered, queue information that is no ClientID, an unregistered local recipient and a
-/// request that is no MLSMessage.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_requests_reach_the_clients_queue() {
-    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
-    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
-    let carol = federation.cas[1].member("carol");
-    publish_key_packages(b, "carol", &carol, 1).await;
-    let alice = federation.cas[0].member("alice");
-    let request_message = alice.mls.key_package(3_600);
-    let send = |domain: &str, handle: &str, message: &[u8]| {
-        encode(&SendConnectionRequest {
-            version: 1,
-            domain: domain.into(),
-            client_handle: handle.into(),
-            message: message.to_vec().into(),
-        })
-        .unwrap()
-    };
-    let path = format!("/apps/{}/connection-requests", a.app.id);
-    let answer = a
-        .call(
-            Method::POST,
-            &path,
-            send("b.localhost", "carol", &request_message),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
-    let queued = queued_ok(b, "carol", 0).await;
-    assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].kind, QueuedMessageKind::ConnectionRequest);
-    assert_eq!(queued[0].message.as_slice(), request_message.as_slice());
-
-    // Through A to a client B does not have, and to an unregistered client of A itself.
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("b.localhost", "nobody", &request_message)
-        )
-        .await
-        .error_code(),
-        ErrorCode::PeerRefused
-    );
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("a.localhost", "nobody", &request_message)
-        )
-        .await
-        .error_code(),
-        ErrorCode::UnknownClient
-    );
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("b.localhost", "carol", b"not mls")
-        )
-        .await
-        .error_code(),
-        ErrorCode::MalformedMlsMessage
-    );
-
-    // Straight to B's /connection_request.
-    let request = |domain: &str, handle: &str| {
-        encode(
-            &QueueingServiceRequest::new(
-                &ClientId {
-                    application: *b.app.id.as_bytes(),
-                    domain: domain.into(),
-                    client: ClientRef::Handle(handle.into()),
-                },
-                MlsMessage::from_bytes(request_message.clone()).unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap()
-    };
-    let federation = &federation;
-    let post = |body: Vec<u8>| async move {
-        let (key, claims) = peer_claims(federation, 0, "b.localhost");
-        post_signed(federation, 1, &key, claims, "/connection_request", &body).await
-    };
-    assert_eq!(
-        post(request("c.localhost", "carol")).await.error_code(),
-        ErrorCode::NotOurClient
-    );
-    assert_eq!(
-        post(request("b.localhost", "nobody")).await.error_code(),
-        ErrorCode::NotOurClient
-    );
-    let garbage = encode(&QueueingServiceRequest {
-        client_queue_information: vec![9, 9, 9].into(),
-        message: MlsMessage::from_bytes(request_message.clone()).unwrap(),
-    })
-    .unwrap();
-    assert_eq!(post(garbage).await.error_code(), ErrorCode::MalformedBody);
-    assert_eq!(
-        queued_ok(b, "carol", 0).await.len(),
-        1,
-        "nothing queued by a refusal"
-    );
-    let answer = post(request("b.localhost", "carol")).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    assert_eq!(
-        decode_exact::<QueueingServiceResponse>(&answer.body).unwrap(),
-        QueueingServiceResponse::Ok
-    );
-    // The same request again is the same message: queued once.
-    assert_eq!(queued_ok(b, "carol", 0).await.len(), 1);
 }

@@ -624,3 +624,89 @@ async fn x509_application_configuration_is_published() {
         (Some(2), Some(3))
     );
 }
+
+/// The clients of an account are the handles `<account>/...`: one range of the handle index,
+/// kept in step with registration, renaming and deletion, on every store.
+async fn handle_prefix_contract(store: mimi_gateway::store::SharedStore) {
+    use mimi_gateway::store::{Client, ClientChange};
+    let app = Uuid::new_v4();
+    let register = |handle: &str| Client {
+        id: Uuid::new_v4(),
+        handle: handle.into(),
+        tags: Default::default(),
+    };
+    let phone = register("alice/phone");
+    for client in [
+        &phone,
+        &register("alice/laptop"),
+        &register("alicia/phone"),
+        &register("alice"),
+    ] {
+        store.register_client(app, client).await.unwrap();
+    }
+    let handles =
+        |found: Vec<(String, Uuid)>| found.into_iter().map(|(h, _)| h).collect::<Vec<_>>();
+    assert_eq!(
+        handles(
+            store
+                .clients_with_handle_prefix(app, "alice/")
+                .await
+                .unwrap()
+        ),
+        ["alice/laptop", "alice/phone"]
+    );
+    let change = ClientChange {
+        handle: Some("alice/tablet".into()),
+        ..ClientChange::default()
+    };
+    store
+        .update_client(app, phone.id, &change, 64)
+        .await
+        .unwrap();
+    let found = store
+        .clients_with_handle_prefix(app, "alice/")
+        .await
+        .unwrap();
+    assert_eq!(handles(found.clone()), ["alice/laptop", "alice/tablet"]);
+    assert!(found.contains(&("alice/tablet".to_string(), phone.id)));
+    assert!(store.delete_client(app, phone.id).await.unwrap());
+    assert_eq!(
+        handles(
+            store
+                .clients_with_handle_prefix(app, "alice/")
+                .await
+                .unwrap()
+        ),
+        ["alice/laptop"]
+    );
+    assert!(
+        store
+            .clients_with_handle_prefix(app, "bob/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_an_account_are_one_handle_range_on_every_store() {
+    use mimi_gateway::config::StoreConfig;
+    handle_prefix_contract(
+        mimi_gateway::store::open(&StoreConfig::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let redis = RedisServer::start();
+    let single = StoreConfig {
+        redis_url: Some(redis.url()),
+        ..StoreConfig::default()
+    };
+    handle_prefix_contract(mimi_gateway::store::open(&single).await.unwrap()).await;
+    let cluster = RedisCluster::start();
+    let clustered = StoreConfig {
+        redis_cluster_urls: cluster.urls(),
+        ..StoreConfig::default()
+    };
+    handle_prefix_contract(mimi_gateway::store::open(&clustered).await.unwrap()).await;
+}

@@ -12,6 +12,7 @@
 //! | `mimi:{app:<app>}:client:<client>:tags` | set | its tags |
 //! | `mimi:{app:<app>}:handle:<handle>` | string | the client id holding a handle |
 //! | `mimi:{app:<app>}:tag:<tag>` | set | ids of the clients carrying a tag |
+//! | `mimi:{app:<app>}:handles` | sorted set, score 0 | every handle, for prefix (account) ranges |
 //! | `mimi:{c:<client>}:...` | | the client's key queues (see `key_queues.rs`) |
 //! | `mimi:{g:<app>:<hex group id>}:...` | | a group's state (see `groups.rs`) |
 //! | `mimi:{w:<app>:<hex handle>}:welcomes` | list | a client's welcome references (see `groups.rs`) |
@@ -93,6 +94,7 @@ struct Scripts {
     update_client: Script,
     read_client: Script,
     clients_with_tag: Script,
+    clients_with_handle_prefix: Script,
     delete_client: Script,
     create_queue: Script,
     read_queue: Script,
@@ -126,6 +128,7 @@ impl Scripts {
             update_client: Script::new(registry::UPDATE_CLIENT),
             read_client: Script::new(registry::READ_CLIENT),
             clients_with_tag: Script::new(registry::CLIENTS_WITH_TAG),
+            clients_with_handle_prefix: Script::new(registry::CLIENTS_WITH_HANDLE_PREFIX),
             delete_client: Script::new(registry::DELETE_CLIENT),
             create_queue: Script::new(key_queues::CREATE_QUEUE),
             read_queue: Script::new(key_queues::READ_QUEUE),

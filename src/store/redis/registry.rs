@@ -14,6 +14,7 @@ use crate::store::{Client, ClientChange, ClientRegistry, RegistryError, StoreErr
 pub(super) const REGISTER_CLIENT: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('SET', KEYS[3], ARGV[2])
+redis.call('ZADD', ARGV[1] .. 'handles', 0, ARGV[3])
 redis.call('HSET', KEYS[1], 'handle', ARGV[3])
 for i = 4, #ARGV do
   redis.call('SADD', KEYS[2], ARGV[i])
@@ -47,6 +48,8 @@ if count > tonumber(ARGV[5]) then return {3} end
 if rename then
   redis.call('DEL', prefix .. 'handle:' .. old)
   redis.call('SET', prefix .. 'handle:' .. new, id)
+  redis.call('ZREM', prefix .. 'handles', old)
+  redis.call('ZADD', prefix .. 'handles', 0, new)
   redis.call('HSET', KEYS[1], 'handle', new)
 end
 for _, tag in ipairs(adds) do
@@ -92,7 +95,23 @@ for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('SREM', ARGV[1] .. 'tag:' .. tag, ARGV[2])
 end
 redis.call('DEL', KEYS[1], KEYS[2], ARGV[1] .. 'handle:' .. handle)
+redis.call('ZREM', ARGV[1] .. 'handles', handle)
 return 1
+";
+
+/// KEYS: the handles index. ARGV: prefix, handle prefix. Returns {handle, id, ...} of the
+/// handles starting with the handle prefix (no UTF-8 byte is 0xff, so `(p\xff` ends the range).
+pub(super) const CLIENTS_WITH_HANDLE_PREFIX: &str = r"
+local out = {}
+local handles = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '(' .. ARGV[2] .. '\255')
+for _, handle in ipairs(handles) do
+  local id = redis.call('GET', ARGV[1] .. 'handle:' .. handle)
+  if id then
+    out[#out + 1] = handle
+    out[#out + 1] = id
+  end
+end
+return out
 ";
 
 /// Key names of one application's registry; all share the `{app:<id>}` hash tag.
@@ -258,6 +277,30 @@ impl ClientRegistry for RedisStore {
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
         Ok(deleted == 1)
+    }
+
+    async fn clients_with_handle_prefix(
+        &self,
+        app: Uuid,
+        prefix: &str,
+    ) -> Result<Vec<(String, Uuid)>, StoreError> {
+        let keys = RegistryKeys::new(app);
+        let mut invocation = self.scripts.clients_with_handle_prefix.prepare_invoke();
+        invocation
+            .key(format!("{}handles", keys.prefix))
+            .arg(&keys.prefix)
+            .arg(prefix);
+        let flat: Vec<String> = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [handle, id] => Uuid::parse_str(id)
+                    .map(|id| (handle.clone(), id))
+                    .map_err(|_| malformed("client id")),
+                _ => Err(malformed("handle index reply")),
+            })
+            .collect()
     }
 
     async fn client_by_handle(&self, app: Uuid, handle: &str) -> Result<Option<Uuid>, StoreError> {

@@ -1,0 +1,269 @@
+//! Connection establishment across domains (issue 7; delivery-service draft, "Connection
+//! establishment flow"): connection key packages of an account (`/connection_key_packages`)
+//! and connection requests into a client's queue (`/connection_request`), with every refusal
+//! of both.
+
+use http::{Method, StatusCode};
+use mimi_wire::ds::{
+    ClientId, ClientRef, ConnectionKeyPackagesRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest,
+    DSRequestBody, MlsMessage, QueueingServiceRequest, QueueingServiceResponse, UserId,
+};
+use mimi_wire::key_queues::{ConnectionKeyPackagesResponse, RetrieveConnectionKeyPackagesRequest};
+use mimi_wire::messages::{QueuedMessageKind, SendConnectionRequest};
+use mimi_wire::{ErrorCode, decode_exact, encode};
+
+use crate::common::*;
+use crate::federation::{DOMAINS, Federation, peer_claims, post_signed, publish_key_packages};
+use crate::forwarding::queued_ok;
+use crate::group_client::error;
+use crate::key_queues::QueueFixture;
+
+async fn connection_key_packages(harness: &Harness, domain: &str, account: &str) -> Answer {
+    let body = encode(&RetrieveConnectionKeyPackagesRequest {
+        version: 1,
+        domain: Some(domain.into()),
+        account: account.into(),
+    })
+    .unwrap();
+    harness
+        .call(
+            Method::POST,
+            &format!("/apps/{}/connection-key-packages", harness.app.id),
+            body,
+        )
+        .await
+}
+
+async fn connection_key_packages_ok(
+    harness: &Harness,
+    domain: &str,
+    account: &str,
+) -> Vec<Vec<u8>> {
+    let answer = connection_key_packages(harness, domain, account).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    decode_exact::<ConnectionKeyPackagesResponse>(&answer.body)
+        .unwrap()
+        .key_packages
+        .into_iter()
+        .map(|package| package.as_slice().to_vec())
+        .collect()
+}
+
+/// Carol of B keeps connection key packages (a key queue labelled `connection`); Alice's
+/// application on A fetches them through A: one per request, a fresh one each time, each
+/// checked to name b.localhost. An account without a connection queue has none; refused: an
+/// unknown account, a request for another domain's user, a body that is no
+/// `ConnectionKeyPackagesRequest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_key_packages_across_domains() {
+    let federation = Federation::start(3, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    let fixture = QueueFixture::new(b, "carol").await;
+    let packages: Vec<Vec<u8>> = (0..2).map(|_| carol.mls.key_package(3_600)).collect();
+    let answer = fixture
+        .update(&packages, false, Some("connection"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let erin = federation.cas[1].member("erin");
+    publish_key_packages(b, "erin", &erin, 1).await;
+
+    let first = connection_key_packages_ok(a, "b.localhost", "carol").await;
+    let second = connection_key_packages_ok(a, "b.localhost", "carol").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second, "each request takes a fresh package");
+    assert!(packages.contains(&first[0]) && packages.contains(&second[0]));
+    // B's own application asks locally, and gets nothing once the pool is empty.
+    assert!(
+        connection_key_packages_ok(b, "b.localhost", "carol")
+            .await
+            .is_empty()
+    );
+    assert!(
+        connection_key_packages_ok(a, "b.localhost", "erin")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        connection_key_packages(a, "b.localhost", "nobody")
+            .await
+            .error_code(),
+        ErrorCode::PeerRefused
+    );
+    assert_eq!(
+        connection_key_packages(b, "b.localhost", "nobody")
+            .await
+            .error_code(),
+        ErrorCode::UnknownClient
+    );
+
+    // Straight to B's /connection_key_packages.
+    let request = |domain: &str, account: &str| {
+        encode(&DSRequest {
+            version: DS_PROTOCOL_VERSION,
+            body: DSRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
+                user_identifier: UserId {
+                    application: *b.app.id.as_bytes(),
+                    domain: domain.into(),
+                    account: account.into(),
+                },
+            }),
+            auth: DSAuthData::Anonymous,
+        })
+        .unwrap()
+    };
+    let federation = &federation;
+    let post = |body: Vec<u8>| async move {
+        let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+        post_signed(
+            federation,
+            1,
+            &key,
+            claims,
+            "/connection_key_packages",
+            &body,
+        )
+        .await
+    };
+    assert_eq!(
+        post(request("c.localhost", "carol")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    assert_eq!(
+        post(request("b.localhost", "nobody")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    let other_type = encode(&DSRequest {
+        version: DS_PROTOCOL_VERSION,
+        body: DSRequestBody::RequestGroupId,
+        auth: DSAuthData::Anonymous,
+    })
+    .unwrap();
+    assert_eq!(
+        post(other_type).await.error_code(),
+        ErrorCode::MalformedBody
+    );
+    assert_eq!(
+        post(vec![0, 1, 13]).await.error_code(),
+        ErrorCode::MalformedBody
+    );
+    let answer = post(request("b.localhost", "erin")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+}
+
+/// A connection request from Alice's application on A for Carol of B goes into Carol's
+/// queue at B (`POST /connection_request`); refused: a recipient of another domain or not
+/// registered, queue information that is no ClientID, an unregistered local recipient and a
+/// request that is no MLSMessage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_requests_reach_the_clients_queue() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    publish_key_packages(b, "carol", &carol, 1).await;
+    let alice = federation.cas[0].member("alice");
+    let request_message = alice.mls.key_package(3_600);
+    let send = |domain: &str, handle: &str, message: &[u8]| {
+        encode(&SendConnectionRequest {
+            version: 1,
+            domain: domain.into(),
+            client_handle: handle.into(),
+            message: message.to_vec().into(),
+        })
+        .unwrap()
+    };
+    let path = format!("/apps/{}/connection-requests", a.app.id);
+    let answer = a
+        .call(
+            Method::POST,
+            &path,
+            send("b.localhost", "carol", &request_message),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let queued = queued_ok(b, "carol", 0).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].kind, QueuedMessageKind::ConnectionRequest);
+    assert_eq!(queued[0].message.as_slice(), request_message.as_slice());
+
+    // Through A to a client B does not have, and to an unregistered client of A itself.
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("b.localhost", "nobody", &request_message)
+        )
+        .await
+        .error_code(),
+        ErrorCode::PeerRefused
+    );
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("a.localhost", "nobody", &request_message)
+        )
+        .await
+        .error_code(),
+        ErrorCode::UnknownClient
+    );
+    assert_eq!(
+        a.call(
+            Method::POST,
+            &path,
+            send("b.localhost", "carol", b"not mls")
+        )
+        .await
+        .error_code(),
+        ErrorCode::MalformedMlsMessage
+    );
+
+    // Straight to B's /connection_request.
+    let request = |domain: &str, handle: &str| {
+        encode(
+            &QueueingServiceRequest::new(
+                &ClientId {
+                    application: *b.app.id.as_bytes(),
+                    domain: domain.into(),
+                    client: ClientRef::Handle(handle.into()),
+                },
+                MlsMessage::from_bytes(request_message.clone()).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let federation = &federation;
+    let post = |body: Vec<u8>| async move {
+        let (key, claims) = peer_claims(federation, 0, "b.localhost");
+        post_signed(federation, 1, &key, claims, "/connection_request", &body).await
+    };
+    assert_eq!(
+        post(request("c.localhost", "carol")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    assert_eq!(
+        post(request("b.localhost", "nobody")).await.error_code(),
+        ErrorCode::NotOurClient
+    );
+    let garbage = encode(&QueueingServiceRequest {
+        client_queue_information: vec![9, 9, 9].into(),
+        message: MlsMessage::from_bytes(request_message.clone()).unwrap(),
+    })
+    .unwrap();
+    assert_eq!(post(garbage).await.error_code(), ErrorCode::MalformedBody);
+    assert_eq!(
+        queued_ok(b, "carol", 0).await.len(),
+        1,
+        "nothing queued by a refusal"
+    );
+    let answer = post(request("b.localhost", "carol")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    assert_eq!(
+        decode_exact::<QueueingServiceResponse>(&answer.body).unwrap(),
+        QueueingServiceResponse::Ok
+    );
+    // The same request again is the same message: queued once.
+    assert_eq!(queued_ok(b, "carol", 0).await.len(), 1);
+}
