@@ -53,7 +53,22 @@ pub async fn enqueue(
     group_id: &[u8],
     message: &[u8],
 ) -> Result<(), GatewayError> {
-    let id = Sha256::digest(message);
+    let (id, entry) = queue_entry(kind, group_id, message)?;
+    for handle in handles {
+        state
+            .store
+            .enqueue_message(app, handle, &id, &entry)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A queue entry's id (the SHA-256 of the message) and encoding.
+fn queue_entry(
+    kind: QueuedMessageKind,
+    group_id: &[u8],
+    message: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), GatewayError> {
     let entry = mimi_wire::encode(&QueuedMessage {
         sequence: 0,
         kind,
@@ -61,13 +76,7 @@ pub async fn enqueue(
         message: VLBytes::new(message.to_vec()),
     })
     .map_err(|error| GatewayError::Internal(error.to_string()))?;
-    for handle in handles {
-        state
-            .store
-            .enqueue_message(app, handle, id.as_slice(), &entry)
-            .await?;
-    }
-    Ok(())
+    Ok((Sha256::digest(message).to_vec(), entry))
 }
 
 /// A queued entry as the application reads it, with its sequence number.
@@ -118,18 +127,20 @@ pub async fn route(
         .filter(|name| split_foreign(name).is_none())
         .cloned()
         .collect();
-    enqueue(
-        state,
-        app,
-        &local,
-        QueuedMessageKind::Application,
-        group_id,
-        message,
-    )
-    .await?;
-    for (peer, handles) in hub::by_peer(&members) {
-        let body = hub::fanout_request(app, &peer, &handles, message)?;
-        state.store.enqueue_outbound(&peer, &[body]).await?;
+    let fanout = hub::by_peer(&members)
+        .into_iter()
+        .map(|(peer, handles)| {
+            let body = hub::fanout_request(app, &peer, &handles, message)?;
+            Ok((peer, vec![body]))
+        })
+        .collect::<Result<Vec<_>, GatewayError>>()?;
+    let (id, entry) = queue_entry(QueuedMessageKind::Application, group_id, message)?;
+    // Accepted in one atomic step with every recipient's share: nothing accepted is lost.
+    state
+        .store
+        .route_message(app, group_id, &local, &id, &entry, &fanout)
+        .await?;
+    if !fanout.is_empty() {
         state.delivery.wake();
     }
     Ok(epoch)

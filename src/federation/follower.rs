@@ -180,7 +180,11 @@ async fn handshake(
                 .checkout(state.store.as_ref(), app, &group_id)
                 .await?;
             let (held, _) = group.accept_proposal(&group_id, message, &rules)?;
-            match state.store.add_proposal(app, &group_id, epoch, &held).await {
+            match state
+                .store
+                .add_proposal(app, &group_id, epoch, &held, &[])
+                .await
+            {
                 Ok(_) => group.hold(held),
                 Err(GroupStoreError::DuplicateProposal) => {}
                 Err(error) => return Err(error.into()),

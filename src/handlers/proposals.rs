@@ -80,17 +80,15 @@ pub async fn accept(
     } else {
         Vec::new()
     };
+    // Queued in the proposal's atomic step, so it precedes in each peer's queue any commit
+    // that cites it.
     state
         .store
-        .add_proposal(app, group_id, epoch, &held)
+        .add_proposal(app, group_id, epoch, &held, &fanout)
         .await?;
     group.hold(held);
     state.groups.put(app, group_id, group);
-    // Queued after the proposal is held and before any commit can cite it is accepted, so
-    // it precedes that commit in each peer's queue. Not in the proposal's atomic step: if
-    // queueing fails, the proposal stands and a follower refuses the commit citing it.
-    for (peer, bodies) in fanout {
-        state.store.enqueue_outbound(&peer, &bodies).await?;
+    if !fanout.is_empty() {
         state.delivery.wake();
     }
     Ok(epoch)

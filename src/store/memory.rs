@@ -39,12 +39,38 @@ struct ClientMessages {
     ids: HashMap<Vec<u8>, u64>,
 }
 
+impl ClientMessages {
+    /// Appends `entry` unless `id` is still queued; answers its sequence number.
+    fn enqueue(&mut self, id: &[u8], entry: &[u8]) -> u64 {
+        if let Some(sequence) = self.ids.get(id) {
+            return *sequence;
+        }
+        self.last_sequence += 1;
+        let sequence = self.last_sequence;
+        self.entries.insert(sequence, (id.to_vec(), entry.to_vec()));
+        self.ids.insert(id.to_vec(), sequence);
+        sequence
+    }
+}
+
 /// Outbound queues per peer and the per-peer notes of a follower. Commits queue their
 /// fan-out while holding the group table, so both change in one step.
 #[derive(Default)]
 struct OutboundTable {
     queues: BTreeMap<String, std::collections::VecDeque<Vec<u8>>>,
     notes: HashMap<(String, String), Vec<u8>>,
+}
+
+impl OutboundTable {
+    /// Appends each peer's bodies to its queue, together.
+    fn extend(&mut self, fanout: &[(String, Vec<Vec<u8>>)]) {
+        for (peer, bodies) in fanout {
+            self.queues
+                .entry(peer.clone())
+                .or_default()
+                .extend(bodies.iter().cloned());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -709,6 +735,7 @@ impl Groups for MemoryStore {
         group_id: &[u8],
         epoch: u64,
         proposal: &HeldProposal,
+        fanout: &[(String, Vec<Vec<u8>>)],
     ) -> Result<usize, GroupStoreError> {
         let mut table = self.group_table()?;
         let group = table
@@ -727,8 +754,37 @@ impl Groups for MemoryStore {
         {
             return Err(GroupStoreError::DuplicateProposal);
         }
+        // Queued while the group table is held: one step with the proposal (the lock is
+        // taken first, so a poisoned one changes nothing).
+        let mut outbound = self.outbound_table()?;
         group.proposals.push(proposal.clone());
+        outbound.extend(fanout);
         Ok(group.proposals.len())
+    }
+
+    async fn route_message(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        recipients: &[String],
+        id: &[u8],
+        entry: &[u8],
+        fanout: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<(), GroupStoreError> {
+        let table = self.group_table()?;
+        if !table.groups.contains_key(&(app, group_id.to_vec())) {
+            return Err(GroupStoreError::UnknownGroup);
+        }
+        let mut messages = self.messages.lock().map_err(|_| poisoned())?;
+        let mut outbound = self.outbound_table()?;
+        for handle in recipients {
+            messages
+                .entry((app, handle.clone()))
+                .or_default()
+                .enqueue(id, entry);
+        }
+        outbound.extend(fanout);
+        Ok(())
     }
 
     async fn proposals(
@@ -777,15 +833,7 @@ impl Groups for MemoryStore {
                 queues.advance(app, *client, reference);
             }
         }
-        {
-            for (peer, bodies) in &commit.fanout {
-                outbound
-                    .queues
-                    .entry(peer.clone())
-                    .or_default()
-                    .extend(bodies.iter().cloned());
-            }
-        }
+        outbound.extend(&commit.fanout);
         let epoch = group.epoch + 1;
         group.epoch = epoch;
         group.state.apply(&commit.change);
@@ -926,10 +974,7 @@ impl Groups for MemoryStore {
 impl OutboundQueues for MemoryStore {
     async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError> {
         self.outbound_table()?
-            .queues
-            .entry(peer.to_owned())
-            .or_default()
-            .extend(bodies.iter().cloned());
+            .extend(&[(peer.to_owned(), bodies.to_vec())]);
         Ok(())
     }
 
@@ -987,17 +1032,10 @@ impl MessageQueues for MemoryStore {
         entry: &[u8],
     ) -> Result<u64, StoreError> {
         let mut table = self.messages.lock().map_err(|_| poisoned())?;
-        let queue = table.entry((app, handle.to_owned())).or_default();
-        if let Some(sequence) = queue.ids.get(id) {
-            return Ok(*sequence);
-        }
-        queue.last_sequence += 1;
-        let sequence = queue.last_sequence;
-        queue
-            .entries
-            .insert(sequence, (id.to_vec(), entry.to_vec()));
-        queue.ids.insert(id.to_vec(), sequence);
-        Ok(sequence)
+        Ok(table
+            .entry((app, handle.to_owned()))
+            .or_default()
+            .enqueue(id, entry))
     }
 
     async fn queued_messages(

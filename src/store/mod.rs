@@ -372,15 +372,30 @@ pub trait Groups: Send + Sync {
         group_id: &[u8],
     ) -> Result<Option<StoredGroup>, StoreError>;
 
-    /// Holds a proposal for `epoch`, which must be the current one. Answers how many
-    /// proposals the epoch then holds.
+    /// Holds a proposal for `epoch`, which must be the current one, and queues its `fanout`
+    /// for peers in the same atomic step. Answers how many proposals the epoch then holds.
     async fn add_proposal(
         &self,
         app: Uuid,
         group_id: &[u8],
         epoch: u64,
         proposal: &HeldProposal,
+        fanout: &[(String, Vec<Vec<u8>>)],
     ) -> Result<usize, GroupStoreError>;
+
+    /// An application message the hub accepted for the group: `entry` (id `id`) queued for
+    /// each of this gateway's `recipients` and `fanout` for peers, accepted in one atomic step
+    /// (the queues are filled right after, or by the next operation on the group, or at the
+    /// next start: nothing accepted is lost). `UnknownGroup` if the group is gone.
+    async fn route_message(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        recipients: &[String],
+        id: &[u8],
+        entry: &[u8],
+        fanout: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<(), GroupStoreError>;
 
     /// The current epoch's proposal packets, in upload order.
     async fn proposals(

@@ -12,7 +12,7 @@ use mimi_gateway::mls::group_state::{PublicState, StateChange};
 use mimi_gateway::store::redis::RedisStore;
 use mimi_gateway::store::{
     self, CommitRecord, GroupStoreError, Groups, HeldProposal, KeyQueueAttributes, KeyQueueUpdate,
-    NewGroup, SharedStore, StoredKeyPackage, WelcomeRecord,
+    MessageQueues, NewGroup, SharedStore, StoredKeyPackage, WelcomeRecord,
 };
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
@@ -130,7 +130,7 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         packet: b"proposal one".to_vec(),
     };
     assert!(matches!(
-        store.add_proposal(app, G1, 0, &proposal).await,
+        store.add_proposal(app, G1, 0, &proposal, &[]).await,
         Err(GroupStoreError::UnknownGroup)
     ));
     assert!(matches!(
@@ -187,14 +187,17 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
 
     // Proposals: current epoch only, each reference once, in upload order.
     assert_eq!(
-        t.note("propose", store.add_proposal(app, G1, 0, &proposal).await)
-            .unwrap(),
+        t.note(
+            "propose",
+            store.add_proposal(app, G1, 0, &proposal, &[]).await
+        )
+        .unwrap(),
         1
     );
     assert!(matches!(
         t.note(
             "stale proposal",
-            store.add_proposal(app, G1, 1, &proposal).await
+            store.add_proposal(app, G1, 1, &proposal, &[]).await
         ),
         Err(GroupStoreError::StaleEpoch { current: 0 })
     ));
@@ -205,7 +208,7 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     assert!(matches!(
         t.note(
             "duplicate",
-            store.add_proposal(app, G1, 0, &duplicate).await
+            store.add_proposal(app, G1, 0, &duplicate, &[]).await
         ),
         Err(GroupStoreError::DuplicateProposal)
     ));
@@ -213,7 +216,10 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         reference: vec![0x00, 0xff],
         packet: Vec::new(),
     };
-    assert_eq!(store.add_proposal(app, G1, 0, &second).await.unwrap(), 2);
+    assert_eq!(
+        store.add_proposal(app, G1, 0, &second, &[]).await.unwrap(),
+        2
+    );
     assert_eq!(
         t.note("proposals", store.proposals(app, G1).await.unwrap())
             .unwrap(),
@@ -688,6 +694,126 @@ async fn outbox_is_replayed<C: ConnectionLike + Send>(store: &RedisStore, connec
         );
     }
     assert!(welcomes().await.is_empty());
+}
+
+/// A held proposal's fan-out and a routed application message are accepted in the group's
+/// atomic step: the peers' queues and the recipients' message queues hold them after, once.
+async fn routing_contract(store: SharedStore) {
+    let app = Uuid::from_u128(0x70e);
+    let group: &[u8] = &[0x7e, 0x57];
+    let fanout = |body: &[u8]| vec![("b.localhost".to_string(), vec![body.to_vec()])];
+    assert!(matches!(
+        store
+            .route_message(app, group, &["hana".into()], b"id", b"entry", &fanout(b"m"))
+            .await,
+        Err(GroupStoreError::UnknownGroup)
+    ));
+    assert!(store.outbound_head("b.localhost").await.unwrap().is_none());
+    store
+        .create_group(
+            app,
+            &NewGroup {
+                group_id: group.to_vec(),
+                epoch: 0,
+                hub: None,
+                state: state(3),
+                group_info: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let proposal = HeldProposal {
+        reference: vec![7; 32],
+        packet: b"proposal".to_vec(),
+    };
+    store
+        .add_proposal(app, group, 0, &proposal, &fanout(b"proposal fan-out"))
+        .await
+        .unwrap();
+    store
+        .route_message(
+            app,
+            group,
+            &["hana".into(), "ivo".into()],
+            b"id",
+            b"entry",
+            &fanout(b"message fan-out"),
+        )
+        .await
+        .unwrap();
+    for handle in ["hana", "ivo"] {
+        let queued = store.queued_messages(app, handle, 0, 10).await.unwrap();
+        assert_eq!(queued.len(), 1, "{handle}");
+        assert_eq!(
+            (queued[0].sequence, queued[0].entry.as_slice()),
+            (1, &b"entry"[..])
+        );
+    }
+    for body in [&b"proposal fan-out"[..], b"message fan-out"] {
+        assert_eq!(
+            store.outbound_head("b.localhost").await.unwrap().as_deref(),
+            Some(body)
+        );
+        store.pop_outbound("b.localhost", body).await.unwrap();
+    }
+    assert!(store.outbound_head("b.localhost").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
+    routing_contract(memory().await).await;
+    let single = RedisServer::start();
+    let redis_store = Arc::new(
+        RedisStore::connect_single(&single.url(), TIMEOUT)
+            .await
+            .unwrap(),
+    );
+    routing_contract(redis_store.clone()).await;
+    assert_eq!(scan(&[&single], "mimi:outbox-groups"), Vec::<String>::new());
+    assert_eq!(scan(&[&single], "mimi:{g:*}:outbox"), Vec::<String>::new());
+
+    // A gateway that died right after routing: the outbox entries wait, and the start-up
+    // replay carries them out, a message queued once even if its entry ran twice.
+    let app = Uuid::from_u128(0x70e);
+    let prefix = format!("mimi:{{g:{app}:7e57}}:");
+    let outbox = format!("{prefix}outbox");
+    let entry = format!(
+        "m {} {}.{}",
+        hex::encode("jo"),
+        hex::encode("id2"),
+        hex::encode("late")
+    );
+    let mut connection = redis::Client::open(single.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        raw(
+            &mut connection,
+            &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()],
+        )
+        .await;
+    }
+    raw(
+        &mut connection,
+        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
+    )
+    .await;
+    assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
+    let queued = redis_store.queued_messages(app, "jo", 0, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].entry, b"late");
+    assert_eq!(scan(&[&single], "mimi:outbox-groups"), Vec::<String>::new());
+    assert_eq!(scan(&[&single], "mimi:{g:*}:outbox"), Vec::<String>::new());
+
+    let cluster = RedisCluster::start();
+    routing_contract(Arc::new(
+        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,9 @@
 //! the group, or, once expired, at the group's next commit.
 //!
 //! Outbox. A commit's welcome index entries (slot of each recipient), key queue
-//! advancements (slot of each added client) and fan-out (slot of each peer) cannot be in the commit's script on a Cluster.
+//! advancements (slot of each added client) and fan-out (slot of each peer) cannot be in the
+//! commit's script on a Cluster; nor can a held proposal's fan-out, nor a routed application
+//! message's queue entries (slot of each recipient) and fan-out.
 //! The commit script appends them to the group's `outbox` in the same atomic step (`w <hex
 //! handle> <reference>` and `k <client> <hex KeyPackageRef>`); the gateway then carries
 //! them out, in order, and removes each once done. Both actions are idempotent (an index
@@ -61,7 +63,8 @@ use super::RedisStore;
 use crate::mls::group_state::PublicState;
 use crate::store::{
     CommitRecord, CurrentGroupInfo, GroupHead, GroupStoreError, Groups, HeldProposal, KeyQueues,
-    NewGroup, OutboundQueues, PendingWelcome, StoreError, StoredGroup, WelcomeRecord,
+    MessageQueues, NewGroup, OutboundQueues, PendingWelcome, StoreError, StoredGroup,
+    WelcomeRecord,
 };
 
 /// The set of groups whose outbox may hold actions: one key, touched alone.
@@ -121,7 +124,8 @@ return {h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], has_info,
   redis.call('LRANGE', p .. 'proposal-packets', 0, -1), redis.call('LLEN', p .. 'outbox')}
 ";
 
-/// KEYS: head. ARGV: prefix, epoch, ref, packet. Returns {status, value, outbox length}:
+/// KEYS: head. ARGV: prefix, epoch, ref, packet, outbox entries (the proposal's fan-out)...
+/// Returns {status, value, outbox length}:
 /// status 0 unknown group, 2 stale (value: current epoch), 3 duplicate, 1 held (value: how
 /// many proposals the epoch holds).
 pub(super) const ADD_PROPOSAL: &str = r"
@@ -132,7 +136,18 @@ if not epoch then return {0, 0, pending} end
 if epoch ~= ARGV[2] then return {2, tonumber(epoch), pending} end
 if redis.call('LPOS', p .. 'proposal-refs', ARGV[3]) then return {3, 0, pending} end
 redis.call('RPUSH', p .. 'proposal-refs', ARGV[3])
-return {1, redis.call('RPUSH', p .. 'proposal-packets', ARGV[4]), pending}
+local held = redis.call('RPUSH', p .. 'proposal-packets', ARGV[4])
+for i = 5, #ARGV do redis.call('RPUSH', p .. 'outbox', ARGV[i]) end
+return {1, held, redis.call('LLEN', p .. 'outbox')}
+";
+
+/// KEYS: head. ARGV: prefix, outbox entries... Returns {status, 0, outbox length}: status 0
+/// unknown group, 1 accepted (the entries are in the outbox).
+pub(super) const ROUTE_MESSAGE: &str = r"
+local p = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
+for i = 2, #ARGV do redis.call('RPUSH', p .. 'outbox', ARGV[i]) end
+return {1, 0, redis.call('LLEN', p .. 'outbox')}
 ";
 
 /// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
@@ -347,14 +362,29 @@ impl WelcomeEntry {
     }
 }
 
-/// A cross-slot action of an applied commit: `w <hex handle> <reference>` indexes a welcome
-/// for a recipient, `k <client> <hex KeyPackageRef>` advances a key queue, `f <hex peer>
-/// <hex body>` queues a fan-out for a peer.
+/// A cross-slot action of an applied commit, held proposal or routed application message:
+/// `w <hex handle> <reference>` indexes a welcome for a recipient, `k <client> <hex
+/// KeyPackageRef>` advances a key queue, `f <hex peer> <hex body>,...` queues a fan-out for a
+/// peer, `m <hex handle> <hex id>.<hex entry>` queues a message for a client.
 #[derive(Debug, PartialEq, Eq)]
 enum OutboxAction {
-    IndexWelcome { handle: String, entry: String },
-    AdvanceKeyQueue { client: Uuid, reference: Vec<u8> },
-    FanOut { peer: String, bodies: Vec<Vec<u8>> },
+    IndexWelcome {
+        handle: String,
+        entry: String,
+    },
+    AdvanceKeyQueue {
+        client: Uuid,
+        reference: Vec<u8>,
+    },
+    FanOut {
+        peer: String,
+        bodies: Vec<Vec<u8>>,
+    },
+    Enqueue {
+        handle: String,
+        id: Vec<u8>,
+        entry: Vec<u8>,
+    },
 }
 
 impl OutboxAction {
@@ -369,6 +399,9 @@ impl OutboxAction {
             OutboxAction::FanOut { peer, bodies } => {
                 let bodies: Vec<String> = bodies.iter().map(|body| hex(body)).collect();
                 format!("f {} {}", hex(peer.as_bytes()), bodies.join(","))
+            }
+            OutboxAction::Enqueue { handle, id, entry } => {
+                format!("m {} {}.{}", hex(handle.as_bytes()), hex(id), hex(entry))
             }
         }
     }
@@ -389,6 +422,14 @@ impl OutboxAction {
                 peer: String::from_utf8(unhex(first)?).ok()?,
                 bodies: second.split(',').map(unhex).collect::<Option<_>>()?,
             }),
+            "m" => {
+                let (id, entry) = second.split_once('.')?;
+                Some(OutboxAction::Enqueue {
+                    handle: String::from_utf8(unhex(first)?).ok()?,
+                    id: unhex(id)?,
+                    entry: unhex(entry)?,
+                })
+            }
             _ => None,
         }
     }
@@ -541,6 +582,28 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Lists the group for the start-up replay before a script can fill its outbox with
+    /// `outbox`, so a gateway dying right after the script leaves nothing stranded.
+    async fn list_for_replay(
+        &self,
+        prefix: &str,
+        outbox: &[OutboxAction],
+    ) -> Result<(), StoreError> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .command(
+                "SADD",
+                vec![
+                    OUTBOX_GROUPS.as_bytes().to_vec(),
+                    prefix.as_bytes().to_vec(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Carries out the group's pending outbox actions, oldest first, removing each once
     /// done; then drops the group from the start-up replay set if its outbox is empty.
     async fn settle_outbox(&self, prefix: &str) -> Result<(), StoreError> {
@@ -563,6 +626,10 @@ impl RedisStore {
                 // receives it twice and drops the second by its message id.
                 Some(OutboxAction::FanOut { peer, bodies }) => {
                     self.enqueue_outbound(&peer, &bodies).await?;
+                }
+                // Carried out twice, the queue keeps one: the message's id is still queued.
+                Some(OutboxAction::Enqueue { handle, id, entry }) => {
+                    self.enqueue_message(app, &handle, &id, &entry).await?;
                 }
                 None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
             }
@@ -746,13 +813,15 @@ fn outbox_actions(group_id: &[u8], commit: &CommitRecord) -> Vec<OutboxAction> {
             reference: reference.clone(),
         });
     }
-    for (peer, bodies) in &commit.fanout {
-        actions.push(OutboxAction::FanOut {
-            peer: peer.clone(),
-            bodies: bodies.clone(),
-        });
-    }
+    actions.extend(fanout_actions(&commit.fanout));
     actions
+}
+
+fn fanout_actions(fanout: &[(String, Vec<Vec<u8>>)]) -> impl Iterator<Item = OutboxAction> + '_ {
+    fanout.iter().map(|(peer, bodies)| OutboxAction::FanOut {
+        peer: peer.clone(),
+        bodies: bodies.clone(),
+    })
 }
 
 /// APPLY_COMMIT's arguments.
@@ -966,19 +1035,20 @@ impl Groups for RedisStore {
         group_id: &[u8],
         epoch: u64,
         proposal: &HeldProposal,
+        fanout: &[(String, Vec<Vec<u8>>)],
     ) -> Result<usize, GroupStoreError> {
         let prefix = group_prefix(app, group_id);
+        let outbox: Vec<OutboxAction> = fanout_actions(fanout).collect();
+        self.list_for_replay(&prefix, &outbox).await?;
+        let mut args = vec![
+            prefix.clone().into_bytes(),
+            epoch.to_string().into_bytes(),
+            proposal.reference.clone(),
+            proposal.packet.clone(),
+        ];
+        args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
         let reply = self
-            .invoke(
-                &self.scripts.add_proposal,
-                &[format!("{prefix}head")],
-                vec![
-                    prefix.clone().into_bytes(),
-                    epoch.to_string().into_bytes(),
-                    proposal.reference.clone(),
-                    proposal.packet.clone(),
-                ],
-            )
+            .invoke(&self.scripts.add_proposal, &[format!("{prefix}head")], args)
             .await?;
         let (status, value, pending) = status_reply(&reply, "proposal reply")?;
         if pending > 0 {
@@ -990,6 +1060,46 @@ impl Groups for RedisStore {
             3 => Err(GroupStoreError::DuplicateProposal),
             1 => Ok(usize::try_from(value).map_err(|_| malformed("proposal count"))?),
             _ => Err(malformed("proposal status").into()),
+        }
+    }
+
+    async fn route_message(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        recipients: &[String],
+        id: &[u8],
+        entry: &[u8],
+        fanout: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<(), GroupStoreError> {
+        let prefix = group_prefix(app, group_id);
+        let outbox: Vec<OutboxAction> = recipients
+            .iter()
+            .map(|handle| OutboxAction::Enqueue {
+                handle: handle.clone(),
+                id: id.to_vec(),
+                entry: entry.to_vec(),
+            })
+            .chain(fanout_actions(fanout))
+            .collect();
+        self.list_for_replay(&prefix, &outbox).await?;
+        let mut args = vec![prefix.clone().into_bytes()];
+        args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
+        let reply = self
+            .invoke(
+                &self.scripts.route_message,
+                &[format!("{prefix}head")],
+                args,
+            )
+            .await?;
+        let (status, _, pending) = status_reply(&reply, "route reply")?;
+        if pending > 0 {
+            self.settle_outbox_after(&prefix).await;
+        }
+        match status {
+            0 => Err(GroupStoreError::UnknownGroup),
+            1 => Ok(()),
+            _ => Err(malformed("route status").into()),
         }
     }
 
@@ -1026,18 +1136,7 @@ impl Groups for RedisStore {
         let staged_id = Uuid::new_v4().simple().to_string();
         let staged = staged_values(commit)?;
         let args = commit_args(&prefix, &staged_id, commit, &outbox);
-        if !outbox.is_empty() {
-            // Listed before the script can fill the outbox, so a start-up replay finds it.
-            let _: i64 = self
-                .command(
-                    "SADD",
-                    vec![
-                        OUTBOX_GROUPS.as_bytes().to_vec(),
-                        prefix.as_bytes().to_vec(),
-                    ],
-                )
-                .await?;
-        }
+        self.list_for_replay(&prefix, &outbox).await?;
         let reply = self
             .invoke_with_staged(
                 &self.scripts.apply_commit,
