@@ -90,7 +90,13 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
             .into());
         }
     };
-    commit(state, peer, operation, &update, &welcomes).await?;
+    let (app, group_id) = commit(state, peer, operation, &update, &welcomes).await?;
+    if operation == DSRequestType::DeleteGroup {
+        // The commit removing everyone else is applied and fanned out: the group goes.
+        state.groups.take_unchecked(app, &group_id);
+        state.store.delete_group(app, &group_id).await?;
+        tracing::info!(peer, "group deleted");
+    }
     ds_response(DSResponseBody::Ok)
 }
 
@@ -102,7 +108,7 @@ async fn commit(
     operation: DSRequestType,
     update: &MLSGroupUpdate,
     welcomes: &[mimi_wire::ds::MlsMessage],
-) -> Result<(), GatewayError> {
+) -> Result<(Uuid, Vec<u8>), GatewayError> {
     let packet = update.commit.as_bytes();
     let (app, group_id) = hosted_group(state, packet).await?;
     let application = state
@@ -127,7 +133,7 @@ async fn commit(
         welcomes: welcomes.len(),
     };
     commits::accept(state, app, &group_id, &upload, &rules, Some(forwarded)).await?;
-    Ok(())
+    Ok((app, group_id))
 }
 
 /// The application and id of the group a forwarded message is for: a group this gateway is

@@ -897,6 +897,15 @@ impl Groups for MemoryStore {
             }))
     }
 
+    async fn delete_group(&self, app: Uuid, group_id: &[u8]) -> Result<bool, StoreError> {
+        // Welcome references of its recipients find no group and are dropped when read.
+        Ok(self
+            .group_table()?
+            .groups
+            .remove(&(app, group_id.to_vec()))
+            .is_some())
+    }
+
     async fn welcomes(
         &self,
         app: Uuid,

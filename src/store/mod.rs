@@ -439,6 +439,11 @@ pub trait Groups: Send + Sync {
         now: u64,
     ) -> Result<Vec<PendingWelcome>, StoreError>;
 
+    /// Deletes the group's state: head, tree, proposals, epochs, welcomes (the delivery-service
+    /// draft's "Delete group", after its commit). Cross-slot actions already accepted are
+    /// still carried out. `false` for an unknown group.
+    async fn delete_group(&self, app: Uuid, group_id: &[u8]) -> Result<bool, StoreError>;
+
     /// Carries out what a gateway that died mid-commit left undone (Redis: the outboxes of
     /// cross-slot actions). Answers how many groups needed it.
     async fn recover_groups(&self) -> Result<usize, StoreError> {

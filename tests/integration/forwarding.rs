@@ -228,6 +228,55 @@ async fn a_follower_forwards_an_external_join() {
     assert_eq!(mirrored_control(&mirror, 2).await, vec![commit]);
 }
 
+/// `ds_delete_group` from B, where Carol and Erin are: a commit that leaves someone in the
+/// group is refused; Erin's commit removing everyone else is fanned out (B mirrors it) and the
+/// hub's state goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_deletes_a_group_it_alone_remains_in() {
+    let TwoDomains {
+        federation,
+        mut alice,
+        mut carol,
+        hub,
+        mirror,
+    } = alice_and_carol(2).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut erin = federation.cas[1].member("erin");
+    let erin_id = publish_key_packages(b, "erin", &erin, 1).await;
+    let package = key_package_ok(a, erin_id, "b.localhost", "alice").await;
+    let (add, welcome, info) = alice.add(&[package]);
+    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
+    erin.join(&welcome_for(b, "erin").await);
+    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
+
+    // Carol removes Alice only: Erin would stay.
+    let (partial, partial_info) = carol.remove(0);
+    let not_a_deletion = ds_request(DSRequestBody::DeleteGroup(GroupUpdateRequest {
+        group_update: group_update(&partial, &partial_info),
+    }));
+    let answer = group_operation(&federation, 1, 0, &not_a_deletion).await;
+    assert_eq!(answer.error_code(), ErrorCode::OperationRulesViolated);
+    assert!(
+        error(&answer)
+            .detail
+            .contains("every member but the committer")
+    );
+    assert_eq!(hub.epoch().await, 2);
+
+    let (remove, remove_info) = erin.remove_leaves(&[0, 1]);
+    let deletion = ds_request(DSRequestBody::DeleteGroup(GroupUpdateRequest {
+        group_update: group_update(&remove, &remove_info),
+    }));
+    let answer = group_operation(&federation, 1, 0, &deletion).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    assert_eq!(mirrored_control(&mirror, 3).await, vec![remove]);
+    assert_eq!(
+        hub.control(1, None).await.error_code(),
+        ErrorCode::UnknownGroup,
+        "the hub no longer holds the group"
+    );
+}
+
 /// Every refusal of `/group_operation` and of forwarding, each with its exact bad input, and
 /// nothing changed at the hub after any of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

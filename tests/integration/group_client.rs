@@ -214,15 +214,20 @@ impl Member {
     }
 
     pub fn remove(&mut self, leaf: u32) -> (Vec<u8>, Vec<u8>) {
+        self.remove_leaves(&[leaf])
+    }
+
+    /// One commit removing every member at `leaves`.
+    pub fn remove_leaves(&mut self, leaves: &[u32]) -> (Vec<u8>, Vec<u8>) {
+        let leaves: Vec<LeafNodeIndex> = leaves
+            .iter()
+            .map(|leaf| LeafNodeIndex::new(*leaf))
+            .collect();
         let (commit, _welcome, _) = self
             .group
             .as_mut()
             .unwrap()
-            .remove_members(
-                &self.mls.provider,
-                &self.mls.signer,
-                &[LeafNodeIndex::new(leaf)],
-            )
+            .remove_members(&self.mls.provider, &self.mls.signer, &leaves)
             .unwrap();
         (bytes(&commit), self.merge_and_export())
     }

@@ -759,6 +759,72 @@ async fn routing_contract(store: SharedStore) {
     assert!(store.outbound_head("b.localhost").await.unwrap().is_none());
 }
 
+/// Deleting a group takes its state and its welcomes; the id is free again.
+async fn deletion_contract(store: SharedStore) {
+    let app = Uuid::from_u128(0xde1);
+    let group: &[u8] = &[0xde, 0x1e];
+    let new_group = NewGroup {
+        group_id: group.to_vec(),
+        epoch: 0,
+        hub: None,
+        state: state(4),
+        group_info: Vec::new(),
+    };
+    assert!(!store.delete_group(app, group).await.unwrap());
+    store.create_group(app, &new_group).await.unwrap();
+    let mut record = commit(0, change(1, &[]), NOW);
+    record.welcome = Some(welcome(9, &["kai"], NOW + 100));
+    store.apply_commit(app, group, &record).await.unwrap();
+    store
+        .add_proposal(
+            app,
+            group,
+            1,
+            &HeldProposal {
+                reference: vec![3; 32],
+                packet: b"p".to_vec(),
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.welcomes(app, "kai", NOW).await.unwrap().len(), 1);
+    assert!(store.delete_group(app, group).await.unwrap());
+    assert!(store.group_head(app, group).await.unwrap().is_none());
+    assert!(store.load_group(app, group).await.unwrap().is_none());
+    assert!(store.welcomes(app, "kai", NOW).await.unwrap().is_empty());
+    assert!(!store.delete_group(app, group).await.unwrap());
+    store.create_group(app, &new_group).await.unwrap();
+    assert_eq!(
+        store.group_head(app, group).await.unwrap().unwrap().epoch,
+        0
+    );
+    assert!(store.delete_group(app, group).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_deleted_whole_on_every_store() {
+    deletion_contract(memory().await).await;
+    let single = RedisServer::start();
+    deletion_contract(Arc::new(
+        RedisStore::connect_single(&single.url(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    // Nothing of the group is left in Redis (the welcome index of `kai` is read away).
+    assert_eq!(scan(&[&single], "mimi:{g:*"), Vec::<String>::new());
+    let cluster = RedisCluster::start();
+    deletion_contract(Arc::new(
+        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
+    assert_eq!(scan(&nodes, "mimi:{g:*"), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     routing_contract(memory().await).await;

@@ -282,6 +282,22 @@ end
 return 1
 ";
 
+/// KEYS: head. ARGV: prefix. Deletes every key of the group but its outbox (accepted
+/// cross-slot actions are still carried out). Returns 0 for an unknown group, else 1.
+pub(super) const DELETE_GROUP: &str = r"
+local p = ARGV[1]
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return 0 end
+for e = 1, tonumber(epoch) do redis.call('DEL', p .. 'epoch:' .. e) end
+for _, e in ipairs(redis.call('ZRANGE', p .. 'welcomes', 0, -1)) do
+  local w = p .. 'welcome:' .. e
+  redis.call('DEL', w, w .. ':packet', w .. ':tree', w .. ':pending')
+end
+redis.call('DEL', KEYS[1], p .. 'group-info', p .. 'nodes', p .. 'proposal-refs',
+  p .. 'proposal-packets', p .. 'welcomes')
+return 1
+";
+
 /// KEYS: a client's welcome index. ARGV: reference. Appends the reference unless present
 /// (outbox actions may be carried out twice). Returns 1 if appended, else 0.
 pub(super) const INDEX_WELCOME: &str = r"
@@ -1267,6 +1283,18 @@ impl Groups for RedisStore {
             }
         }
         Ok(pending)
+    }
+
+    async fn delete_group(&self, app: Uuid, group_id: &[u8]) -> Result<bool, StoreError> {
+        let prefix = group_prefix(app, group_id);
+        let reply = self
+            .invoke(
+                &self.scripts.delete_group,
+                &[format!("{prefix}head")],
+                vec![prefix.clone().into_bytes()],
+            )
+            .await?;
+        Ok(number(&reply) == Some(1))
     }
 
     async fn acknowledge_welcome(
