@@ -5,18 +5,23 @@
 //!
 //! Key packages come from the same key queues as local retrieval (one atomic step each);
 //! the receiver is named `handle@domain`, so a queue hands the same package to the same
-//! foreign receiver until a commit uses it.
+//! foreign receiver until a commit uses it. The draft's bare `ds_key_packages` (no selector,
+//! no receiver) is served too, from each client's default queue.
 
 use mimi_wire::DecodeError;
 use mimi_wire::codec::WireBool;
-use mimi_wire::ds::{DSRequestBody, DSResponseBody, MlsMessage, SelectedKeyPackage};
+use mimi_wire::ds::{
+    ClientId, DSRequestBody, DSResponseBody, KeyPackage, MlsMessage, SelectedKeyPackage,
+};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
+use crate::federation::key_packages::bare_key_package;
 use crate::federation::{client_id_text, local_handle};
+use crate::mls::key_package::{MLS_10, SUPPORTED_CIPHER_SUITES};
 use crate::service::{Reply, Request};
 use crate::state::State;
-use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
+use crate::store::{KeyQueueAttributes, KeyQueueError, RetrievedKeyPackage};
 
 use super::client::client_record;
 use super::key_queues::check_label;
@@ -24,8 +29,10 @@ use super::{decode_ds_request, ds_response, peer};
 
 pub async fn key_packages(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
-    let DSRequestBody::SelectKeyPackages(asked, selector) = decode_ds_request(request)? else {
-        return Err(DecodeError::Malformed("not a key packages request".into()).into());
+    let (asked, selector) = match decode_ds_request(request)? {
+        DSRequestBody::SelectKeyPackages(asked, selector) => (asked, selector),
+        DSRequestBody::KeyPackages(asked) => return draft_key_packages(state, peer, asked).await,
+        _ => return Err(DecodeError::Malformed("not a key packages request".into()).into()),
     };
     check_label(&selector.app_label)?;
     // The receiver is a client of the asking peer.
@@ -44,21 +51,7 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
     let now = crate::keys::unix_now();
     let mut selected = Vec::with_capacity(asked.client_identifiers.len());
     for client in &asked.client_identifiers {
-        let app = Uuid::from_bytes(client.application);
-        if !client.domain.eq_ignore_ascii_case(&state.config.domain) {
-            return Err(GatewayError::NotOurClient(client_id_text(client)));
-        }
-        if !state.applications.contains(&app) {
-            return Err(GatewayError::UnknownApplication);
-        }
-        let handle = local_handle(state, app, client)
-            .await?
-            .ok_or_else(|| GatewayError::NotOurClient(client_id_text(client)))?;
-        let id = state
-            .store
-            .client_by_handle(app, &handle)
-            .await?
-            .ok_or_else(|| GatewayError::NotOurClient(client_id_text(client)))?;
+        let (app, id) = local_client(state, client).await?;
         let retrieved = state
             .store
             .retrieve_key_package(app, id, &attributes, &receiver, now)
@@ -75,6 +68,71 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
         });
     }
     ds_response(DSResponseBody::SelectedKeyPackages(selected))
+}
+
+/// The application and registry id of a client of this gateway a peer names: of this domain,
+/// of a hosted application, registered.
+async fn local_client(state: &State, client: &ClientId) -> Result<(Uuid, Uuid), GatewayError> {
+    let app = Uuid::from_bytes(client.application);
+    let not_ours = || GatewayError::NotOurClient(client_id_text(client));
+    if !client.domain.eq_ignore_ascii_case(&state.config.domain) {
+        return Err(not_ours());
+    }
+    if !state.applications.contains(&app) {
+        return Err(GatewayError::UnknownApplication);
+    }
+    let handle = local_handle(state, app, client)
+        .await?
+        .ok_or_else(not_ours)?;
+    let id = state
+        .store
+        .client_by_handle(app, &handle)
+        .await?
+        .ok_or_else(not_ours)?;
+    Ok((app, id))
+}
+
+/// The draft's bare `ds_key_packages` (`KeyPackagesRequest`, no selector): of each client,
+/// a package from its MLS 1.0 queue with the empty label, of the first supported cipher
+/// suite it has one for; answered as `KeyPackages` (bare KeyPackages, in the request's order).
+/// The request names no receiver, so each takes fresh packages.
+async fn draft_key_packages(
+    state: &State,
+    peer: &str,
+    asked: mimi_wire::ds::KeyPackagesRequest,
+) -> Reply {
+    let receiver = format!("{peer}:{}", Uuid::new_v4());
+    let now = crate::keys::unix_now();
+    let mut packages = Vec::with_capacity(asked.client_identifiers.len());
+    for client in &asked.client_identifiers {
+        let (app, id) = local_client(state, client).await?;
+        let mut found = None;
+        for cipher_suite in SUPPORTED_CIPHER_SUITES {
+            let attributes = KeyQueueAttributes {
+                protocol_version: MLS_10,
+                cipher_suite,
+                app_label: String::new(),
+            };
+            match state
+                .store
+                .retrieve_key_package(app, id, &attributes, &receiver, now)
+                .await
+            {
+                Ok(RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::FinalKey(bytes)) => {
+                    found = Some(bytes);
+                    break;
+                }
+                Err(KeyQueueError::NoMatchingQueue) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let message = found.ok_or(GatewayError::KeyQueue(KeyQueueError::NoMatchingQueue))?;
+        let bare = bare_key_package(&message)
+            .and_then(|bytes| KeyPackage::from_bytes(bytes.to_vec()).ok())
+            .ok_or_else(|| GatewayError::Internal("a stored key package does not decode".into()))?;
+        packages.push(bare);
+    }
+    ds_response(DSResponseBody::KeyPackages(packages))
 }
 
 pub async fn discover(state: &State, request: &Request) -> Reply {

@@ -6,7 +6,8 @@
 use http::{Method, StatusCode};
 use mimi_wire::ds::{
     ClientId, ClientRef, ConnectionKeyPackagesRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest,
-    DSRequestBody, MlsMessage, QueueingServiceRequest, QueueingServiceResponse, UserId,
+    DSRequestBody, DSResponse, DSResponseBody, KeyPackagesRequest, MlsMessage,
+    QueueingServiceRequest, QueueingServiceResponse, UserId,
 };
 use mimi_wire::key_queues::{ConnectionKeyPackagesResponse, RetrieveConnectionKeyPackagesRequest};
 use mimi_wire::messages::{QueuedMessageKind, SendConnectionRequest};
@@ -266,4 +267,102 @@ async fn connection_requests_reach_the_clients_queue() {
     );
     // The same request again is the same message: queued once.
     assert_eq!(queued_ok(b, "carol", 0).await.len(), 1);
+}
+
+/// The draft's bare `ds_key_packages` at `/group_key_packages`: a package of each named client
+/// from its default queue, as bare KeyPackages in the request's order, fresh ones each time;
+/// refused for a client of another domain, an unregistered one, or one without such a queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drafts_bare_key_packages_request_is_served() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let b = &federation.gateways[1];
+    let carol = federation.cas[1].member("carol");
+    let erin = federation.cas[1].member("erin");
+    let carol_id = publish_key_packages(b, "carol", &carol, 2).await;
+    publish_key_packages(b, "erin", &erin, 1).await;
+    let labelled = QueueFixture::new(b, "ivo").await;
+    let ivo = federation.cas[1].member("ivo");
+    let answer = labelled
+        .update(&[ivo.mls.key_package(3_600)], false, Some("other"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let client = |domain: &str, client: ClientRef| ClientId {
+        application: *b.app.id.as_bytes(),
+        domain: domain.into(),
+        client,
+    };
+    let request = |clients: Vec<ClientId>| {
+        encode(&DSRequest {
+            version: DS_PROTOCOL_VERSION,
+            body: DSRequestBody::KeyPackages(KeyPackagesRequest {
+                client_identifiers: clients,
+            }),
+            auth: DSAuthData::Anonymous,
+        })
+        .unwrap()
+    };
+    let federation = &federation;
+    let post = |body: Vec<u8>| async move {
+        let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+        post_signed(federation, 1, &key, claims, "/group_key_packages", &body).await
+    };
+    let both = || {
+        request(vec![
+            client("b.localhost", ClientRef::ClientId(*carol_id.as_bytes())),
+            client("b.localhost", ClientRef::Handle("erin".into())),
+        ])
+    };
+    let answer = post(both()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::KeyPackages(first) = decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not KeyPackages")
+    };
+    assert_eq!(first.len(), 2);
+    let named = |package: &mimi_wire::ds::KeyPackage| {
+        let message = [&[0u8, 1, 0, 5][..], package.as_bytes()].concat();
+        crate::mls_client::key_package_ref(&message)
+    };
+    let (carol_first, erin_first) = (named(&first[0]), named(&first[1]));
+    // Carol has a second package: the next request gets it; Erin's one is gone.
+    let answer = post(request(vec![client(
+        "b.localhost",
+        ClientRef::Handle("carol".into()),
+    )]))
+    .await;
+    let DSResponseBody::KeyPackages(second) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not KeyPackages")
+    };
+    assert_ne!(named(&second[0]), carol_first, "a fresh package");
+    assert_ne!(carol_first, erin_first);
+    assert_eq!(post(both()).await.error_code(), ErrorCode::QueueExhausted);
+    assert_eq!(
+        post(request(vec![client(
+            "c.localhost",
+            ClientRef::Handle("carol".into())
+        )]))
+        .await
+        .error_code(),
+        ErrorCode::NotOurClient
+    );
+    assert_eq!(
+        post(request(vec![client(
+            "b.localhost",
+            ClientRef::Handle("nobody".into())
+        )]))
+        .await
+        .error_code(),
+        ErrorCode::NotOurClient
+    );
+    assert_eq!(
+        post(request(vec![client(
+            "b.localhost",
+            ClientRef::Handle("ivo".into())
+        )]))
+        .await
+        .error_code(),
+        ErrorCode::NoMatchingQueue
+    );
 }
