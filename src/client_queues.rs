@@ -79,12 +79,20 @@ fn queue_entry(
     Ok((Sha256::digest(message).to_vec(), entry))
 }
 
-/// A queued entry as the application reads it, with its sequence number.
-pub fn queued(entry: store::QueuedMessage) -> Result<QueuedMessage, GatewayError> {
-    let mut message: QueuedMessage = mimi_wire::decode_exact(&entry.entry)
-        .map_err(|_| GatewayError::Internal("a queued entry does not decode".into()))?;
-    message.sequence = entry.sequence;
-    Ok(message)
+/// A queued entry as the application reads it, with its sequence number; `None` (logged)
+/// for an entry that no longer decodes, so one bad entry never blocks the queue (it goes
+/// with the next acknowledgement past it).
+pub fn queued(entry: store::QueuedMessage) -> Option<QueuedMessage> {
+    match mimi_wire::decode_exact::<QueuedMessage>(&entry.entry) {
+        Ok(mut message) => {
+            message.sequence = entry.sequence;
+            Some(message)
+        }
+        Err(error) => {
+            tracing::warn!(sequence = entry.sequence, %error, "skipping a queued entry that does not decode");
+            None
+        }
+    }
 }
 
 /// The hub routes an application message of its group to every member: queued here for its

@@ -73,8 +73,8 @@ pub async fn fetch(state: &State, request: &Request, app: Uuid, handle: &str) ->
         version: WIRE_VERSION,
         messages: entries
             .into_iter()
-            .map(crate::client_queues::queued)
-            .collect::<Result<_, _>>()?,
+            .filter_map(crate::client_queues::queued)
+            .collect(),
     })
 }
 

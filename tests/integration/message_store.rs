@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mimi_gateway::config::StoreConfig;
 use mimi_gateway::store::redis::RedisStore;
-use mimi_gateway::store::{self, SharedStore};
+use mimi_gateway::store::{self, MessageQueues, SharedStore};
 use uuid::Uuid;
 
 use crate::common::*;
@@ -121,4 +121,78 @@ async fn message_queues_on_memory_redis_and_cluster() {
     ))
     .await;
     assert_eq!(on_cluster, expected);
+}
+
+/// An entry that no longer decodes (written by a broken or older gateway) is skipped, never
+/// blocking the client's queue, and goes with the next acknowledgement past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_entry_never_blocks_a_queue() {
+    use http::Method;
+    use mimi_wire::messages::{
+        AcknowledgeMessagesRequest, FetchMessagesRequest, QueuedMessage, QueuedMessageKind,
+        QueuedMessagesResponse,
+    };
+    use mimi_wire::{decode_exact, encode};
+
+    let redis = RedisServer::start();
+    let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
+    crate::key_queues::register(&harness, "kai").await;
+    let store = RedisStore::connect_single(&redis.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let app = harness.app.id;
+    let good = encode(&QueuedMessage {
+        sequence: 0,
+        kind: QueuedMessageKind::ConnectionRequest,
+        group_id: Vec::new().into(),
+        message: b"hello".to_vec().into(),
+    })
+    .unwrap();
+    assert_eq!(
+        store
+            .enqueue_message(app, "kai", b"bad", b"\xff\xff")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .enqueue_message(app, "kai", b"good", &good)
+            .await
+            .unwrap(),
+        2
+    );
+    let fetch = encode(&FetchMessagesRequest {
+        version: 1,
+        from_sequence: 0,
+        limit: 10,
+    })
+    .unwrap();
+    let path = format!("/apps/{app}/clients/kai/messages");
+    let answer = harness.call(Method::POST, &path, fetch.clone()).await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    let messages = decode_exact::<QueuedMessagesResponse>(&answer.body)
+        .unwrap()
+        .messages;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (messages[0].sequence, messages[0].message.as_slice()),
+        (2, &b"hello"[..])
+    );
+    let ack = encode(&AcknowledgeMessagesRequest {
+        version: 1,
+        up_to_sequence: 2,
+    })
+    .unwrap();
+    let answer = harness
+        .call(Method::POST, &format!("{path}/acknowledge"), ack)
+        .await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    assert!(
+        store
+            .queued_messages(app, "kai", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
