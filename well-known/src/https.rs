@@ -1,17 +1,22 @@
 //! A minimal HTTPS client for gateway-to-gateway calls: TLS 1.3 only, certificates checked
 //! against configured roots (the web's roots by default, a CA file for development), and an
 //! optional address override per domain (like curl's `--resolve`) for loopback tests.
+//!
+//! A peer that speaks HTTP/2 (ALPN `h2`) gets one connection per authority, kept and shared
+//! by all requests to it (a fan-out burst pays one TLS handshake, not one per message); a
+//! peer that only speaks HTTP/1.1 gets a connection per request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -45,6 +50,10 @@ pub struct HttpsResponse {
     pub body: Bytes,
 }
 
+/// Open HTTP/2 connections by authority. A std Mutex: held to look up or store a sender,
+/// never across an await.
+type Pool = Arc<Mutex<HashMap<String, http2::SendRequest<Full<Bytes>>>>>;
+
 #[derive(Clone)]
 pub struct HttpsClient {
     roots: Arc<RootCertStore>,
@@ -52,6 +61,7 @@ pub struct HttpsClient {
     connector: TlsConnector,
     overrides: BTreeMap<String, SocketAddr>,
     timeout: Duration,
+    pool: Pool,
 }
 
 impl HttpsClient {
@@ -84,7 +94,7 @@ impl HttpsClient {
             })?
             .with_root_certificates(roots.clone())
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let config = Arc::new(config);
         Ok(HttpsClient {
             roots: Arc::new(roots),
@@ -92,6 +102,7 @@ impl HttpsClient {
             connector: TlsConnector::from(config),
             overrides: BTreeMap::new(),
             timeout: Duration::from_secs(10),
+            pool: Pool::default(),
         })
     }
 
@@ -117,6 +128,8 @@ impl HttpsClient {
             })?;
         with_client.alpn_protocols = config.alpn_protocols.clone();
         self.connector = TlsConnector::from(Arc::new(with_client));
+        // Connections made without the certificate are not this client's.
+        self.pool = Pool::default();
         Ok(self)
     }
 
@@ -161,6 +174,69 @@ impl HttpsClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<HttpsResponse, HttpsError> {
+        let http = |reason: String| HttpsError::Http {
+            host: authority.to_owned(),
+            reason,
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority)
+            .body(Full::new(body))
+            .map_err(|error| http(error.to_string()))?;
+        request.headers_mut().extend(headers);
+        let response = match self.pooled(authority) {
+            Some(mut sender) => match sender.send_request(request.clone()).await {
+                Ok(response) => response,
+                // The kept connection closed before the request went out (the peer restarted
+                // or went idle): nothing was processed, so it goes once more on a new one.
+                Err(error) if error.is_canceled() || sender.is_closed() => {
+                    self.forget(authority);
+                    self.send_fresh(authority, request).await?
+                }
+                Err(error) => return Err(http(error.to_string())),
+            },
+            None => self.send_fresh(authority, request).await?,
+        };
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|error| http(error.to_string()))?
+            .to_bytes();
+        Ok(HttpsResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// A kept HTTP/2 connection to `authority` that can still take requests.
+    fn pooled(&self, authority: &str) -> Option<http2::SendRequest<Full<Bytes>>> {
+        let mut pool = self.pool.lock().ok()?;
+        match pool.get(authority) {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                pool.remove(authority);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget(&self, authority: &str) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.remove(authority);
+        }
+    }
+
+    /// Connects to `authority` and sends `request`; an HTTP/2 connection is kept for the
+    /// next requests.
+    async fn send_fresh(
+        &self,
+        authority: &str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, HttpsError> {
         let (host, port) = split_authority(authority)?;
         let addr = match self.overrides.get(&host.to_ascii_lowercase()) {
             Some(addr) => *addr,
@@ -189,34 +265,33 @@ impl HttpsClient {
             .connect(server_name, tcp)
             .await
             .map_err(|error| connect(error.to_string()))?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        if h2 {
+            let (mut sender, connection) =
+                http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
+                    .map_err(|error| http(error.to_string()))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            if let Ok(mut pool) = self.pool.lock() {
+                pool.insert(authority.to_owned(), sender.clone());
+            }
+            return sender
+                .send_request(request)
+                .await
+                .map_err(|error| http(error.to_string()));
+        }
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|error| http(error.to_string()))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, authority)
-            .body(Full::new(body))
-            .map_err(|error| http(error.to_string()))?;
-        request.headers_mut().extend(headers);
-        let response = sender
+        sender
             .send_request(request)
             .await
-            .map_err(|error| http(error.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|error| http(error.to_string()))?
-            .to_bytes();
-        Ok(HttpsResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+            .map_err(|error| http(error.to_string()))
     }
 }
 
