@@ -80,8 +80,8 @@ fn queue_entry(
 }
 
 /// A queued entry as the application reads it, with its sequence number; `None` (logged)
-/// for an entry that no longer decodes, so one bad entry never blocks the queue (it goes
-/// with the next acknowledgement past it).
+/// for an entry that no longer decodes: the fetch's `next_sequence` still moves past it, so
+/// it never blocks the queue and goes with the next acknowledgement past it.
 pub fn queued(entry: store::QueuedMessage) -> Option<QueuedMessage> {
     match mimi_wire::decode_exact::<QueuedMessage>(&entry.entry) {
         Ok(mut message) => {

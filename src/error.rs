@@ -89,6 +89,8 @@ pub enum GatewayError {
     PeerMalformedAnswer(String),
     #[error("key package from {peer} names domain `{found}`")]
     PeerKeyPackageDomain { peer: String, found: String },
+    #[error("connection key package {index} from {peer} is of another account")]
+    PeerWrongAccount { peer: String, index: usize },
     #[error("`{0}` is not a client of this gateway")]
     NotOurClient(String),
     #[error("{0} is not the hub of this group")]
@@ -173,6 +175,7 @@ impl GatewayError {
             GatewayError::PeerRefused { .. } => ErrorCode::PeerRefused,
             GatewayError::PeerMalformedAnswer(_) => ErrorCode::PeerMalformedAnswer,
             GatewayError::PeerKeyPackageDomain { .. } => ErrorCode::PeerKeyPackageDomain,
+            GatewayError::PeerWrongAccount { .. } => ErrorCode::PeerWrongAccount,
             GatewayError::NotOurClient(_) => ErrorCode::NotOurClient,
             GatewayError::NotTheHub(_) => ErrorCode::NotTheHub,
             GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,

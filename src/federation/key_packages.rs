@@ -88,7 +88,7 @@ fn check_peer_key_package(
     peer: &str,
     bytes: &[u8],
     index: usize,
-) -> Result<(), GatewayError> {
+) -> Result<String, GatewayError> {
     let application = state
         .applications
         .get(&app)
@@ -100,7 +100,7 @@ fn check_peer_key_package(
             error,
         })?;
     match split_foreign(&name) {
-        Some((_, named)) if named.eq_ignore_ascii_case(peer) => Ok(()),
+        Some((handle, named)) if named.eq_ignore_ascii_case(peer) => Ok(handle.to_owned()),
         other => Err(GatewayError::PeerKeyPackageDomain {
             peer: peer.to_owned(),
             found: other.map_or_else(|| state.config.domain.clone(), |(_, d)| d.to_owned()),
@@ -136,7 +136,18 @@ pub async fn connection_key_packages_from_peer(
     let mut messages = Vec::with_capacity(packages.len());
     for (index, package) in packages.into_iter().enumerate() {
         let message = key_package_message(package.as_bytes());
-        check_peer_key_package(state, app, domain, &message, index)?;
+        let handle = check_peer_key_package(state, app, domain, &message, index)?;
+        // A client of that account: the account itself, or `<account>/<device>`.
+        let of_account = handle == account
+            || handle
+                .strip_prefix(account)
+                .is_some_and(|rest| rest.starts_with('/'));
+        if !of_account {
+            return Err(GatewayError::PeerWrongAccount {
+                peer: domain.to_owned(),
+                index,
+            });
+        }
         messages.push(message);
     }
     Ok(messages)

@@ -10,9 +10,10 @@
 //! to name that gateway's domain.
 //!
 //! Users are the identity provider's accounts: with accounts, the clients whose handles are
-//! `<account>/<device>`; without, the one client whose handle is the account. Each request
-//! is its own receiver, so it takes fresh packages (the draft's request names no receiver to
-//! hand the same ones to again).
+//! `<account>/<device>`; without, the one client whose handle is the account. The draft's
+//! request names no receiver: a peer's requests are recorded as that peer's, so asking again
+//! hands the same packages until they are used (no peer can drain the queues); an
+//! application's own requests take fresh packages each time.
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::ds::{DSRequestBody, DSResponseBody, KeyPackage};
@@ -107,8 +108,8 @@ async fn local_connection_key_packages(
 }
 
 /// A receiver name no other request uses: each request takes fresh packages.
-fn fresh_receiver(who: &str) -> String {
-    format!("connection:{who}:{}", Uuid::new_v4())
+fn fresh_receiver() -> String {
+    format!("connection:{}", Uuid::new_v4())
 }
 
 /// `POST /connection_key_packages` from a peer.
@@ -130,7 +131,8 @@ pub async fn for_peer(state: &State, request: &Request) -> Reply {
     if !user.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }
-    let packages = local_connection_key_packages(state, app, &user.account, &fresh_receiver(peer))
+    let receiver = super::group_key_packages::peer_receiver(peer);
+    let packages = local_connection_key_packages(state, app, &user.account, &receiver)
         .await
         .map_err(|error| match error {
             GatewayError::Registry(RegistryError::UnknownClient) => {
@@ -168,8 +170,7 @@ pub async fn for_application(state: &State, request: &Request, app: Uuid) -> Rep
             connection_key_packages_from_peer(state, app, domain, &asked.account).await?
         }
         None => {
-            local_connection_key_packages(state, app, &asked.account, &fresh_receiver("local"))
-                .await?
+            local_connection_key_packages(state, app, &asked.account, &fresh_receiver()).await?
         }
     };
     encoded(&ConnectionKeyPackagesResponse {

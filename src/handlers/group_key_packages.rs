@@ -95,18 +95,21 @@ async fn local_client(state: &State, client: &ClientId) -> Result<(Uuid, Uuid), 
 /// The draft's bare `ds_key_packages` (`KeyPackagesRequest`, no selector): of each client,
 /// a package from its MLS 1.0 queue with the empty label, of the first supported cipher
 /// suite it has one for; answered as `KeyPackages` (bare KeyPackages, in the request's order).
-/// The request names no receiver, so each takes fresh packages.
+/// The request names no receiver: the requesting peer is the receiver, so asking again hands
+/// the same packages (a peer cannot drain a queue by repeating the request, and a request
+/// refused halfway loses nothing).
 async fn draft_key_packages(
     state: &State,
     peer: &str,
     asked: mimi_wire::ds::KeyPackagesRequest,
 ) -> Reply {
-    let receiver = format!("{peer}:{}", Uuid::new_v4());
+    let receiver = peer_receiver(peer);
     let now = crate::keys::unix_now();
     let mut packages = Vec::with_capacity(asked.client_identifiers.len());
     for client in &asked.client_identifiers {
         let (app, id) = local_client(state, client).await?;
         let mut found = None;
+        let mut last = KeyQueueError::NoMatchingQueue;
         for cipher_suite in SUPPORTED_CIPHER_SUITES {
             let attributes = KeyQueueAttributes {
                 protocol_version: MLS_10,
@@ -122,17 +125,25 @@ async fn draft_key_packages(
                     found = Some(bytes);
                     break;
                 }
-                Err(KeyQueueError::NoMatchingQueue) => {}
+                // No such queue, or an empty one of this suite: try the next suite.
+                Err(error @ (KeyQueueError::NoMatchingQueue | KeyQueueError::Exhausted)) => {
+                    last = error;
+                }
                 Err(error) => return Err(error.into()),
             }
         }
-        let message = found.ok_or(GatewayError::KeyQueue(KeyQueueError::NoMatchingQueue))?;
+        let message = found.ok_or(GatewayError::KeyQueue(last))?;
         let bare = bare_key_package(&message)
             .and_then(|bytes| KeyPackage::from_bytes(bytes.to_vec()).ok())
             .ok_or_else(|| GatewayError::Internal("a stored key package does not decode".into()))?;
         packages.push(bare);
     }
     ds_response(DSResponseBody::KeyPackages(packages))
+}
+
+/// The receiver a peer's request without one is recorded as: the peer itself.
+pub(super) fn peer_receiver(peer: &str) -> String {
+    format!("@{}", peer.to_ascii_lowercase())
 }
 
 pub async fn discover(state: &State, request: &Request) -> Reply {

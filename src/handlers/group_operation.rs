@@ -94,8 +94,12 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
     if operation == DSRequestType::DeleteGroup {
         // The commit removing everyone else is applied and fanned out: the group goes.
         state.groups.take_unchecked(app, &group_id);
-        state.store.delete_group(app, &group_id).await?;
-        tracing::info!(peer, "group deleted");
+        // The commit stands whatever happens here: a failed deletion is not the peer's to
+        // retry (its commit would now be stale); the state stays and the operator is told.
+        match state.store.delete_group(app, &group_id).await {
+            Ok(_) => tracing::info!(peer, "group deleted"),
+            Err(error) => tracing::error!(%error, peer, "group state left after its deletion"),
+        }
     }
     ds_response(DSResponseBody::Ok)
 }

@@ -69,12 +69,16 @@ pub async fn fetch(state: &State, request: &Request, app: Uuid, handle: &str) ->
         .store
         .queued_messages(app, handle, asked.from_sequence, limit)
         .await?;
+    let next_sequence = entries.last().map_or(asked.from_sequence, |entry| {
+        entry.sequence.saturating_add(1)
+    });
     encoded(&QueuedMessagesResponse {
         version: WIRE_VERSION,
         messages: entries
             .into_iter()
             .filter_map(crate::client_queues::queued)
             .collect(),
+        next_sequence,
     })
 }
 

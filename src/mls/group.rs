@@ -464,8 +464,8 @@ impl ActiveGroup {
     }
 
     /// The member name of a handshake message's sender when it is a member of this epoch
-    /// (`None` for other senders, such as an external joiner), without processing it: a cheap
-    /// look before the full validation.
+    /// (`None` for other senders, such as an external joiner, and for messages of another
+    /// epoch), without processing it: a cheap look before the full validation.
     pub fn member_sender(
         &self,
         packet: &[u8],
@@ -474,6 +474,10 @@ impl ActiveGroup {
         let MlsMessageBodyIn::PublicMessage(message) = decode(packet)? else {
             return Ok(None);
         };
+        // Only this epoch's leaves name its senders (a slot may hold another member later).
+        if message.epoch().as_u64() != self.epoch {
+            return Ok(None);
+        }
         match message.sender() {
             Sender::Member(index) => self
                 .public

@@ -174,7 +174,10 @@ async fn run() {
 
         let (commit, info) = carol.update();
         let started = Instant::now();
-        assert_eq!(mirror.commit_ok(&commit, Some(&info), None).await, epoch + 1);
+        assert_eq!(
+            mirror.commit_ok(&commit, Some(&info), None).await,
+            epoch + 1
+        );
         forwarded.push(started.elapsed());
         epoch += 1;
         assert!(!alice.apply(&commit));
@@ -196,7 +199,12 @@ async fn run() {
         assert_eq!(answer.status, StatusCode::CREATED);
         sent.push(started.elapsed());
         let expected = round + 1;
-        delivered.push(until(started, || async { queued_at(b, "carol").await >= expected }).await);
+        delivered.push(
+            until(started, || async {
+                queued_at(b, "carol").await >= expected
+            })
+            .await,
+        );
     }
     report("commit at the hub (201)", direct);
     report("  ... fan-out visible at the follower", fanout);

@@ -844,8 +844,9 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     let prefix = format!("mimi:{{g:{app}:7e57}}:");
     let outbox = format!("{prefix}outbox");
     let entry = format!(
-        "m {} {}.{}",
+        "m {},{} {}.{}",
         hex::encode("jo"),
+        hex::encode("ka"),
         hex::encode("id2"),
         hex::encode("late")
     );
@@ -867,9 +868,14 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     )
     .await;
     assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
-    let queued = redis_store.queued_messages(app, "jo", 0, 10).await.unwrap();
-    assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].entry, b"late");
+    for handle in ["jo", "ka"] {
+        let queued = redis_store
+            .queued_messages(app, handle, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 1, "{handle}");
+        assert_eq!(queued[0].entry, b"late");
+    }
     assert_eq!(scan(&[&single], "mimi:outbox-groups"), Vec::<String>::new());
     assert_eq!(scan(&[&single], "mimi:{g:*}:outbox"), Vec::<String>::new());
 

@@ -162,18 +162,25 @@ async fn a_corrupt_entry_never_blocks_a_queue() {
             .unwrap(),
         2
     );
-    let fetch = encode(&FetchMessagesRequest {
-        version: 1,
-        from_sequence: 0,
-        limit: 10,
-    })
-    .unwrap();
     let path = format!("/apps/{app}/clients/kai/messages");
-    let answer = harness.call(Method::POST, &path, fetch.clone()).await;
-    assert_eq!(answer.status, http::StatusCode::OK);
-    let messages = decode_exact::<QueuedMessagesResponse>(&answer.body)
+    let fetch = |limit: u16| {
+        encode(&FetchMessagesRequest {
+            version: 1,
+            from_sequence: 0,
+            limit,
+        })
         .unwrap()
-        .messages;
+    };
+    // One at a time: the unreadable entry yields nothing, but the answer moves past it.
+    let answer = harness.call(Method::POST, &path, fetch(1)).await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    let first = decode_exact::<QueuedMessagesResponse>(&answer.body).unwrap();
+    assert!(first.messages.is_empty());
+    assert_eq!(first.next_sequence, 2);
+    let answer = harness.call(Method::POST, &path, fetch(10)).await;
+    let answer = decode_exact::<QueuedMessagesResponse>(&answer.body).unwrap();
+    assert_eq!(answer.next_sequence, 3);
+    let messages = answer.messages;
     assert_eq!(messages.len(), 1);
     assert_eq!(
         (messages[0].sequence, messages[0].message.as_slice()),

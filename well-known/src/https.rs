@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -25,6 +25,11 @@ use tokio_rustls::TlsConnector;
 
 /// Largest answer body read from a peer.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How often a kept HTTP/2 connection is pinged, and how long a ping may go unanswered
+/// before the connection is given up.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpsError {
@@ -155,7 +160,7 @@ impl HttpsClient {
         body: Bytes,
     ) -> Result<HttpsResponse, HttpsError> {
         let host = authority.to_owned();
-        tokio::time::timeout(
+        let answer = tokio::time::timeout(
             self.timeout,
             self.exchange(method, authority, path, headers, body),
         )
@@ -163,7 +168,13 @@ impl HttpsClient {
         .map_err(|_| HttpsError::Timeout {
             host,
             timeout: self.timeout,
-        })?
+        })
+        .and_then(|answer| answer);
+        // A kept connection that failed or stalled is not used again.
+        if answer.is_err() {
+            self.forget(authority);
+        }
+        answer
     }
 
     async fn exchange(
@@ -189,8 +200,9 @@ impl HttpsClient {
             Some(mut sender) => match sender.send_request(request.clone()).await {
                 Ok(response) => response,
                 // The kept connection closed before the request went out (the peer restarted
-                // or went idle): nothing was processed, so it goes once more on a new one.
-                Err(error) if error.is_canceled() || sender.is_closed() => {
+                // or went idle): hyper says "canceled" only for a request never sent, so
+                // nothing was processed and it goes once more on a new connection.
+                Err(error) if error.is_canceled() => {
                     self.forget(authority);
                     self.send_fresh(authority, request).await?
                 }
@@ -267,10 +279,16 @@ impl HttpsClient {
             .map_err(|error| connect(error.to_string()))?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         if h2 {
-            let (mut sender, connection) =
-                http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                    .await
-                    .map_err(|error| http(error.to_string()))?;
+            // Pings find a connection that died silently (a half-open TCP connection would
+            // otherwise take every request to the peer into the timeout).
+            let (mut sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .handshake(TokioIo::new(tls))
+                .await
+                .map_err(|error| http(error.to_string()))?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });

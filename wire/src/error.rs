@@ -256,6 +256,9 @@ error_codes! {
     /// The sender of a forwarded proposal or commit is not a client of the peer that
     /// forwarded it.
     SenderNotOfPeer = 611, 403, "the sender is not a client of the requesting peer";
+    /// A connection key package the peer handed out is of a client of another account than
+    /// the one asked for.
+    PeerWrongAccount = 612, 502, "the peer's key package is of another account";
 }
 
 #[cfg(test)]

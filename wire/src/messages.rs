@@ -18,7 +18,13 @@
 //!     opaque group_id<V>;          // empty for a connection request
 //!     opaque message<V>;           // the MLSMessage as sent
 //! } QueuedMessage;
-//! struct { uint16 version; QueuedMessage messages<V>; } QueuedMessagesResponse;
+//! struct {
+//!     uint16 version;
+//!     QueuedMessage messages<V>;
+//!     uint64 next_sequence;        // fetch from here next (past every entry read, an
+//!                                  // unreadable one included: acknowledging up to
+//!                                  // next_sequence - 1 clears them all)
+//! } QueuedMessagesResponse;
 //!
 //! // POST /apps/{appId}/clients/{clientHandle}/messages/acknowledge
 //! struct { uint16 version; uint64 up_to_sequence; } AcknowledgeMessagesRequest;
@@ -67,6 +73,7 @@ pub struct QueuedMessage {
 pub struct QueuedMessagesResponse {
     pub version: u16,
     pub messages: Vec<QueuedMessage>,
+    pub next_sequence: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
@@ -104,11 +111,14 @@ mod tests {
                 group_id: vec![0xab].into(),
                 message: vec![1, 2].into(),
             }],
+            next_sequence: 8,
         };
         let bytes = encode(&queued).unwrap();
         assert_eq!(
             bytes,
-            [0, 1, 14, 0, 0, 0, 0, 0, 0, 0, 7, 1, 1, 0xab, 2, 1, 2]
+            [
+                0, 1, 14, 0, 0, 0, 0, 0, 0, 0, 7, 1, 1, 0xab, 2, 1, 2, 0, 0, 0, 0, 0, 0, 0, 8
+            ]
         );
         assert_eq!(
             decode_exact::<QueuedMessagesResponse>(&bytes).unwrap(),

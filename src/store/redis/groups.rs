@@ -381,7 +381,8 @@ impl WelcomeEntry {
 /// A cross-slot action of an applied commit, held proposal or routed application message:
 /// `w <hex handle> <reference>` indexes a welcome for a recipient, `k <client> <hex
 /// KeyPackageRef>` advances a key queue, `f <hex peer> <hex body>,...` queues a fan-out for a
-/// peer, `m <hex handle> <hex id>.<hex entry>` queues a message for a client.
+/// peer, `m <hex handle>,... <hex id>.<hex entry>` queues a message for clients (the entry
+/// once, however many recipients).
 #[derive(Debug, PartialEq, Eq)]
 enum OutboxAction {
     IndexWelcome {
@@ -397,7 +398,7 @@ enum OutboxAction {
         bodies: Vec<Vec<u8>>,
     },
     Enqueue {
-        handle: String,
+        handles: Vec<String>,
         id: Vec<u8>,
         entry: Vec<u8>,
     },
@@ -416,8 +417,12 @@ impl OutboxAction {
                 let bodies: Vec<String> = bodies.iter().map(|body| hex(body)).collect();
                 format!("f {} {}", hex(peer.as_bytes()), bodies.join(","))
             }
-            OutboxAction::Enqueue { handle, id, entry } => {
-                format!("m {} {}.{}", hex(handle.as_bytes()), hex(id), hex(entry))
+            OutboxAction::Enqueue { handles, id, entry } => {
+                let handles: Vec<String> = handles
+                    .iter()
+                    .map(|handle| hex(handle.as_bytes()))
+                    .collect();
+                format!("m {} {}.{}", handles.join(","), hex(id), hex(entry))
             }
         }
     }
@@ -441,7 +446,10 @@ impl OutboxAction {
             "m" => {
                 let (id, entry) = second.split_once('.')?;
                 Some(OutboxAction::Enqueue {
-                    handle: String::from_utf8(unhex(first)?).ok()?,
+                    handles: first
+                        .split(',')
+                        .map(|handle| String::from_utf8(unhex(handle)?).ok())
+                        .collect::<Option<_>>()?,
                     id: unhex(id)?,
                     entry: unhex(entry)?,
                 })
@@ -644,8 +652,10 @@ impl RedisStore {
                     self.enqueue_outbound(&peer, &bodies).await?;
                 }
                 // Carried out twice, the queue keeps one: the message's id is still queued.
-                Some(OutboxAction::Enqueue { handle, id, entry }) => {
-                    self.enqueue_message(app, &handle, &id, &entry).await?;
+                Some(OutboxAction::Enqueue { handles, id, entry }) => {
+                    for handle in &handles {
+                        self.enqueue_message(app, handle, &id, &entry).await?;
+                    }
                 }
                 None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
             }
@@ -1089,15 +1099,13 @@ impl Groups for RedisStore {
         fanout: &[(String, Vec<Vec<u8>>)],
     ) -> Result<(), GroupStoreError> {
         let prefix = group_prefix(app, group_id);
-        let outbox: Vec<OutboxAction> = recipients
-            .iter()
-            .map(|handle| OutboxAction::Enqueue {
-                handle: handle.clone(),
-                id: id.to_vec(),
-                entry: entry.to_vec(),
-            })
-            .chain(fanout_actions(fanout))
-            .collect();
+        // The entry once, with every recipient: the outbox does not grow with the group.
+        let enqueue = (!recipients.is_empty()).then(|| OutboxAction::Enqueue {
+            handles: recipients.to_vec(),
+            id: id.to_vec(),
+            entry: entry.to_vec(),
+        });
+        let outbox: Vec<OutboxAction> = enqueue.into_iter().chain(fanout_actions(fanout)).collect();
         self.list_for_replay(&prefix, &outbox).await?;
         let mut args = vec![prefix.clone().into_bytes()];
         args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
