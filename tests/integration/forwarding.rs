@@ -617,3 +617,131 @@ async fn application_messages_reach_every_member_in_order() {
         "nothing queued by a refusal"
     );
 }
+
+/// The draft's other operations on `/group_operation`: a fresh group id, the DS's signature
+/// key (the one `/verification_key` lists first), and a group created at A, its hub, for
+/// Carol of B. Refused: a creator of another domain than the requesting peer, a group id in
+/// use, and a request whose group id is not its GroupInfo's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_ids_keys_and_groups_for_a_peer() {
+    use mimi_wire::ds::{CreateGroupRequest, DSResponse, DSResponseBody, LeafNode};
+    use mimi_wire::verification_key::VerificationKeyResponse;
+    use openmls::prelude::tls_codec::Serialize as _;
+
+    let federation = Federation::start(3, |_| StoreSpec::Memory).await;
+    let a = &federation.gateways[0];
+    let ok = |answer: &Answer| -> DSResponseBody {
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", error(answer));
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    };
+    let DSResponseBody::GroupId(first) = ok(&group_operation(
+        &federation,
+        1,
+        0,
+        &ds_request(DSRequestBody::RequestGroupId),
+    )
+    .await) else {
+        panic!("not a group id")
+    };
+    let DSResponseBody::GroupId(second) = ok(&group_operation(
+        &federation,
+        1,
+        0,
+        &ds_request(DSRequestBody::RequestGroupId),
+    )
+    .await) else {
+        panic!("not a group id")
+    };
+    assert_eq!(first.as_slice().len(), 16);
+    assert_ne!(first, second);
+
+    let DSResponseBody::SignaturePublicKey(key) = ok(&group_operation(
+        &federation,
+        1,
+        0,
+        &ds_request(DSRequestBody::SignaturePublicKey),
+    )
+    .await) else {
+        panic!("not a key")
+    };
+    let published = TlsClient::new(&a.ca, Protocol::Http1)
+        .named(DOMAINS[0])
+        .send(
+            a.federation,
+            Method::GET,
+            "/verification_key",
+            http::HeaderMap::new(),
+            Vec::new(),
+        )
+        .await;
+    let published = decode_exact::<VerificationKeyResponse>(&published.body).unwrap();
+    assert_eq!(key.as_slice(), published.keys[0].public_key.as_slice());
+
+    let create = |member: &mut Member| {
+        let (group_info, _) = member.create_group();
+        let group = member.group.as_ref().unwrap();
+        CreateGroupRequest {
+            group_id: group.group_id().as_slice().to_vec().into(),
+            leaf_node: LeafNode::from_bytes(
+                group
+                    .own_leaf_node()
+                    .unwrap()
+                    .tls_serialize_detached()
+                    .unwrap(),
+            )
+            .unwrap(),
+            group_info: MlsMessage::from_bytes(group_info).unwrap(),
+        }
+    };
+    let mut carol = federation.cas[1].member("carol");
+    let request = create(&mut carol);
+    let answer = group_operation(
+        &federation,
+        1,
+        0,
+        &ds_request(DSRequestBody::CreateGroup(request.clone())),
+    )
+    .await;
+    assert!(matches!(ok(&answer), DSResponseBody::Ok));
+    let hosted = GroupApi::new(a, &carol.group_id());
+    assert_eq!(hosted.epoch().await, 0, "A hosts Carol's group");
+    assert_eq!(
+        group_operation(
+            &federation,
+            1,
+            0,
+            &ds_request(DSRequestBody::CreateGroup(request))
+        )
+        .await
+        .error_code(),
+        ErrorCode::GroupExists
+    );
+    // Dave is of c.localhost: B cannot create a group for him.
+    let mut dave = federation.cas[2].member("dave");
+    let for_dave = create(&mut dave);
+    assert_eq!(
+        group_operation(
+            &federation,
+            1,
+            0,
+            &ds_request(DSRequestBody::CreateGroup(for_dave))
+        )
+        .await
+        .error_code(),
+        ErrorCode::SenderNotOfPeer
+    );
+    let mut erin = federation.cas[1].member("erin");
+    let mut mislabelled = create(&mut erin);
+    mislabelled.group_id = b"another id".to_vec().into();
+    assert_eq!(
+        group_operation(
+            &federation,
+            1,
+            0,
+            &ds_request(DSRequestBody::CreateGroup(mislabelled))
+        )
+        .await
+        .error_code(),
+        ErrorCode::GroupIdMismatch
+    );
+}
