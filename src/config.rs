@@ -94,6 +94,9 @@ pub struct FederationConfig {
     /// How often the delivery loop looks for queued deliveries (another gateway process may
     /// have queued them; this process's own commits wake it at once).
     pub delivery_scan_ms: u64,
+    /// A follower answers its application's forwarded commit or proposal once its mirror
+    /// shows it (the hub's fan-out arrived), waiting at most this long; 0: at once.
+    pub mirror_wait_ms: u64,
 }
 
 impl Default for FederationConfig {
@@ -108,6 +111,7 @@ impl Default for FederationConfig {
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             delivery_scan_ms: 1_000,
+            mirror_wait_ms: 1_000,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! `POST /group_operation`. The hub's answer is the application's: the new epoch, or the
 //! hub's refusal with its code and detail (a lost race is `StaleEpoch` with the hub's
 //! current epoch). The mirror itself moves when the hub's fan-out of the accepted message
-//! arrives, as for every other commit.
+//! arrives, as for every other commit; the answer waits for that (boundedly), so the
+//! application reads its own change here.
 
 use mimi_wire::ErrorCode;
 use mimi_wire::ds::{
@@ -15,6 +16,8 @@ use mimi_wire::ds::{
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use crate::error::GatewayError;
@@ -23,6 +26,7 @@ use crate::mls::group_info::split_group_info;
 use crate::mls::key_package::MemberRules;
 use crate::mls::operations;
 use crate::state::State;
+use crate::store::GroupHead;
 
 /// Forwards an application's commit for a group mirrored from `hub`; answers the new epoch.
 pub async fn commit(
@@ -100,13 +104,10 @@ pub async fn commit(
         _ => return Err(GatewayError::NoMatchingOperation("commit")),
     };
     send(state, hub, body).await?;
-    tracing::info!(
-        hub,
-        ?operation,
-        epoch = outcome.from_epoch + 1,
-        "commit forwarded"
-    );
-    Ok(outcome.from_epoch + 1)
+    let epoch = outcome.from_epoch + 1;
+    tracing::info!(hub, ?operation, epoch, "commit forwarded");
+    await_mirror(state, app, group_id, |head| head.epoch >= epoch).await;
+    Ok(epoch)
 }
 
 /// Forwards an application's proposal for a group mirrored from `hub`: the draft's only
@@ -123,7 +124,7 @@ pub async fn proposal(
         .groups
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
-    let epoch = group.epoch;
+    let (epoch, held) = (group.epoch, group.proposals.len());
     // Judged on the mirror's copy, which is then dropped: the mirror holds the proposal once
     // the hub fans it out.
     let (_, shape) = group.accept_proposal(group_id, packet, rules)?;
@@ -134,6 +135,10 @@ pub async fn proposal(
     });
     send(state, hub, body).await?;
     tracing::info!(hub, epoch, "self remove forwarded");
+    await_mirror(state, app, group_id, |head| {
+        head.epoch > epoch || head.proposals > held
+    })
+    .await;
     Ok(epoch)
 }
 
@@ -155,6 +160,36 @@ pub async fn message(
     });
     send(state, hub, body).await?;
     Ok(epoch)
+}
+
+/// Waits (at most `federation.mirror_wait_ms`) until the mirror's head shows what the hub
+/// accepted, so the application reads its own change here once answered. The store is
+/// polled, since the hub's fan-out may reach another process of this gateway. Past the bound
+/// the answer goes anyway: the change is the hub's, the mirror follows.
+async fn await_mirror(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    shows: impl Fn(&GroupHead) -> bool,
+) {
+    const POLL: Duration = Duration::from_millis(2);
+    let bound = Duration::from_millis(state.config.federation.mirror_wait_ms);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < bound {
+        match state.store.group_head(app, group_id).await {
+            Ok(Some(head)) if shows(&head) => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the mirror's head");
+                return;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    tracing::info!(
+        ?bound,
+        "answered before the hub's fan-out reached the mirror"
+    );
 }
 
 /// `POST /group_operation` to the hub; its refusal becomes the application's answer.

@@ -183,12 +183,14 @@ async fn a_follower_forwards_adds_and_a_self_remove() {
     assert!(!alice.apply(&hub.control_ok(2, Some(2)).await[0]));
     erin.join(&welcome_for(b, "erin").await);
     assert_eq!(erin.secret(), alice.secret());
-    assert_eq!(mirrored_control(&mirror, 2).await, vec![add]);
+    // Answered once the mirror showed it: read at B right away.
+    assert_eq!(mirror.control_ok(2, Some(2)).await, vec![add]);
 
     let leave = carol.propose_leave();
     let answer = mirror.propose(&leave).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
     assert_eq!(hub.proposals().await, vec![leave.clone()]);
+    assert_eq!(mirror.proposals().await, vec![leave.clone()]);
     assert!(!alice.apply(&leave));
     let (commit, commit_info) = alice.commit_pending();
     assert_eq!(hub.commit_ok(&commit, Some(&commit_info), None).await, 3);
