@@ -5,7 +5,8 @@
 //! - the hub's fan-out reaching the follower (from A's 201 until B's control messages hold
 //!   the epoch; B is polled every millisecond, so the figure is an upper bound);
 //! - a commit forwarded by the follower (Carol's self-update at B, which validates it against
-//!   its mirror and forwards it to A's `/group_operation`; answered 201 when A accepted it);
+//!   its mirror and forwards it to A's `/group_operation`; answered 201 once A accepted it and
+//!   A's fan-out reached B's mirror, `federation.mirror_wait_ms`);
 //! - an application message sent at the hub reaching Carol's queue at B.
 //!
 //! Every request is a signed HTTPS request on a new TLS 1.3 connection (HTTP/1.1), as the
