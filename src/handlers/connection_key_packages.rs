@@ -121,6 +121,16 @@ pub async fn for_peer(state: &State, request: &Request) -> Reply {
         )
         .into());
     };
+    answer_peer(state, peer, asked).await
+}
+
+/// A peer's `ConnectionKeyPackagesRequest` (at `/connection_key_packages` or
+/// `/group_operation`), answered as `ConnectionKeyPackages`.
+pub(super) async fn answer_peer(
+    state: &State,
+    peer: &str,
+    asked: mimi_wire::ds::ConnectionKeyPackagesRequest,
+) -> Reply {
     let user = asked.user_identifier;
     let app = Uuid::from_bytes(user.application);
     let named = format!("{}@{}", user.account, user.domain);

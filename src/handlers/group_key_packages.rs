@@ -98,7 +98,7 @@ async fn local_client(state: &State, client: &ClientId) -> Result<(Uuid, Uuid), 
 /// The request names no receiver: the requesting peer is the receiver, so asking again hands
 /// the same packages (a peer cannot drain a queue by repeating the request, and a request
 /// refused halfway loses nothing).
-async fn draft_key_packages(
+pub(super) async fn draft_key_packages(
     state: &State,
     peer: &str,
     asked: mimi_wire::ds::KeyPackagesRequest,

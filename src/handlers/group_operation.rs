@@ -8,9 +8,10 @@
 //!
 //! An application message (`ds_send_message`) is routed to every member's queue
 //! (`client_queues`). Also served: `ds_request_group_id` (a fresh 16-byte id), `ds_signature_public_key` (the
-//! raw key this gateway currently signs with), and `ds_create_group` (a group hosted here,
-//! created for a client of the peer). Welcome and external-commit information, key packages
-//! and discovery have their own endpoints (`docs/federation-wire.md`).
+//! raw key this gateway currently signs with), `ds_create_group` (a group hosted here,
+//! created for a client of the peer), and `ds_key_packages` / `ds_connection_key_packages`
+//! (as at their own endpoints). Welcome and external-commit information, selected key
+//! packages and discovery have their own endpoints only (`docs/federation-wire.md`).
 
 use mimi_wire::DecodeError;
 use mimi_wire::ds::{DSAuthData, DSRequestBody, DSRequestType, DSResponseBody, MLSGroupUpdate};
@@ -78,9 +79,15 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
             crate::client_queues::route(state, app, &group_id, packet, &rules, Some(peer)).await?;
             return ds_response(DSResponseBody::Ok);
         }
-        DSRequestBody::KeyPackages(_)
-        | DSRequestBody::ConnectionKeyPackages(_)
-        | DSRequestBody::WelcomeInfo(_)
+        // The draft lists key package retrieval among the operations too: served as at
+        // `/group_key_packages` and `/connection_key_packages`.
+        DSRequestBody::KeyPackages(asked) => {
+            return super::group_key_packages::draft_key_packages(state, peer, asked).await;
+        }
+        DSRequestBody::ConnectionKeyPackages(asked) => {
+            return super::connection_key_packages::answer_peer(state, peer, asked).await;
+        }
+        DSRequestBody::WelcomeInfo(_)
         | DSRequestBody::ExternalCommitInfo(_)
         | DSRequestBody::DiscoverClients(_)
         | DSRequestBody::SelectKeyPackages(..) => {

@@ -156,6 +156,21 @@ async fn connection_key_packages_across_domains() {
     );
     let answer = post(request("b.localhost", "erin")).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    // `/group_operation` answers the same request alike: A's package for Carol again.
+    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+    let body = request("b.localhost", "carol");
+    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::ConnectionKeyPackages(packages) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not ConnectionKeyPackages")
+    };
+    assert_eq!(packages.len(), 1);
+    assert_eq!(
+        [&[0u8, 1, 0, 5][..], packages[0].as_bytes()].concat(),
+        first[0]
+    );
 }
 
 /// A connection request from Alice's application on A for Carol of B goes into Carol's
@@ -338,6 +353,16 @@ async fn the_drafts_bare_key_packages_request_is_served() {
         panic!("not KeyPackages")
     };
     assert_eq!(again, first);
+    // The draft lists it among the operations: `/group_operation` answers it alike.
+    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &both()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::KeyPackages(through_operation) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not KeyPackages")
+    };
+    assert_eq!(through_operation, first);
     assert_eq!(
         post(request(vec![client(
             "c.localhost",
