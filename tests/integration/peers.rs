@@ -29,6 +29,7 @@ async fn peers(adjust_b: impl FnOnce(&mut mimi_gateway::config::Config)) -> Peer
         config.domain = "a.localhost".into();
         config.tls.cert = Some(dir.join("a.localhost.pem"));
         config.tls.key = Some(dir.join("a.localhost-key.pem"));
+        config.auth.key_reload_ms = 100;
     })
     .await;
     let a_federation = a.federation;
@@ -226,4 +227,52 @@ async fn peers_outside_the_allow_list_are_refused() {
         0,
         "nothing fetched for a peer that is not allowed"
     );
+}
+
+/// Keys past (or before) their validity are never used: A publishes a key whose window has
+/// not begun; B, which learns it from A's `/verification_key`, refuses a request signed with
+/// it, and accepts one signed with A's current key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_key_outside_its_validity_is_never_used() {
+    let peers = peers(|_| {}).await;
+    let path = peers.a.dir.path().join("signing-keys.toml");
+    let ring = KeyRing::load(&path).unwrap();
+    let mut keys: Vec<mimi_gateway::keys::SigningKeyEntry> = ring
+        .keys()
+        .iter()
+        .map(|key| mimi_gateway::keys::SigningKeyEntry {
+            id: key.id.clone(),
+            key: key.key.clone(),
+            not_before: key.not_before,
+            not_after: key.not_after,
+        })
+        .collect();
+    let mut future = mimi_gateway::keys::SigningKeyEntry::generate(now() + 3_600, 3_600);
+    future.id = "not-yet-valid".into();
+    let (future_key, future_id) = (future.key.clone(), future.id.clone());
+    keys.push(future);
+    KeyRing::new(keys).save(&path).unwrap();
+    // A reloads its key file and publishes the new key beside its current one.
+    let published = eventually(std::time::Duration::from_secs(30), || async {
+        let answer = TlsClient::new(&peers.ca, Protocol::Http1)
+            .named("a.localhost")
+            .send(
+                peers.a.federation,
+                Method::GET,
+                "/verification_key",
+                http::HeaderMap::new(),
+                Vec::new(),
+            )
+            .await;
+        decode_exact::<mimi_wire::verification_key::VerificationKeyResponse>(&answer.body)
+            .is_ok_and(|keys| keys.keys.iter().any(|key| key.key_id == future_id))
+    })
+    .await;
+    assert!(published, "A publishes the key");
+
+    let answer = peers.send(&future_key, peers.claims(&future_id)).await;
+    refused_as(&peers.b, answer, "expired_key").await;
+    let (key, id) = peers.a_key();
+    let answer = peers.send(&key, peers.claims(&id)).await;
+    assert_eq!(answer.status, StatusCode::OK);
 }
