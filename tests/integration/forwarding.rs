@@ -747,3 +747,117 @@ async fn group_ids_keys_and_groups_for_a_peer() {
         ErrorCode::GroupIdMismatch
     );
 }
+
+/// `/welcome_information` and `/external_commit_information` (DS draft, "DS assisted
+/// joining"): the hub answers a peer with members in the group the tree a Welcome brings its
+/// recipients into, and the current GroupInfo and tree; refused for a peer without members, an
+/// epoch without a welcome, another protocol version and another request type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_information_for_peers() {
+    use mimi_wire::ds::{
+        DSResponse, DSResponseBody, ExternalCommitInfoRequest, WelcomeInfoRequest,
+    };
+
+    let TwoDomains {
+        federation,
+        mut alice,
+        carol: _carol,
+        hub,
+        mirror,
+    } = alice_and_carol(3).await;
+    let b = &federation.gateways[1];
+    let group_id = alice.group_id();
+    let post = |from: usize, path: &'static str, body: Vec<u8>| {
+        let federation = &federation;
+        async move {
+            let (key, claims) = peer_claims(federation, from, DOMAINS[0]);
+            post_signed(federation, 0, &key, claims, path, &body).await
+        }
+    };
+    let welcome_info = |epoch: u64| {
+        ds_request(DSRequestBody::WelcomeInfo(WelcomeInfoRequest {
+            group_id: group_id.clone().into(),
+            epoch,
+        }))
+    };
+    // The tree of epoch 1, as B served it to Carol with her Welcome.
+    let carol_tree = crate::group_client::welcomes(b, "carol").await[0]
+        .ratchet_tree
+        .clone()
+        .unwrap();
+    let answer = post(1, "/welcome_information", welcome_info(1)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::WelcomeInfo(tree) = decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not WelcomeInfo")
+    };
+    assert_eq!(tree.as_bytes(), carol_tree.as_slice());
+    // Kept after the group moved on: the Welcome still brings Carol into epoch 1.
+    let (update, info) = alice.update();
+    assert_eq!(hub.commit_ok(&update, Some(&info), None).await, 2);
+    assert_eq!(
+        post(1, "/welcome_information", welcome_info(1))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let external = ds_request(DSRequestBody::ExternalCommitInfo(
+        ExternalCommitInfoRequest {
+            group_id: group_id.clone().into(),
+        },
+    ));
+    let answer = post(1, "/external_commit_information", external.clone()).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::ExternalCommitInfo(current) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not ExternalCommitInfo")
+    };
+    let served = hub.group_info().await;
+    assert_eq!(
+        current.group_info.as_bytes(),
+        served.group_infos[0].group_info.as_slice()
+    );
+    assert_eq!(
+        Some(current.ratchet_tree.as_bytes()),
+        served.group_infos[0]
+            .ratchet_tree
+            .as_ref()
+            .map(|tree| tree.as_slice())
+    );
+    assert_eq!(mirrored_control(&mirror, 2).await, vec![update]);
+
+    // Refusals.
+    assert_eq!(
+        post(2, "/welcome_information", welcome_info(1))
+            .await
+            .error_code(),
+        ErrorCode::UnknownGroup,
+        "C has no member in the group"
+    );
+    assert_eq!(
+        post(2, "/external_commit_information", external.clone())
+            .await
+            .error_code(),
+        ErrorCode::UnknownGroup
+    );
+    assert_eq!(
+        post(1, "/welcome_information", welcome_info(2))
+            .await
+            .error_code(),
+        ErrorCode::UnknownWelcome
+    );
+    let mut other_version = external.clone();
+    other_version[..2].copy_from_slice(&9u16.to_be_bytes());
+    assert_eq!(
+        post(1, "/external_commit_information", other_version)
+            .await
+            .error_code(),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        post(1, "/welcome_information", external).await.error_code(),
+        ErrorCode::MalformedBody
+    );
+}
