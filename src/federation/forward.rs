@@ -8,6 +8,8 @@
 //! arrives, as for every other commit; the answer waits for that (boundedly), so the
 //! application reads its own change here.
 
+use std::time::Duration;
+
 use mimi_wire::ErrorCode;
 use mimi_wire::ds::{
     AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSRequestType,
@@ -16,8 +18,6 @@ use mimi_wire::ds::{
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
-use std::time::Duration;
-
 use uuid::Uuid;
 
 use crate::error::GatewayError;

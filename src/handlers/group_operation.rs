@@ -7,11 +7,12 @@
 //! per epoch, fanned out to every follower (the requesting one included) in the same step.
 //!
 //! An application message (`ds_send_message`) is routed to every member's queue
-//! (`client_queues`). Also served: `ds_request_group_id` (a fresh 16-byte id), `ds_signature_public_key` (the
-//! raw key this gateway currently signs with), `ds_create_group` (a group hosted here,
-//! created for a client of the peer), and `ds_key_packages` / `ds_connection_key_packages`
-//! (as at their own endpoints). Welcome and external-commit information, selected key
-//! packages and discovery have their own endpoints only (`docs/federation-wire.md`).
+//! (`client_queues`). Also served: `ds_request_group_id` (a fresh 16-byte id),
+//! `ds_signature_public_key` (the raw key this gateway currently signs with),
+//! `ds_create_group` (a group hosted here, created for a client of the peer), and
+//! `ds_key_packages` / `ds_connection_key_packages` (as at their own endpoints). Welcome and
+//! external-commit information, selected key packages and discovery have their own endpoints
+//! only (`docs/federation-wire.md`).
 
 use mimi_wire::DecodeError;
 use mimi_wire::ds::{DSAuthData, DSRequestBody, DSRequestType, DSResponseBody, MLSGroupUpdate};
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::group::{self, CommitUpload, GroupError, GroupInfoUpload, Joining};
-use crate::mls::key_package::is_of_domain;
+use crate::mls::key_package::{MemberRules, is_of_domain};
 use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
@@ -50,12 +51,7 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         }
         DSRequestBody::SelfRemoveClient(remove) => {
             let packet = remove.proposal.as_bytes();
-            let (app, group_id) = hosted_group(state, packet).await?;
-            let application = state
-                .applications
-                .get(&app)
-                .ok_or(GatewayError::UnknownApplication)?;
-            let rules = member_rules(state, application);
+            let (app, group_id, rules) = hosted_group(state, packet).await?;
             proposals::accept(state, app, &group_id, packet, &rules, Some(peer)).await?;
             return ds_response(DSResponseBody::Ok);
         }
@@ -70,12 +66,7 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         DSRequestBody::ReInitializeGroup(reinit) => (reinit.commit, Vec::new()),
         DSRequestBody::SendMessage(send) => {
             let packet = send.application_message.as_bytes();
-            let (app, group_id) = hosted_group(state, packet).await?;
-            let application = state
-                .applications
-                .get(&app)
-                .ok_or(GatewayError::UnknownApplication)?;
-            let rules = member_rules(state, application);
+            let (app, group_id, rules) = hosted_group(state, packet).await?;
             crate::client_queues::route(state, app, &group_id, packet, &rules, Some(peer)).await?;
             return ds_response(DSResponseBody::Ok);
         }
@@ -121,12 +112,7 @@ async fn commit(
     welcomes: &[mimi_wire::ds::MlsMessage],
 ) -> Result<(Uuid, Vec<u8>), GatewayError> {
     let packet = update.commit.as_bytes();
-    let (app, group_id) = hosted_group(state, packet).await?;
-    let application = state
-        .applications
-        .get(&app)
-        .ok_or(GatewayError::UnknownApplication)?;
-    let rules = member_rules(state, application);
+    let (app, group_id, rules) = hosted_group(state, packet).await?;
     let partial = &update.partial_group_info;
     let upload = CommitUpload {
         commit: packet,
@@ -147,9 +133,12 @@ async fn commit(
     Ok((app, group_id))
 }
 
-/// The application and id of the group a forwarded message is for: a group this gateway is
-/// the hub of (`UnknownGroup` for one it does not host or only mirrors).
-async fn hosted_group(state: &State, packet: &[u8]) -> Result<(Uuid, Vec<u8>), GatewayError> {
+/// The application, id and member rules of the group a forwarded message is for: a group
+/// this gateway is the hub of (`UnknownGroup` for one it does not host or only mirrors).
+async fn hosted_group<'s>(
+    state: &'s State,
+    packet: &[u8],
+) -> Result<(Uuid, Vec<u8>, MemberRules<'s>), GatewayError> {
     let message = MlsMessageIn::tls_deserialize_exact(packet)
         .map_err(|error| GroupError::Malformed(error.to_string()))?;
     // A PrivateMessage is an application message, or a handshake the staging refuses.
@@ -158,10 +147,14 @@ async fn hosted_group(state: &State, packet: &[u8]) -> Result<(Uuid, Vec<u8>), G
         MlsMessageBodyIn::PrivateMessage(message) => message.group_id().as_slice().to_vec(),
         _ => return Err(GroupError::Malformed("not a PublicMessage".into()).into()),
     };
-    hosting_application(state, &group_id)
+    let app = hosting_application(state, &group_id)
         .await?
-        .map(|app| (app, group_id))
-        .ok_or(GatewayError::GroupStore(GroupStoreError::UnknownGroup))
+        .ok_or(GatewayError::GroupStore(GroupStoreError::UnknownGroup))?;
+    let application = state
+        .applications
+        .get(&app)
+        .ok_or(GatewayError::UnknownApplication)?;
+    Ok((app, group_id, member_rules(state, application)))
 }
 
 /// The federating application that hosts `group_id` here as its hub, if any (groups of
