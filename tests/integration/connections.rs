@@ -363,31 +363,12 @@ async fn the_drafts_bare_key_packages_request_is_served() {
         panic!("not KeyPackages")
     };
     assert_eq!(through_operation, first);
-    assert_eq!(
-        post(request(vec![client(
-            "c.localhost",
-            ClientRef::Handle("carol".into())
-        )]))
-        .await
-        .error_code(),
-        ErrorCode::NotOurClient
-    );
-    assert_eq!(
-        post(request(vec![client(
-            "b.localhost",
-            ClientRef::Handle("nobody".into())
-        )]))
-        .await
-        .error_code(),
-        ErrorCode::NotOurClient
-    );
-    assert_eq!(
-        post(request(vec![client(
-            "b.localhost",
-            ClientRef::Handle("ivo".into())
-        )]))
-        .await
-        .error_code(),
-        ErrorCode::NoMatchingQueue
-    );
+    for (domain, handle, refusal) in [
+        ("c.localhost", "carol", ErrorCode::NotOurClient),
+        ("b.localhost", "nobody", ErrorCode::NotOurClient),
+        ("b.localhost", "ivo", ErrorCode::NoMatchingQueue),
+    ] {
+        let asked = request(vec![client(domain, ClientRef::Handle(handle.into()))]);
+        assert_eq!(post(asked).await.error_code(), refusal, "{handle}@{domain}");
+    }
 }

@@ -580,37 +580,43 @@ async fn application_messages_reach_every_member_in_order() {
         queued(b, "nobody", 0).await.error_code(),
         ErrorCode::UnknownClient
     );
-    let fanout = encode(&DSFanoutRequest {
-        version: 1,
-        recipient_ids: vec![ClientId {
-            application: *a.app.id.as_bytes(),
-            domain: "b.localhost".into(),
-            client: ClientRef::Handle("carol".into()),
-        }],
-        fanout_auth_tokens: vec![FanoutAuthToken {
-            token: Vec::new().into(),
-        }],
-        mls_message: MlsMessage::from_bytes(first.clone()).unwrap(),
-    })
-    .unwrap();
-    let not_hub = fanout_to(&federation, 2, 1, None, "b.localhost", &fanout).await;
+    // The first message again, fanned out to `handle` of B.
+    let fanout_of_first = |handle: &str| {
+        encode(&DSFanoutRequest {
+            version: 1,
+            recipient_ids: vec![ClientId {
+                application: *a.app.id.as_bytes(),
+                domain: "b.localhost".into(),
+                client: ClientRef::Handle(handle.into()),
+            }],
+            fanout_auth_tokens: vec![FanoutAuthToken {
+                token: Vec::new().into(),
+            }],
+            mls_message: MlsMessage::from_bytes(first.clone()).unwrap(),
+        })
+        .unwrap()
+    };
+    let not_hub = fanout_to(
+        &federation,
+        2,
+        1,
+        None,
+        "b.localhost",
+        &fanout_of_first("carol"),
+    )
+    .await;
     assert_eq!(not_hub.error_code(), ErrorCode::NotTheHub);
     // The hub itself may not fill the queue of a client of B outside the group.
     register(b, "frank").await;
-    let to_frank = encode(&DSFanoutRequest {
-        version: 1,
-        recipient_ids: vec![ClientId {
-            application: *a.app.id.as_bytes(),
-            domain: "b.localhost".into(),
-            client: ClientRef::Handle("frank".into()),
-        }],
-        fanout_auth_tokens: vec![FanoutAuthToken {
-            token: Vec::new().into(),
-        }],
-        mls_message: MlsMessage::from_bytes(first.clone()).unwrap(),
-    })
-    .unwrap();
-    let stranger = fanout_to(&federation, 0, 1, None, "b.localhost", &to_frank).await;
+    let stranger = fanout_to(
+        &federation,
+        0,
+        1,
+        None,
+        "b.localhost",
+        &fanout_of_first("frank"),
+    )
+    .await;
     assert_eq!(stranger.error_code(), ErrorCode::NotOurClient);
     assert!(queued_ok(b, "frank", 0).await.is_empty());
     assert_eq!(
