@@ -13,10 +13,8 @@
 //! operations). A commit for a group mirrored from another hub is forwarded there
 //! (`federation::forward`).
 
-use http::StatusCode;
-use mimi_wire::WIRE_VERSION;
 use mimi_wire::ds::DSRequestType;
-use mimi_wire::groups::{GroupEpochResponse, UploadCommitRequest};
+use mimi_wire::groups::UploadCommitRequest;
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
@@ -27,7 +25,7 @@ use crate::mls::group::{
 };
 use crate::mls::key_package::{MemberRules, is_of_domain, split_foreign};
 use crate::mls::operations;
-use crate::service::{Reply, Request, encoded};
+use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::{CommitRecord, WelcomeRecord};
 
@@ -55,13 +53,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         Some(hub) => forward::commit(state, &hub, app, group_id, &upload, &rules).await?,
         None => accept(state, app, group_id, &upload, &rules, None).await?,
     };
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(group_id.to_vec()),
-        epoch,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    super::group_epoch_created(group_id, epoch)
 }
 
 /// A commit forwarded by a peer as one of the delivery-service draft's operations: its

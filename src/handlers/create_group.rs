@@ -4,15 +4,12 @@
 //! member, the creator's credential valid under the application's identity provider, and
 //! the group id not in use by the application.
 
-use http::StatusCode;
-use mimi_wire::WIRE_VERSION;
-use mimi_wire::groups::{CreateGroupRequest, GroupEpochResponse, MAX_GROUP_ID_BYTES};
-use tls_codec::VLBytes;
+use mimi_wire::groups::{CreateGroupRequest, MAX_GROUP_ID_BYTES};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::group;
-use crate::service::{Reply, Request, encoded};
+use crate::service::{Reply, Request};
 use crate::state::State;
 
 use super::{authorize, decode_body, member_rules};
@@ -34,11 +31,5 @@ pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
     state.store.create_group(app, &new_group).await?;
     tracing::info!(group = %mimi_wire::groups::group_id_to_path(&new_group.group_id), "group created");
     state.groups.put(app, &new_group.group_id, active);
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(new_group.group_id),
-        epoch: 0,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    super::group_epoch_created(&new_group.group_id, 0)
 }

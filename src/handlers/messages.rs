@@ -6,14 +6,11 @@
 //! `GET|POST /apps/{appId}/clients/{clientHandle}/messages` fetches from a sequence number,
 //! `POST .../messages/acknowledge` removes everything up to one (`mimi_wire::messages`).
 
-use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
-use mimi_wire::groups::GroupEpochResponse;
 use mimi_wire::messages::{
     AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, MAX_FETCH,
     QueuedMessagesResponse, SendGroupMessageRequest,
 };
-use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
@@ -34,13 +31,7 @@ pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) 
         Some(hub) => forward::message(state, &hub, group_id, message).await?,
         None => crate::client_queues::route(state, app, group_id, message, &rules, None).await?,
     };
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(group_id.to_vec()),
-        epoch,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    super::group_epoch_created(group_id, epoch)
 }
 
 /// The queue's owner must be a registered client of the application.

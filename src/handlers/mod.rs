@@ -181,6 +181,18 @@ async fn mirrored_from(
     Ok(state.store.group_hub(app, group_id).await?)
 }
 
+/// `201 Created` with a `GroupEpochResponse`: the group and the epoch a request left it at
+/// (or, for a proposal or message, the epoch it belongs to).
+fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
+    let mut response = crate::service::encoded(&mimi_wire::groups::GroupEpochResponse {
+        version: mimi_wire::WIRE_VERSION,
+        group_id: tls_codec::VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = http::StatusCode::CREATED;
+    Ok(response)
+}
+
 /// The peer domain that signed a federation request.
 fn peer(request: &Request) -> Result<&str, GatewayError> {
     request

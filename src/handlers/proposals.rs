@@ -4,9 +4,8 @@
 //! mirrored from a hub on another domain, the proposal is forwarded to the hub
 //! (`federation::forward`).
 
-use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
-use mimi_wire::groups::{GroupEpochResponse, MessagesResponse, UploadProposalRequest};
+use mimi_wire::groups::{MessagesResponse, UploadProposalRequest};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
@@ -31,13 +30,7 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         Some(hub) => forward::proposal(state, &hub, app, group_id, packet, &rules).await?,
         None => accept(state, app, group_id, packet, &rules, None).await?,
     };
-    let mut response = encoded(&GroupEpochResponse {
-        version: WIRE_VERSION,
-        group_id: VLBytes::new(group_id.to_vec()),
-        epoch,
-    })?;
-    *response.status_mut() = StatusCode::CREATED;
-    Ok(response)
+    super::group_epoch_created(group_id, epoch)
 }
 
 /// Validates and holds a proposal at this gateway, the group's hub, whether an application

@@ -701,55 +701,34 @@ async fn group_ids_keys_and_groups_for_a_peer() {
             group_info: MlsMessage::from_bytes(group_info).unwrap(),
         }
     };
+    // `ds_create_group` from B.
+    let from_b = |request: CreateGroupRequest| {
+        let federation = &federation;
+        async move {
+            let body = ds_request(DSRequestBody::CreateGroup(request));
+            group_operation(federation, 1, 0, &body).await
+        }
+    };
     let mut carol = federation.cas[1].member("carol");
     let request = create(&mut carol);
-    let answer = group_operation(
-        &federation,
-        1,
-        0,
-        &ds_request(DSRequestBody::CreateGroup(request.clone())),
-    )
-    .await;
-    assert!(matches!(ok(&answer), DSResponseBody::Ok));
+    assert!(matches!(
+        ok(&from_b(request.clone()).await),
+        DSResponseBody::Ok
+    ));
     let hosted = GroupApi::new(a, &carol.group_id());
     assert_eq!(hosted.epoch().await, 0, "A hosts Carol's group");
-    assert_eq!(
-        group_operation(
-            &federation,
-            1,
-            0,
-            &ds_request(DSRequestBody::CreateGroup(request))
-        )
-        .await
-        .error_code(),
-        ErrorCode::GroupExists
-    );
+    assert_eq!(from_b(request).await.error_code(), ErrorCode::GroupExists);
     // Dave is of c.localhost: B cannot create a group for him.
     let mut dave = federation.cas[2].member("dave");
-    let for_dave = create(&mut dave);
     assert_eq!(
-        group_operation(
-            &federation,
-            1,
-            0,
-            &ds_request(DSRequestBody::CreateGroup(for_dave))
-        )
-        .await
-        .error_code(),
+        from_b(create(&mut dave)).await.error_code(),
         ErrorCode::SenderNotOfPeer
     );
     let mut erin = federation.cas[1].member("erin");
     let mut mislabelled = create(&mut erin);
     mislabelled.group_id = b"another id".to_vec().into();
     assert_eq!(
-        group_operation(
-            &federation,
-            1,
-            0,
-            &ds_request(DSRequestBody::CreateGroup(mislabelled))
-        )
-        .await
-        .error_code(),
+        from_b(mislabelled).await.error_code(),
         ErrorCode::GroupIdMismatch
     );
 }
