@@ -99,8 +99,6 @@ pub enum GatewayError {
     GroupInfoRequired,
     #[error("domain `{0}` is not an allowed peer")]
     DomainNotAllowed(String),
-    #[error("the group's hub is {0}")]
-    HubElsewhere(String),
     #[error("no delivery-service operation carries this {0}")]
     NoMatchingOperation(&'static str),
     #[error("operation rules: {0}")]
@@ -180,7 +178,6 @@ impl GatewayError {
             GatewayError::NotTheHub(_) => ErrorCode::NotTheHub,
             GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,
             GatewayError::DomainNotAllowed(_) => ErrorCode::DomainNotAllowed,
-            GatewayError::HubElsewhere(_) => ErrorCode::HubElsewhere,
             GatewayError::NoMatchingOperation(_) => ErrorCode::NoMatchingOperation,
             GatewayError::OperationRules(_) => ErrorCode::OperationRulesViolated,
             GatewayError::SenderNotOfPeer(_) => ErrorCode::SenderNotOfPeer,
