@@ -27,6 +27,8 @@ mod group_client;
 #[allow(dead_code, unused_imports)]
 #[path = "../integration/key_queues.rs"]
 mod key_queues;
+#[path = "machine.rs"]
+mod machine;
 #[allow(dead_code, unused_imports)]
 #[path = "../integration/mls_client.rs"]
 mod mls_client;
@@ -42,20 +44,6 @@ use federation::{Federation, key_package_ok, publish_key_packages, welcome_for};
 use group_client::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|line| {
-                line.strip_prefix("model name")
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
@@ -146,7 +134,7 @@ async fn run() {
     })
     .await;
 
-    println!("machine: {}", machine());
+    println!("machine: {}", machine::machine());
     println!(
         "two gateways on loopback, each on its own redis-server; {rounds} rounds; every request \
          a signed HTTPS request on a new TLS 1.3 connection"

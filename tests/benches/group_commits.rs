@@ -15,6 +15,8 @@ mod common;
 #[allow(dead_code)]
 #[path = "../integration/group_client.rs"]
 mod group_client;
+#[path = "machine.rs"]
+mod machine;
 #[allow(dead_code)]
 #[path = "../integration/mls_client.rs"]
 mod mls_client;
@@ -40,31 +42,6 @@ use group_client::*;
 
 fn setting(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|line| {
-                line.strip_prefix("model name")
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .nth(2)
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, redis-server {redis}")
 }
 
 fn used_memory(redis: &RedisServer) -> i64 {
@@ -122,7 +99,7 @@ async fn run() {
         config.limits.request_timeout_ms = 120_000;
     })
     .await;
-    println!("machine: {}", machine());
+    println!("machine: {}", machine::machine());
     println!(
         "{commits} self-update commits per size, each with its GroupInfo; gateway = signed HTTPS \
          PUT .../epochs answered 201 (TLS 1.3, one persistent HTTP/2 connection), openmls = \

@@ -8,6 +8,8 @@
 #[allow(dead_code)]
 #[path = "../integration/common.rs"]
 mod common;
+#[path = "machine.rs"]
+mod machine;
 #[allow(dead_code)]
 #[path = "../integration/mls_client.rs"]
 mod mls_client;
@@ -34,42 +36,6 @@ fn setting(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines().find_map(|line| {
-                line.strip_prefix("model name")
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .next()
-                .map(|line| line.split_whitespace().nth(1).unwrap_or("0").to_owned())
-        })
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or("?".into(), |kb| format!("{} GiB", kb / 1024 / 1024));
-    let redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .nth(2)
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, {memory}, redis-server {redis}")
 }
 
 fn main() {
@@ -233,7 +199,7 @@ async fn run() {
     latencies.sort();
     let percentile =
         |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!("machine: {}", machine());
+    println!("machine: {}", machine::machine());
     println!(
         "key package retrieval over TLS 1.3/h2, signed, real Redis: {} retrievals, {concurrency} concurrent, {:.1} s",
         latencies.len(),
