@@ -69,6 +69,31 @@ async fn alice_and_carol_on(count: usize, store: impl Fn(usize) -> StoreSpec) ->
     }
 }
 
+impl TwoDomains {
+    /// `handle` of the gateway at `index` publishes a key package; Alice adds it at the hub
+    /// (the group's second epoch), it joins from the Welcome its gateway files, and Carol
+    /// applies the commit from B's mirror.
+    async fn alice_adds(&mut self, index: usize, handle: &str) -> Member {
+        let gateway = &self.federation.gateways[index];
+        let mut joiner = self.federation.cas[index].member(handle);
+        let id = publish_key_packages(gateway, handle, &joiner, 1).await;
+        let a = &self.federation.gateways[0];
+        let package = key_package_ok(a, id, DOMAINS[index], "alice").await;
+        let (add, welcome, info) = self.alice.add(&[package]);
+        assert_eq!(
+            self.hub.commit_ok(&add, Some(&info), Some(&welcome)).await,
+            2
+        );
+        joiner.join(&welcome_for(gateway, handle).await);
+        assert!(
+            !self
+                .carol
+                .apply(&mirrored_control(&self.mirror, 2).await[0])
+        );
+        joiner
+    }
+}
+
 /// The draft's `MLSGroupUpdate` of a commit and its committer's whole GroupInfo.
 fn group_update(commit: &[u8], group_info: &[u8]) -> MLSGroupUpdate {
     let MlsMessageBodyIn::GroupInfo(verifiable) = MlsMessageIn::tls_deserialize_exact(group_info)
@@ -111,21 +136,15 @@ async fn group_operation(federation: &Federation, from: usize, to: usize, body: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_race_across_domains_has_one_winner() {
     let redis: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let mut group = alice_and_carol_on(2, |index| StoreSpec::Redis(redis[index].url())).await;
+    let mut bob = group.alice_adds(0, "bob").await;
     let TwoDomains {
-        federation,
+        federation: _federation,
         mut alice,
         mut carol,
         hub,
         mirror,
-    } = alice_and_carol_on(2, |index| StoreSpec::Redis(redis[index].url())).await;
-    let a = &federation.gateways[0];
-    let mut bob = federation.cas[0].member("bob");
-    let bob_id = publish_key_packages(a, "bob", &bob, 1).await;
-    let package = key_package_ok(a, bob_id, "a.localhost", "alice").await;
-    let (add, welcome, info) = alice.add(&[package]);
-    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
-    bob.join(&welcome_for(a, "bob").await);
-    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
+    } = group;
     assert_eq!(carol.secret(), bob.secret());
 
     let (alice_commit, alice_info) = alice.update();
@@ -235,21 +254,15 @@ async fn a_follower_forwards_an_external_join() {
 /// hub's state goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_deletes_a_group_it_alone_remains_in() {
+    let mut group = alice_and_carol(2).await;
+    let mut erin = group.alice_adds(1, "erin").await;
     let TwoDomains {
         federation,
-        mut alice,
+        alice: _alice,
         mut carol,
         hub,
         mirror,
-    } = alice_and_carol(2).await;
-    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
-    let mut erin = federation.cas[1].member("erin");
-    let erin_id = publish_key_packages(b, "erin", &erin, 1).await;
-    let package = key_package_ok(a, erin_id, "b.localhost", "alice").await;
-    let (add, welcome, info) = alice.add(&[package]);
-    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
-    erin.join(&welcome_for(b, "erin").await);
-    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
+    } = group;
 
     // Carol removes Alice only: Erin would stay.
     let (partial, partial_info) = carol.remove(0);
@@ -486,21 +499,16 @@ async fn acknowledge_messages(harness: &Harness, handle: &str, up_to: u64) -> An
 async fn application_messages_reach_every_member_in_order() {
     // Each gateway on its own redis-server: the queues are the Redis store's.
     let redis: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let mut group = alice_and_carol_on(3, |index| StoreSpec::Redis(redis[index].url())).await;
+    let mut dave = group.alice_adds(2, "dave").await;
     let TwoDomains {
         federation,
         mut alice,
         mut carol,
         hub,
         mirror,
-    } = alice_and_carol_on(3, |index| StoreSpec::Redis(redis[index].url())).await;
+    } = group;
     let [a, b, c] = [0, 1, 2].map(|index| &federation.gateways[index]);
-    let mut dave = federation.cas[2].member("dave");
-    let dave_id = publish_key_packages(c, "dave", &dave, 1).await;
-    let package = key_package_ok(a, dave_id, "c.localhost", "alice").await;
-    let (add, welcome, info) = alice.add(&[package]);
-    assert_eq!(hub.commit_ok(&add, Some(&info), Some(&welcome)).await, 2);
-    dave.join(&welcome_for(c, "dave").await);
-    assert!(!carol.apply(&mirrored_control(&mirror, 2).await[0]));
     mirrored_control(&GroupApi::new(c, &alice.group_id()), 2).await;
 
     let first = alice.send_message(b"one");
