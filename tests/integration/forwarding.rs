@@ -129,10 +129,9 @@ async fn group_operation(federation: &Federation, from: usize, to: usize, body: 
 }
 
 /// A commit race between members on different domains (each gateway on its own Redis):
-/// Alice commits at the hub while
-/// Carol's commit for the same epoch travels through B. Exactly one wins; the other gets
-/// `StaleEpoch` with the hub's current epoch, both gateways hold the winner's commit, and
-/// Bob (a bystander on A) reaches the winner's epoch from it.
+/// Alice commits at the hub while Carol's commit for the same epoch travels through B.
+/// Exactly one wins; the other gets `StaleEpoch` with the hub's current epoch, both gateways
+/// hold the winner's commit, and Bob (a bystander on A) reaches the winner's epoch from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_race_across_domains_has_one_winner() {
     let redis: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
