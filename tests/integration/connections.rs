@@ -372,3 +372,91 @@ async fn the_drafts_bare_key_packages_request_is_served() {
         assert_eq!(post(asked).await.error_code(), refusal, "{handle}@{domain}");
     }
 }
+
+/// A peer that answers a connection key package request with a package of another account
+/// (here: b.localhost answering for Carol with Dave's) is refused (`PeerWrongAccount`): the
+/// asking gateway checks every package names the account it asked for, not only the domain.
+/// The peer is a stand-in serving b.localhost's certificate from the test CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_handing_out_another_accounts_package_is_refused() {
+    use hyper::service::service_fn;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = listener.local_addr().unwrap();
+    let federation = Federation::start_with(
+        2,
+        |_| StoreSpec::Memory,
+        |index, config| {
+            if index == 0 {
+                config.federation.resolve.insert("b.localhost".into(), fake);
+            }
+        },
+    )
+    .await;
+    let a = &federation.gateways[0];
+    let dave = federation.cas[1].member("dave").mls.key_package(3_600);
+    let dave_bare = mimi_wire::ds::KeyPackage::from_bytes(dave[4..].to_vec()).unwrap();
+    let dir = federation.certs.path();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("b.localhost.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("b.localhost-key.pem")).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, dave_bare) = (acceptor.clone(), dave_bare.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let dave_bare = dave_bare.clone();
+                    async move {
+                        let body = match request.uri().path() {
+                            "/.well-known/mimi/ds-domain" => b"b.localhost".to_vec(),
+                            _ => encode(&DSResponse {
+                                version: DS_PROTOCOL_VERSION,
+                                body: DSResponseBody::ConnectionKeyPackages(vec![dave_bare]),
+                            })
+                            .unwrap(),
+                        };
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    // Asked for Dave, Dave's package passes; asked for Carol, the same package is refused.
+    assert_eq!(
+        connection_key_packages_ok(a, "b.localhost", "dave").await,
+        vec![dave]
+    );
+    assert_eq!(
+        connection_key_packages(a, "b.localhost", "carol")
+            .await
+            .error_code(),
+        ErrorCode::PeerWrongAccount
+    );
+    server.abort();
+}

@@ -63,7 +63,8 @@ impl DomainCa {
 pub struct Federation {
     pub gateways: Vec<Harness>,
     pub cas: Vec<DomainCa>,
-    _certs: tempfile::TempDir,
+    /// The test CA and every domain's certificate (`<domain>.pem`, `<domain>-key.pem`).
+    pub certs: tempfile::TempDir,
 }
 
 pub const DOMAINS: [&str; 3] = ["a.localhost", "b.localhost", "c.localhost"];
@@ -138,7 +139,7 @@ impl Federation {
         Federation {
             gateways,
             cas,
-            _certs: certs,
+            certs,
         }
     }
 }
