@@ -108,34 +108,46 @@ fn check_peer_key_package(
     }
 }
 
-/// The connection key packages of `account`'s clients at `domain`'s gateway
-/// (`POST /connection_key_packages`), each checked as a key package of that peer; answered
-/// as MLSMessages.
+/// The connection key packages of `account`'s clients at `domain`'s gateway for `receiver`
+/// of this gateway (`POST /connection_key_packages`), each checked as a key package of that
+/// peer and of that account; answered as MLSMessages.
 pub async fn connection_key_packages_from_peer(
     state: &State,
     app: Uuid,
     domain: &str,
     account: &str,
+    receiver: &str,
 ) -> Result<Vec<Vec<u8>>, GatewayError> {
     check_peer(state, domain)?;
     let request = DSRequest {
         version: DS_PROTOCOL_VERSION,
-        body: DSRequestBody::ConnectionKeyPackages(ConnectionKeyPackagesRequest {
-            user_identifier: UserId {
-                application: *app.as_bytes(),
-                domain: domain.to_owned(),
-                account: account.to_owned(),
+        body: DSRequestBody::SelectConnectionKeyPackages(
+            ConnectionKeyPackagesRequest {
+                user_identifier: UserId {
+                    application: *app.as_bytes(),
+                    domain: domain.to_owned(),
+                    account: account.to_owned(),
+                },
             },
-        }),
+            ClientId {
+                application: *app.as_bytes(),
+                domain: state.config.domain.clone(),
+                client: ClientRef::Handle(receiver.to_owned()),
+            },
+        ),
         auth: DSAuthData::Anonymous,
     };
     let answer = super::call(state, domain, super::CONNECTION_KEY_PACKAGES_PATH, &request).await?;
     let DSResponseBody::ConnectionKeyPackages(packages) = answer.body else {
         return Err(GatewayError::PeerMalformedAnswer(domain.to_owned()));
     };
-    let mut messages = Vec::with_capacity(packages.len());
+    let mut messages: Vec<Vec<u8>> = Vec::with_capacity(packages.len());
     for (index, package) in packages.into_iter().enumerate() {
         let message = key_package_message(package.as_bytes());
+        // One package per client: the same one twice is no answer to this request.
+        if messages.contains(&message) {
+            return Err(GatewayError::PeerMalformedAnswer(domain.to_owned()));
+        }
         let handle = check_peer_key_package(state, app, domain, &message, index)?;
         // A client of that account: the account itself, or `<account>/<device>`.
         let of_account = handle == account

@@ -10,15 +10,17 @@
 //! to name that gateway's domain.
 //!
 //! Users are the identity provider's accounts: with accounts, the clients whose handles are
-//! `<account>/<device>`; without, the one client whose handle is the account. The draft's
-//! request names no receiver: a peer's requests are recorded as that peer's, so asking again
-//! hands the same packages until they are used (no peer can drain the queues); an
-//! application's own requests take fresh packages each time.
+//! `<account>/<device>`; without, the one client whose handle is the account. As for
+//! ordinary key packages, each is assigned to a receiver (the asking application's
+//! `receiver_client_id`, named `handle@domain` across domains through our
+//! `ds_select_connection_key_packages`) and handed to it again until used; the draft's bare
+//! request names no receiver and takes fresh packages each time.
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::ds::{DSRequestBody, DSResponseBody, KeyPackage};
 use mimi_wire::key_queues::{
-    CONNECTION_APP_LABEL, ConnectionKeyPackagesResponse, RetrieveConnectionKeyPackagesRequest,
+    CONNECTION_APP_LABEL, ConnectionKeyPackagesResponse, MAX_RECEIVER_BYTES,
+    RetrieveConnectionKeyPackagesRequest,
 };
 use tls_codec::VLBytes;
 use uuid::Uuid;
@@ -107,29 +109,37 @@ async fn local_connection_key_packages(
     Ok(packages)
 }
 
-/// A receiver name no other request uses: each request takes fresh packages.
-fn fresh_receiver() -> String {
-    format!("connection:{}", Uuid::new_v4())
-}
-
-/// `POST /connection_key_packages` from a peer.
+/// `POST /connection_key_packages` from a peer: ours with the receiver
+/// (`ds_select_connection_key_packages`), or the draft's bare request, which names none and so
+/// takes fresh packages each time.
 pub async fn for_peer(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
-    let DSRequestBody::ConnectionKeyPackages(asked) = decode_ds_request(request)? else {
-        return Err(mimi_wire::DecodeError::Malformed(
-            "not a connection key packages request".into(),
-        )
-        .into());
-    };
-    answer_peer(state, peer, asked).await
+    match decode_ds_request(request)? {
+        DSRequestBody::SelectConnectionKeyPackages(asked, receiver) => {
+            let receiver = super::group_key_packages::peer_receiver(peer, &receiver)?;
+            answer_peer(state, asked, &receiver).await
+        }
+        DSRequestBody::ConnectionKeyPackages(asked) => {
+            answer_peer(
+                state,
+                asked,
+                &super::group_key_packages::fresh_receiver(peer),
+            )
+            .await
+        }
+        _ => Err(
+            mimi_wire::DecodeError::Malformed("not a connection key packages request".into())
+                .into(),
+        ),
+    }
 }
 
 /// A peer's `ConnectionKeyPackagesRequest` (at `/connection_key_packages` or
-/// `/group_operation`), answered as `ConnectionKeyPackages`.
+/// `/group_operation`) for `receiver`, answered as `ConnectionKeyPackages`.
 pub(super) async fn answer_peer(
     state: &State,
-    peer: &str,
     asked: mimi_wire::ds::ConnectionKeyPackagesRequest,
+    receiver: &str,
 ) -> Reply {
     let user = asked.user_identifier;
     let app = Uuid::from_bytes(user.application);
@@ -141,8 +151,7 @@ pub(super) async fn answer_peer(
     if !user.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }
-    let receiver = super::group_key_packages::peer_receiver(peer);
-    let packages = local_connection_key_packages(state, app, &user.account, &receiver)
+    let packages = local_connection_key_packages(state, app, &user.account, receiver)
         .await
         .map_err(|error| match error {
             GatewayError::Registry(RegistryError::UnknownClient) => {
@@ -170,6 +179,12 @@ pub async fn for_application(state: &State, request: &Request, app: Uuid) -> Rep
         decode_body(request, |body: &RetrieveConnectionKeyPackagesRequest| {
             body.version
         })?;
+    let receiver = &asked.receiver_client_id;
+    if receiver.is_empty() || receiver.len() > MAX_RECEIVER_BYTES {
+        return Err(GatewayError::InvalidReceiver(format!(
+            "must be 1 to {MAX_RECEIVER_BYTES} bytes"
+        )));
+    }
     let packages = match asked
         .domain
         .as_deref()
@@ -177,11 +192,9 @@ pub async fn for_application(state: &State, request: &Request, app: Uuid) -> Rep
     {
         Some(domain) => {
             check_peer(state, domain)?;
-            connection_key_packages_from_peer(state, app, domain, &asked.account).await?
+            connection_key_packages_from_peer(state, app, domain, &asked.account, receiver).await?
         }
-        None => {
-            local_connection_key_packages(state, app, &asked.account, &fresh_receiver()).await?
-        }
+        None => local_connection_key_packages(state, app, &asked.account, receiver).await?,
     };
     encoded(&ConnectionKeyPackagesResponse {
         version: WIRE_VERSION,

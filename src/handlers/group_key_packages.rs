@@ -11,7 +11,7 @@
 use mimi_wire::DecodeError;
 use mimi_wire::codec::WireBool;
 use mimi_wire::ds::{
-    ClientId, DSRequestBody, DSResponseBody, KeyPackage, MlsMessage, SelectedKeyPackage,
+    ClientId, ClientRef, DSRequestBody, DSResponseBody, KeyPackage, MlsMessage, SelectedKeyPackage,
 };
 use uuid::Uuid;
 
@@ -35,14 +35,7 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
         _ => return Err(DecodeError::Malformed("not a key packages request".into()).into()),
     };
     check_label(&selector.app_label)?;
-    // The receiver is a client of the asking peer.
-    if !selector.receiver.domain.eq_ignore_ascii_case(peer) {
-        return Err(GatewayError::Forbidden(format!(
-            "{peer} asked on behalf of {}",
-            client_id_text(&selector.receiver)
-        )));
-    }
-    let receiver = client_id_text(&selector.receiver);
+    let receiver = peer_receiver(peer, &selector.receiver)?;
     let attributes = KeyQueueAttributes {
         protocol_version: selector.protocol_version,
         cipher_suite: selector.cipher_suite,
@@ -95,15 +88,13 @@ async fn local_client(state: &State, client: &ClientId) -> Result<(Uuid, Uuid), 
 /// The draft's bare `ds_key_packages` (`KeyPackagesRequest`, no selector): of each client,
 /// a package from its MLS 1.0 queue with the empty label, of the first supported cipher
 /// suite it has one for; answered as `KeyPackages` (bare KeyPackages, in the request's order).
-/// The request names no receiver: the requesting peer is the receiver, so asking again hands
-/// the same packages (a peer cannot drain a queue by repeating the request, and a request
-/// refused halfway loses nothing).
+/// The request names no receiver, so each takes fresh packages.
 pub(super) async fn draft_key_packages(
     state: &State,
     peer: &str,
     asked: mimi_wire::ds::KeyPackagesRequest,
 ) -> Reply {
-    let receiver = peer_receiver(peer);
+    let receiver = fresh_receiver(peer);
     let now = crate::keys::unix_now();
     let mut packages = Vec::with_capacity(asked.client_identifiers.len());
     for client in &asked.client_identifiers {
@@ -126,8 +117,11 @@ pub(super) async fn draft_key_packages(
                     break;
                 }
                 // No such queue, or an empty one of this suite: try the next suite.
+                // An exhausted queue says more than a missing one of another suite.
                 Err(error @ (KeyQueueError::NoMatchingQueue | KeyQueueError::Exhausted)) => {
-                    last = error;
+                    if !matches!(last, KeyQueueError::Exhausted) {
+                        last = error;
+                    }
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -141,9 +135,26 @@ pub(super) async fn draft_key_packages(
     ds_response(DSResponseBody::KeyPackages(packages))
 }
 
-/// The receiver a peer's request without one is recorded as: the peer itself.
-pub(super) fn peer_receiver(peer: &str) -> String {
-    format!("@{}", peer.to_ascii_lowercase())
+/// The receiver a peer names for its key packages: a client of that peer, by a non-empty
+/// handle or id, recorded as `handle@domain` (or `id@domain`).
+pub(super) fn peer_receiver(peer: &str, receiver: &ClientId) -> Result<String, GatewayError> {
+    if !receiver.domain.eq_ignore_ascii_case(peer) {
+        return Err(GatewayError::Forbidden(format!(
+            "{peer} asked on behalf of {}",
+            client_id_text(receiver)
+        )));
+    }
+    if matches!(&receiver.client, ClientRef::Handle(handle) if handle.is_empty()) {
+        return Err(GatewayError::InvalidReceiver("an empty handle".into()));
+    }
+    Ok(client_id_text(receiver))
+}
+
+/// For a peer's request that names no receiver (the draft's bare forms): a name no other
+/// request uses, so each takes fresh packages. Draining a queue by repetition is a matter
+/// for per-peer rate limits.
+pub(super) fn fresh_receiver(peer: &str) -> String {
+    format!("{}#{}", peer.to_ascii_lowercase(), Uuid::new_v4())
 }
 
 pub async fn discover(state: &State, request: &Request) -> Reply {

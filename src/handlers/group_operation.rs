@@ -76,12 +76,14 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
             return super::group_key_packages::draft_key_packages(state, peer, asked).await;
         }
         DSRequestBody::ConnectionKeyPackages(asked) => {
-            return super::connection_key_packages::answer_peer(state, peer, asked).await;
+            let receiver = super::group_key_packages::fresh_receiver(peer);
+            return super::connection_key_packages::answer_peer(state, asked, &receiver).await;
         }
         DSRequestBody::WelcomeInfo(_)
         | DSRequestBody::ExternalCommitInfo(_)
         | DSRequestBody::DiscoverClients(_)
-        | DSRequestBody::SelectKeyPackages(..) => {
+        | DSRequestBody::SelectKeyPackages(..)
+        | DSRequestBody::SelectConnectionKeyPackages(..) => {
             return Err(DecodeError::Malformed(format!(
                 "{operation:?} is served at its own endpoint"
             ))

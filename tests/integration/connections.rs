@@ -19,11 +19,18 @@ use crate::forwarding::queued_ok;
 use crate::group_client::error;
 use crate::key_queues::QueueFixture;
 
-async fn connection_key_packages(harness: &Harness, domain: &str, account: &str) -> Answer {
+/// Connection key packages of `account` at `domain`, asked through `harness` for `receiver`.
+async fn connection_key_packages_for(
+    harness: &Harness,
+    domain: &str,
+    account: &str,
+    receiver: &str,
+) -> Answer {
     let body = encode(&RetrieveConnectionKeyPackagesRequest {
         version: 1,
         domain: Some(domain.into()),
         account: account.into(),
+        receiver_client_id: receiver.into(),
     })
     .unwrap();
     harness
@@ -35,12 +42,20 @@ async fn connection_key_packages(harness: &Harness, domain: &str, account: &str)
         .await
 }
 
+/// As `connection_key_packages_for`, for the receiver "alice".
+async fn connection_key_packages(harness: &Harness, domain: &str, account: &str) -> Answer {
+    connection_key_packages_for(harness, domain, account, "alice").await
+}
+
 async fn connection_key_packages_ok(
     harness: &Harness,
     domain: &str,
     account: &str,
 ) -> Vec<Vec<u8>> {
-    let answer = connection_key_packages(harness, domain, account).await;
+    connection_packages(connection_key_packages(harness, domain, account).await)
+}
+
+fn connection_packages(answer: Answer) -> Vec<Vec<u8>> {
     assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
     decode_exact::<ConnectionKeyPackagesResponse>(&answer.body)
         .unwrap()
@@ -51,17 +66,19 @@ async fn connection_key_packages_ok(
 }
 
 /// Carol of B keeps connection key packages (a key queue labelled `connection`); Alice's
-/// application on A fetches them through A: one per client, the same again for A's next
-/// request, each checked to name b.localhost and Carol's account. An account without a connection queue has none; refused: an
-/// unknown account, a request for another domain's user, a body that is no
-/// `ConnectionKeyPackagesRequest`.
+/// application on A fetches them through A: one per client, the same again for the same
+/// receiver (`ds_select_connection_key_packages` names it), each checked to name b.localhost
+/// and Carol's account; another receiver gets another; the draft's bare request takes fresh
+/// ones. An account without a connection queue has none; refused: an unknown account, a
+/// request for another domain's user, a body that is no `ConnectionKeyPackagesRequest`, an
+/// empty receiver.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_key_packages_across_domains() {
     let federation = Federation::start(3, |_| StoreSpec::Memory).await;
     let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
     let carol = federation.cas[1].member("carol");
     let fixture = QueueFixture::new(b, "carol").await;
-    let packages: Vec<Vec<u8>> = (0..2).map(|_| carol.mls.key_package(3_600)).collect();
+    let packages: Vec<Vec<u8>> = (0..3).map(|_| carol.mls.key_package(3_600)).collect();
     let answer = fixture
         .update(&packages, false, Some("connection"), None)
         .await;
@@ -72,19 +89,21 @@ async fn connection_key_packages_across_domains() {
     let first = connection_key_packages_ok(a, "b.localhost", "carol").await;
     assert_eq!(first.len(), 1);
     assert!(packages.contains(&first[0]));
-    // A's requests are A's: asked again, B hands the same package (no peer drains a queue).
+    // The same receiver gets the same package again; another receiver (here B's own
+    // application) another one.
     assert_eq!(
         connection_key_packages_ok(a, "b.localhost", "carol").await,
         first
     );
-    // B's own application takes fresh packages: the other one, then none is left.
-    let local = connection_key_packages_ok(b, "b.localhost", "carol").await;
-    assert_eq!(local.len(), 1);
-    assert_ne!(local, first);
-    assert!(
-        connection_key_packages_ok(b, "b.localhost", "carol")
+    let other =
+        connection_packages(connection_key_packages_for(b, "b.localhost", "carol", "bob").await);
+    assert_eq!(other.len(), 1);
+    assert_ne!(other, first);
+    assert_eq!(
+        connection_key_packages_for(a, "b.localhost", "carol", "")
             .await
-            .is_empty()
+            .error_code(),
+        ErrorCode::InvalidReceiver
     );
     assert!(
         connection_key_packages_ok(a, "b.localhost", "erin")
@@ -156,21 +175,68 @@ async fn connection_key_packages_across_domains() {
     );
     let answer = post(request("b.localhost", "erin")).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    // `/group_operation` answers the same request alike: A's package for Carol again.
-    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
-    let body = request("b.localhost", "carol");
-    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &body).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    let DSResponseBody::ConnectionKeyPackages(packages) =
+    // Ours, naming the receiver: a client of the asking peer, by a non-empty handle.
+    let select = |receiver_domain: &str, receiver: &str| {
+        encode(&DSRequest {
+            version: DS_PROTOCOL_VERSION,
+            body: DSRequestBody::SelectConnectionKeyPackages(
+                ConnectionKeyPackagesRequest {
+                    user_identifier: UserId {
+                        application: *b.app.id.as_bytes(),
+                        domain: "b.localhost".into(),
+                        account: "carol".into(),
+                    },
+                },
+                ClientId {
+                    application: *b.app.id.as_bytes(),
+                    domain: receiver_domain.into(),
+                    client: ClientRef::Handle(receiver.into()),
+                },
+            ),
+            auth: DSAuthData::Anonymous,
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        post(select("a.localhost", "")).await.error_code(),
+        ErrorCode::InvalidReceiver
+    );
+    assert_eq!(
+        post(select("c.localhost", "dave")).await.error_code(),
+        ErrorCode::Forbidden
+    );
+    // The receiver A's application named above: its package again.
+    let answer = post(select("a.localhost", "alice")).await;
+    let DSResponseBody::ConnectionKeyPackages(again) =
         decode_exact::<DSResponse>(&answer.body).unwrap().body
     else {
         panic!("not ConnectionKeyPackages")
     };
-    assert_eq!(packages.len(), 1);
     assert_eq!(
-        [&[0u8, 1, 0, 5][..], packages[0].as_bytes()].concat(),
+        [&[0u8, 1, 0, 5][..], again[0].as_bytes()].concat(),
         first[0]
     );
+    // The draft's bare request (no receiver), at `/group_operation` too: the third package,
+    // then none is left.
+    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+    let body = request("b.localhost", "carol");
+    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
+    let DSResponseBody::ConnectionKeyPackages(third) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not ConnectionKeyPackages")
+    };
+    assert_eq!(third.len(), 1);
+    let third = [&[0u8, 1, 0, 5][..], third[0].as_bytes()].concat();
+    assert!(packages.contains(&third) && third != first[0] && third != other[0]);
+    let answer = post(request("b.localhost", "carol")).await;
+    let DSResponseBody::ConnectionKeyPackages(none) =
+        decode_exact::<DSResponse>(&answer.body).unwrap().body
+    else {
+        panic!("not ConnectionKeyPackages")
+    };
+    assert!(none.is_empty(), "fresh packages only: none left");
 }
 
 /// A connection request from Alice's application on A for Carol of B goes into Carol's
@@ -290,8 +356,7 @@ async fn connection_requests_reach_the_clients_queue() {
 }
 
 /// The draft's bare `ds_key_packages` at `/group_key_packages`: a package of each named client
-/// from its default queue, as bare KeyPackages in the request's order, the same again for the
-/// same peer;
+/// from its default queue, as bare KeyPackages in the request's order, fresh ones each time;
 /// refused for a client of another domain, an unregistered one, or one without such a queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drafts_bare_key_packages_request_is_served() {
@@ -345,24 +410,23 @@ async fn the_drafts_bare_key_packages_request_is_served() {
         crate::mls_client::key_package_ref(&message)
     };
     assert_ne!(named(&first[0]), named(&first[1]));
-    // The requesting peer is the receiver: asked again, the same packages (Carol's second one
-    // stays for others).
-    let answer = post(both()).await;
-    let DSResponseBody::KeyPackages(again) = decode_exact::<DSResponse>(&answer.body).unwrap().body
-    else {
-        panic!("not KeyPackages")
-    };
-    assert_eq!(again, first);
-    // The draft lists it among the operations: `/group_operation` answers it alike.
-    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
-    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &both()).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    let DSResponseBody::KeyPackages(through_operation) =
+    // No receiver named: each request takes fresh packages. Carol's second goes to the next
+    // request; then Erin's queue (one package) is exhausted, at `/group_operation` too.
+    let answer = post(request(vec![client(
+        "b.localhost",
+        ClientRef::Handle("carol".into()),
+    )]))
+    .await;
+    let DSResponseBody::KeyPackages(second) =
         decode_exact::<DSResponse>(&answer.body).unwrap().body
     else {
         panic!("not KeyPackages")
     };
-    assert_eq!(through_operation, first);
+    assert_ne!(named(&second[0]), named(&first[0]), "a fresh package");
+    assert_eq!(post(both()).await.error_code(), ErrorCode::QueueExhausted);
+    let (key, claims) = peer_claims(federation, 0, DOMAINS[1]);
+    let answer = post_signed(federation, 1, &key, claims, "/group_operation", &both()).await;
+    assert_eq!(answer.error_code(), ErrorCode::QueueExhausted);
     for (domain, handle, refusal) in [
         ("c.localhost", "carol", ErrorCode::NotOurClient),
         ("b.localhost", "nobody", ErrorCode::NotOurClient),

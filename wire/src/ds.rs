@@ -41,7 +41,7 @@
 //!     ds_signature_public_key(11), ds_key_packages(12), ds_connection_key_packages(13),
 //!     ds_re_initialize_group(14),
 //!     ds_welcome_info(15), ds_external_commit_info(16), ds_discover_clients(17),   // ours
-//!     ds_select_key_packages(18),                                                  // ours
+//!     ds_select_key_packages(18), ds_select_connection_key_packages(19),           // ours
 //!     (255)
 //! } DSRequestType;
 //!
@@ -67,6 +67,8 @@
 //!         case ds_external_commit_info:    ExternalCommitInfoRequest;
 //!         case ds_discover_clients:        DiscoverClientsRequest;
 //!         case ds_select_key_packages:     KeyPackagesRequest; KeyPackageSelector;
+//!         case ds_select_connection_key_packages:
+//!                                          ConnectionKeyPackagesRequest; ClientID receiver;
 //!     };
 //! } DSRequestBody;
 //!
@@ -536,6 +538,8 @@ pub enum DSRequestType {
     DiscoverClients = 17,
     /// Ours: `ds_select_key_packages`.
     SelectKeyPackages = 18,
+    /// Ours: `ds_select_connection_key_packages`.
+    SelectConnectionKeyPackages = 19,
 }
 
 /// `DSRequestBody`, tagged by [`DSRequestType`].
@@ -581,6 +585,11 @@ pub enum DSRequestBody {
     /// `POST /group_key_packages`: `KeyPackagesRequest` with what to pick from each queue.
     #[tls_codec(discriminant = "DSRequestType::SelectKeyPackages")]
     SelectKeyPackages(KeyPackagesRequest, KeyPackageSelector),
+    /// `POST /connection_key_packages` between our gateways: `ConnectionKeyPackagesRequest`
+    /// and the client of the requesting gateway the packages are for, so the same receiver
+    /// gets the same packages until they are used.
+    #[tls_codec(discriminant = "DSRequestType::SelectConnectionKeyPackages")]
+    SelectConnectionKeyPackages(ConnectionKeyPackagesRequest, ClientId),
 }
 
 impl DSRequestBody {
@@ -605,6 +614,9 @@ impl DSRequestBody {
             DSRequestBody::ExternalCommitInfo(_) => DSRequestType::ExternalCommitInfo,
             DSRequestBody::DiscoverClients(_) => DSRequestType::DiscoverClients,
             DSRequestBody::SelectKeyPackages(..) => DSRequestType::SelectKeyPackages,
+            DSRequestBody::SelectConnectionKeyPackages(..) => {
+                DSRequestType::SelectConnectionKeyPackages
+            }
         }
     }
 }
@@ -1048,6 +1060,12 @@ mod tests {
                     receiver: client_id(4),
                 },
             ),
+            DSRequestBody::SelectConnectionKeyPackages(
+                ConnectionKeyPackagesRequest {
+                    user_identifier: user_id(),
+                },
+                client_id(6),
+            ),
         ]
     }
 
@@ -1363,20 +1381,20 @@ mod tests {
     #[test]
     fn unknown_tags_are_refused() {
         assert_eq!(
-            decode_exact::<DSRequestBody>(&[19]),
-            Err(DecodeError::UnknownValue(19))
+            decode_exact::<DSRequestBody>(&[20]),
+            Err(DecodeError::UnknownValue(20))
         );
         assert_eq!(
             decode_exact::<DSRequestBody>(&[200]),
             Err(DecodeError::UnknownValue(200))
         );
         assert_eq!(
-            decode_exact::<DSRequest>(&[0, 1, 19, 0]),
-            Err(DecodeError::UnknownValue(19))
+            decode_exact::<DSRequest>(&[0, 1, 20, 0]),
+            Err(DecodeError::UnknownValue(20))
         );
         assert_eq!(
-            decode_exact::<DSRequestType>(&[19]),
-            Err(DecodeError::UnknownValue(19))
+            decode_exact::<DSRequestType>(&[20]),
+            Err(DecodeError::UnknownValue(20))
         );
         assert_eq!(
             decode_exact::<DSResponseBody>(&[10]),

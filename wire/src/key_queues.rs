@@ -37,6 +37,7 @@
 //!     optional<opaque domain<V>>;       // another gateway's: asked there
 //!     opaque account<V>;                // the identity provider's account (or the handle
 //!                                       // of the one client, without accounts)
+//!     opaque receiver_client_id<V>;     // as for RetrieveKeyPackageRequest
 //! } RetrieveConnectionKeyPackagesRequest;
 //! struct { uint16 version; opaque key_packages<V><V>; } ConnectionKeyPackagesResponse;
 //! ```
@@ -58,6 +59,8 @@ pub struct RetrieveConnectionKeyPackagesRequest {
     pub version: u16,
     pub domain: Option<String>,
     pub account: String,
+    /// Who the packages are for: the same receiver gets the same packages until they are used.
+    pub receiver_client_id: String,
 }
 
 /// Each an MLSMessage holding a KeyPackage, one per client of the account that has one.
