@@ -162,34 +162,42 @@ pub async fn message(
     Ok(epoch)
 }
 
-/// Waits (at most `federation.mirror_wait_ms`) until the mirror's head shows what the hub
-/// accepted, so the application reads its own change here once answered. The store is
-/// polled, since the hub's fan-out may reach another process of this gateway. Past the bound
-/// the answer goes anyway: the change is the hub's, the mirror follows.
+/// Waits (at most `federation.mirror_wait_ms`, store calls included) until the mirror's head
+/// shows what the hub accepted, so the application reads its own change here once answered.
+/// The store is polled, from every 2 ms up to every 50 ms, since the hub's fan-out may reach
+/// another process of this gateway. Past the bound the answer goes anyway: the change is the
+/// hub's, the mirror follows.
 async fn await_mirror(
     state: &State,
     app: Uuid,
     group_id: &[u8],
     shows: impl Fn(&GroupHead) -> bool,
 ) {
-    const POLL: Duration = Duration::from_millis(2);
     let bound = Duration::from_millis(state.config.federation.mirror_wait_ms);
-    let started = tokio::time::Instant::now();
-    while started.elapsed() < bound {
-        match state.store.group_head(app, group_id).await {
-            Ok(Some(head)) if shows(&head) => return,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the mirror's head");
-                return;
-            }
-        }
-        tokio::time::sleep(POLL).await;
+    if bound.is_zero() {
+        return;
     }
-    tracing::info!(
-        ?bound,
-        "answered before the hub's fan-out reached the mirror"
-    );
+    let poll = async {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match state.store.group_head(app, group_id).await {
+                Ok(Some(head)) if shows(&head) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the mirror's head");
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    };
+    if tokio::time::timeout(bound, poll).await.is_err() {
+        tracing::info!(
+            ?bound,
+            "answered before the hub's fan-out reached the mirror"
+        );
+    }
 }
 
 /// `POST /group_operation` to the hub; its refusal becomes the application's answer.

@@ -55,9 +55,18 @@ pub struct HttpsResponse {
     pub body: Bytes,
 }
 
-/// Open HTTP/2 connections by authority. A std Mutex: held to look up or store a sender,
-/// never across an await.
-type Pool = Arc<Mutex<HashMap<String, http2::SendRequest<Full<Bytes>>>>>;
+/// A kept HTTP/2 connection and the number that tells it from the one that replaces it.
+type Kept = (u64, http2::SendRequest<Full<Bytes>>);
+
+/// Open HTTP/2 connections by authority, and the next connection number. A std Mutex: held to
+/// look up or store a sender, never across an await.
+#[derive(Default)]
+struct Connections {
+    by_authority: HashMap<String, Kept>,
+    next: u64,
+}
+
+type Pool = Arc<Mutex<Connections>>;
 
 #[derive(Clone)]
 pub struct HttpsClient {
@@ -160,21 +169,26 @@ impl HttpsClient {
         body: Bytes,
     ) -> Result<HttpsResponse, HttpsError> {
         let host = authority.to_owned();
+        // The kept connection the exchange used, if any: one that stalled is not used again
+        // (only that one: another task may have replaced it meanwhile).
+        let used = Mutex::new(None);
         let answer = tokio::time::timeout(
             self.timeout,
-            self.exchange(method, authority, path, headers, body),
+            self.exchange(method, authority, path, headers, body, &used),
         )
-        .await
-        .map_err(|_| HttpsError::Timeout {
-            host,
-            timeout: self.timeout,
-        })
-        .and_then(|answer| answer);
-        // A kept connection that failed or stalled is not used again.
-        if answer.is_err() {
-            self.forget(authority);
+        .await;
+        match answer {
+            Ok(answer) => answer,
+            Err(_) => {
+                if let Some(id) = used.lock().ok().and_then(|used| *used) {
+                    self.forget(authority, id);
+                }
+                Err(HttpsError::Timeout {
+                    host,
+                    timeout: self.timeout,
+                })
+            }
         }
-        answer
     }
 
     async fn exchange(
@@ -184,6 +198,7 @@ impl HttpsClient {
         path: &str,
         headers: HeaderMap,
         body: Bytes,
+        used: &Mutex<Option<u64>>,
     ) -> Result<HttpsResponse, HttpsError> {
         let http = |reason: String| HttpsError::Http {
             host: authority.to_owned(),
@@ -196,19 +211,30 @@ impl HttpsClient {
             .body(Full::new(body))
             .map_err(|error| http(error.to_string()))?;
         request.headers_mut().extend(headers);
+        let note = |id: u64| {
+            if let Ok(mut used) = used.lock() {
+                *used = Some(id);
+            }
+        };
         let response = match self.pooled(authority) {
-            Some(mut sender) => match sender.send_request(request.clone()).await {
-                Ok(response) => response,
-                // The kept connection closed before the request went out (the peer restarted
-                // or went idle): hyper says "canceled" only for a request never sent, so
-                // nothing was processed and it goes once more on a new connection.
-                Err(error) if error.is_canceled() => {
-                    self.forget(authority);
-                    self.send_fresh(authority, request).await?
+            Some((id, mut sender)) => {
+                note(id);
+                match sender.send_request(request.clone()).await {
+                    Ok(response) => response,
+                    // The kept connection closed before the request went out (the peer
+                    // restarted or went idle): hyper says "canceled" only for a request never
+                    // sent, so nothing was processed and it goes once more on a new one.
+                    Err(error) if error.is_canceled() => {
+                        self.forget(authority, id);
+                        self.send_fresh(authority, request, &note).await?
+                    }
+                    Err(error) => {
+                        self.forget(authority, id);
+                        return Err(http(error.to_string()));
+                    }
                 }
-                Err(error) => return Err(http(error.to_string())),
-            },
-            None => self.send_fresh(authority, request).await?,
+            }
+            None => self.send_fresh(authority, request, &note).await?,
         };
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
@@ -224,21 +250,37 @@ impl HttpsClient {
     }
 
     /// A kept HTTP/2 connection to `authority` that can still take requests.
-    fn pooled(&self, authority: &str) -> Option<http2::SendRequest<Full<Bytes>>> {
+    fn pooled(&self, authority: &str) -> Option<Kept> {
         let mut pool = self.pool.lock().ok()?;
-        match pool.get(authority) {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+        match pool.by_authority.get(authority) {
+            Some((id, sender)) if !sender.is_closed() => Some((*id, sender.clone())),
             Some(_) => {
-                pool.remove(authority);
+                pool.by_authority.remove(authority);
                 None
             }
             None => None,
         }
     }
 
-    fn forget(&self, authority: &str) {
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.remove(authority);
+    /// Keeps `sender` for `authority`; answers its number.
+    fn keep(&self, authority: &str, sender: &http2::SendRequest<Full<Bytes>>) -> Option<u64> {
+        let mut pool = self.pool.lock().ok()?;
+        pool.next += 1;
+        let id = pool.next;
+        pool.by_authority
+            .insert(authority.to_owned(), (id, sender.clone()));
+        Some(id)
+    }
+
+    /// Stops using connection `id` for `authority` (a newer one stays).
+    fn forget(&self, authority: &str, id: u64) {
+        if let Ok(mut pool) = self.pool.lock()
+            && pool
+                .by_authority
+                .get(authority)
+                .is_some_and(|(kept, _)| *kept == id)
+        {
+            pool.by_authority.remove(authority);
         }
     }
 
@@ -248,6 +290,7 @@ impl HttpsClient {
         &self,
         authority: &str,
         request: Request<Full<Bytes>>,
+        note: &impl Fn(u64),
     ) -> Result<http::Response<hyper::body::Incoming>, HttpsError> {
         let (host, port) = split_authority(authority)?;
         let addr = match self.overrides.get(&host.to_ascii_lowercase()) {
@@ -292,13 +335,16 @@ impl HttpsClient {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
-            if let Ok(mut pool) = self.pool.lock() {
-                pool.insert(authority.to_owned(), sender.clone());
+            let id = self.keep(authority, &sender);
+            if let Some(id) = id {
+                note(id);
             }
-            return sender
-                .send_request(request)
-                .await
-                .map_err(|error| http(error.to_string()));
+            return sender.send_request(request).await.map_err(|error| {
+                if let Some(id) = id {
+                    self.forget(authority, id);
+                }
+                http(error.to_string())
+            });
         }
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await

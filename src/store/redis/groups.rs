@@ -67,6 +67,9 @@ use crate::store::{
     WelcomeRecord,
 };
 
+/// Recipients of a routed message per outbox action.
+const RECIPIENTS_PER_ACTION: usize = 64;
+
 /// The set of groups whose outbox may hold actions: one key, touched alone.
 const OUTBOX_GROUPS: &str = "mimi:outbox-groups";
 
@@ -448,7 +451,11 @@ impl OutboxAction {
                 Some(OutboxAction::Enqueue {
                     handles: first
                         .split(',')
-                        .map(|handle| String::from_utf8(unhex(handle)?).ok())
+                        .map(|handle| {
+                            String::from_utf8(unhex(handle)?)
+                                .ok()
+                                .filter(|handle| !handle.is_empty())
+                        })
                         .collect::<Option<_>>()?,
                     id: unhex(id)?,
                     entry: unhex(entry)?,
@@ -1099,13 +1106,18 @@ impl Groups for RedisStore {
         fanout: &[(String, Vec<Vec<u8>>)],
     ) -> Result<(), GroupStoreError> {
         let prefix = group_prefix(app, group_id);
-        // The entry once, with every recipient: the outbox does not grow with the group.
-        let enqueue = (!recipients.is_empty()).then(|| OutboxAction::Enqueue {
-            handles: recipients.to_vec(),
-            id: id.to_vec(),
-            entry: entry.to_vec(),
-        });
-        let outbox: Vec<OutboxAction> = enqueue.into_iter().chain(fanout_actions(fanout)).collect();
+        // The entry once per chunk of recipients: the outbox grows slowly with the group, and
+        // an action carried out again after a failure repeats at most one chunk (a recipient
+        // who acknowledged meanwhile could see the message twice).
+        let outbox: Vec<OutboxAction> = recipients
+            .chunks(RECIPIENTS_PER_ACTION)
+            .map(|handles| OutboxAction::Enqueue {
+                handles: handles.to_vec(),
+                id: id.to_vec(),
+                entry: entry.to_vec(),
+            })
+            .chain(fanout_actions(fanout))
+            .collect();
         self.list_for_replay(&prefix, &outbox).await?;
         let mut args = vec![prefix.clone().into_bytes()];
         args.extend(outbox.iter().map(|action| action.encode().into_bytes()));
@@ -1400,11 +1412,21 @@ mod tests {
                 peer: "b.localhost".into(),
                 bodies: vec![vec![0, 1, 0xff], vec![2]],
             },
+            // Handles with the separators of the encoding in them, and an empty entry.
+            OutboxAction::Enqueue {
+                handles: vec!["a,b".into(), "c.d e".into(), "ü".into()],
+                id: vec![7; 32],
+                entry: vec![],
+            },
         ];
         for action in actions {
             assert_eq!(OutboxAction::decode(&action.encode()), Some(action));
         }
         assert!(OutboxAction::decode("x a b").is_none());
         assert!(OutboxAction::decode("w 61 not-an-entry").is_none());
+        // A message for nobody, or for an empty handle, is no action.
+        assert!(OutboxAction::decode("m  07.").is_none());
+        assert!(OutboxAction::decode("m 61, 07.").is_none());
+        assert!(OutboxAction::decode("m 61 07").is_none());
     }
 }
