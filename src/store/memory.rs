@@ -37,6 +37,8 @@ struct ClientMessages {
     entries: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
     /// Id -> sequence number, for the entries still queued.
     ids: HashMap<Vec<u8>, u64>,
+    /// Ids acknowledged within the dedup window, with when.
+    acked: HashMap<Vec<u8>, u64>,
 }
 
 impl ClientMessages {
@@ -44,6 +46,9 @@ impl ClientMessages {
     fn enqueue(&mut self, id: &[u8], entry: &[u8]) -> u64 {
         if let Some(sequence) = self.ids.get(id) {
             return *sequence;
+        }
+        if self.acked.contains_key(id) {
+            return 0;
         }
         self.last_sequence += 1;
         let sequence = self.last_sequence;
@@ -1083,9 +1088,14 @@ impl MessageQueues for MemoryStore {
         };
         let kept = queue.entries.split_off(&up_to.saturating_add(1));
         let removed = std::mem::replace(&mut queue.entries, kept);
+        let now = crate::keys::unix_now();
         for (id, _) in removed.values() {
             queue.ids.remove(id);
+            queue.acked.insert(id.clone(), now);
         }
+        queue
+            .acked
+            .retain(|_, at| now.saturating_sub(*at) <= super::DEDUP_WINDOW_SECS);
         Ok(removed.len() as u64)
     }
 }

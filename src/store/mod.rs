@@ -482,6 +482,10 @@ pub trait OutboundQueues: Send + Sync {
     async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// How long a queue remembers the ids of acknowledged messages, so a late redelivery of one
+/// is still dropped (a hub retries a delivery it got no answer for).
+pub const DEDUP_WINDOW_SECS: u64 = 24 * 60 * 60;
+
 /// A message in a client's queue, with its sequence number there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {
@@ -493,12 +497,12 @@ pub struct QueuedMessage {
 
 /// Each client's message queue (issue 7, "Queues and delivery that lose nothing"): FIFO with
 /// sequence numbers from 1, entries removed only by acknowledgement. An entry carries an id
-/// (a digest of the message): enqueuing an id the queue still holds changes nothing, which is
-/// how a redelivered fan-out is dropped.
+/// (a digest of the message): enqueuing an id the queue still holds, or acknowledged within
+/// [`DEDUP_WINDOW_SECS`], changes nothing, which is how a redelivered fan-out is dropped.
 #[async_trait]
 pub trait MessageQueues: Send + Sync {
     /// Appends `entry` to the queue of `handle`; answers its sequence number (the earlier
-    /// one if `id` is still queued).
+    /// one if `id` is still queued, 0 if it was acknowledged within the window).
     async fn enqueue_message(
         &self,
         app: Uuid,

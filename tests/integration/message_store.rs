@@ -67,10 +67,25 @@ async fn contract(store: SharedStore) -> Vec<String> {
     assert_eq!(store.acknowledge_messages(app, CAROL, 2).await.unwrap(), 0);
     let left = store.queued_messages(app, CAROL, 0, 10).await.unwrap();
     assert_eq!(sequences_of(&left), [(3, b"six".to_vec())]);
-    // Numbers are never reused; an acknowledged id may come again as a new message.
+    // A late redelivery of an acknowledged message is dropped too (the dedup window); a new
+    // message gets the next number: numbers are never reused.
     assert_eq!(
         store
             .enqueue_message(app, CAROL, b"id-1", b"one")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue_message(app, CAROL, b"id-2", b"two")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue_message(app, CAROL, b"id-4", b"new")
             .await
             .unwrap(),
         4
@@ -81,6 +96,14 @@ async fn contract(store: SharedStore) -> Vec<String> {
             .await
             .unwrap(),
         2
+    );
+    // Each queue keeps its own: id-1, acknowledged by Carol, is still queued for Dave.
+    assert_eq!(
+        store
+            .enqueue_message(app, "dave", b"id-1", b"one")
+            .await
+            .unwrap(),
+        1
     );
     assert!(
         store

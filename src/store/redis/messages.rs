@@ -9,6 +9,7 @@
 //! | `...:order` | sorted set | queued sequence numbers (score = sequence number) |
 //! | `...:ids` | hash | message id -> sequence number, while queued |
 //! | `...:id-of` | hash | sequence number -> message id |
+//! | `...:acked` | sorted set | ids acknowledged within the dedup window (score = Unix time) |
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -16,15 +17,17 @@ use uuid::Uuid;
 use super::RedisStore;
 use crate::store::{MessageQueues, QueuedMessage, StoreError};
 
-fn keys(app: Uuid, handle: &str) -> [String; 5] {
+fn keys(app: Uuid, handle: &str) -> [String; 6] {
     let prefix = format!("mimi:{{q:{app}:{}}}:", hex::encode(handle.as_bytes()));
-    ["seq", "entries", "order", "ids", "id-of"].map(|name| format!("{prefix}{name}"))
+    ["seq", "entries", "order", "ids", "id-of", "acked"].map(|name| format!("{prefix}{name}"))
 }
 
-/// KEYS: seq, entries, order, ids, id-of. ARGV: id, entry. Returns the sequence number.
+/// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry. Returns the sequence number,
+/// 0 for an id acknowledged within the window.
 pub(super) const ENQUEUE_MESSAGE: &str = r"
 local queued = redis.call('HGET', KEYS[4], ARGV[1])
 if queued then return tonumber(queued) end
+if redis.call('ZSCORE', KEYS[6], ARGV[1]) then return 0 end
 local sequence = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], sequence, ARGV[2])
 redis.call('ZADD', KEYS[3], sequence, sequence)
@@ -44,16 +47,22 @@ end
 return out
 ";
 
-/// KEYS: entries, order, ids, id-of. ARGV: up_to. Returns how many entries went.
+/// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds). Returns how
+/// many entries went; their ids are remembered for the window (by the server's clock).
 pub(super) const ACKNOWLEDGE_MESSAGES: &str = r"
+local now = tonumber(redis.call('TIME')[1])
 local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, sequence in ipairs(sequences) do
   redis.call('HDEL', KEYS[1], sequence)
   local id = redis.call('HGET', KEYS[4], sequence)
-  if id then redis.call('HDEL', KEYS[3], id) end
+  if id then
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZADD', KEYS[5], now, id)
+  end
   redis.call('HDEL', KEYS[4], sequence)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[2]))
 return #sequences
 ";
 
@@ -75,6 +84,7 @@ impl MessageQueues for RedisStore {
                 .key(&keys[2])
                 .key(&keys[3])
                 .key(&keys[4])
+                .key(&keys[5])
                 .arg(id)
                 .arg(entry)
                 .invoke_async(&mut connection)
@@ -133,7 +143,9 @@ impl MessageQueues for RedisStore {
                 .key(&keys[2])
                 .key(&keys[3])
                 .key(&keys[4])
+                .key(&keys[5])
                 .arg(up_to)
+                .arg(crate::store::DEDUP_WINDOW_SECS)
                 .invoke_async(&mut connection)
                 .await
         })
