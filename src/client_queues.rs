@@ -6,7 +6,7 @@
 //! control messages.
 //!
 //! Each entry's id is the SHA-256 of its message, so a redelivered fan-out is dropped while
-//! the first copy is still queued.
+//! the first copy is still queued or was acknowledged within `store::DEDUP_WINDOW_SECS`.
 
 use mimi_wire::messages::{QueuedMessage, QueuedMessageKind};
 use openmls::prelude::tls_codec::Deserialize as _;
