@@ -497,33 +497,65 @@ fn spawn_redis(port: u16, cluster: bool, dir: &Path) -> Child {
         .expect("redis-server is installed (tests/run.sh installs it)")
 }
 
+/// A free port for a Cluster node: its cluster bus listens on the port + 10000, which must be
+/// a valid port and free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl RedisServer {
     pub fn start() -> RedisServer {
-        RedisServer::start_on(free_port(), false)
+        RedisServer::start_with(false)
     }
 
-    fn start_on(port: u16, cluster: bool) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let child = spawn_redis(port, cluster, dir.path());
-        let server = RedisServer {
-            port,
-            child: Some(child),
-            dir,
-            cluster,
-        };
-        server.wait_until_up();
-        server
+    /// Starts a server on a free port; if another process took the port between choosing and
+    /// binding it (the server exits at once), tries another, a few times.
+    fn start_with(cluster: bool) -> RedisServer {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let port = if cluster {
+                free_cluster_port()
+            } else {
+                free_port()
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let child = spawn_redis(port, cluster, dir.path());
+            let mut server = RedisServer {
+                port,
+                child: Some(child),
+                dir,
+                cluster,
+            };
+            if server.wait_until_up() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("no redis-server came up in {ATTEMPTS} attempts");
     }
 
-    fn wait_until_up(&self) {
+    /// Whether the server answers PING within 10 seconds; `false` as soon as it exited.
+    fn wait_until_up(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.cli(&["PING"]).is_some_and(|out| out.trim() == "PONG") {
-                return;
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|child| child.try_wait().is_ok_and(|status| status.is_some()));
+            if exited {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not come up", self.port);
+        false
     }
 
     pub fn url(&self) -> String {
@@ -554,7 +586,11 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.child = Some(spawn_redis(self.port, self.cluster, self.dir.path()));
-        self.wait_until_up();
+        assert!(
+            self.wait_until_up(),
+            "redis-server on port {} did not come up again",
+            self.port
+        );
     }
 }
 
@@ -571,9 +607,7 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_on(free_port(), true))
-            .collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with(true)).collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
