@@ -222,9 +222,10 @@ impl HttpsClient {
                 match sender.send_request(request.clone()).await {
                     Ok(response) => response,
                     // The kept connection closed before the request went out (the peer
-                    // restarted or went idle): hyper says "canceled" only for a request never
-                    // sent, so nothing was processed and it goes once more on a new one.
-                    Err(error) if error.is_canceled() => {
+                    // restarted or went idle), or the peer refused the stream (it is shutting
+                    // down): either way nothing was processed, so it goes once more on a new
+                    // connection.
+                    Err(error) if error.is_canceled() || refused_stream(&error) => {
                         self.forget(authority, id);
                         self.send_fresh(authority, request, &note).await?
                     }
@@ -357,6 +358,19 @@ impl HttpsClient {
             .await
             .map_err(|error| http(error.to_string()))
     }
+}
+
+/// Whether the peer refused the request's HTTP/2 stream (RFC 9113, `REFUSED_STREAM`: the
+/// request was not processed and may be retried).
+fn refused_stream(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Splits `host[:port]` (port 443 by default).
