@@ -67,6 +67,9 @@ impl Gateway {
             acceptor.clone()
         };
         let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
+        // Taken now, not when the watcher first runs: a change made right after start (the
+        // watcher may not have run yet) is still seen as one.
+        let key_file_seen = key_file_stamp(&config.key_file());
         if created {
             tracing::info!(path = %config.key_file().display(), "generated a request-signing key");
         }
@@ -147,7 +150,7 @@ impl Gateway {
             state.clone(),
             signal.clone(),
         ));
-        listeners.spawn(watch_key_file(state.clone(), signal.clone()));
+        listeners.spawn(watch_key_file(state.clone(), key_file_seen, signal.clone()));
         Ok(Gateway {
             application,
             federation,
@@ -212,21 +215,28 @@ fn peer_roots(config: &Config) -> Result<rustls::RootCertStore, StartError> {
     Ok(roots)
 }
 
+/// What tells one version of the key file from the next: inode, length, modification time
+/// (`keygen` replaces the file, write then rename: a new inode even within one timestamp tick).
+type KeyFileStamp = (u64, u64, Option<std::time::SystemTime>);
+
+fn key_file_stamp(path: &std::path::Path) -> Option<KeyFileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.ino(), meta.len(), meta.modified().ok()))
+}
+
 /// Reloads the signing keys when their file changes, so `mimi-gateway keygen --rotate` on a
 /// running gateway takes effect: new requests are signed with the new key, and
 /// `/verification_key` publishes it beside the retiring one.
-async fn watch_key_file(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_key_file(
+    state: Arc<State>,
+    mut seen: Option<KeyFileStamp>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let path = state.config.key_file();
     let interval = std::time::Duration::from_millis(state.config.auth.key_reload_ms.max(50));
-    // `keygen` replaces the file (write, then rename): a new inode even within one
-    // timestamp tick.
-    let modified = |path: &std::path::Path| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path)
-            .ok()
-            .map(|meta| (meta.ino(), meta.len(), meta.modified().ok()))
-    };
-    let mut seen = modified(&path);
+    let modified = key_file_stamp;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,

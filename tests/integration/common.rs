@@ -497,15 +497,31 @@ fn spawn_redis(port: u16, cluster: bool, dir: &Path) -> Child {
         .expect("redis-server is installed (tests/run.sh installs it)")
 }
 
-/// A free port for a Cluster node: its cluster bus listens on the port + 10000, which must be
-/// a valid port and free too.
-fn free_cluster_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+/// A free port of `range`, picked at random and checked by binding it (and, with `bus`, the
+/// port + 10000 too: a Cluster node's bus). Ports that must survive a restart of what holds
+/// them come from ranges below the kernel's ephemeral ports (32768-60999 here), so no
+/// outgoing connection or port-0 listener of a concurrent test takes one meanwhile.
+fn free_port_in(range: std::ops::Range<u16>, bus: bool) -> u16 {
+    use rand::Rng as _;
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..10_000 {
+        let port = rand::thread_rng().gen_range(range.clone());
+        if free(port) && (!bus || free(port + 10_000)) {
             return port;
         }
     }
+    panic!("no free port in {range:?}");
+}
+
+/// A port for a `redis-server` (its Cluster bus, + 10000, stays below 30000).
+fn free_redis_port(cluster: bool) -> u16 {
+    free_port_in(11_000..20_000, cluster)
+}
+
+/// A port for a listener that must come back on the same address after a restart (a
+/// federation peer's, which the others resolve to).
+pub fn free_listener_port() -> u16 {
+    free_port_in(30_000..32_700, false)
 }
 
 impl RedisServer {
@@ -518,11 +534,7 @@ impl RedisServer {
     fn start_with(cluster: bool) -> RedisServer {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            let port = if cluster {
-                free_cluster_port()
-            } else {
-                free_port()
-            };
+            let port = free_redis_port(cluster);
             let dir = tempfile::tempdir().unwrap();
             let child = spawn_redis(port, cluster, dir.path());
             let mut server = RedisServer {

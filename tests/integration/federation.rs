@@ -90,7 +90,7 @@ impl Federation {
             cas.iter().map(|ca| ca.cert.pem()).collect::<String>(),
         )
         .unwrap();
-        let ports: Vec<u16> = domains.iter().map(|_| free_port()).collect();
+        let ports: Vec<u16> = domains.iter().map(|_| free_listener_port()).collect();
         let app = TestApp::new();
         let mut gateways = Vec::new();
         for (index, domain) in domains.iter().enumerate() {
