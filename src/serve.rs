@@ -169,7 +169,7 @@ impl Gateway {
         let mut banner = format!(
             "mimi-gateway {} serving domain {} (DS domain {})\n  \
              application  https://{}\n  \
-             federation   https://{}  (/.well-known/mimi/ds-domain, /verification_key)\n  \
+             federation   https://{}  (/.well-known/mimi/ds-domain, /verification_key, /group_operation, /deliver_message, ...)\n  \
              admin        http://{}  (/healthz, /readyz, /metrics)\n  \
              store        {}\n",
             env!("CARGO_PKG_VERSION"),
