@@ -66,10 +66,11 @@ impl Gateway {
         } else {
             acceptor.clone()
         };
-        let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
-        // Taken now, not when the watcher first runs: a change made right after start (the
-        // watcher may not have run yet) is still seen as one.
+        // Taken before the keys are read, not when the watcher first runs: any change after
+        // it (even right after start, before the watcher ran) is seen as one; at worst the
+        // file is read once more.
         let key_file_seen = key_file_stamp(&config.key_file());
+        let (keys, created) = KeyRing::load_or_create(&config.key_file(), crate::keys::unix_now())?;
         if created {
             tracing::info!(path = %config.key_file().display(), "generated a request-signing key");
         }

@@ -47,7 +47,12 @@ impl ClientMessages {
         if let Some(sequence) = self.ids.get(id) {
             return *sequence;
         }
-        if self.acked.contains_key(id) {
+        let now = crate::keys::unix_now();
+        if self
+            .acked
+            .get(id)
+            .is_some_and(|at| now.saturating_sub(*at) < super::DEDUP_WINDOW_SECS)
+        {
             return 0;
         }
         self.last_sequence += 1;
@@ -1095,7 +1100,7 @@ impl MessageQueues for MemoryStore {
         }
         queue
             .acked
-            .retain(|_, at| now.saturating_sub(*at) <= super::DEDUP_WINDOW_SECS);
+            .retain(|_, at| now.saturating_sub(*at) < super::DEDUP_WINDOW_SECS);
         Ok(removed.len() as u64)
     }
 }

@@ -219,7 +219,7 @@ impl HttpsClient {
         let response = match self.pooled(authority) {
             Some((id, mut sender)) => {
                 note(id);
-                match sender.send_request(request.clone()).await {
+                match sender.send_request(absolute(&request, authority)?).await {
                     Ok(response) => response,
                     // The kept connection closed before the request went out (the peer
                     // restarted or went idle), or the peer refused the stream (it is shutting
@@ -340,6 +340,7 @@ impl HttpsClient {
             if let Some(id) = id {
                 note(id);
             }
+            let request = absolute(&request, authority)?;
             return sender.send_request(request).await.map_err(|error| {
                 if let Some(id) = id {
                     self.forget(authority, id);
@@ -360,17 +361,37 @@ impl HttpsClient {
     }
 }
 
-/// Whether the peer refused the request's HTTP/2 stream (RFC 9113, `REFUSED_STREAM`: the
-/// request was not processed and may be retried).
+/// Whether the peer did not process the request's HTTP/2 stream, so it may be sent again
+/// (RFC 9113, 8.7): it refused the stream (`REFUSED_STREAM`), or it is going away (a GOAWAY
+/// fails only the streams past the last one it will process; a graceful shutdown sends it
+/// with `NO_ERROR`).
 fn refused_stream(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
         }
         source = cause.source();
     }
     false
+}
+
+/// `request` with the absolute URI HTTP/2 needs (`:scheme` and `:authority` come from it);
+/// HTTP/1.1 sends the path alone.
+fn absolute(
+    request: &Request<Full<Bytes>>,
+    authority: &str,
+) -> Result<Request<Full<Bytes>>, HttpsError> {
+    let mut request = request.clone();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    *request.uri_mut() = format!("https://{authority}{path}")
+        .parse()
+        .map_err(|_| HttpsError::BadHost(authority.to_owned()))?;
+    Ok(request)
 }
 
 /// Splits `host[:port]` (port 443 by default).

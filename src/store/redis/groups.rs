@@ -1107,8 +1107,8 @@ impl Groups for RedisStore {
     ) -> Result<(), GroupStoreError> {
         let prefix = group_prefix(app, group_id);
         // The entry once per chunk of recipients: the outbox grows slowly with the group, and
-        // an action carried out again after a failure repeats at most one chunk (a recipient
-        // who acknowledged meanwhile could see the message twice).
+        // an action carried out again after a failure repeats at most one chunk (each queue
+        // drops the repeat by the message's id).
         let outbox: Vec<OutboxAction> = recipients
             .chunks(RECIPIENTS_PER_ACTION)
             .map(|handles| OutboxAction::Enqueue {

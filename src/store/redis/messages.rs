@@ -22,12 +22,15 @@ fn keys(app: Uuid, handle: &str) -> [String; 6] {
     ["seq", "entries", "order", "ids", "id-of", "acked"].map(|name| format!("{prefix}{name}"))
 }
 
-/// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry. Returns the sequence number,
-/// 0 for an id acknowledged within the window.
+/// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry, dedup window (seconds).
+/// Returns the sequence number, 0 for an id acknowledged within the window.
 pub(super) const ENQUEUE_MESSAGE: &str = r"
 local queued = redis.call('HGET', KEYS[4], ARGV[1])
 if queued then return tonumber(queued) end
-if redis.call('ZSCORE', KEYS[6], ARGV[1]) then return 0 end
+local acked = redis.call('ZSCORE', KEYS[6], ARGV[1])
+if acked and tonumber(acked) > tonumber(redis.call('TIME')[1]) - tonumber(ARGV[3]) then
+  return 0
+end
 local sequence = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], sequence, ARGV[2])
 redis.call('ZADD', KEYS[3], sequence, sequence)
@@ -63,6 +66,8 @@ for _, sequence in ipairs(sequences) do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[2]))
+-- An abandoned queue's memory of acknowledged ids goes with the window.
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[2]) end
 return #sequences
 ";
 
@@ -87,6 +92,7 @@ impl MessageQueues for RedisStore {
                 .key(&keys[5])
                 .arg(id)
                 .arg(entry)
+                .arg(crate::store::DEDUP_WINDOW_SECS)
                 .invoke_async(&mut connection)
                 .await
         })
