@@ -274,37 +274,33 @@ async fn connection_requests_reach_the_clients_queue() {
     assert_eq!(queued[0].kind, QueuedMessageKind::ConnectionRequest);
     assert_eq!(queued[0].message.as_slice(), request_message.as_slice());
 
-    // Through A to a client B does not have, and to an unregistered client of A itself.
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("b.localhost", "nobody", &request_message)
-        )
-        .await
-        .error_code(),
-        ErrorCode::PeerRefused
-    );
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("a.localhost", "nobody", &request_message)
-        )
-        .await
-        .error_code(),
-        ErrorCode::UnknownClient
-    );
-    assert_eq!(
-        a.call(
-            Method::POST,
-            &path,
-            send("b.localhost", "carol", b"not mls")
-        )
-        .await
-        .error_code(),
-        ErrorCode::MalformedMlsMessage
-    );
+    // Through A to a client B does not have, to an unregistered client of A itself, and a
+    // request that is no MLSMessage.
+    for (domain, handle, message, refusal) in [
+        (
+            "b.localhost",
+            "nobody",
+            &request_message[..],
+            ErrorCode::PeerRefused,
+        ),
+        (
+            "a.localhost",
+            "nobody",
+            &request_message[..],
+            ErrorCode::UnknownClient,
+        ),
+        (
+            "b.localhost",
+            "carol",
+            &b"not mls"[..],
+            ErrorCode::MalformedMlsMessage,
+        ),
+    ] {
+        let answer = a
+            .call(Method::POST, &path, send(domain, handle, message))
+            .await;
+        assert_eq!(answer.error_code(), refusal, "{handle}@{domain}");
+    }
 
     // Straight to B's /connection_request.
     let request = |domain: &str, handle: &str| {

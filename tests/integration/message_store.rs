@@ -19,6 +19,10 @@ const CAROL: &str = "c{a}:rol";
 async fn contract(store: SharedStore) -> Vec<String> {
     let app = Uuid::from_u128(0x9e0e);
     let mut transcript = Vec::new();
+    let enqueue = |handle: &'static str, id: &'static [u8], entry: &'static [u8]| {
+        let store = store.clone();
+        async move { store.enqueue_message(app, handle, id, entry).await.unwrap() }
+    };
     let sequences_of = |messages: &[store::QueuedMessage]| {
         messages
             .iter()
@@ -37,21 +41,9 @@ async fn contract(store: SharedStore) -> Vec<String> {
         transcript.push(format!("enqueued {sequence}"));
     }
     // A redelivered message (same id) is queued once, under its first number.
-    assert_eq!(
-        store
-            .enqueue_message(app, CAROL, b"id-2", b"two")
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(enqueue(CAROL, b"id-2", b"two").await, 2);
     // Another client's queue is its own.
-    assert_eq!(
-        store
-            .enqueue_message(app, "dave", b"id-1", b"one")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(enqueue("dave", b"id-1", b"one").await, 1);
     let all = store.queued_messages(app, CAROL, 0, 10).await.unwrap();
     assert_eq!(
         sequences_of(&all),
@@ -69,27 +61,9 @@ async fn contract(store: SharedStore) -> Vec<String> {
     assert_eq!(sequences_of(&left), [(3, b"six".to_vec())]);
     // A late redelivery of an acknowledged message is dropped too (the dedup window); a new
     // message gets the next number: numbers are never reused.
-    assert_eq!(
-        store
-            .enqueue_message(app, CAROL, b"id-1", b"one")
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .enqueue_message(app, CAROL, b"id-2", b"two")
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .enqueue_message(app, CAROL, b"id-4", b"new")
-            .await
-            .unwrap(),
-        4
-    );
+    assert_eq!(enqueue(CAROL, b"id-1", b"one").await, 0);
+    assert_eq!(enqueue(CAROL, b"id-2", b"two").await, 0);
+    assert_eq!(enqueue(CAROL, b"id-4", b"new").await, 4);
     assert_eq!(
         store
             .acknowledge_messages(app, CAROL, u64::MAX - 1)
@@ -98,13 +72,7 @@ async fn contract(store: SharedStore) -> Vec<String> {
         2
     );
     // Each queue keeps its own: id-1, acknowledged by Carol, is still queued for Dave.
-    assert_eq!(
-        store
-            .enqueue_message(app, "dave", b"id-1", b"one")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(enqueue("dave", b"id-1", b"one").await, 1);
     assert!(
         store
             .queued_messages(app, CAROL, 0, 10)
