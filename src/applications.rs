@@ -1,12 +1,12 @@
 //! The applications this gateway serves (MIMI Back-end Architecture, "Applications"): each
 //! has an id, an identity provider built from its `IdentityConfiguration`, and may be listed
-//! publicly at `GET /apps`.
+//! publicly at `GET /apps` with the key-package limits its clients must meet.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use mimi_wire::registry::{ApplicationConfiguration, X509DeviceHandleRange};
+use mimi_wire::registry::{ApplicationConfiguration, KeyPackageLimits, X509DeviceHandleRange};
 use uuid::Uuid;
 
 use crate::config::{ApplicationConfig, Config, ConfigError, IdentityProviderKind};
@@ -16,14 +16,22 @@ pub struct Application {
     pub id: Uuid,
     pub public: bool,
     pub identity: Arc<dyn IdentityProvider>,
+    /// The key-package limits published with the configuration (`key_packages.*`).
+    pub key_package_limits: KeyPackageLimits,
 }
 
 impl Application {
+    /// Whether clients of other gateways can be named: the identity provider has domains.
+    pub fn federates(&self) -> bool {
+        self.identity.configuration().supports_domains.0
+    }
+
     /// The configuration peers see.
     pub fn configuration(&self) -> ApplicationConfiguration {
         ApplicationConfiguration {
             id: *self.id.as_bytes(),
             identity_configuration: self.identity.configuration(),
+            key_package_limits: self.key_package_limits.clone(),
         }
     }
 }
@@ -38,6 +46,11 @@ impl Applications {
     /// field. The configuration must have passed `Config::validate`.
     pub fn from_config(config: &Config) -> Result<Applications, ConfigError> {
         let mut by_id = BTreeMap::new();
+        let key_package_limits = KeyPackageLimits {
+            max_lifetime_secs: config.key_packages.max_lifetime_secs,
+            max_per_queue: u32::try_from(config.key_packages.max_per_queue).unwrap_or(u32::MAX),
+            cipher_suites: crate::mls::key_package::SUPPORTED_CIPHER_SUITES.to_vec(),
+        };
         for (index, application) in config.applications.iter().enumerate() {
             let identity =
                 identity_provider(&format!("applications[{index}].identity"), application)?;
@@ -47,6 +60,7 @@ impl Applications {
                     id: application.id,
                     public: application.public,
                     identity,
+                    key_package_limits: key_package_limits.clone(),
                 },
             );
         }
@@ -79,7 +93,8 @@ fn identity_provider(
     let identity = &application.identity;
     let invalid = |field: String, reason: String| ConfigError::Invalid { field, reason };
     match identity.provider {
-        IdentityProviderKind::Basic => Ok(Arc::new(BasicProvider)),
+        IdentityProviderKind::Basic => Ok(Arc::new(BasicProvider::default())),
+        IdentityProviderKind::BasicWithDomains => Ok(Arc::new(BasicProvider::with_domains())),
         IdentityProviderKind::X509 => {
             let range = identity.device_handle_range.ok_or_else(|| {
                 invalid(

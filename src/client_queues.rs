@@ -99,7 +99,8 @@ pub fn queued(entry: store::QueuedMessage) -> Option<QueuedMessage> {
 /// own members, and queued for each peer with members (delivered in order with the group's
 /// other fan-out). `from_peer` is the follower that forwarded it, which must have members in
 /// the group (the draft: the DS authenticates the request's sender, not the message's).
-/// Answers the message's epoch.
+/// `sender` is the sending member's name (its handle, `handle@domain` for another gateway's
+/// client), as its application gave it: that queue is skipped. Answers the message's epoch.
 pub async fn route(
     state: &State,
     app: Uuid,
@@ -107,6 +108,7 @@ pub async fn route(
     message: &[u8],
     rules: &MemberRules<'_>,
     from_peer: Option<&str>,
+    sender: Option<&str>,
 ) -> Result<u64, GatewayError> {
     let (message_group, epoch) = application_message(message)?;
     if message_group != group_id {
@@ -130,6 +132,11 @@ pub async fn route(
     if epoch > current {
         return Err(GroupError::FutureEpoch { current }.into());
     }
+    // The sender's own queue is skipped (MLS clients cannot process their own messages).
+    let members: Vec<String> = members
+        .into_iter()
+        .filter(|name| Some(name.as_str()) != sender)
+        .collect();
     let local: Vec<String> = members
         .iter()
         .filter(|name| split_foreign(name).is_none())

@@ -230,11 +230,14 @@ pub struct IdentityConfig {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum IdentityProviderKind {
     #[default]
     Basic,
     X509,
+    /// Basic credentials naming `handle@domain` (ours, `docs/decisions.md`): federation
+    /// without an X.509 PKI.
+    BasicWithDomains,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -254,6 +257,54 @@ pub struct ApplicationKeyConfig {
     /// Validity window, seconds since the Unix epoch; open-ended when unset.
     pub not_before: Option<u64>,
     pub not_after: Option<u64>,
+}
+
+/// Environment variables with this prefix set configuration keys (`MIMI_STORE__REDIS_URL`).
+pub const ENV_PREFIX: &str = "MIMI_";
+
+/// The top-level keys of [`Config`]: an environment variable `MIMI_<KEY>` whose first segment
+/// is none of these belongs to something else in the deployment and is ignored with a warning;
+/// one naming a known key with an unknown field below it (`MIMI_STORE__REDIS_ULR`) is a typo
+/// and stays fatal, as in the file. A test checks the list against the struct.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "domain",
+    "ds_domain",
+    "data_dir",
+    "listeners",
+    "tls",
+    "limits",
+    "auth",
+    "store",
+    "key_packages",
+    "groups",
+    "federation",
+    "applications",
+];
+
+/// Whether an environment key (after the prefix, `__` turned into `.`) starts with a
+/// top-level configuration key.
+fn names_a_section(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or_default();
+    TOP_LEVEL_KEYS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(first))
+}
+
+/// The `MIMI_*` environment variables that name no configuration key.
+pub fn ignored_environment(names: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let name = name.to_str()?.to_owned();
+            // figment matches the prefix without regard to case; so does this.
+            let prefix = name.get(..ENV_PREFIX.len())?;
+            if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
+                return None;
+            }
+            let key = name[ENV_PREFIX.len()..].replace("__", ".");
+            (!key.is_empty() && !names_a_section(&key)).then_some(name)
+        })
+        .collect()
 }
 
 impl Default for Config {
@@ -330,8 +381,19 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
+        for name in ignored_environment(std::env::vars_os().map(|(name, _)| name)) {
+            tracing::warn!(
+                variable = %name,
+                "ignoring an environment variable with the MIMI_ prefix that names no \
+                 configuration key"
+            );
+        }
         let config: Config = figment
-            .merge(Env::prefixed("MIMI_").split("__"))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .split("__")
+                    .filter(|key| names_a_section(key.as_str())),
+            )
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -439,15 +501,19 @@ impl Config {
 /// Provider"): the error names the offending field.
 fn validate_identity(field: &str, identity: &IdentityConfig) -> Result<(), ConfigError> {
     match identity.provider {
-        IdentityProviderKind::Basic => {
+        IdentityProviderKind::Basic | IdentityProviderKind::BasicWithDomains => {
             let x509_only = identity.device_handle_range.is_some()
                 || identity.account_handle_offset.is_some()
                 || identity.domain_name_offset.is_some()
                 || !identity.trust_roots.is_empty();
-            if identity.supports_accounts || identity.supports_domains {
+            if identity.supports_accounts {
+                return Err(invalid(field, "basic providers do not support accounts"));
+            }
+            if identity.supports_domains && identity.provider == IdentityProviderKind::Basic {
                 return Err(invalid(
                     field,
-                    "the basic provider supports neither accounts nor domains",
+                    "the basic provider does not support domains: use provider = \
+                     \"basic_with_domains\" (identities handle@domain)",
                 ));
             }
             if x509_only {
@@ -500,5 +566,40 @@ pub fn validate_domain(field: &str, domain: &str) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(invalid(field, format!("`{domain}` is not a DNS name")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list the environment is filtered by is exactly the struct's top-level keys.
+    #[test]
+    fn top_level_keys_are_the_structs() {
+        let config = Config {
+            ds_domain: Some("ds.localhost".into()),
+            ..Config::default()
+        };
+        let table = toml::Table::try_from(&config).unwrap();
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut listed = TOP_LEVEL_KEYS.to_vec();
+        keys.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
+    }
+
+    #[test]
+    fn only_variables_naming_no_key_are_ignored() {
+        let names = [
+            "MIMI_HOME",
+            "mimi_release",
+            "MIMI_STORE__REDIS_URL",
+            "MIMI_DOMAIN",
+            "MIMI_STORE__TYPO",
+            "PATH",
+            "MIMI_",
+        ]
+        .map(std::ffi::OsString::from);
+        assert_eq!(ignored_environment(names), ["MIMI_HOME", "mimi_release"]);
     }
 }

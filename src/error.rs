@@ -84,6 +84,8 @@ pub enum GatewayError {
         peer: String,
         code: u16,
         detail: String,
+        /// The peer's structured fields (the hub's current epoch of a stale commit).
+        fields: Vec<mimi_wire::ErrorField>,
     },
     #[error("peer {0} answered something malformed")]
     PeerMalformedAnswer(String),
@@ -99,8 +101,6 @@ pub enum GatewayError {
     GroupInfoRequired,
     #[error("domain `{0}` is not an allowed peer")]
     DomainNotAllowed(String),
-    #[error("no delivery-service operation carries this {0}")]
-    NoMatchingOperation(&'static str),
     #[error("operation rules: {0}")]
     OperationRules(#[from] crate::mls::operations::OperationError),
     #[error("`{0}` is not a client of the requesting peer")]
@@ -108,7 +108,13 @@ pub enum GatewayError {
     /// The hub's refusal of an operation this gateway forwarded, passed on as the hub gave
     /// it (a code this version knows, and its short detail).
     #[error("the hub refused: {code:?} ({detail})")]
-    Relayed { code: ErrorCode, detail: String },
+    Relayed {
+        code: ErrorCode,
+        detail: String,
+        fields: Vec<mimi_wire::ErrorField>,
+    },
+    #[error("the application's identity provider names no domains: it does not federate")]
+    ApplicationDoesNotFederate,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -178,10 +184,10 @@ impl GatewayError {
             GatewayError::NotTheHub(_) => ErrorCode::NotTheHub,
             GatewayError::GroupInfoRequired => ErrorCode::GroupInfoRequired,
             GatewayError::DomainNotAllowed(_) => ErrorCode::DomainNotAllowed,
-            GatewayError::NoMatchingOperation(_) => ErrorCode::NoMatchingOperation,
             GatewayError::OperationRules(_) => ErrorCode::OperationRulesViolated,
             GatewayError::SenderNotOfPeer(_) => ErrorCode::SenderNotOfPeer,
             GatewayError::Relayed { code, .. } => *code,
+            GatewayError::ApplicationDoesNotFederate => ErrorCode::ApplicationDoesNotFederate,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -206,6 +212,23 @@ impl GatewayError {
             GatewayError::OperationRules(error) => format!("{description}: {error}"),
             GatewayError::Relayed { detail, .. } => detail.clone(),
             _ => description.to_owned(),
+        }
+    }
+
+    /// The structured fields sent with the code: the current epoch of a stale commit (also
+    /// in `detail` as text), and whatever a hub's relayed refusal carried.
+    pub fn fields(&self) -> Vec<mimi_wire::ErrorField> {
+        match self {
+            GatewayError::GroupStore(
+                GroupStoreError::StaleEpoch { current }
+                | GroupStoreError::EpochOutOfRange { current },
+            ) => vec![mimi_wire::ErrorField::current_epoch(*current)],
+            GatewayError::Group(
+                crate::mls::group::GroupError::StaleEpoch { current }
+                | crate::mls::group::GroupError::FutureEpoch { current },
+            ) => vec![mimi_wire::ErrorField::current_epoch(*current)],
+            GatewayError::Relayed { fields, .. } => fields.clone(),
+            _ => Vec::new(),
         }
     }
 }

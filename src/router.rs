@@ -120,6 +120,11 @@ pub enum Endpoint {
         app: Uuid,
         group: Vec<u8>,
     },
+    /// `GET /apps/{appId}/groups/{groupId}` (ours): epoch, hub, role, members.
+    GroupStatus {
+        app: Uuid,
+        group: Vec<u8>,
+    },
     /// `GET /apps/{appId}/clients/{clientHandle}/welcome-msgs` ("Joining").
     WelcomeMessages {
         app: Uuid,
@@ -200,6 +205,7 @@ impl Endpoint {
             | Endpoint::UploadCommit { app, .. }
             | Endpoint::ControlMessages { app, .. }
             | Endpoint::GroupInfo { app, .. }
+            | Endpoint::GroupStatus { app, .. }
             | Endpoint::WelcomeMessages { app, .. }
             | Endpoint::AcknowledgeWelcome { app, .. }
             | Endpoint::SendGroupMessage { app, .. }
@@ -232,6 +238,7 @@ impl Endpoint {
             Endpoint::UploadCommit { .. } => "upload_commit",
             Endpoint::ControlMessages { .. } => "control_messages",
             Endpoint::GroupInfo { .. } => "group_info",
+            Endpoint::GroupStatus { .. } => "group_status",
             Endpoint::WelcomeMessages { .. } => "welcome_messages",
             Endpoint::AcknowledgeWelcome { .. } => "acknowledge_welcome",
             Endpoint::SendGroupMessage { .. } => "send_group_message",
@@ -402,6 +409,10 @@ fn route_application(
                 Method::PUT => Ok(Endpoint::CreateGroup { app }),
                 _ => Err(GatewayError::MethodNotAllowed),
             }
+        }
+        ["apps", app, "groups", group] => {
+            let (app, group) = (path_id(app)?, path_group(group)?);
+            get_only(method, Endpoint::GroupStatus { app, group })
         }
         ["apps", app, "groups", group, "proposals"] => {
             let (app, group) = (path_id(app)?, path_group(group)?);

@@ -80,7 +80,7 @@ pub async fn handle(
                 } else {
                     tracing::info!(%error, code = code.code(), "request refused");
                 }
-                error_response_with(code, error.detail())
+                error_response_with(code, error.detail(), error.fields())
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -217,10 +217,14 @@ async fn read_body(
 }
 
 pub fn error_response(code: mimi_wire::ErrorCode) -> HttpResponse {
-    error_response_with(code, code.description().to_owned())
+    error_response_with(code, code.description().to_owned(), Vec::new())
 }
 
-pub fn error_response_with(code: mimi_wire::ErrorCode, detail: String) -> HttpResponse {
+pub fn error_response_with(
+    code: mimi_wire::ErrorCode,
+    detail: String,
+    fields: Vec<mimi_wire::ErrorField>,
+) -> HttpResponse {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // An ErrorResponse is a u16 and a short string: encoding cannot fail, and if it
@@ -228,6 +232,7 @@ pub fn error_response_with(code: mimi_wire::ErrorCode, detail: String) -> HttpRe
     let body = mimi_wire::encode(&ErrorResponse {
         code: code.code(),
         detail,
+        fields,
     })
     .unwrap_or_default();
     octet_stream_response(status, body)

@@ -1,8 +1,9 @@
 //! What a follower does with its applications' proposals and commits for a group it mirrors
 //! (DESIGN.md "Federation: one hub per group"; delivery-service draft, "Client-initiated
 //! operations"): it validates them against its mirror as the hub would, names the draft's
-//! operation that carries them, and forwards them to the hub as a `DSRequest` on
-//! `POST /group_operation`. The hub's answer is the application's: the new epoch, or the
+//! operation that carries them (or, where none does, our `ds_commit` / `ds_upload_proposal`,
+//! so every application endpoint behaves the same whichever gateway is the hub), and
+//! forwards them to the hub as a `DSRequest` on `POST /group_operation`. The hub's answer is the application's: the new epoch, or the
 //! hub's refusal with its code and detail (a lost race is `StaleEpoch` with the hub's
 //! current epoch). The mirror itself moves when the hub's fan-out of the accepted message
 //! arrives, as for every other commit; the answer waits for that (boundedly), so the
@@ -12,9 +13,10 @@ use std::time::Duration;
 
 use mimi_wire::ErrorCode;
 use mimi_wire::ds::{
-    AddRequest, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody, DSRequestType,
-    DSResponseBody, Extensions, GroupUpdateRequest, MLSGroupUpdate, MlsMessage, PartialGroupInfo,
-    ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest, UpdateClientRequest,
+    AddRequest, ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSRequest, DSRequestBody,
+    DSRequestType, DSResponseBody, Extensions, GroupUpdateRequest, MLSGroupUpdate, MlsMessage,
+    PartialGroupInfo, ReInitializeGroupRequest, SelfRemoveClientRequest, SendMessageRequest,
+    UpdateClientRequest, UploadProposalRequest,
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
@@ -60,29 +62,31 @@ pub async fn commit(
         .shape
         .as_ref()
         .ok_or_else(|| GatewayError::Internal("commit not described".into()))?;
-    let operation =
-        operations::classify_commit(shape).ok_or(GatewayError::NoMatchingOperation("commit"))?;
+    let welcomes = usize::from(upload.welcome.is_some());
+    // The draft's operation when one carries the commit under its rules; otherwise our
+    // `ds_commit`, which the hub judges as it judges its own clients' commits.
+    let operation = operations::classify_commit(shape)
+        .filter(|operation| operations::check_commit(*operation, shape, welcomes).is_ok())
+        .unwrap_or(DSRequestType::Commit);
     let group_update = MLSGroupUpdate {
         commit: mls_message(upload.commit)?,
         partial_group_info,
     };
+    let welcome_messages: Vec<MlsMessage> = upload
+        .welcome
+        .map(mls_message)
+        .transpose()?
+        .into_iter()
+        .collect();
     let body = match operation {
-        DSRequestType::AddUsers | DSRequestType::AddClients => {
-            let request = AddRequest {
-                group_update,
-                welcome_messages: upload
-                    .welcome
-                    .map(mls_message)
-                    .transpose()?
-                    .into_iter()
-                    .collect(),
-            };
-            if operation == DSRequestType::AddUsers {
-                DSRequestBody::AddUsers(request)
-            } else {
-                DSRequestBody::AddClients(request)
-            }
-        }
+        DSRequestType::AddUsers => DSRequestBody::AddUsers(AddRequest {
+            group_update,
+            welcome_messages,
+        }),
+        DSRequestType::AddClients => DSRequestBody::AddClients(AddRequest {
+            group_update,
+            welcome_messages,
+        }),
         DSRequestType::RemoveUsers => {
             DSRequestBody::RemoveUsers(GroupUpdateRequest { group_update })
         }
@@ -101,7 +105,10 @@ pub async fn commit(
                 commit: group_update,
             })
         }
-        _ => return Err(GatewayError::NoMatchingOperation("commit")),
+        _ => DSRequestBody::Commit(AddRequest {
+            group_update,
+            welcome_messages,
+        }),
     };
     send(state, hub, body).await?;
     let epoch = outcome.from_epoch + 1;
@@ -110,8 +117,8 @@ pub async fn commit(
     Ok(epoch)
 }
 
-/// Forwards an application's proposal for a group mirrored from `hub`: the draft's only
-/// standalone proposal is a self remove. Answers the proposal's epoch.
+/// Forwards an application's proposal for a group mirrored from `hub`: a self remove as the
+/// draft's operation, any other as `ds_upload_proposal`. Answers the proposal's epoch.
 pub async fn proposal(
     state: &State,
     hub: &str,
@@ -128,13 +135,16 @@ pub async fn proposal(
     // Judged on the mirror's copy, which is then dropped: the mirror holds the proposal once
     // the hub fans it out.
     let (_, shape) = group.accept_proposal(group_id, packet, rules)?;
-    operations::check_self_remove(&shape)
-        .map_err(|_| GatewayError::NoMatchingOperation("proposal"))?;
-    let body = DSRequestBody::SelfRemoveClient(SelfRemoveClientRequest {
-        proposal: mls_message(packet)?,
-    });
+    // The draft's self remove when it is one; any other proposal as our `ds_upload_proposal`.
+    let proposal = mls_message(packet)?;
+    let body = if operations::check_self_remove(&shape).is_ok() {
+        DSRequestBody::SelfRemoveClient(SelfRemoveClientRequest { proposal })
+    } else {
+        DSRequestBody::UploadProposal(UploadProposalRequest { proposal })
+    };
+    let operation = body.request_type();
     send(state, hub, body).await?;
-    tracing::info!(hub, epoch, "self remove forwarded");
+    tracing::info!(hub, epoch, ?operation, "proposal forwarded");
     await_mirror(state, app, group_id, |head| {
         head.epoch > epoch || head.proposals > held
     })
@@ -143,21 +153,36 @@ pub async fn proposal(
 }
 
 /// Forwards an application message for a group mirrored from `hub` (the draft's
-/// `ds_send_message`): the hub routes it to every member, this gateway's included, through
-/// their queues. Answers the message's epoch.
+/// `ds_send_message`, or our `ds_send_message_from` naming the sender to skip): the hub routes
+/// it to every member, this gateway's included, through their queues. Answers the message's
+/// epoch.
 pub async fn message(
     state: &State,
     hub: &str,
+    app: Uuid,
     group_id: &[u8],
     message: &[u8],
+    sender: Option<&str>,
 ) -> Result<u64, GatewayError> {
     let (message_group, epoch) = crate::client_queues::application_message(message)?;
     if message_group != group_id {
         return Err(GroupError::GroupIdMismatch.into());
     }
-    let body = DSRequestBody::SendMessage(SendMessageRequest {
+    let request = SendMessageRequest {
         application_message: mls_message(message)?,
-    });
+    };
+    // The draft's request names no sender: ours does, so the hub skips the sender's queue.
+    let body = match sender {
+        Some(handle) => DSRequestBody::SendMessageFrom(
+            request,
+            ClientId {
+                application: *app.as_bytes(),
+                domain: state.config.domain.clone(),
+                client: ClientRef::Handle(handle.to_owned()),
+            },
+        ),
+        None => DSRequestBody::SendMessage(request),
+    };
     send(state, hub, body).await?;
     Ok(epoch)
 }
@@ -212,7 +237,12 @@ async fn send(state: &State, hub: &str, body: DSRequestBody) -> Result<(), Gatew
             DSResponseBody::Ok => Ok(()),
             _ => Err(GatewayError::PeerMalformedAnswer(hub.to_owned())),
         },
-        Err(GatewayError::PeerRefused { peer, code, detail }) => Err(relay(peer, code, detail)),
+        Err(GatewayError::PeerRefused {
+            peer,
+            code,
+            detail,
+            fields,
+        }) => Err(relay(peer, code, detail, fields)),
         Err(error) => Err(error),
     }
 }
@@ -220,7 +250,12 @@ async fn send(state: &State, hub: &str, body: DSRequestBody) -> Result<(), Gatew
 /// The hub's refusal of a forwarded operation, for the application: a known code of the
 /// caller's making (4xx) passes through with the hub's short detail, anything else stays
 /// `PeerRefused`.
-fn relay(peer: String, code: u16, detail: String) -> GatewayError {
+fn relay(
+    peer: String,
+    code: u16,
+    detail: String,
+    fields: Vec<mimi_wire::ErrorField>,
+) -> GatewayError {
     const MAX_DETAIL: usize = 200;
     match ErrorCode::from_code(code) {
         Some(known) if (400..500).contains(&known.http_status()) => {
@@ -235,9 +270,15 @@ fn relay(peer: String, code: u16, detail: String) -> GatewayError {
             GatewayError::Relayed {
                 code: known,
                 detail,
+                fields,
             }
         }
-        _ => GatewayError::PeerRefused { peer, code, detail },
+        _ => GatewayError::PeerRefused {
+            peer,
+            code,
+            detail,
+            fields,
+        },
     }
 }
 

@@ -22,7 +22,16 @@ use crate::state::State;
 use crate::store::KeyQueueAttributes;
 
 /// A peer domain this gateway may talk to: any, unless an allow-list is configured.
-pub fn check_peer(state: &State, domain: &str) -> Result<(), GatewayError> {
+pub fn check_peer(state: &State, app: Uuid, domain: &str) -> Result<(), GatewayError> {
+    // An application whose identity provider names no domains cannot tell a client of
+    // another gateway from one of its own: it does not federate, and says so.
+    let federates = state
+        .applications
+        .get(&app)
+        .is_some_and(|application| application.federates());
+    if !federates {
+        return Err(GatewayError::ApplicationDoesNotFederate);
+    }
     let allowed = &state.config.federation.allowed_peers;
     if allowed.is_empty() || allowed.iter().any(|peer| peer.eq_ignore_ascii_case(domain)) {
         Ok(())
@@ -42,7 +51,7 @@ pub async fn retrieve_from_peer(
     attributes: &KeyQueueAttributes,
     receiver: &str,
 ) -> Result<(Vec<u8>, bool), GatewayError> {
-    check_peer(state, domain)?;
+    check_peer(state, app, domain)?;
     let request = DSRequest {
         version: DS_PROTOCOL_VERSION,
         body: DSRequestBody::SelectKeyPackages(
@@ -118,7 +127,7 @@ pub async fn connection_key_packages_from_peer(
     account: &str,
     receiver: &str,
 ) -> Result<Vec<Vec<u8>>, GatewayError> {
-    check_peer(state, domain)?;
+    check_peer(state, app, domain)?;
     let request = DSRequest {
         version: DS_PROTOCOL_VERSION,
         body: DSRequestBody::SelectConnectionKeyPackages(
@@ -189,7 +198,7 @@ pub async fn discover_at_peer(
     domain: &str,
     tag: &str,
 ) -> Result<Vec<ClientRecord>, GatewayError> {
-    check_peer(state, domain)?;
+    check_peer(state, app, domain)?;
     let request = DSRequest {
         version: DS_PROTOCOL_VERSION,
         body: DSRequestBody::DiscoverClients(DiscoverClientsRequest {

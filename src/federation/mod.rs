@@ -70,13 +70,14 @@ pub async fn post<T: tls_codec::DeserializeBytes>(
             reason: error.to_string(),
         })?;
     if !answer.status.is_success() {
-        let (code, detail) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
-            .map(|error| (error.code, error.detail))
+        let (code, detail, fields) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
+            .map(|error| (error.code, error.detail, error.fields))
             .unwrap_or_default();
         return Err(GatewayError::PeerRefused {
             peer: peer.to_owned(),
             code,
             detail,
+            fields,
         });
     }
     mimi_wire::decode_exact(&answer.body)

@@ -35,7 +35,7 @@ use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, KeyQueueError, RegistryError, RetrievedKeyPackage};
 
-use super::{authorize, decode_body, decode_ds_request, ds_response, member_rules, peer};
+use super::{authorize, decode_body, decode_ds_request, ds_response, peer};
 
 /// The clients (handle, id) of `account` in `app`.
 async fn account_clients(
@@ -147,7 +147,7 @@ pub(super) async fn answer_peer(
     let federates = state
         .applications
         .get(&app)
-        .is_some_and(|application| member_rules(state, application).federated);
+        .is_some_and(|application| application.federates());
     if !user.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }
@@ -191,7 +191,7 @@ pub async fn for_application(state: &State, request: &Request, app: Uuid) -> Rep
         .filter(|domain| !state.config.serves(domain))
     {
         Some(domain) => {
-            check_peer(state, domain)?;
+            check_peer(state, app, domain)?;
             connection_key_packages_from_peer(state, app, domain, &asked.account, receiver).await?
         }
         None => local_connection_key_packages(state, app, &asked.account, receiver).await?,

@@ -20,7 +20,7 @@ use crate::service::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::RegistryError;
 
-use super::{authorize, decode_body, member_rules, peer};
+use super::{authorize, decode_body, peer};
 
 /// `POST /apps/{appId}/connection-requests`.
 pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
@@ -47,7 +47,7 @@ pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
         )
         .await?;
     } else {
-        check_peer(state, &body.domain)?;
+        check_peer(state, app, &body.domain)?;
         let recipient = ClientId {
             application: *app.as_bytes(),
             domain: body.domain.clone(),
@@ -78,7 +78,7 @@ pub async fn receive(state: &State, request: &Request) -> Reply {
     let federates = state
         .applications
         .get(&app)
-        .is_some_and(|application| member_rules(state, application).federated);
+        .is_some_and(|application| application.federates());
     if !recipient.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }

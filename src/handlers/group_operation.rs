@@ -6,6 +6,11 @@
 //! commit or proposal is applied exactly as one uploaded by a local application: one winner
 //! per epoch, fanned out to every follower (the requesting one included) in the same step.
 //!
+//! What the draft has no operation for comes as ours (`docs/federation-wire.md`): any
+//! standalone proposal as `ds_upload_proposal`, any other commit (an external join by a new
+//! user, say) as `ds_commit`; the hub holds them to the rules it applies to its own clients,
+//! plus the sender check.
+//!
 //! An application message (`ds_send_message`) is routed to every member's queue
 //! (`client_queues`). Also served: `ds_request_group_id` (a fresh 16-byte id),
 //! `ds_signature_public_key` (the raw key this gateway currently signs with),
@@ -15,7 +20,10 @@
 //! only (`docs/federation-wire.md`).
 
 use mimi_wire::DecodeError;
-use mimi_wire::ds::{DSAuthData, DSRequestBody, DSRequestType, DSResponseBody, MLSGroupUpdate};
+use mimi_wire::ds::{
+    ClientRef, DSAuthData, DSRequestBody, DSRequestType, DSResponseBody, MLSGroupUpdate,
+    SelfRemoveClientRequest, UploadProposalRequest,
+};
 use mimi_wire::groups::MAX_GROUP_ID_BYTES;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
@@ -24,7 +32,7 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::group::{self, CommitUpload, GroupError, GroupInfoUpload, Joining};
-use crate::mls::key_package::{MemberRules, is_of_domain};
+use crate::mls::key_package::{MemberRules, foreign_handle, is_of_domain};
 use crate::service::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
@@ -49,15 +57,17 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         DSRequestBody::CreateGroup(create) => {
             return create_group(state, peer, create).await;
         }
-        DSRequestBody::SelfRemoveClient(remove) => {
-            let packet = remove.proposal.as_bytes();
+        DSRequestBody::SelfRemoveClient(SelfRemoveClientRequest { proposal })
+        | DSRequestBody::UploadProposal(UploadProposalRequest { proposal }) => {
+            let packet = proposal.as_bytes();
             let (app, group_id, rules) = hosted_group(state, packet).await?;
-            proposals::accept(state, app, &group_id, packet, &rules, Some(peer)).await?;
+            let forwarded = Some((peer, operation));
+            proposals::accept(state, app, &group_id, packet, &rules, forwarded).await?;
             return ds_response(DSResponseBody::Ok);
         }
-        DSRequestBody::AddUsers(add) | DSRequestBody::AddClients(add) => {
-            (add.group_update, add.welcome_messages)
-        }
+        DSRequestBody::AddUsers(add)
+        | DSRequestBody::AddClients(add)
+        | DSRequestBody::Commit(add) => (add.group_update, add.welcome_messages),
         DSRequestBody::DeleteGroup(request)
         | DSRequestBody::RemoveUsers(request)
         | DSRequestBody::RemoveClients(request)
@@ -67,7 +77,36 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         DSRequestBody::SendMessage(send) => {
             let packet = send.application_message.as_bytes();
             let (app, group_id, rules) = hosted_group(state, packet).await?;
-            crate::client_queues::route(state, app, &group_id, packet, &rules, Some(peer)).await?;
+            crate::client_queues::route(state, app, &group_id, packet, &rules, Some(peer), None)
+                .await?;
+            return ds_response(DSResponseBody::Ok);
+        }
+        DSRequestBody::SendMessageFrom(send, sender) => {
+            // The sender to skip is a client of the requesting peer, named by its handle.
+            let ClientRef::Handle(handle) = &sender.client else {
+                return Err(
+                    DecodeError::Malformed("the sender is named by its handle".into()).into(),
+                );
+            };
+            if !sender.domain.eq_ignore_ascii_case(peer) {
+                return Err(GatewayError::SenderNotOfPeer(foreign_handle(
+                    handle,
+                    &sender.domain,
+                )));
+            }
+            let packet = send.application_message.as_bytes();
+            let (app, group_id, rules) = hosted_group(state, packet).await?;
+            let skipped = foreign_handle(handle, peer);
+            crate::client_queues::route(
+                state,
+                app,
+                &group_id,
+                packet,
+                &rules,
+                Some(peer),
+                Some(&skipped),
+            )
+            .await?;
             return ds_response(DSResponseBody::Ok);
         }
         // The draft lists key package retrieval among the operations too: served as at
@@ -166,7 +205,7 @@ async fn hosting_application(state: &State, group_id: &[u8]) -> Result<Option<Uu
         let federates = state
             .applications
             .get(app)
-            .is_some_and(|application| member_rules(state, application).federated);
+            .is_some_and(|application| application.federates());
         if !federates {
             continue;
         }

@@ -2,7 +2,8 @@
 //! delivery-service draft's "Send an application message to a group"): an application
 //! message, a PrivateMessage the gateway routes without reading, for every member of the
 //! group: at the hub straight into the members' queues (other domains' through their
-//! gateways), at a follower forwarded to the hub. And each client's queue:
+//! gateways), at a follower forwarded to the hub; the sender the application names
+//! (`sender`) is skipped, wherever its queue is. And each client's queue:
 //! `GET|POST /apps/{appId}/clients/{clientHandle}/messages` fetches from a sequence number,
 //! `POST .../messages/acknowledge` removes everything up to one (`mimi_wire::messages`).
 
@@ -27,9 +28,15 @@ pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) 
         decode_body(request, |body: &SendGroupMessageRequest| body.version)?;
     let rules = member_rules(state, application);
     let message = body.message.as_slice();
+    let sender = body.sender.as_deref();
+    if let Some(handle) = sender {
+        mimi_wire::registry::check_handle(handle).map_err(GatewayError::InvalidHandle)?;
+    }
     let epoch = match mirrored_from(state, app, group_id, &rules).await? {
-        Some(hub) => forward::message(state, &hub, group_id, message).await?,
-        None => crate::client_queues::route(state, app, group_id, message, &rules, None).await?,
+        Some(hub) => forward::message(state, &hub, app, group_id, message, sender).await?,
+        None => {
+            crate::client_queues::route(state, app, group_id, message, &rules, None, sender).await?
+        }
     };
     super::group_epoch_created(group_id, epoch)
 }

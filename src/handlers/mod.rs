@@ -80,6 +80,9 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::GroupInfo { app, group } => {
             group_info::handle(state, &request, app, &group).await
         }
+        Endpoint::GroupStatus { app, group } => {
+            group_info::status(state, &request, app, &group).await
+        }
         Endpoint::WelcomeMessages { app, handle } => {
             welcomes::list(state, &request, app, &handle).await
         }
@@ -209,7 +212,7 @@ pub(crate) fn member_rules<'s>(state: &'s State, application: &'s Application) -
         max_lifetime_secs: state.config.key_packages.max_lifetime_secs,
         identity: application.identity.as_ref(),
         domain: &state.config.domain,
-        federated: application.identity.configuration().supports_domains.0,
+        federated: application.federates(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! (`federation::forward`).
 
 use mimi_wire::WIRE_VERSION;
+use mimi_wire::ds::DSRequestType;
 use mimi_wire::groups::{MessagesResponse, UploadProposalRequest};
 use tls_codec::VLBytes;
 use uuid::Uuid;
@@ -34,30 +35,34 @@ pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]
 }
 
 /// Validates and holds a proposal at this gateway, the group's hub, whether an application
-/// uploaded it here or `forwarded_by` a peer as a self remove (its sender a client of that
-/// peer, removing itself); followers with members get it too. Answers the epoch.
+/// uploaded it here or `forwarded` by a peer as an operation (its sender a client of that
+/// peer; as the draft's self remove, removing itself; as our `ds_upload_proposal`, under the
+/// rules for proposals of this gateway's own clients); followers with members get it too.
+/// Answers the epoch.
 pub async fn accept(
     state: &State,
     app: Uuid,
     group_id: &[u8],
     packet: &[u8],
     rules: &MemberRules<'_>,
-    forwarded_by: Option<&str>,
+    forwarded: Option<(&str, DSRequestType)>,
 ) -> Result<u64, GatewayError> {
     let mut group = state
         .groups
         .checkout(state.store.as_ref(), app, group_id)
         .await?;
     let accepted = group.accept_proposal(group_id, packet, rules);
-    let held = match (accepted, forwarded_by) {
+    let held = match (accepted, forwarded) {
         (Ok((held, _)), None) => held,
-        (Ok((held, shape)), Some(peer)) => {
+        (Ok((held, shape)), Some((peer, operation))) => {
             let sender = shape.sender.clone().unwrap_or_default();
             // The copy's openmls queue now holds the proposal: refused, it is dropped.
             if !is_of_domain(&sender, peer) {
                 return Err(GatewayError::SenderNotOfPeer(sender));
             }
-            operations::check_self_remove(&shape)?;
+            if operation == DSRequestType::SelfRemoveClient {
+                operations::check_self_remove(&shape)?;
+            }
             held
         }
         (Err(error), _) => {

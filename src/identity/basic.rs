@@ -2,6 +2,14 @@
 //! credentials only, always valid, the handle is the identity itself. No accounts, no
 //! domains. The identity must be a valid handle (UTF-8, 1-255 bytes, no control characters)
 //! so that it can be registered.
+//!
+//! With domains (`basic_with_domains`, ours: `docs/decisions.md`), the identity is
+//! `handle@domain`: the handle is what comes before the last `@` and must be a valid handle,
+//! the domain what follows, a DNS name, the provider's who issued the client. That is the
+//! architecture draft's example flow (Alice at A adds Carol at B) without an X.509 PKI. As
+//! with the plain provider, credentials are always valid: a gateway trusts its peers to name
+//! only their own clients, and the domain check of key packages and group members holds them
+//! to it.
 
 use mimi_wire::codec::WireBool;
 use mimi_wire::registry::{IdentityConfiguration, IdentityProviderType, check_handle};
@@ -13,14 +21,27 @@ use super::{
 };
 
 #[derive(Debug, Default)]
-pub struct BasicProvider;
+pub struct BasicProvider {
+    /// Identities are `handle@domain`.
+    pub domains: bool,
+}
+
+impl BasicProvider {
+    pub fn with_domains() -> BasicProvider {
+        BasicProvider { domains: true }
+    }
+}
 
 impl IdentityProvider for BasicProvider {
     fn configuration(&self) -> IdentityConfiguration {
         IdentityConfiguration {
-            identity_provider_type: IdentityProviderType::Basic,
+            identity_provider_type: if self.domains {
+                IdentityProviderType::BasicWithDomains
+            } else {
+                IdentityProviderType::Basic
+            },
             supports_accounts: WireBool(false),
-            supports_domains: WireBool(false),
+            supports_domains: WireBool(self.domains),
             parameters: VLBytes::new(Vec::new()),
         }
     }
@@ -36,13 +57,26 @@ impl IdentityProvider for BasicProvider {
                 identity.credential.credential_type().code_point(),
             ));
         };
-        let handle = String::from_utf8(bytes.clone())
+        let text = std::str::from_utf8(bytes)
             .map_err(|_| IdentityError::InvalidHandle("identity is not UTF-8".into()))?;
-        check_handle(&handle).map_err(|error| IdentityError::InvalidHandle(error.to_string()))?;
+        let (handle, domain) = if self.domains {
+            let (handle, domain) = text.rsplit_once('@').ok_or_else(|| {
+                IdentityError::InvalidHandle("identity is not handle@domain".into())
+            })?;
+            if !is_dns_name(domain) {
+                return Err(IdentityError::InvalidHandle(
+                    "the domain of handle@domain is not a DNS name".into(),
+                ));
+            }
+            (handle, Some(domain.to_ascii_lowercase()))
+        } else {
+            (text, None)
+        };
+        check_handle(handle).map_err(|error| IdentityError::InvalidHandle(error.to_string()))?;
         Ok(ClientIdentity {
-            handle,
+            handle: handle.to_owned(),
             account: None,
-            domain: None,
+            domain,
         })
     }
 
@@ -53,6 +87,25 @@ impl IdentityProvider for BasicProvider {
     ) -> Result<ClientIdentity, IdentityError> {
         self.describe(identity)
     }
+}
+
+/// A DNS name: dot-separated labels of 1-63 letters, digits and hyphens (not at either end),
+/// 253 bytes at most. IP literals are not names.
+fn is_dns_name(name: &str) -> bool {
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    let last_is_not_numeric = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|label| !label.bytes().all(|b| b.is_ascii_digit()));
+    !name.is_empty() && name.len() <= 253 && labels_ok && last_is_not_numeric
 }
 
 #[cfg(test)]
@@ -72,7 +125,7 @@ mod tests {
             signature_key: b"k",
             credential: &credential,
         };
-        let named = BasicProvider
+        let named = BasicProvider::default()
             .validate(&identity, &ApplicationContext { msg_timestamp: 0 })
             .unwrap();
         assert_eq!(
@@ -93,7 +146,7 @@ mod tests {
             credential: &credential,
         };
         assert_eq!(
-            BasicProvider.describe(&identity),
+            BasicProvider::default().describe(&identity),
             Err(IdentityError::UnsupportedCredential(2))
         );
     }
@@ -113,7 +166,59 @@ mod tests {
             signature_key: b"k1",
             credential: &b,
         };
-        assert!(BasicProvider.valid_successor(&alice, &alice_again).unwrap());
-        assert!(!BasicProvider.valid_successor(&alice, &bob).unwrap());
+        assert!(
+            BasicProvider::default()
+                .valid_successor(&alice, &alice_again)
+                .unwrap()
+        );
+        assert!(
+            !BasicProvider::default()
+                .valid_successor(&alice, &bob)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn with_domains_the_identity_is_handle_at_domain() {
+        let provider = BasicProvider::with_domains();
+        let named = |identity: &[u8]| {
+            let credential = basic(identity);
+            provider.describe(&Identity {
+                signature_key: b"k",
+                credential: &credential,
+            })
+        };
+        assert_eq!(
+            named(b"carol@B.Localhost").unwrap(),
+            ClientIdentity {
+                handle: "carol".into(),
+                account: None,
+                domain: Some("b.localhost".into()),
+            }
+        );
+        // The handle is what precedes the last `@`.
+        assert_eq!(named(b"a@b@c.example").unwrap().handle, "a@b");
+        for refused in [
+            &b"carol"[..],
+            b"@b.localhost",
+            b"carol@",
+            b"carol@127.0.0.1",
+            b"carol@-b.example",
+            b"carol@b..example",
+            b"carol@b_x.example",
+            b"\xff@b.example",
+        ] {
+            assert!(
+                matches!(named(refused), Err(IdentityError::InvalidHandle(_))),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+        let configuration = provider.configuration();
+        assert_eq!(
+            configuration.identity_provider_type,
+            IdentityProviderType::BasicWithDomains
+        );
+        assert!(configuration.supports_domains.0);
     }
 }

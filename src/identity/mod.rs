@@ -101,6 +101,8 @@ pub struct ClientIdentity {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
+    #[error("credential does not decode: {0}")]
+    MalformedCredential(String),
     #[error("credential type {0} is not supported by this identity provider")]
     UnsupportedCredential(u16),
     #[error("certificate chain: {0}")]
@@ -118,6 +120,7 @@ pub enum IdentityError {
 impl IdentityError {
     pub fn code(&self) -> ErrorCode {
         match self {
+            IdentityError::MalformedCredential(_) => ErrorCode::MalformedCredential,
             IdentityError::UnsupportedCredential(_) => ErrorCode::UnsupportedCredential,
             IdentityError::InvalidChain(_) => ErrorCode::InvalidCertificateChain,
             IdentityError::MissingCommonName(_) => ErrorCode::MissingCommonName,

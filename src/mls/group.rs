@@ -216,10 +216,6 @@ fn leaf_error(error: KeyPackageError) -> GroupError {
     }
 }
 
-fn is_grease(reason: &str) -> bool {
-    reason.contains("UnsupportedExtension")
-}
-
 /// Whether a commit that adds members must come with their Welcome: always at the hub; a
 /// follower mirroring a commit gets the Welcome only if it has members among the added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +240,7 @@ pub fn create(
     if members != 1 {
         return Err(GroupError::NotANewGroup(format!("{members} members")));
     }
-    let (active, new_group) = from_external(group_info, group_info_in, tree, None)?;
+    let (active, new_group) = from_external(group_info, ratchet_tree, group_info_in, tree, None)?;
     let creator = active
         .public
         .leaf(LeafNodeIndex::new(0))
@@ -263,7 +259,8 @@ pub fn import(
     hub: &str,
 ) -> Result<(ActiveGroup, NewGroup), GroupError> {
     let (group_info_in, tree) = decode_group_info_and_tree(group_info, ratchet_tree)?;
-    let (active, new_group) = from_external(group_info, group_info_in, tree, Some(hub))?;
+    let (active, new_group) =
+        from_external(group_info, ratchet_tree, group_info_in, tree, Some(hub))?;
     active.member_names(rules)?;
     Ok((active, new_group))
 }
@@ -283,6 +280,7 @@ fn decode_group_info_and_tree(
 
 fn from_external(
     group_info: &[u8],
+    ratchet_tree: &[u8],
     group_info_in: VerifiableGroupInfo,
     tree: RatchetTreeIn,
     hub: Option<&str>,
@@ -305,7 +303,7 @@ fn from_external(
                 GroupError::InvalidGroupInfo(error.to_string())
             }
             E::WriteToStorageError(error) => GroupError::State(error),
-            E::LeafNodeValidation(ref reason) if is_grease(&format!("{reason:?}")) => {
+            E::LeafNodeValidation(_) if super::grease::tree_has_grease(ratchet_tree) => {
                 GroupError::Grease(error.to_string())
             }
             other => GroupError::InvalidRatchetTree(other.to_string()),
@@ -345,6 +343,11 @@ impl ActiveGroup {
             .filter_map(|member| self.public.leaf(member.index))
             .map(|leaf| leaf_handle(leaf, rules))
             .collect()
+    }
+
+    /// How many members the group has.
+    pub fn member_count(&self) -> usize {
+        self.public.members().count()
     }
 
     pub fn head(&self) -> GroupHead {
@@ -436,7 +439,7 @@ impl ActiveGroup {
         let processed = self
             .public
             .process_message(provider.crypto(), message)
-            .map_err(|error| processing_error(error, GroupError::InvalidProposal))?;
+            .map_err(|error| processing_error(error, packet, GroupError::InvalidProposal))?;
         let sender = processed.sender().clone();
         let queued = match processed.into_content() {
             ProcessedMessageContent::ProposalMessage(queued)
@@ -520,7 +523,7 @@ impl ActiveGroup {
         let processed = self
             .public
             .process_message(crypto, message)
-            .map_err(|error| processing_error(error, GroupError::InvalidCommit))?;
+            .map_err(|error| processing_error(error, commit_packet, GroupError::InvalidCommit))?;
         let sender = processed.sender().clone();
         let staged = match processed.into_content() {
             ProcessedMessageContent::StagedCommitMessage(staged) => *staged,
@@ -803,9 +806,11 @@ fn protocol_message(packet: &[u8]) -> Result<ProtocolMessage, GroupError> {
     }
 }
 
-/// openmls' refusal as the gateway's error; `invalid` wraps what has no code of its own.
+/// openmls' refusal of `packet` as the gateway's error; `invalid` wraps what has no code of
+/// its own, unless the packet carries GREASE values (decided from its bytes, `mls::grease`).
 fn processing_error(
     error: PublicProcessMessageError,
+    packet: &[u8],
     invalid: fn(String) -> GroupError,
 ) -> GroupError {
     match error {
@@ -822,13 +827,7 @@ fn processing_error(
         PublicProcessMessageError::InvalidCommit(StageCommitError::MissingProposal) => {
             GroupError::UnknownProposalReference
         }
-        other => {
-            let reason = other.to_string();
-            if is_grease(&format!("{other:?}")) {
-                GroupError::Grease(reason)
-            } else {
-                invalid(reason)
-            }
-        }
+        other if super::grease::message_has_grease(packet) => GroupError::Grease(other.to_string()),
+        other => invalid(other.to_string()),
     }
 }

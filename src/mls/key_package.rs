@@ -28,6 +28,8 @@ pub enum KeyPackageError {
     Malformed(String),
     #[error("signature does not verify")]
     BadSignature,
+    #[error("GREASE values (RFC 9420, section 13.5) are not supported")]
+    Grease,
     #[error("lifetime ended or not begun: {0}")]
     Expired(String),
     #[error("invalid: {0}")]
@@ -53,6 +55,7 @@ impl KeyPackageError {
         match self {
             KeyPackageError::Malformed(_) => ErrorCode::MalformedKeyPackage,
             KeyPackageError::BadSignature => ErrorCode::KeyPackageSignatureInvalid,
+            KeyPackageError::Grease => ErrorCode::GreaseUnsupported,
             KeyPackageError::Expired(_) => ErrorCode::KeyPackageExpired,
             KeyPackageError::Invalid(_) => ErrorCode::KeyPackageInvalid,
             KeyPackageError::CipherSuiteMismatch { .. } => ErrorCode::CipherSuiteMismatch,
@@ -224,7 +227,7 @@ pub fn member_identity(
     leaf: &openmls::prelude::LeafNode,
     rules: &MemberRules<'_>,
 ) -> Result<MemberIdentity, KeyPackageError> {
-    let credential = super::credential(leaf.credential());
+    let credential = super::credential(leaf.credential())?;
     let identity = Identity {
         signature_key: leaf.signature_key().as_slice(),
         credential: &credential,
@@ -296,6 +299,11 @@ fn decode_and_verify(
             "the MLSMessage is not a KeyPackage".into(),
         ));
     };
+    // openmls 0.9.2 refuses GREASE values in a key package (`../shared/OPENMLS.md`): told
+    // from the package's own values, before any signature work.
+    if super::grease::message_has_grease(bytes) {
+        return Err(KeyPackageError::Grease);
+    }
     let provider = super::crypto();
     key_package_in
         .validate(provider.crypto(), ProtocolVersion::Mls10)

@@ -310,6 +310,10 @@ pub fn check_commit(
             same_credential()?;
             welcome(false)
         }
+        // Ours: a commit the draft has no operation for, judged by the hub as its own
+        // clients' commits are (in staging); at most the one Welcome MLS makes.
+        Op::Commit if welcomes <= 1 => Ok(()),
+        Op::Commit => Err(OperationError::WelcomeCount),
         other => Err(OperationError::NotAGroupOperation(other)),
     }
 }

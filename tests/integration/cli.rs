@@ -331,6 +331,42 @@ async fn environment_overrides_the_config_file() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// Other software's `MIMI_*` variables in the environment do not stop the gateway: each is
+/// named in a warning. A misspelt key under a known section is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_mimi_variables_are_ignored_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("MIMI_RELEASE_CHANNEL", "beta".into()));
+    env.push(("MIMI_HOME", "/opt/mimi".into()));
+    env.push(("RUST_LOG", "warn".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &[], &env);
+    let (status, _) = admin_get(gateway.address("admin"), "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    for name in ["MIMI_RELEASE_CHANNEL", "MIMI_HOME"] {
+        assert!(
+            log.contains(name) && log.contains("ignoring an environment variable"),
+            "{name} named in a warning: {log}"
+        );
+    }
+    drop(gateway);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+        .args(["serve"])
+        .current_dir(dir.path())
+        .envs(loopback_env(dir.path()))
+        .env("MIMI_STORE__REDIS_ULR", "redis://127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("redis_ulr"),
+        "names the misspelt key: {stderr}"
+    );
+}
+
 /// Every log line of a request carries its id (the `x-request-id` answer header), including
 /// lines the handler writes; and a log file gets no terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -456,9 +456,15 @@ async fn queued_count(harness: &Harness, handle: &str, count: usize) -> Vec<Queu
 }
 
 async fn send_message(api: &GroupApi, message: &[u8]) -> Answer {
+    send_message_from(api, message, None).await
+}
+
+/// An application message sent by `sender` (whose own queue is skipped), if named.
+pub async fn send_message_from(api: &GroupApi, message: &[u8], sender: Option<&str>) -> Answer {
     let body = encode(&SendGroupMessageRequest {
         version: 1,
         message: message.to_vec().into(),
+        sender: sender.map(str::to_owned),
     })
     .unwrap();
     api.target

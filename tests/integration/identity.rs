@@ -429,7 +429,10 @@ fn basic_provider_names_the_identity() {
         credential: &credential,
     };
     assert_eq!(
-        BasicProvider.validate(&identity, &at(0)).unwrap().handle,
+        BasicProvider::default()
+            .validate(&identity, &at(0))
+            .unwrap()
+            .handle,
         "carol"
     );
     let x509 = Chain::new().credential();
@@ -438,7 +441,9 @@ fn basic_provider_names_the_identity() {
         credential: &x509,
     };
     assert_eq!(
-        BasicProvider.validate(&identity, &at(0)).unwrap_err(),
+        BasicProvider::default()
+            .validate(&identity, &at(0))
+            .unwrap_err(),
         IdentityError::UnsupportedCredential(2)
     );
 }

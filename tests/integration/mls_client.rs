@@ -39,9 +39,12 @@ impl MlsClient {
             .to_vec();
         let signer =
             SignatureKeyPair::from_raw(SignatureScheme::ED25519, seed.to_vec(), public.clone());
-        let certificates: Vec<VLBytes> =
-            chain.iter().map(|der| VLBytes::new(der.clone())).collect();
-        let content = certificates.tls_serialize_detached().unwrap();
+        // RFC 9420, section 5.3: `Certificate certificates<V>`, each `opaque cert_data<V>`.
+        // openmls writes the outer length prefix itself, so the content is the entries.
+        let content: Vec<u8> = chain
+            .iter()
+            .flat_map(|der| VLBytes::new(der.clone()).tls_serialize_detached().unwrap())
+            .collect();
         let credential = CredentialWithKey {
             credential: Credential::new(CredentialType::X509, content),
             signature_key: public.into(),

@@ -42,6 +42,37 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, tls_codec::Error> {
     value.tls_serialize_detached()
 }
 
+/// Reads one `opaque<V>` entry (RFC 9420, section 2.1.2: a variable-length integer of 1, 2
+/// or 4 bytes in its shortest form, then that many bytes) from the front of `bytes`; answers
+/// the entry and what follows it, or `None` if the prefix is invalid or the entry is cut short.
+/// Never trusts the declared length beyond what remains.
+pub fn read_vl_entry(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let first = *bytes.first()?;
+    let prefix_len = match first >> 6 {
+        0 => 1,
+        1 => 2,
+        2 => 4,
+        _ => return None,
+    };
+    let prefix = bytes.get(..prefix_len)?;
+    let mut length = u64::from(first & 0x3f);
+    for byte in &prefix[1..] {
+        length = (length << 8) | u64::from(*byte);
+    }
+    // The shortest encoding is required ("MUST be encoded in the minimum number of bytes").
+    let minimal = match prefix_len {
+        1 => true,
+        2 => length >= 64,
+        _ => length >= 16384,
+    };
+    if !minimal {
+        return None;
+    }
+    let rest = &bytes[prefix_len..];
+    let length = usize::try_from(length).ok()?;
+    (length <= rest.len()).then(|| rest.split_at(length))
+}
+
 /// Checks the leading version field of a decoded body.
 pub fn check_version(version: u16) -> Result<(), DecodeError> {
     if version == crate::WIRE_VERSION {
@@ -67,6 +98,23 @@ mod tests {
     enum Colour {
         Red = 1,
         Blue = 2,
+    }
+
+    #[test]
+    fn variable_length_entries_read_as_rfc_9420_writes_them() {
+        assert_eq!(
+            read_vl_entry(&[0x02, 1, 2, 9]),
+            Some((&[1u8, 2][..], &[9u8][..]))
+        );
+        assert_eq!(read_vl_entry(&[0x00]), Some((&[][..], &[][..])));
+        let long = [&[0x40, 0x40][..], &[7u8; 64][..]].concat();
+        assert_eq!(read_vl_entry(&long), Some((&[7u8; 64][..], &[][..])));
+        // Not minimal, truncated, the 8-byte form, empty input.
+        assert_eq!(read_vl_entry(&[0x40, 0x01, 0]), None);
+        assert_eq!(read_vl_entry(&[0x03, 1, 2]), None);
+        assert_eq!(read_vl_entry(&[0xc0, 0, 0, 0, 0, 0, 0, 1, 0]), None);
+        assert_eq!(read_vl_entry(&[]), None);
+        assert_eq!(read_vl_entry(&[0x80, 0x00, 0x40]), None);
     }
 
     #[test]

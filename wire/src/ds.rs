@@ -42,6 +42,7 @@
 //!     ds_re_initialize_group(14),
 //!     ds_welcome_info(15), ds_external_commit_info(16), ds_discover_clients(17),   // ours
 //!     ds_select_key_packages(18), ds_select_connection_key_packages(19),           // ours
+//!     ds_upload_proposal(20), ds_commit(21), ds_send_message_from(22),             // ours
 //!     (255)
 //! } DSRequestType;
 //!
@@ -69,6 +70,9 @@
 //!         case ds_select_key_packages:     KeyPackagesRequest; KeyPackageSelector;
 //!         case ds_select_connection_key_packages:
 //!                                          ConnectionKeyPackagesRequest; ClientID receiver;
+//!         case ds_upload_proposal:         UploadProposalRequest;  // MLSMessage proposal;
+//!         case ds_commit:                  CommitRequest;          // as AddUsersRequest
+//!         case ds_send_message_from:       SendMessageRequest; ClientID sender;
 //!     };
 //! } DSRequestBody;
 //!
@@ -448,6 +452,14 @@ pub struct AddRequest {
 
 pub type AddUsersRequest = AddRequest;
 pub type AddClientsRequest = AddRequest;
+/// Ours (`ds_commit`): a commit with the Welcome it may come with (none or one).
+pub type CommitRequest = AddRequest;
+
+/// Ours (`ds_upload_proposal`): a member's standalone proposal, as a PublicMessage.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct UploadProposalRequest {
+    pub proposal: MlsMessage,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct SelfRemoveClientRequest {
@@ -540,6 +552,16 @@ pub enum DSRequestType {
     SelectKeyPackages = 18,
     /// Ours: `ds_select_connection_key_packages`.
     SelectConnectionKeyPackages = 19,
+    /// Ours: `ds_upload_proposal`, any standalone proposal of a member (the draft has only the
+    /// self remove); the hub holds it under the rules it applies to its own clients'.
+    UploadProposal = 20,
+    /// Ours: `ds_commit`, a commit no operation of the draft carries (an external join by a
+    /// new user, a commit mixing changes); the hub applies the rules it applies to its own
+    /// clients' commits.
+    Commit = 21,
+    /// Ours: `ds_send_message_from`, `ds_send_message` naming the sending client, whose queue
+    /// the hub skips (an MLS client cannot process its own application message).
+    SendMessageFrom = 22,
 }
 
 /// `DSRequestBody`, tagged by [`DSRequestType`].
@@ -590,6 +612,12 @@ pub enum DSRequestBody {
     /// gets the same packages until they are used.
     #[tls_codec(discriminant = "DSRequestType::SelectConnectionKeyPackages")]
     SelectConnectionKeyPackages(ConnectionKeyPackagesRequest, ClientId),
+    #[tls_codec(discriminant = "DSRequestType::UploadProposal")]
+    UploadProposal(UploadProposalRequest),
+    #[tls_codec(discriminant = "DSRequestType::Commit")]
+    Commit(CommitRequest),
+    #[tls_codec(discriminant = "DSRequestType::SendMessageFrom")]
+    SendMessageFrom(SendMessageRequest, ClientId),
 }
 
 impl DSRequestBody {
@@ -617,6 +645,9 @@ impl DSRequestBody {
             DSRequestBody::SelectConnectionKeyPackages(..) => {
                 DSRequestType::SelectConnectionKeyPackages
             }
+            DSRequestBody::UploadProposal(_) => DSRequestType::UploadProposal,
+            DSRequestBody::Commit(_) => DSRequestType::Commit,
+            DSRequestBody::SendMessageFrom(..) => DSRequestType::SendMessageFrom,
         }
     }
 }
@@ -1011,7 +1042,11 @@ mod tests {
             DSRequestBody::RemoveUsers(RemoveUsersRequest {
                 group_update: group_update(f),
             }),
-            DSRequestBody::AddClients(add),
+            DSRequestBody::AddClients(add.clone()),
+            DSRequestBody::Commit(add),
+            DSRequestBody::UploadProposal(UploadProposalRequest {
+                proposal: message(&f.proposal),
+            }),
             DSRequestBody::RemoveClients(RemoveClientsRequest {
                 group_update: group_update(f),
             }),
@@ -1028,6 +1063,12 @@ mod tests {
             DSRequestBody::SendMessage(SendMessageRequest {
                 application_message: message(&f.application_message),
             }),
+            DSRequestBody::SendMessageFrom(
+                SendMessageRequest {
+                    application_message: message(&f.application_message),
+                },
+                client_id(8),
+            ),
             DSRequestBody::SignaturePublicKey,
             DSRequestBody::KeyPackages(KeyPackagesRequest {
                 client_identifiers: vec![client_id(1), client_id(2)],

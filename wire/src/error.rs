@@ -1,9 +1,17 @@
 //! The error body of every endpoint and the one documented list of error codes.
 //!
 //! ```text
+//! enum { current_epoch(1), (65535) } ErrorFieldType;
+//!
+//! struct {
+//!     uint16 field_type;  // an ErrorFieldType; unknown types are skipped, never refused
+//!     opaque value<V>;    // current_epoch: uint64
+//! } ErrorField;
+//!
 //! struct {
 //!     uint16 code;
 //!     opaque detail<V>;   // UTF-8, short, never internal detail
+//!     ErrorField fields<V>; // what a caller acts on, as values rather than text
 //! } ErrorResponse;
 //! ```
 //!
@@ -11,13 +19,35 @@
 //! 1-99 request framing, 100-199 authentication, 200-299 service state; later ranges belong to
 //! the registry (300-), key queues (400-), groups (500-) and federation (600-).
 
-use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize};
+use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 /// The TLS-serialized body of every error answer, sent with a fitting HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
 pub struct ErrorResponse {
     pub code: u16,
     pub detail: String,
+    pub fields: Vec<ErrorField>,
+}
+
+/// A structured part of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct ErrorField {
+    pub field_type: u16,
+    pub value: VLBytes,
+}
+
+/// `ErrorFieldType::current_epoch`: the group's current epoch, with `StaleEpoch` and
+/// `EpochOutOfRange`.
+pub const FIELD_CURRENT_EPOCH: u16 = 1;
+
+impl ErrorField {
+    /// The group's current epoch.
+    pub fn current_epoch(epoch: u64) -> ErrorField {
+        ErrorField {
+            field_type: FIELD_CURRENT_EPOCH,
+            value: VLBytes::new(epoch.to_be_bytes().to_vec()),
+        }
+    }
 }
 
 impl ErrorResponse {
@@ -26,12 +56,22 @@ impl ErrorResponse {
         ErrorResponse {
             code: code.code(),
             detail: code.description().to_owned(),
+            fields: Vec::new(),
         }
     }
 
     /// The code, if it is one this version knows.
     pub fn error_code(&self) -> Option<ErrorCode> {
         ErrorCode::from_code(self.code)
+    }
+
+    /// The group's current epoch, when the answer carries it (`StaleEpoch`).
+    pub fn current_epoch(&self) -> Option<u64> {
+        self.fields
+            .iter()
+            .find(|field| field.field_type == FIELD_CURRENT_EPOCH)
+            .and_then(|field| <[u8; 8]>::try_from(field.value.as_slice()).ok())
+            .map(u64::from_be_bytes)
     }
 }
 
@@ -121,6 +161,9 @@ error_codes! {
     UnknownDomain = 307, 404, "unknown domain";
     /// The credential's type is not one the application's identity provider supports.
     UnsupportedCredential = 310, 400, "credential type not supported by the identity provider";
+    /// The credential's content does not decode as RFC 9420 defines it (section 5.3): for
+    /// X.509, `Certificate certificates<V>` must be a run of non-empty `opaque cert_data<V>`.
+    MalformedCredential = 315, 400, "the credential does not decode";
     /// The X.509 chain is malformed, untrusted, outside its validity or breaks a CA rule.
     InvalidCertificateChain = 311, 400, "certificate chain does not validate";
     /// A certificate needed to derive a handle, account or domain has no subject Common Name.
@@ -247,8 +290,8 @@ error_codes! {
     /// forward proposals and commits to the hub (`/group_operation`); kept, never reused.
     HubElsewhere = 608, 409, "the group's hub is another gateway";
     /// A follower's application uploaded a proposal or commit that no operation of the
-    /// delivery-service draft carries (for example a commit adding and removing members by
-    /// value), so it cannot be forwarded to the group's hub.
+    /// delivery-service draft carries. No longer sent since followers forward those as our
+    /// `ds_upload_proposal` and `ds_commit`; kept, never reused.
     NoMatchingOperation = 609, 400, "no delivery-service operation carries this message";
     /// A forwarded proposal or commit breaks a validation rule of the operation it was sent
     /// as (delivery-service draft, "Client-initiated operations"); the detail names the rule.
@@ -259,6 +302,10 @@ error_codes! {
     /// A connection key package the peer handed out is of a client of another account than
     /// the one asked for.
     PeerWrongAccount = 612, 502, "the peer's key package is of another account";
+    /// The application's identity provider names no domains (the plain Basic provider), so
+    /// it cannot reach clients of other gateways: use `basic_with_domains` or X.509 with
+    /// domains to federate.
+    ApplicationDoesNotFederate = 613, 400, "this application does not federate: its identity provider names no domains";
 }
 
 #[cfg(test)]
@@ -277,6 +324,35 @@ mod tests {
             assert!(!code.description().is_empty());
         }
         assert_eq!(ErrorCode::from_code(9999), None);
+    }
+
+    /// Written out from the struct: code 507, detail "e", one current_epoch field of 7.
+    #[test]
+    fn a_stale_epoch_answer_carries_the_epoch_as_a_value() {
+        let body = ErrorResponse {
+            code: 507,
+            detail: "e".into(),
+            fields: vec![ErrorField::current_epoch(7)],
+        };
+        let bytes = encode(&body).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0x01, 0xfb, 0x01, b'e', 0x0c, 0x00, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 7
+            ]
+        );
+        let decoded: ErrorResponse = decode_exact(&bytes).unwrap();
+        assert_eq!(decoded.current_epoch(), Some(7));
+        // An unknown field is carried, not refused, and a malformed value reads as absent.
+        let other = ErrorResponse {
+            fields: vec![ErrorField {
+                field_type: 99,
+                value: VLBytes::new(vec![1]),
+            }],
+            ..body
+        };
+        let decoded: ErrorResponse = decode_exact(&encode(&other).unwrap()).unwrap();
+        assert_eq!(decoded.current_epoch(), None);
     }
 
     #[test]

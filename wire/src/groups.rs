@@ -34,6 +34,18 @@
 //!
 //! struct { opaque group_info<V>; optional<opaque ratchet_tree<V>>; } GroupInfoEntry;
 //! struct { uint16 version; GroupInfoEntry group_infos<V>; } GroupInfoResponse;
+//!
+//! // GET /apps/{appId}/groups/{groupId} (ours): what a client cannot learn otherwise.
+//! enum { hub(1), mirror(2), (255) } GroupRole;
+//! struct {
+//!     uint16 version;
+//!     opaque group_id<V>;
+//!     uint64 epoch;
+//!     opaque hub_domain<V>;        // the gateway that orders the group's commits
+//!     GroupRole role;              // this gateway's: the hub, or a mirror of it
+//!     uint32 member_count;
+//!     bool has_group_info;         // GET .../group-info answers one
+//! } GroupStatusResponse;
 //! ```
 
 use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
@@ -111,6 +123,27 @@ pub struct GroupInfoResponse {
     pub group_infos: Vec<GroupInfoEntry>,
 }
 
+/// This gateway's part in a group.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub enum GroupRole {
+    /// This gateway orders the group's commits.
+    Hub = 1,
+    /// This gateway mirrors the group from its hub and forwards to it.
+    Mirror = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct GroupStatusResponse {
+    pub version: u16,
+    pub group_id: VLBytes,
+    pub epoch: u64,
+    pub hub_domain: String,
+    pub role: GroupRole,
+    pub member_count: u32,
+    pub has_group_info: crate::codec::WireBool,
+}
+
 /// A group id as it appears in a path: lowercase hex.
 pub fn group_id_to_path(group_id: &[u8]) -> String {
     group_id.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -134,6 +167,31 @@ pub fn group_id_from_path(segment: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Written out from the struct above.
+    #[test]
+    fn group_status_encodes_as_documented() {
+        let status = GroupStatusResponse {
+            version: 1,
+            group_id: VLBytes::new(vec![0xab]),
+            epoch: 3,
+            hub_domain: "a.x".into(),
+            role: GroupRole::Mirror,
+            member_count: 2,
+            has_group_info: crate::codec::WireBool(true),
+        };
+        let bytes = crate::encode(&status).unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0, 1, 1, 0xab, 0, 0, 0, 0, 0, 0, 0, 3, 3, b'a', b'.', b'x', 2, 0, 0, 0, 2, 1
+            ]
+        );
+        assert_eq!(
+            crate::decode_exact::<GroupStatusResponse>(&bytes).unwrap(),
+            status
+        );
+    }
 
     #[test]
     fn group_ids_round_trip_through_paths() {

@@ -18,7 +18,7 @@ pub mod verification_key;
 pub mod whoami;
 
 pub use codec::{DecodeError, decode_exact, encode};
-pub use error::{ErrorCode, ErrorResponse};
+pub use error::{ErrorCode, ErrorField, ErrorResponse};
 
 /// Version of this gateway's own wire format. Every top-level body carries it first, so a
 /// later format can be served beside this one.

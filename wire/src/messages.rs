@@ -7,7 +7,9 @@
 //! ```text
 //! // POST /apps/{appId}/groups/{groupId}/messages: a PrivateMessage (content type
 //! // application) for every member; answers 201 GroupEpochResponse (the message's epoch).
-//! struct { uint16 version; opaque message<V>; } SendGroupMessageRequest;
+//! // The gateway cannot read who sent it: `sender` (the sending client's handle) names the
+//! // queue to skip, since MLS clients cannot process their own messages.
+//! struct { uint16 version; opaque message<V>; optional<opaque> sender<V>; } SendGroupMessageRequest;
 //!
 //! // GET|POST /apps/{appId}/clients/{clientHandle}/messages
 //! struct { uint16 version; uint64 from_sequence; uint16 limit; } FetchMessagesRequest;
@@ -45,6 +47,8 @@ pub const MAX_FETCH: u16 = 1000;
 pub struct SendGroupMessageRequest {
     pub version: u16,
     pub message: VLBytes,
+    /// The sending client's handle, whose queue is skipped.
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]

@@ -5,7 +5,8 @@
 //! (`opaque<V>` strings are UTF-8; UUIDs are 16 bytes):
 //!
 //! ```text
-//! enum { basic(1), x509(2), (255) } IdentityProviderType;
+//! enum { basic(1), x509(2), basic_with_domains(240), (255) } IdentityProviderType;
+//! // basic_with_domains is ours (docs/decisions.md): Basic identities `handle@domain`
 //!
 //! struct {
 //!     IdentityProviderType identity_provider_type;
@@ -21,8 +22,16 @@
 //!     optional<uint8> domain_name_offset;      // present iff supports_domains
 //! } X509Parameters;
 //!
-//! struct { opaque id[16]; IdentityConfiguration identity_configuration; }
-//!     ApplicationConfiguration;
+//! struct {
+//!     uint64 max_lifetime_secs;     // longest key package lifetime window accepted
+//!     uint32 max_per_queue;         // most ordinary key packages a key queue holds
+//!     uint16 cipher_suites<V>;      // the suites key queues may have
+//! } KeyPackageLimits;               // ours
+//! struct {
+//!     opaque id[16];
+//!     IdentityConfiguration identity_configuration;
+//!     KeyPackageLimits key_package_limits;
+//! } ApplicationConfiguration;
 //! struct { uint16 version; ApplicationConfiguration applications<V>; } ApplicationList;
 //!
 //! struct { opaque client_id[16]; opaque client_handle<V>; opaque tags<V><V>; } ClientRecord;
@@ -56,6 +65,10 @@ pub const MAX_TAGS: usize = 64;
 pub enum IdentityProviderType {
     Basic = 1,
     X509 = 2,
+    /// Ours, not the draft's: Basic credentials whose identity is `handle@domain`, the
+    /// domain being the client's provider's, so that applications without an X.509 PKI
+    /// federate. `supports_domains` is true and `parameters` empty.
+    BasicWithDomains = 240,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
@@ -83,6 +96,20 @@ pub struct X509Parameters {
 pub struct ApplicationConfiguration {
     pub id: [u8; 16],
     pub identity_configuration: IdentityConfiguration,
+    /// What the gateway accepts in this application's key queues.
+    pub key_package_limits: KeyPackageLimits,
+}
+
+/// The key-package limits an application's clients must meet (ours, so that clients need not
+/// learn them from refusals).
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+pub struct KeyPackageLimits {
+    /// Longest lifetime window (`not_after - not_before`) a key package may have.
+    pub max_lifetime_secs: u64,
+    /// Most ordinary key packages one key queue holds.
+    pub max_per_queue: u32,
+    /// The MLS cipher suites key queues may be created for.
+    pub cipher_suites: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
