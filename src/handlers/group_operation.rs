@@ -152,6 +152,10 @@ async fn commit(
     update: &MLSGroupUpdate,
     welcomes: &[mimi_wire::ds::MlsMessage],
 ) -> Result<(Uuid, Vec<u8>), GatewayError> {
+    // Ours carries at most the one Welcome MLS makes: refused before any work.
+    if operation == DSRequestType::Commit && welcomes.len() > 1 {
+        return Err(crate::mls::operations::OperationError::WelcomeCount.into());
+    }
     let packet = update.commit.as_bytes();
     let (app, group_id, rules) = hosted_group(state, packet).await?;
     let partial = &update.partial_group_info;

@@ -262,8 +262,7 @@ mod tests {
         capabilities.extend(list(extension_types));
         capabilities.extend(list(&[]));
         capabilities.extend(list(&[1]));
-        out.push(capabilities.len() as u8);
-        out.extend(capabilities);
+        out.extend(capabilities); // a struct of five vectors, no length of its own
         out.push(1);
         out.extend_from_slice(&[0; 16]);
         match leaf_extension {

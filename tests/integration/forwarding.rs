@@ -10,6 +10,7 @@ use mimi_wire::ds::{
     AddRequest, ClientId, ClientRef, DS_PROTOCOL_VERSION, DSAuthData, DSFanoutRequest, DSRequest,
     DSRequestBody, Extensions, FanoutAuthToken, GroupUpdateRequest, MLSGroupUpdate, MlsMessage,
     PartialGroupInfo, SelfRemoveClientRequest, SendMessageRequest, ShortBytes, UpdateClientRequest,
+    UploadProposalRequest,
 };
 use mimi_wire::messages::{
     AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, QueuedMessage,
@@ -220,9 +221,9 @@ async fn a_follower_forwards_adds_and_a_self_remove() {
     assert!(carol.apply(&mirrored[1]), "Carol sees she left");
 }
 
-/// External joins through a follower (`ds_external_join`): Carol's new client (the same
-/// client handle, so the same user) joins from the GroupInfo B serves; a client of a user
-/// who is not in the group is refused by the hub.
+/// External joins through a follower, as at the hub: a new user joins from the GroupInfo B
+/// serves (our `ds_commit`, since the draft's `ds_external_join` refuses a new user), then
+/// Carol's new client (the same client handle, so the same user) as `ds_external_join`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_forwards_an_external_join() {
     let TwoDomains {
@@ -232,20 +233,31 @@ async fn a_follower_forwards_an_external_join() {
         hub,
         mirror,
     } = alice_and_carol(2).await;
+    // Mallory's application registers her at B (a fan-out names only registered clients).
+    register(&federation.gateways[1], "mallory").await;
     let mut mallory = federation.cas[1].member("mallory");
     let (commit, info) = mallory.join_external(&mirror.group_info().await);
-    let answer = mirror.commit(&commit, Some(&info), None).await;
+    // As the draft's ds_external_join, a new user's join breaks that operation's rule...
+    let as_draft = ds_request(DSRequestBody::ExternalJoin(GroupUpdateRequest {
+        group_update: group_update(&commit, &info),
+    }));
+    let answer = group_operation(&federation, 1, 0, &as_draft).await;
     assert_eq!(answer.error_code(), ErrorCode::OperationRulesViolated);
     assert!(error(&answer).detail.contains("not in the group"));
     assert_eq!(hub.epoch().await, 1, "nothing applied");
+    // ... so B carries it as our ds_commit, and the hub applies it as it would at home.
+    assert_eq!(mirror.commit_ok(&commit, Some(&info), None).await, 2);
+    assert!(!alice.apply(&commit));
+    assert_eq!(alice.secret(), mallory.secret());
 
+    // A client of a member user rejoining goes as the draft's ds_external_join.
     let mut carol_again = federation.cas[1].member("carol");
     let (commit, info) = carol_again.join_external(&mirror.group_info().await);
-    assert_eq!(mirror.commit_ok(&commit, Some(&info), None).await, 2);
-    assert_eq!(hub.control_ok(2, Some(2)).await, vec![commit.clone()]);
+    assert_eq!(mirror.commit_ok(&commit, Some(&info), None).await, 3);
+    assert_eq!(hub.control_ok(3, Some(3)).await, vec![commit.clone()]);
     assert!(!alice.apply(&commit));
     assert_eq!(alice.secret(), carol_again.secret());
-    assert_eq!(mirrored_control(&mirror, 2).await, vec![commit]);
+    assert_eq!(mirrored_control(&mirror, 3).await, vec![commit]);
 }
 
 /// `ds_delete_group` from B, where Carol and Erin are: a commit that leaves someone in the
@@ -402,12 +414,55 @@ async fn group_operation_refusals() {
         &group_operation(&federation, 2, 0, &from_c).await,
         ErrorCode::SenderNotOfPeer,
     );
-    // Through B's application listener: a proposal no operation carries is not forwarded.
+    // Our ds_upload_proposal and ds_commit from C for B's member, and ds_send_message_from
+    // naming a sender of another domain than the requesting peer's.
+    let proposal_from_c = ds_request(DSRequestBody::UploadProposal(UploadProposalRequest {
+        proposal: MlsMessage::from_bytes(remove_alice.clone()).unwrap(),
+    }));
     refused(
-        &mirror.propose(&remove_alice).await,
-        ErrorCode::NoMatchingOperation,
+        &group_operation(&federation, 2, 0, &proposal_from_c).await,
+        ErrorCode::SenderNotOfPeer,
+    );
+    let commit_from_c = ds_request(DSRequestBody::Commit(AddRequest {
+        group_update: carol_update.clone(),
+        welcome_messages: Vec::new(),
+    }));
+    refused(
+        &group_operation(&federation, 2, 0, &commit_from_c).await,
+        ErrorCode::SenderNotOfPeer,
+    );
+    let two_welcomes = ds_request(DSRequestBody::Commit(AddRequest {
+        group_update: carol_update.clone(),
+        welcome_messages: vec![
+            MlsMessage::from_bytes(remove_alice.clone()).unwrap(),
+            MlsMessage::from_bytes(remove_alice.clone()).unwrap(),
+        ],
+    }));
+    refused(
+        &group_operation(&federation, 1, 0, &two_welcomes).await,
+        ErrorCode::OperationRulesViolated,
+    );
+    let sender_of_c = ds_request(DSRequestBody::SendMessageFrom(
+        SendMessageRequest {
+            application_message: MlsMessage::from_bytes(carol.send_message(b"hi")).unwrap(),
+        },
+        ClientId {
+            application: *hub.app.as_bytes(),
+            domain: DOMAINS[2].into(),
+            client: ClientRef::Handle("carol".into()),
+        },
+    ));
+    refused(
+        &group_operation(&federation, 1, 0, &sender_of_c).await,
+        ErrorCode::SenderNotOfPeer,
     );
     assert!(hub.proposals().await.is_empty(), "no proposal held");
+    assert_eq!(hub.epoch().await, 1, "nothing applied");
+    // Through B's application listener, a proposal the draft has no operation for goes as our
+    // ds_upload_proposal: held at the hub as if uploaded there.
+    let answer = mirror.propose(&remove_alice).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    assert_eq!(hub.proposals().await, vec![remove_alice.clone()]);
     assert_eq!(hub.epoch().await, 1, "nothing applied");
 
     // The same commit, as the operation it is, goes through.

@@ -630,7 +630,8 @@ async fn bad_key_packages_are_refused_and_change_nothing() {
     let foreign = harness
         .call(Method::POST, &path, body("bob", Some("b.example")))
         .await;
-    assert_eq!(foreign.error_code(), ErrorCode::UnknownDomain);
+    // The harness's application is plain Basic: it names no domains, so it cannot federate.
+    assert_eq!(foreign.error_code(), ErrorCode::ApplicationDoesNotFederate);
     let mut trailing = body("bob", None);
     trailing.push(1);
     assert_eq!(

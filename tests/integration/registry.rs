@@ -401,7 +401,8 @@ async fn discovery_by_post_and_domains() {
             discover_body(Some("b.example"), "friends"),
         )
         .await;
-    assert_eq!(foreign.error_code(), ErrorCode::UnknownDomain);
+    // The harness's application is plain Basic: it names no domains, so it cannot federate.
+    assert_eq!(foreign.error_code(), ErrorCode::ApplicationDoesNotFederate);
 }
 
 /// `GET /apps` lists public applications with their identity configuration; an application

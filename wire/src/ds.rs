@@ -1422,8 +1422,8 @@ mod tests {
     #[test]
     fn unknown_tags_are_refused() {
         assert_eq!(
-            decode_exact::<DSRequestBody>(&[20]),
-            Err(DecodeError::UnknownValue(20))
+            decode_exact::<DSRequestBody>(&[23]),
+            Err(DecodeError::UnknownValue(23))
         );
         assert_eq!(
             decode_exact::<DSRequestBody>(&[200]),

@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(
             bytes,
             [
-                0x01, 0xfb, 0x01, b'e', 0x0c, 0x00, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 7
+                0x01, 0xfb, 0x01, b'e', 0x0b, 0x00, 0x01, 0x08, 0, 0, 0, 0, 0, 0, 0, 7
             ]
         );
         let decoded: ErrorResponse = decode_exact(&bytes).unwrap();
