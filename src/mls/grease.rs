@@ -310,6 +310,48 @@ mod tests {
         assert!(tree_has_grease(&tree_of(leaf(&[1], &[0x5a5a], None))));
     }
 
+    /// `name=hex` lines written by mls-rs 0.57 (`tests/vectors/`): with its `grease` feature
+    /// on, and without.
+    fn vector(file: &str, name: &str) -> Vec<u8> {
+        let text = match file {
+            "grease" => include_str!("../../tests/vectors/mls-rs-grease.txt"),
+            _ => include_str!("../../tests/vectors/mls-rs-plain.txt"),
+        };
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap();
+        hex::decode(line.trim()).unwrap()
+    }
+
+    /// Another implementation's bytes: mls-rs (its `grease` feature on) puts GREASE in a key
+    /// package's capabilities and extensions; the leaf its self-update commit puts in the path
+    /// and the tree carries none, greased build or not. Those are read through to the end: a
+    /// GREASE value put into their leaf's cipher suites is found.
+    #[test]
+    fn grease_from_mls_rs_is_found_and_its_plain_output_is_not() {
+        let key_package = "key_package_mlsmessage";
+        assert!(message_has_grease(&vector("grease", key_package)));
+        assert!(!message_has_grease(&vector("plain", key_package)));
+        let suites = [0x00, 0x02, 0x00, 0x07, 0x00, 0x01, 0x00, 0x03];
+        for file in ["grease", "plain"] {
+            for (name, scan) in [
+                ("commit_publicmessage", message_has_grease as fn(&[u8]) -> bool),
+                ("ratchet_tree", tree_has_grease),
+            ] {
+                let bytes = vector(file, name);
+                assert!(!scan(&bytes), "{file} {name}");
+                let at = bytes
+                    .windows(suites.len())
+                    .position(|window| window == suites)
+                    .unwrap();
+                let mut greased = bytes.clone();
+                greased[at + 2..at + 4].copy_from_slice(&[0x4a, 0x4a]);
+                assert!(scan(&greased), "{file} {name}, greased");
+            }
+        }
+    }
+
     #[test]
     fn bytes_that_do_not_decode_carry_no_grease() {
         let mut cut = key_package_message(&leaf(&[0x3a3a], &[], None));
