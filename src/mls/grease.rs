@@ -336,7 +336,10 @@ mod tests {
         let suites = [0x00, 0x02, 0x00, 0x07, 0x00, 0x01, 0x00, 0x03];
         for file in ["grease", "plain"] {
             for (name, scan) in [
-                ("commit_publicmessage", message_has_grease as fn(&[u8]) -> bool),
+                (
+                    "commit_publicmessage",
+                    message_has_grease as fn(&[u8]) -> bool,
+                ),
                 ("ratchet_tree", tree_has_grease),
             ] {
                 let bytes = vector(file, name);

@@ -40,6 +40,13 @@ impl DomainCa {
 
     /// An MLS client whose credential names `handle` of this domain.
     pub fn client(&self, handle: &str) -> MlsClient {
+        let (chain, seed) = self.credential(handle);
+        MlsClient::x509(&chain, &seed)
+    }
+
+    /// A certificate chain (DER, leaf first) naming `handle` of this domain, and the seed of
+    /// the Ed25519 key it certifies.
+    pub fn credential(&self, handle: &str) -> (Vec<Vec<u8>>, [u8; 32]) {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let pkcs8 = key.serialize_der();
         // ring's Ed25519 PKCS#8 v2 document: the 32-byte seed follows a 16-byte header.
@@ -48,7 +55,7 @@ impl DomainCa {
         params.distinguished_name.push(DnType::CommonName, handle);
         let issuer = Issuer::from_params(&self.params, &self.key);
         let leaf = params.signed_by(&key, &issuer).unwrap();
-        MlsClient::x509(&[leaf.der().to_vec(), self.cert.der().to_vec()], &seed)
+        (vec![leaf.der().to_vec(), self.cert.der().to_vec()], seed)
     }
 
     pub fn member(&self, handle: &str) -> Member {

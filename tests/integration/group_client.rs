@@ -213,6 +213,48 @@ impl Member {
         (bytes(&commit), self.merge_and_export())
     }
 
+    /// A self-update commit kept pending until [`Self::confirm`] or [`Self::discard`], as a
+    /// client does until the gateway answers: (commit, the new epoch's GroupInfo).
+    pub fn update_pending(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let provider = &self.mls.provider;
+        let bundle = self
+            .group
+            .as_mut()
+            .unwrap()
+            .commit_builder()
+            .force_self_update(true)
+            .load_psks(provider.storage())
+            .unwrap()
+            .create_group_info(true)
+            .build(provider.rand(), provider.crypto(), &self.mls.signer, |_| {
+                true
+            })
+            .unwrap()
+            .stage_commit(provider)
+            .unwrap();
+        let (commit, _welcome, group_info) = bundle.into_contents();
+        let group_info = MlsMessageOut::from(group_info.expect("asked for a GroupInfo"));
+        (bytes(&commit), bytes(&group_info))
+    }
+
+    /// The gateway accepted the pending commit.
+    pub fn confirm(&mut self) {
+        self.group
+            .as_mut()
+            .unwrap()
+            .merge_pending_commit(&self.mls.provider)
+            .unwrap();
+    }
+
+    /// The gateway refused the pending commit.
+    pub fn discard(&mut self) {
+        self.group
+            .as_mut()
+            .unwrap()
+            .clear_pending_commit(self.mls.provider.storage())
+            .unwrap();
+    }
+
     pub fn remove(&mut self, leaf: u32) -> (Vec<u8>, Vec<u8>) {
         self.remove_leaves(&[leaf])
     }
