@@ -391,3 +391,138 @@ async fn mixed_clients_federate_with_x509_on_redis() {
     let redis = [RedisServer::start(), RedisServer::start()];
     federated_flow(Naming::X509, |index| StoreSpec::Redis(redis[index].url())).await;
 }
+
+/// The exact bytes standard clients send that the gateway refuses, each with its own code:
+/// an X.509 credential whose certificates do not decode, a GREASE key package written by
+/// mls-rs, `basic_with_domains` identities of another domain or without one; and what a
+/// client can now learn: the key-package limits, a group's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_encodings_and_their_refusals() {
+    use mimi_wire::registry::{ApplicationList, IdentityProviderType};
+    use openmls::prelude::{Credential, CredentialType};
+
+    // X.509 application (the federation's default).
+    let x509 = Federation::start(1, |_| StoreSpec::Memory).await;
+    let gateway = &x509.gateways[0];
+    let queue = QueueFixture::new(gateway, "mallory").await;
+    // RFC 9420 `Certificate certificates<V>` whose one entry declares 3 bytes and has 1.
+    let mut truncated = x509.cas[0].client("mallory");
+    truncated.credential.credential = Credential::new(CredentialType::X509, vec![0x03, 0x01]);
+    let answer = queue.update(&[truncated.key_package(3_600)], false, None, None).await;
+    assert_eq!(answer.error_code(), ErrorCode::MalformedCredential);
+    // An empty chain is refused alike, never taken for "no certificate to check".
+    let mut empty = x509.cas[0].client("mallory");
+    empty.credential.credential = Credential::new(CredentialType::X509, Vec::new());
+    let answer = queue.update(&[empty.key_package(3_600)], false, None, None).await;
+    assert_eq!(answer.error_code(), ErrorCode::MalformedCredential);
+    // A key package mls-rs wrote with its `grease` feature on.
+    let greased = include_str!("../vectors/mls-rs-grease.txt")
+        .lines()
+        .find_map(|line| line.strip_prefix("key_package_mlsmessage="))
+        .unwrap();
+    let answer = queue
+        .update(&[hex::decode(greased.trim()).unwrap()], false, None, None)
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::GreaseUnsupported);
+
+    // basic_with_domains at a.localhost.
+    let basic = federation_for(Naming::BasicWithDomains, |_| StoreSpec::Memory).await;
+    let gateway = &basic.gateways[0];
+    let queue = QueueFixture::new(gateway, "carol").await;
+    for (identity, code) in [
+        ("carol@b.localhost", ErrorCode::ForeignDomain),
+        ("carol", ErrorCode::InvalidHandle),
+        ("carol@127.0.0.1", ErrorCode::InvalidHandle),
+    ] {
+        let package = crate::mls_client::MlsClient::basic(identity).key_package(3_600);
+        let answer = queue.update(&[package], false, None, None).await;
+        assert_eq!(answer.error_code(), code, "{identity}");
+    }
+    let package = RsMember::basic("carol@a.localhost").key_package();
+    assert_eq!(queue.upload(&[package]).await, 1);
+
+    // GET /apps: the identity configuration and the key-package limits.
+    let answer = gateway.call(Method::GET, "/apps", Vec::new()).await;
+    let list: ApplicationList = decode_exact(&answer.body).unwrap();
+    let listed = &list.applications[0];
+    assert_eq!(
+        listed.identity_configuration.identity_provider_type,
+        IdentityProviderType::BasicWithDomains
+    );
+    assert!(listed.identity_configuration.supports_domains.0);
+    let limits = &listed.key_package_limits;
+    assert_eq!(limits.max_lifetime_secs, 84 * 86_400 + 3_600);
+    assert_eq!(limits.max_per_queue, 10_000);
+    assert_eq!(limits.cipher_suites, vec![1, 2, 3]);
+
+    // A group's status: unknown here, then the hub's own view; the message sender must be a
+    // valid handle.
+    let unknown = GroupApi::new(gateway, &[0xab; 16]);
+    let answer = unknown
+        .target
+        .call(
+            Method::GET,
+            &format!("/apps/{}/groups/{}", unknown.app, unknown.group),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::UnknownGroup);
+    let mut alice = openmls_member(&basic, Naming::BasicWithDomains, 0, "alice");
+    let (group_info, tree) = alice.create_group();
+    assert_eq!(
+        GroupApi::create(gateway, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let hub = GroupApi::new(gateway, &alice.group_id());
+    let own = status(&hub).await;
+    assert_eq!(
+        (own.epoch, own.role, own.member_count, own.has_group_info.0),
+        (0, GroupRole::Hub, 1, true)
+    );
+    let message = alice.send_message(b"hi");
+    let answer = send_message_from(&hub, &message, Some("")).await;
+    assert_eq!(answer.error_code(), ErrorCode::InvalidHandle);
+}
+
+/// A plain Basic application names no domains: every request that would need another
+/// gateway says it does not federate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_basic_application_says_it_does_not_federate() {
+    use mimi_wire::key_queues::RetrieveConnectionKeyPackagesRequest;
+    use mimi_wire::messages::SendConnectionRequest;
+
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let app = harness.app.id;
+    let connection_key_packages = mimi_wire::encode(&RetrieveConnectionKeyPackagesRequest {
+        version: 1,
+        domain: Some("b.example".into()),
+        account: "carol".into(),
+        receiver_client_id: "alice".into(),
+    })
+    .unwrap();
+    let answer = harness
+        .call(
+            Method::POST,
+            &format!("/apps/{app}/connection-key-packages"),
+            connection_key_packages,
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::ApplicationDoesNotFederate);
+    // Any MLSMessage will do as the request's message: a key package.
+    let welcome = crate::mls_client::MlsClient::basic("alice").key_package(3_600);
+    let connection_request = mimi_wire::encode(&SendConnectionRequest {
+        version: 1,
+        domain: "b.example".into(),
+        client_handle: "carol".into(),
+        message: welcome.into(),
+    })
+    .unwrap();
+    let answer = harness
+        .call(
+            Method::POST,
+            &format!("/apps/{app}/connection-requests"),
+            connection_request,
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::ApplicationDoesNotFederate);
+}
