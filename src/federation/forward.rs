@@ -25,10 +25,10 @@ use uuid::Uuid;
 use crate::error::GatewayError;
 use crate::mls::group::{CommitUpload, GroupError, GroupInfoUpload};
 use crate::mls::group_info::split_group_info;
-use crate::mls::key_package::MemberRules;
+use crate::mls::key_package::{MemberRules, split_foreign};
 use crate::mls::operations;
 use crate::state::State;
-use crate::store::GroupHead;
+use crate::store::{GroupHead, RegistryError};
 
 /// Forwards an application's commit for a group mirrored from `hub`; answers the new epoch.
 pub async fn commit(
@@ -62,6 +62,19 @@ pub async fn commit(
         .shape
         .as_ref()
         .ok_or_else(|| GatewayError::Internal("commit not described".into()))?;
+    // Whoever the commit brings in at this gateway must be registered here: the hub's
+    // fan-out names them, and this gateway takes fan-out only for its own clients.
+    let joiner = shape.external.then_some(shape.committer.as_str());
+    let newcomers = outcome
+        .added
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .chain(joiner);
+    for name in newcomers.filter(|name| split_foreign(name).is_none()) {
+        if state.store.client_by_handle(app, name).await?.is_none() {
+            return Err(RegistryError::UnknownClient.into());
+        }
+    }
     let welcomes = usize::from(upload.welcome.is_some());
     // The draft's operation when one carries the commit under its rules; otherwise our
     // `ds_commit`, which the hub judges as it judges its own clients' commits.

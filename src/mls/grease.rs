@@ -98,7 +98,7 @@ impl<'a> Reader<'a> {
 
 /// Whether a `<V>` vector of `uint16` values holds a GREASE value.
 fn u16_list_has_grease(list: &[u8]) -> Option<bool> {
-    if list.len() % 2 != 0 {
+    if !list.len().is_multiple_of(2) {
         return None;
     }
     Some(

@@ -180,6 +180,7 @@ async fn run() {
         let body = encode(&SendGroupMessageRequest {
             version: 1,
             message: message.into(),
+            sender: Some("alice".into()),
         })
         .unwrap();
         let path = format!("/apps/{}/groups/{}/messages", a.app.id, hub.group);

@@ -233,10 +233,14 @@ async fn a_follower_forwards_an_external_join() {
         hub,
         mirror,
     } = alice_and_carol(2).await;
-    // Mallory's application registers her at B (a fan-out names only registered clients).
-    register(&federation.gateways[1], "mallory").await;
     let mut mallory = federation.cas[1].member("mallory");
     let (commit, info) = mallory.join_external(&mirror.group_info().await);
+    // B forwards only joiners registered at B: the hub's fan-out will name them, and B takes
+    // fan-out only for its own clients.
+    let answer = mirror.commit(&commit, Some(&info), None).await;
+    assert_eq!(answer.error_code(), ErrorCode::UnknownClient);
+    assert_eq!(hub.epoch().await, 1, "nothing forwarded");
+    register(&federation.gateways[1], "mallory").await;
     // As the draft's ds_external_join, a new user's join breaks that operation's rule...
     let as_draft = ds_request(DSRequestBody::ExternalJoin(GroupUpdateRequest {
         group_update: group_update(&commit, &info),

@@ -408,12 +408,16 @@ async fn standard_encodings_and_their_refusals() {
     // RFC 9420 `Certificate certificates<V>` whose one entry declares 3 bytes and has 1.
     let mut truncated = x509.cas[0].client("mallory");
     truncated.credential.credential = Credential::new(CredentialType::X509, vec![0x03, 0x01]);
-    let answer = queue.update(&[truncated.key_package(3_600)], false, None, None).await;
+    let answer = queue
+        .update(&[truncated.key_package(3_600)], false, None, None)
+        .await;
     assert_eq!(answer.error_code(), ErrorCode::MalformedCredential);
     // An empty chain is refused alike, never taken for "no certificate to check".
     let mut empty = x509.cas[0].client("mallory");
     empty.credential.credential = Credential::new(CredentialType::X509, Vec::new());
-    let answer = queue.update(&[empty.key_package(3_600)], false, None, None).await;
+    let answer = queue
+        .update(&[empty.key_package(3_600)], false, None, None)
+        .await;
     assert_eq!(answer.error_code(), ErrorCode::MalformedCredential);
     // A key package mls-rs wrote with its `grease` feature on.
     let greased = include_str!("../vectors/mls-rs-grease.txt")
