@@ -530,3 +530,54 @@ async fn a_plain_basic_application_says_it_does_not_federate() {
         .await;
     assert_eq!(answer.error_code(), ErrorCode::ApplicationDoesNotFederate);
 }
+
+/// GREASE (RFC 9420, section 13.5) in capabilities alone, as openmls' `with_grease` writes it,
+/// is what every implementation must tolerate: such a key package is stored and such a
+/// creator's group created. Only what openmls 0.9.2 refuses answers `GreaseUnsupported`
+/// (`standard_encodings_and_their_refusals`: mls-rs' GREASE extension in a key package).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grease_in_capabilities_alone_is_tolerated() {
+    use openmls::prelude::*;
+
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let queue = QueueFixture::new(&harness, "greta").await;
+    let greta = crate::mls_client::MlsClient::basic("greta");
+    let greased = crate::mls_client::capabilities(&[]).with_grease(greta.provider.rand());
+    let bundle = KeyPackage::builder()
+        .key_package_lifetime(Lifetime::new(3_600))
+        .leaf_node_capabilities(greased.clone())
+        .build(
+            crate::mls_client::SUITE,
+            &greta.provider,
+            &greta.signer,
+            greta.credential.clone(),
+        )
+        .unwrap();
+    let package = MlsMessageOut::from(bundle.key_package().clone())
+        .to_bytes()
+        .unwrap();
+    assert!(mimi_gateway::mls::grease::message_has_grease(&package));
+    assert_eq!(queue.upload(&[package]).await, 1);
+
+    let config = MlsGroupCreateConfig::builder()
+        .ciphersuite(crate::mls_client::SUITE)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .capabilities(greased)
+        .build();
+    let group = MlsGroup::new(
+        &greta.provider,
+        &greta.signer,
+        &config,
+        greta.credential.clone(),
+    )
+    .unwrap();
+    let group_info = group
+        .export_group_info(greta.provider.crypto(), &greta.signer, false)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let tree = crate::group_client::tree_bytes(&group);
+    assert!(mimi_gateway::mls::grease::tree_has_grease(&tree));
+    let answer = GroupApi::create(&harness, &group_info, &tree).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+}

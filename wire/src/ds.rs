@@ -1430,12 +1430,12 @@ mod tests {
             Err(DecodeError::UnknownValue(200))
         );
         assert_eq!(
-            decode_exact::<DSRequest>(&[0, 1, 20, 0]),
-            Err(DecodeError::UnknownValue(20))
+            decode_exact::<DSRequest>(&[0, 1, 23, 0]),
+            Err(DecodeError::UnknownValue(23))
         );
         assert_eq!(
-            decode_exact::<DSRequestType>(&[20]),
-            Err(DecodeError::UnknownValue(20))
+            decode_exact::<DSRequestType>(&[23]),
+            Err(DecodeError::UnknownValue(23))
         );
         assert_eq!(
             decode_exact::<DSResponseBody>(&[10]),
