@@ -137,12 +137,11 @@ pub async fn route(
         .into_iter()
         .filter(|name| Some(name.as_str()) != sender)
         .collect();
-    let local: Vec<String> = members
-        .iter()
-        .filter(|name| split_foreign(name).is_none())
-        .cloned()
-        .collect();
-    let fanout = hub::by_peer(&members)
+    // Without domains every member is this gateway's, whatever its handle holds.
+    let (local, foreign): (Vec<String>, Vec<String>) = members
+        .into_iter()
+        .partition(|name| !rules.federated || split_foreign(name).is_none());
+    let fanout = hub::by_peer(&foreign)
         .into_iter()
         .map(|(peer, handles)| {
             let body = hub::fanout_request(app, &peer, &handles, message)?;

@@ -280,6 +280,21 @@ fn relay(
                 }
                 detail.truncate(end);
             }
+            // Only what this version knows goes on to the application: the current epoch of
+            // an epoch refusal.
+            let epoch_refusal = matches!(
+                known,
+                ErrorCode::StaleEpoch | ErrorCode::FutureEpoch | ErrorCode::EpochOutOfRange
+            );
+            let fields = fields
+                .into_iter()
+                .filter(|field| {
+                    epoch_refusal
+                        && field.field_type == mimi_wire::error::FIELD_CURRENT_EPOCH
+                        && field.value.as_slice().len() == 8
+                })
+                .take(1)
+                .collect();
             GatewayError::Relayed {
                 code: known,
                 detail,

@@ -96,6 +96,9 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
             }
             let packet = send.application_message.as_bytes();
             let (app, group_id, rules) = hosted_group(state, packet).await?;
+            if Uuid::from_bytes(sender.application) != app {
+                return Err(GatewayError::SenderNotOfPeer(foreign_handle(handle, peer)));
+            }
             let skipped = foreign_handle(handle, peer);
             crate::client_queues::route(
                 state,

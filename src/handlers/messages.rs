@@ -28,9 +28,11 @@ pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) 
         decode_body(request, |body: &SendGroupMessageRequest| body.version)?;
     let rules = member_rules(state, application);
     let message = body.message.as_slice();
+    // The sender is one of the application's own clients here, never another domain's.
     let sender = body.sender.as_deref();
     if let Some(handle) = sender {
-        mimi_wire::registry::check_handle(handle).map_err(GatewayError::InvalidHandle)?;
+        super::register_client::check_client_handle(application, handle)?;
+        registered(state, app, handle).await?;
     }
     let epoch = match mirrored_from(state, app, group_id, &rules).await? {
         Some(hub) => forward::message(state, &hub, app, group_id, message, sender).await?,

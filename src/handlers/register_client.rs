@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
-use mimi_wire::registry::{MAX_TAGS, RegisterClientRequest, RegisterClientResponse, check_handle};
+use mimi_wire::registry::{
+    MAX_TAGS, RegisterClientRequest, RegisterClientResponse, check_handle, check_local_handle,
+};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
@@ -24,11 +26,25 @@ pub(super) fn tag_set(tags: &[String]) -> Result<BTreeSet<String>, GatewayError>
     Ok(tags.iter().cloned().collect())
 }
 
+/// A handle the application may register: valid, and without `@` when its identity provider
+/// has domains (there `handle@domain` names another gateway's client).
+pub(super) fn check_client_handle(
+    application: &crate::applications::Application,
+    handle: &str,
+) -> Result<(), GatewayError> {
+    if application.federates() {
+        check_local_handle(handle)
+    } else {
+        check_handle(handle)
+    }
+    .map_err(GatewayError::InvalidHandle)
+}
+
 pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
-    authorize(state, request, app)?;
+    let application = authorize(state, request, app)?;
     let body: RegisterClientRequest =
         decode_body(request, |body: &RegisterClientRequest| body.version)?;
-    check_handle(&body.client_handle).map_err(GatewayError::InvalidHandle)?;
+    check_client_handle(application, &body.client_handle)?;
     let tags = tag_set(&body.tags)?;
     if tags.len() > MAX_TAGS {
         return Err(GatewayError::TooManyTags(MAX_TAGS));

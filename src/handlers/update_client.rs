@@ -3,7 +3,7 @@
 //! 404 for an unknown client; adding and removing the same tag is refused.
 
 use mimi_wire::WIRE_VERSION;
-use mimi_wire::registry::{ClientResponse, MAX_TAGS, UpdateClientRequest, check_handle};
+use mimi_wire::registry::{ClientResponse, MAX_TAGS, UpdateClientRequest};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
@@ -15,11 +15,11 @@ use super::register_client::tag_set;
 use super::{authorize, client::client_record, decode_body};
 
 pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
-    authorize(state, request, app)?;
+    let application = authorize(state, request, app)?;
     let body: UpdateClientRequest =
         decode_body(request, |body: &UpdateClientRequest| body.version)?;
     if let Some(handle) = &body.client_handle {
-        check_handle(handle).map_err(GatewayError::InvalidHandle)?;
+        super::register_client::check_client_handle(application, handle)?;
     }
     let change = ClientChange {
         handle: body.client_handle,

@@ -1,15 +1,18 @@
-//! GREASE detection (RFC 9420, section 13.5): whether a key package, leaf node, ratchet tree
-//! or handshake message carries a GREASE value as a cipher suite, extension type, proposal
-//! type or credential type. openmls 0.9.2 refuses such leaves and key packages
-//! (`../shared/OPENMLS.md`), so the gateway answers them with their own code,
-//! `GreaseUnsupported`, decided from the decoded values here rather than from openmls' error
-//! text.
+//! GREASE detection (RFC 9420, section 13.5): where a key package, leaf node, ratchet tree
+//! or handshake message carries a GREASE value. Values in capabilities (cipher suites,
+//! extension, proposal and credential types a client *advertises*) are what RFC 9420 asks
+//! every implementation to tolerate, and openmls 0.9.2 does. A GREASE value *used* (an
+//! extension of a GREASE type in an extension list, a proposal of a GREASE type, a GREASE
+//! cipher suite of the structure itself) makes openmls 0.9.2 refuse the structure
+//! (`../shared/OPENMLS.md`, openmls issue #2156), so the gateway answers that refusal with
+//! its own code, `GreaseUnsupported`, decided from the decoded values here rather than from
+//! openmls' error text.
 //!
 //! The structures are read as RFC 9420 writes them, independently of openmls: KeyPackage
 //! (section 10), LeafNode and Capabilities (section 7.2), the ratchet tree extension's
 //! `optional<Node> ratchet_tree<V>` (section 12.4.3.3), and a PublicMessage's Proposal or
-//! Commit (sections 6, 12.1, 12.4). A structure that does not decode carries no GREASE as far
-//! as this module knows: openmls then refuses it with its own reason.
+//! Commit (sections 6, 12.1, 12.4). Reading stops where the bytes do not decode (or at a
+//! proposal type it cannot read past); what was found until then stands.
 
 use mimi_wire::codec::read_vl_entry;
 
@@ -19,32 +22,43 @@ pub fn is_grease_value(value: u16) -> bool {
     high == low && low & 0x0f == 0x0a && high != 0xfa
 }
 
-/// Whether an MLSMessage (a KeyPackage, or a PublicMessage proposal or commit) carries GREASE.
-pub fn message_has_grease(message: &[u8]) -> bool {
-    fn scan(reader: &mut Reader<'_>) -> Option<bool> {
+/// Where GREASE values were found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grease {
+    /// In capability lists: to be tolerated.
+    pub advertised: bool,
+    /// As an extension type, proposal type or cipher suite actually used.
+    pub used: bool,
+}
+
+/// GREASE in an MLSMessage: a KeyPackage, or a PublicMessage proposal or commit.
+pub fn in_message(message: &[u8]) -> Grease {
+    let mut found = Grease::default();
+    let mut reader = Reader(message);
+    let _ = (|| -> Option<()> {
         let _version = reader.u16()?;
         match reader.u16()? {
             // mls_public_message
-            1 => public_message(reader),
+            1 => public_message(&mut reader, &mut found),
             // mls_key_package
-            5 => key_package(reader),
-            _ => Some(false),
+            5 => key_package(&mut reader, &mut found),
+            _ => Some(()),
         }
-    }
-    scan(&mut Reader(message)).unwrap_or(false)
+    })();
+    found
 }
 
-/// Whether a ratchet tree (`optional<Node> ratchet_tree<V>`) has a leaf carrying GREASE.
-pub fn tree_has_grease(tree: &[u8]) -> bool {
-    fn scan(tree: &[u8]) -> Option<bool> {
+/// GREASE in the leaves of a ratchet tree (`optional<Node> ratchet_tree<V>`).
+pub fn in_tree(tree: &[u8]) -> Grease {
+    let mut found = Grease::default();
+    let _ = (|| -> Option<()> {
         let mut nodes = Reader(Reader(tree).vl()?);
-        let mut found = false;
         while !nodes.is_empty() {
             if nodes.u8()? == 0 {
                 continue;
             }
             match nodes.u8()? {
-                1 => found |= leaf_node(&mut nodes)?,
+                1 => leaf_node(&mut nodes, &mut found)?,
                 2 => {
                     nodes.vl()?; // encryption_key
                     nodes.vl()?; // parent_hash
@@ -53,9 +67,9 @@ pub fn tree_has_grease(tree: &[u8]) -> bool {
                 _ => return None,
             }
         }
-        Some(found)
-    }
-    scan(tree).unwrap_or(false)
+        Some(())
+    })();
+    found
 }
 
 /// A cursor over TLS-encoded bytes that never reads past the end.
@@ -108,36 +122,35 @@ fn u16_list_has_grease(list: &[u8]) -> Option<bool> {
 }
 
 /// `Extension extensions<V>`, each `{ ExtensionType extension_type; opaque extension_data<V>; }`.
-fn extensions(reader: &mut Reader<'_>) -> Option<bool> {
+fn extensions(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
     let mut list = Reader(reader.vl()?);
-    let mut found = false;
     while !list.is_empty() {
-        found |= is_grease_value(list.u16()?);
+        found.used |= is_grease_value(list.u16()?);
         list.vl()?;
     }
-    Some(found)
+    Some(())
 }
 
-/// `KeyPackage` after the MLSMessage header (RFC 9420, section 10).
-fn key_package(reader: &mut Reader<'_>) -> Option<bool> {
+/// `KeyPackage` (RFC 9420, section 10), signature included.
+fn key_package(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
     let _version = reader.u16()?;
-    let suite = reader.u16()?;
+    found.used |= is_grease_value(reader.u16()?); // cipher_suite
     reader.vl()?; // init_key
-    let leaf = leaf_node(reader)?;
-    let extensions = extensions(reader)?;
-    Some(is_grease_value(suite) || leaf || extensions)
+    leaf_node(reader, found)?;
+    extensions(reader, found)?;
+    reader.vl()?; // signature
+    Some(())
 }
 
 /// `LeafNode` (RFC 9420, section 7.2), signature included.
-fn leaf_node(reader: &mut Reader<'_>) -> Option<bool> {
+fn leaf_node(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
     reader.vl()?; // encryption_key
     reader.vl()?; // signature_key
     credential(reader)?;
-    // Capabilities: versions, cipher_suites, extensions, proposals, credentials.
+    // Capabilities: versions, then cipher_suites, extensions, proposals, credentials.
     reader.vl()?;
-    let mut found = false;
     for _ in 0..4 {
-        found |= u16_list_has_grease(reader.vl()?)?;
+        found.advertised |= u16_list_has_grease(reader.vl()?)?;
     }
     match reader.u8()? {
         1 => reader.skip(16)?, // key_package: Lifetime { uint64 not_before; uint64 not_after; }
@@ -147,9 +160,9 @@ fn leaf_node(reader: &mut Reader<'_>) -> Option<bool> {
         }
         _ => return None,
     }
-    found |= extensions(reader)?;
+    extensions(reader, found)?;
     reader.vl()?; // signature
-    Some(found)
+    Some(())
 }
 
 /// `Credential`: basic(1) `opaque identity<V>`, x509(2) `Certificate certificates<V>`; other
@@ -162,7 +175,7 @@ fn credential(reader: &mut Reader<'_>) -> Option<()> {
 }
 
 /// `PublicMessage` (RFC 9420, section 6.2): the FramedContent's proposal or commit.
-fn public_message(reader: &mut Reader<'_>) -> Option<bool> {
+fn public_message(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
     reader.vl()?; // group_id
     reader.skip(8)?; // epoch
     match reader.u8()? {
@@ -172,20 +185,19 @@ fn public_message(reader: &mut Reader<'_>) -> Option<bool> {
     }
     reader.vl()?; // authenticated_data
     match reader.u8()? {
-        2 => proposal(reader),
-        3 => commit(reader),
-        _ => Some(false),
+        2 => proposal(reader, found),
+        3 => commit(reader, found),
+        _ => Some(()),
     }
 }
 
-/// `Proposal` (RFC 9420, section 12.1): the types whose bodies can carry GREASE are read; a
-/// proposal type that is itself GREASE counts.
-fn proposal(reader: &mut Reader<'_>) -> Option<bool> {
-    let proposal_type = reader.u16()?;
-    match proposal_type {
-        1 => key_package(reader),           // add
-        2 => leaf_node(reader),             // update
-        3 => reader.skip(4).map(|_| false), // remove
+/// `Proposal` (RFC 9420, section 12.1). A proposal of another type cannot be read past: a
+/// GREASE one counts as used, and reading stops.
+fn proposal(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
+    match reader.u16()? {
+        1 => key_package(reader, found), // add
+        2 => leaf_node(reader, found),   // update
+        3 => reader.skip(4),             // remove
         4 => {
             // psk: PreSharedKeyID
             match reader.u8()? {
@@ -199,28 +211,30 @@ fn proposal(reader: &mut Reader<'_>) -> Option<bool> {
                 }
                 _ => return None,
             }
-            reader.vl().map(|_| false)
+            reader.vl().map(|_| ())
         }
         5 => {
             // reinit
             reader.vl()?;
             reader.u16()?;
-            let suite = reader.u16()?;
-            Some(is_grease_value(suite) | extensions(reader)?)
+            found.used |= is_grease_value(reader.u16()?);
+            extensions(reader, found)
         }
-        6 => reader.vl().map(|_| false), // external_init
-        7 => extensions(reader),         // group_context_extensions
-        other => Some(is_grease_value(other)),
+        6 => reader.vl().map(|_| ()),   // external_init
+        7 => extensions(reader, found), // group_context_extensions
+        other => {
+            found.used |= is_grease_value(other);
+            None
+        }
     }
 }
 
 /// `Commit` (RFC 9420, section 12.4): proposals by value, then the UpdatePath's leaf.
-fn commit(reader: &mut Reader<'_>) -> Option<bool> {
+fn commit(reader: &mut Reader<'_>, found: &mut Grease) -> Option<()> {
     let mut proposals = Reader(reader.vl()?);
-    let mut found = false;
     while !proposals.is_empty() {
         match proposals.u8()? {
-            1 => found |= proposal(&mut proposals)?,
+            1 => proposal(&mut proposals, found)?,
             2 => {
                 proposals.vl()?;
             }
@@ -228,14 +242,27 @@ fn commit(reader: &mut Reader<'_>) -> Option<bool> {
         }
     }
     if reader.u8()? == 1 {
-        found |= leaf_node(reader)?;
+        leaf_node(reader, found)?;
     }
-    Some(found)
+    Some(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NONE: Grease = Grease {
+        advertised: false,
+        used: false,
+    };
+    const ADVERTISED: Grease = Grease {
+        advertised: true,
+        used: false,
+    };
+    const USED: Grease = Grease {
+        advertised: false,
+        used: true,
+    };
 
     #[test]
     fn the_fifteen_grease_values_and_no_others() {
@@ -245,24 +272,26 @@ mod tests {
         assert_eq!(expected.last(), Some(&0xeaea));
     }
 
+    /// `<V>` of `uint16`s, for lists shorter than 64 bytes.
+    fn list(values: &[u16]) -> Vec<u8> {
+        let mut out = vec![(values.len() * 2) as u8];
+        for value in values {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        out
+    }
+
     /// A LeafNode written out from RFC 9420's struct: empty keys, a basic credential, the
-    /// given capability lists (each of `uint16`s), a key-package source and extensions.
+    /// given capability lists, a key-package source and at most one (empty) extension.
     fn leaf(suites: &[u16], extension_types: &[u16], leaf_extension: Option<u16>) -> Vec<u8> {
-        let list = |values: &[u16]| {
-            let mut out = vec![(values.len() * 2) as u8];
-            for value in values {
-                out.extend_from_slice(&value.to_be_bytes());
-            }
-            out
-        };
         let mut out = vec![0x01, 0xaa, 0x01, 0xbb]; // encryption_key, signature_key
         out.extend_from_slice(&[0x00, 0x01, 0x01, b'a']); // basic credential "a"
-        let mut capabilities = list(&[1]);
-        capabilities.extend(list(suites));
-        capabilities.extend(list(extension_types));
-        capabilities.extend(list(&[]));
-        capabilities.extend(list(&[1]));
-        out.extend(capabilities); // a struct of five vectors, no length of its own
+        // Capabilities: a struct of five vectors, no length of its own.
+        out.extend(list(&[1]));
+        out.extend(list(suites));
+        out.extend(list(extension_types));
+        out.extend(list(&[]));
+        out.extend(list(&[1]));
         out.push(1);
         out.extend_from_slice(&[0; 16]);
         match leaf_extension {
@@ -277,24 +306,68 @@ mod tests {
         out
     }
 
-    fn key_package_message(leaf: &[u8]) -> Vec<u8> {
-        let mut out = vec![0x00, 0x01, 0x00, 0x05, 0x00, 0x01, 0x00, 0x01, 0x01, 0xcc];
+    /// A KeyPackage (without the MLSMessage header) holding `leaf`.
+    fn key_package(leaf: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x00, 0x01, 0x00, 0x01, 0x01, 0xcc];
         out.extend_from_slice(leaf);
         out.extend_from_slice(&[0x00, 0x01, 0x66]); // no extensions, signature
         out
     }
 
-    #[test]
-    fn grease_in_capabilities_or_extensions_is_found() {
-        let plain = key_package_message(&leaf(&[1], &[], None));
-        assert!(!message_has_grease(&plain));
-        for greased in [
-            leaf(&[1, 0x3a3a], &[], None),
-            leaf(&[1], &[0x0a0a], None),
-            leaf(&[1], &[], Some(0xeaea)),
-        ] {
-            assert!(message_has_grease(&key_package_message(&greased)));
+    fn key_package_message(leaf: &[u8]) -> Vec<u8> {
+        [&[0x00, 0x01, 0x00, 0x05][..], &key_package(leaf)].concat()
+    }
+
+    /// A PublicMessage commit of member 0 for epoch 0 committing `proposals` by value, then
+    /// an UpdatePath whose leaf is `path_leaf` (only the leaf: what follows is never read).
+    fn commit_message(proposals: &[Vec<u8>], path_leaf: &[u8]) -> Vec<u8> {
+        let mut body: Vec<u8> = Vec::new();
+        for proposal in proposals {
+            body.push(1); // ProposalOrRef: proposal
+            body.extend_from_slice(proposal);
         }
+        assert!(body.len() < 16384);
+        // The shortest length prefix, as RFC 9420 requires.
+        let prefix = if body.len() < 64 {
+            vec![body.len() as u8]
+        } else {
+            (0x4000 | body.len() as u16).to_be_bytes().to_vec()
+        };
+        let mut out = vec![0x00, 0x01, 0x00, 0x01]; // mls10, mls_public_message
+        out.extend_from_slice(&[0x01, 0x67]); // group_id "g"
+        out.extend_from_slice(&[0; 8]); // epoch
+        out.extend_from_slice(&[1, 0, 0, 0, 0]); // sender: member 0
+        out.push(0); // authenticated_data
+        out.push(3); // content_type: commit
+        out.extend(prefix);
+        out.extend(body);
+        out.push(1); // path present
+        out.extend_from_slice(path_leaf);
+        out
+    }
+
+    fn add(leaf: &[u8]) -> Vec<u8> {
+        [&[0x00, 0x01][..], &key_package(leaf)].concat()
+    }
+
+    #[test]
+    fn capabilities_are_advertised_extensions_and_suites_used() {
+        assert_eq!(
+            in_message(&key_package_message(&leaf(&[1], &[], None))),
+            NONE
+        );
+        assert_eq!(
+            in_message(&key_package_message(&leaf(&[1, 0x3a3a], &[], None))),
+            ADVERTISED
+        );
+        assert_eq!(
+            in_message(&key_package_message(&leaf(&[1], &[0x0a0a], None))),
+            ADVERTISED
+        );
+        assert_eq!(
+            in_message(&key_package_message(&leaf(&[1], &[], Some(0xeaea)))),
+            USED
+        );
     }
 
     #[test]
@@ -306,8 +379,31 @@ mod tests {
             out.extend(nodes);
             out
         };
-        assert!(!tree_has_grease(&tree_of(leaf(&[1], &[], None))));
-        assert!(tree_has_grease(&tree_of(leaf(&[1], &[0x5a5a], None))));
+        assert_eq!(in_tree(&tree_of(leaf(&[1], &[], None))), NONE);
+        assert_eq!(in_tree(&tree_of(leaf(&[1], &[0x5a5a], None))), ADVERTISED);
+        assert_eq!(in_tree(&tree_of(leaf(&[1], &[], Some(0x5a5a)))), USED);
+    }
+
+    /// Every proposal by value is read through (a KeyPackage's signature included), so the
+    /// path leaf after them is reached.
+    #[test]
+    fn a_commit_is_read_through_its_proposals_to_the_path() {
+        let plain = leaf(&[1], &[], None);
+        let remove = vec![0x00, 0x03, 0, 0, 0, 1];
+        let psk = [&[0x00, 0x04, 1, 0x01, 0x70][..], &[0x01, 0x6e]].concat();
+        let gce = vec![0x00, 0x07, 0x00];
+        let proposals = vec![add(&plain), remove, psk, gce, add(&plain)];
+        assert_eq!(in_message(&commit_message(&proposals, &plain)), NONE);
+        let greased_path = leaf(&[1], &[], Some(0x2a2a));
+        assert_eq!(in_message(&commit_message(&proposals, &greased_path)), USED);
+        let greased_add = vec![add(&plain), add(&leaf(&[1], &[], Some(0x9a9a)))];
+        assert_eq!(in_message(&commit_message(&greased_add, &plain)), USED);
+        // A GroupContextExtensions proposal adding a GREASE extension.
+        let gce = vec![0x00, 0x07, 0x03, 0x4a, 0x4a, 0x00];
+        assert_eq!(in_message(&commit_message(&[gce], &plain)), USED);
+        // A proposal of a GREASE type is used, and nothing past it can be read.
+        let unknown = vec![0x6a, 0x6a, 0xff];
+        assert_eq!(in_message(&commit_message(&[unknown], &plain)), USED);
     }
 
     /// `name=hex` lines written by mls-rs 0.57 (`tests/vectors/`): with its `grease` feature
@@ -324,43 +420,47 @@ mod tests {
         hex::decode(line.trim()).unwrap()
     }
 
-    /// Another implementation's bytes: mls-rs (its `grease` feature on) puts GREASE in a key
-    /// package's capabilities and extensions; the leaf its self-update commit puts in the path
-    /// and the tree carries none, greased build or not. Those are read through to the end: a
-    /// GREASE value put into their leaf's cipher suites is found.
+    /// Another implementation's bytes: mls-rs (its `grease` feature on) advertises GREASE in
+    /// a key package's capabilities and uses it as an extension of the key package; the leaf
+    /// its self-update commit puts in the path and the tree carries none, greased build or
+    /// not. Those are read through to the end: a GREASE value put into their leaf's cipher
+    /// suites is found.
     #[test]
     fn grease_from_mls_rs_is_found_and_its_plain_output_is_not() {
         let key_package = "key_package_mlsmessage";
-        assert!(message_has_grease(&vector("grease", key_package)));
-        assert!(!message_has_grease(&vector("plain", key_package)));
+        assert_eq!(
+            in_message(&vector("grease", key_package)),
+            Grease {
+                advertised: true,
+                used: true
+            }
+        );
+        assert_eq!(in_message(&vector("plain", key_package)), NONE);
         let suites = [0x00, 0x02, 0x00, 0x07, 0x00, 0x01, 0x00, 0x03];
         for file in ["grease", "plain"] {
             for (name, scan) in [
-                (
-                    "commit_publicmessage",
-                    message_has_grease as fn(&[u8]) -> bool,
-                ),
-                ("ratchet_tree", tree_has_grease),
+                ("commit_publicmessage", in_message as fn(&[u8]) -> Grease),
+                ("ratchet_tree", in_tree),
             ] {
                 let bytes = vector(file, name);
-                assert!(!scan(&bytes), "{file} {name}");
+                assert_eq!(scan(&bytes), NONE, "{file} {name}");
                 let at = bytes
                     .windows(suites.len())
                     .position(|window| window == suites)
                     .unwrap();
                 let mut greased = bytes.clone();
                 greased[at + 2..at + 4].copy_from_slice(&[0x4a, 0x4a]);
-                assert!(scan(&greased), "{file} {name}, greased");
+                assert_eq!(scan(&greased), ADVERTISED, "{file} {name}, greased");
             }
         }
     }
 
     #[test]
     fn bytes_that_do_not_decode_carry_no_grease() {
-        let mut cut = key_package_message(&leaf(&[0x3a3a], &[], None));
+        let mut cut = key_package_message(&leaf(&[1], &[], Some(0x3a3a)));
         cut.truncate(20);
-        assert!(!message_has_grease(&cut));
-        assert!(!message_has_grease(&[]));
-        assert!(!tree_has_grease(&[0x7f]));
+        assert_eq!(in_message(&cut), NONE);
+        assert_eq!(in_message(&[]), NONE);
+        assert_eq!(in_tree(&[0x7f]), NONE);
     }
 }

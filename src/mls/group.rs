@@ -303,7 +303,7 @@ fn from_external(
                 GroupError::InvalidGroupInfo(error.to_string())
             }
             E::WriteToStorageError(error) => GroupError::State(error),
-            E::LeafNodeValidation(_) if super::grease::tree_has_grease(ratchet_tree) => {
+            E::LeafNodeValidation(_) if super::grease::in_tree(ratchet_tree).used => {
                 GroupError::Grease(error.to_string())
             }
             other => GroupError::InvalidRatchetTree(other.to_string()),
@@ -827,7 +827,7 @@ fn processing_error(
         PublicProcessMessageError::InvalidCommit(StageCommitError::MissingProposal) => {
             GroupError::UnknownProposalReference
         }
-        other if super::grease::message_has_grease(packet) => GroupError::Grease(other.to_string()),
+        other if super::grease::in_message(packet).used => GroupError::Grease(other.to_string()),
         other => invalid(other.to_string()),
     }
 }

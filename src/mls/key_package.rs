@@ -305,7 +305,7 @@ fn decode_and_verify(
         .map_err(|error| match error {
             // openmls 0.9.2 refuses some key packages with GREASE values
             // (`../shared/OPENMLS.md`): told from the package's own values.
-            _ if super::grease::message_has_grease(bytes) => KeyPackageError::Grease,
+            _ if super::grease::in_message(bytes).used => KeyPackageError::Grease,
             KeyPackageVerifyError::InvalidSignature
             | KeyPackageVerifyError::InvalidLeafNodeSignature => KeyPackageError::BadSignature,
             KeyPackageVerifyError::LifetimeError(error) => {

@@ -311,9 +311,27 @@ pub fn check_commit(
             welcome(false)
         }
         // Ours: a commit the draft has no operation for, judged by the hub as its own
-        // clients' commits are (in staging); at most the one Welcome MLS makes.
-        Op::Commit if welcomes <= 1 => Ok(()),
-        Op::Commit => Err(OperationError::WelcomeCount),
+        // clients' commits are (in staging), with the rules no forwarded commit escapes: at
+        // most the one Welcome MLS makes, an external joiner removes only its own user's
+        // clients (RFC 9420, section 12.4.3.2; openmls leaves it to the application), and a
+        // changed credential names the same client (the valid successor).
+        Op::Commit => {
+            if welcomes > 1 {
+                return Err(OperationError::WelcomeCount);
+            }
+            if shape.external
+                && shape
+                    .removed_by_value
+                    .iter()
+                    .any(|(_, user)| *user != shape.committer_user)
+            {
+                return Err(OperationError::ClientOfAnotherUser);
+            }
+            if shape.committer_renamed {
+                return Err(OperationError::SuccessorMismatch);
+            }
+            Ok(())
+        }
         other => Err(OperationError::NotAGroupOperation(other)),
     }
 }
@@ -458,6 +476,41 @@ mod tests {
         assert_eq!(
             check_commit(DSRequestType::ExternalJoin, &group(), 0),
             Err(OperationError::NotExternal)
+        );
+    }
+
+    /// Our `ds_commit` carries what the draft's operations refuse (a new user's external
+    /// join, adds and removes together), never what no commit may do.
+    #[test]
+    fn a_commit_of_ours_keeps_the_rules_no_commit_escapes() {
+        let mut shape = group();
+        shape.by_value = vec![ProposalType::Add, ProposalType::Remove];
+        shape.removed_by_value = vec![(0, "alice".into())];
+        shape.added_users = vec!["erin@c.localhost".into()];
+        assert_eq!(check_commit(DSRequestType::Commit, &shape, 1), Ok(()));
+        assert_eq!(
+            check_commit(DSRequestType::Commit, &shape, 2),
+            Err(OperationError::WelcomeCount)
+        );
+        let mut joiner = group();
+        joiner.external = true;
+        joiner.committer_leaf = None;
+        joiner.committer_user = "mallory@b.localhost".into();
+        joiner.by_value = vec![ProposalType::ExternalInit];
+        assert_eq!(check_commit(DSRequestType::Commit, &joiner, 0), Ok(()));
+        joiner.by_value.push(ProposalType::Remove);
+        joiner.removed_by_value = vec![(0, "alice".into())];
+        assert_eq!(
+            check_commit(DSRequestType::Commit, &joiner, 0),
+            Err(OperationError::ClientOfAnotherUser)
+        );
+        let mut renamed = group();
+        renamed.path = true;
+        renamed.credential_changed = true;
+        renamed.committer_renamed = true;
+        assert_eq!(
+            check_commit(DSRequestType::Commit, &renamed, 0),
+            Err(OperationError::SuccessorMismatch)
         );
     }
 

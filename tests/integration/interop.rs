@@ -483,8 +483,31 @@ async fn standard_encodings_and_their_refusals() {
         (own.epoch, own.role, own.member_count, own.has_group_info.0),
         (0, GroupRole::Hub, 1, true)
     );
+    // The sender to skip is one of the application's own registered clients: never a name
+    // of another domain's member (whose message would then be lost), nor a stranger.
     let message = alice.send_message(b"hi");
-    let answer = send_message_from(&hub, &message, Some("")).await;
+    for (sender, code) in [
+        ("", ErrorCode::InvalidHandle),
+        ("carol@b.localhost", ErrorCode::InvalidHandle),
+        ("nobody", ErrorCode::UnknownClient),
+    ] {
+        let answer = send_message_from(&hub, &message, Some(sender)).await;
+        assert_eq!(answer.error_code(), code, "sender {sender:?}");
+    }
+    // A local handle never holds the `@` that names other domains' members.
+    let taken = mimi_wire::encode(&mimi_wire::registry::RegisterClientRequest {
+        version: 1,
+        client_handle: "carol@b.localhost".into(),
+        tags: vec![],
+    })
+    .unwrap();
+    let answer = gateway
+        .call(
+            Method::POST,
+            &format!("/apps/{}/clients", gateway.app.id),
+            taken,
+        )
+        .await;
     assert_eq!(answer.error_code(), ErrorCode::InvalidHandle);
 }
 
@@ -556,7 +579,8 @@ async fn grease_in_capabilities_alone_is_tolerated() {
     let package = MlsMessageOut::from(bundle.key_package().clone())
         .to_bytes()
         .unwrap();
-    assert!(mimi_gateway::mls::grease::message_has_grease(&package));
+    let found = mimi_gateway::mls::grease::in_message(&package);
+    assert!(found.advertised && !found.used);
     assert_eq!(queue.upload(&[package]).await, 1);
 
     let config = MlsGroupCreateConfig::builder()
@@ -577,7 +601,8 @@ async fn grease_in_capabilities_alone_is_tolerated() {
         .to_bytes()
         .unwrap();
     let tree = crate::group_client::tree_bytes(&group);
-    assert!(mimi_gateway::mls::grease::tree_has_grease(&tree));
+    let found = mimi_gateway::mls::grease::in_tree(&tree);
+    assert!(found.advertised && !found.used);
     let answer = GroupApi::create(&harness, &group_info, &tree).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
 }

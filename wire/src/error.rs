@@ -265,8 +265,9 @@ error_codes! {
     UnknownWelcome = 521, 404, "unknown welcome";
     /// The proposal is already held for the current epoch.
     DuplicateProposal = 522, 409, "proposal already uploaded";
-    /// A leaf or key package carries GREASE values (RFC 9420, section 13.5), which openmls
-    /// 0.9.2 cannot validate: a known limitation.
+    /// A key package, leaf or message uses a GREASE value (RFC 9420, section 13.5) as an
+    /// extension type, proposal type or cipher suite, which openmls 0.9.2 cannot validate: a
+    /// known limitation. GREASE values in capabilities alone are accepted.
     GreaseUnsupported = 523, 400, "GREASE extensions are not supported";
     /// The peer gateway (another domain's) did not answer; the request may be retried.
     PeerUnavailable = 600, 502, "the peer gateway could not be reached, retry later";

@@ -174,6 +174,10 @@ pub enum NameError {
     TooLong(usize),
     #[error("contains a control character")]
     ControlCharacter,
+    /// In an application whose identity provider has domains, `handle@domain` names a client
+    /// of another gateway: a local handle holds no `@`.
+    #[error("contains @, which names a client of another domain")]
+    DomainSeparator,
 }
 
 fn check_name(name: &str, max: usize) -> Result<(), NameError> {
@@ -191,6 +195,16 @@ fn check_name(name: &str, max: usize) -> Result<(), NameError> {
 /// A client handle: 1 to [`MAX_HANDLE_BYTES`] bytes of UTF-8 without control characters.
 pub fn check_handle(handle: &str) -> Result<(), NameError> {
     check_name(handle, MAX_HANDLE_BYTES)
+}
+
+/// A handle of an application whose identity provider has domains: a valid handle without
+/// `@` (which separates a handle from the domain of another gateway's client).
+pub fn check_local_handle(handle: &str) -> Result<(), NameError> {
+    check_handle(handle)?;
+    if handle.contains('@') {
+        return Err(NameError::DomainSeparator);
+    }
+    Ok(())
 }
 
 /// A tag: 1 to [`MAX_TAG_BYTES`] bytes of UTF-8 without control characters.
