@@ -1,7 +1,8 @@
 //! Verification of the signed-request envelope (`mimi-wire::signing`) on every listener that
-//! needs it, in the order DESIGN.md fixes: recipient is this gateway (MIMI Transport's
-//! forwarding attack), timestamp within the window, request id unseen (the store's replay
-//! cache), key known and valid at the request's time, signature.
+//! needs it, in the order DESIGN.md fixes: the envelope decodes within its bounds, recipient
+//! is this gateway (MIMI Transport's forwarding attack), timestamp within the window, key
+//! known and valid at the request's time (all before the body is read), then the signature,
+//! and only then the request id, recorded in the store's replay cache.
 //!
 //! The caller only ever learns "authentication failed"; the reason goes to the log and to
 //! the `mimi_auth_failures_total` metric.
@@ -77,6 +78,12 @@ impl AuthError {
             AuthError::ClientCertificateMismatch(_) => "client_certificate_mismatch",
         }
     }
+}
+
+/// A request whose envelope passed every check but the signature (`Authenticator::precheck`).
+pub struct Checked {
+    envelope: RequestSignature,
+    key: TrustedKey,
 }
 
 /// Who a request was authenticated as.
@@ -155,16 +162,17 @@ impl Authenticator {
         Duration::from_secs(2 * self.window_secs + 60)
     }
 
-    /// Checks a request's envelope. `expected` is the sender kind this listener serves.
-    pub async fn authenticate(
+    /// Everything the envelope allows checking before the body is read, in DESIGN.md's order:
+    /// it decodes with every field within its bound, the sender kind is this listener's, the
+    /// recipient is this gateway (the transport's forwarding attack), the timestamp is within
+    /// the window, the sender is known and its key valid at the request's time. A stranger's
+    /// request ends here: nothing is written and no body is read.
+    pub async fn precheck(
         &self,
         expected: SenderKind,
-        method: &str,
-        path: &str,
         headers: &HeaderMap,
-        body: &[u8],
         now: u64,
-    ) -> Result<Authenticated, AuthError> {
+    ) -> Result<Checked, AuthError> {
         let header = headers.get(SIGNATURE_HEADER).ok_or(AuthError::Unsigned)?;
         let envelope = RequestSignature::from_header_value(header.as_bytes())
             .map_err(AuthError::MalformedEnvelope)?;
@@ -186,41 +194,66 @@ impl Authenticator {
                 window: self.window_secs,
             });
         }
+        let key = self
+            .trusted_key(
+                claims.sender_kind,
+                &claims.sender,
+                &claims.key_id,
+                claims.timestamp,
+            )
+            .await?;
+        if !key.is_valid_at(claims.timestamp) {
+            return Err(AuthError::ExpiredKey(claims.key_id.clone()));
+        }
+        Ok(Checked { envelope, key })
+    }
+
+    /// The rest, once the body is read: the signature, and only then the request id,
+    /// recorded with one atomic set-if-absent (a forged request writes nothing; of two
+    /// copies of a genuine one exactly one passes).
+    pub async fn finish(
+        &self,
+        checked: Checked,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Authenticated, AuthError> {
+        let Checked { envelope, key } = checked;
+        envelope
+            .verify(method, path, body, &key.key)
+            .map_err(|_| AuthError::BadSignature)?;
+        let claims = envelope.claims;
         let replay_sender = match claims.sender_kind {
             SenderKind::Application => format!("app:{}", claims.sender),
             SenderKind::Provider => format!("peer:{}", claims.sender),
         };
-        // The replay cache's round trip and the key lookup + signature check run at the
-        // same time; their outcomes are still judged in the order above.
-        let record =
-            self.store
-                .record_request_id(&replay_sender, &claims.request_id, self.replay_ttl());
-        let check = async {
-            let key = self
-                .trusted_key(
-                    claims.sender_kind,
-                    &claims.sender,
-                    &claims.key_id,
-                    claims.timestamp,
-                )
-                .await?;
-            if !key.is_valid_at(claims.timestamp) {
-                return Err(AuthError::ExpiredKey(claims.key_id.clone()));
-            }
-            envelope
-                .verify(method, path, body, &key.key)
-                .map_err(|_| AuthError::BadSignature)
-        };
-        let (fresh, checked) = tokio::join!(record, check);
-        if !fresh.map_err(AuthError::Store)? {
+        let fresh = self
+            .store
+            .record_request_id(&replay_sender, &claims.request_id, self.replay_ttl())
+            .await
+            .map_err(AuthError::Store)?;
+        if !fresh {
             return Err(AuthError::Replayed);
         }
-        checked?;
         Ok(Authenticated {
             sender_kind: claims.sender_kind,
-            sender: claims.sender.clone(),
-            key_id: claims.key_id.clone(),
+            sender: claims.sender,
+            key_id: claims.key_id,
         })
+    }
+
+    /// Both steps at once, for callers holding the whole request.
+    pub async fn authenticate(
+        &self,
+        expected: SenderKind,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Authenticated, AuthError> {
+        let checked = self.precheck(expected, headers, now).await?;
+        self.finish(checked, method, path, body).await
     }
 
     async fn trusted_key(

@@ -159,9 +159,26 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+    /// From accept to the first complete request head (TLS handshake included), and for each
+    /// later HTTP/1 request head: a connection that sends nothing in time is closed.
     pub header_read_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub max_connections: usize,
+    /// Connections one client address may hold at once; past it, new ones are closed at once.
+    pub max_connections_per_ip: usize,
+    /// A kept-alive connection with no request in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
+    /// HTTP/2 peers are pinged this often; one that does not answer within
+    /// `http2_keep_alive_timeout_ms` is dropped.
+    pub http2_keep_alive_interval_ms: u64,
+    pub http2_keep_alive_timeout_ms: u64,
+    /// All request bodies being read at once share this many bytes; a request that would
+    /// cross it is answered 503 (`Overloaded`) before its body is read.
+    pub body_memory_budget_bytes: usize,
+    /// A body that sends nothing for this long between reads is 408.
+    pub body_stall_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace_ms: u64,
 }
@@ -343,6 +360,13 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_connections: 1024,
+            max_connections_per_ip: 64,
+            idle_timeout_ms: 60_000,
+            http2_max_streams: 32,
+            http2_keep_alive_interval_ms: 20_000,
+            http2_keep_alive_timeout_ms: 10_000,
+            body_memory_budget_bytes: 64 * 1024 * 1024,
+            body_stall_timeout_ms: 10_000,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -412,6 +436,37 @@ impl Config {
         let limits = &self.limits;
         if limits.max_body_bytes == 0 {
             return Err(invalid("limits.max_body_bytes", "must be positive"));
+        }
+        for (field, value) in [
+            ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                limits.max_connections_per_ip as u64,
+            ),
+            ("limits.idle_timeout_ms", limits.idle_timeout_ms),
+            (
+                "limits.http2_max_streams",
+                u64::from(limits.http2_max_streams),
+            ),
+            (
+                "limits.http2_keep_alive_interval_ms",
+                limits.http2_keep_alive_interval_ms,
+            ),
+            (
+                "limits.http2_keep_alive_timeout_ms",
+                limits.http2_keep_alive_timeout_ms,
+            ),
+            ("limits.body_stall_timeout_ms", limits.body_stall_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be positive"));
+            }
+        }
+        if limits.body_memory_budget_bytes < limits.max_body_bytes {
+            return Err(invalid(
+                "limits.body_memory_budget_bytes",
+                "must hold at least one body of limits.max_body_bytes",
+            ));
         }
         if limits.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be positive"));
@@ -490,6 +545,14 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.limits.request_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.idle_timeout_ms)
+    }
+
+    pub fn body_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.body_stall_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -26,6 +26,8 @@ pub struct Metrics {
     // std Mutexes: held for a few instructions, never across an await.
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections closed at accept because their address held too many, by listener.
+    refused_connections: Mutex<BTreeMap<&'static str, u64>>,
     /// Outbound fan-out attempts by outcome: `delivered`, `retried`, `refused` (dropped).
     fanout: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -54,6 +56,12 @@ impl Metrics {
     pub fn count_auth_failure(&self, reason: &'static str) {
         if let Ok(mut failures) = self.auth_failures.lock() {
             *failures.entry(reason).or_default() += 1;
+        }
+    }
+
+    pub fn count_refused_connection(&self, listener: &'static str) {
+        if let Ok(mut refused) = self.refused_connections.lock() {
+            *refused.entry(listener).or_default() += 1;
         }
     }
 
@@ -109,6 +117,18 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "mimi_auth_failures_total{{reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP mimi_refused_connections_total Connections closed at accept: too many from one address.\n",
+        );
+        out.push_str("# TYPE mimi_refused_connections_total counter\n");
+        if let Ok(refused) = self.refused_connections.lock() {
+            for (listener, count) in refused.iter() {
+                let _ = writeln!(
+                    out,
+                    "mimi_refused_connections_total{{listener=\"{listener}\"}} {count}"
                 );
             }
         }

@@ -313,9 +313,8 @@ fn path_handle(segment: &str) -> Result<String, GatewayError> {
     let handle = percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| GatewayError::MalformedPath)?;
-    if handle.is_empty() {
-        return Err(GatewayError::MalformedPath);
-    }
+    // The rules of handles in bodies: 1-255 bytes of UTF-8 without control characters.
+    mimi_wire::registry::check_handle(&handle).map_err(|_| GatewayError::MalformedPath)?;
     Ok(handle.into_owned())
 }
 

@@ -1,17 +1,28 @@
-//! One listener: accept under a connection limit, TLS 1.3 handshake under a timeout, serve
-//! HTTP/1.1 and HTTP/2 on the same port (hyper-util's auto builder), and on shutdown stop
-//! accepting and let in-flight requests finish (hyper-util's graceful watcher).
+//! One listener (MIMI Transport: HTTPS with TLS 1.3; DESIGN.md "Robustness"): accept under a
+//! connection limit and a per-address cap, TLS 1.3 handshake, then HTTP/2 or HTTP/1.1 as the
+//! ALPN result says (HTTP/1.1 on the plain admin listener). No connection holds a slot for
+//! free: from accept to its first complete request head it has `limits.header_read_timeout_ms`
+//! (the handshake included), a kept-alive connection with nothing in flight is closed after
+//! `limits.idle_timeout_ms`, and HTTP/2 peers are pinged and dropped when they stop answering.
+//! On shutdown the listener stops accepting, and every connection finishes its in-flight
+//! requests (at most the configured grace period).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::PeerCertificate;
@@ -21,8 +32,8 @@ use crate::state::State;
 
 /// Longest HTTP/1 header section accepted.
 const MAX_HEADER_BUFFER: usize = 64 * 1024;
-/// Concurrent HTTP/2 streams per connection.
-const MAX_H2_STREAMS: u32 = 256;
+/// How long a connection told to close may take to finish before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub struct Listener {
     pub kind: ListenerKind,
@@ -30,24 +41,37 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
 }
 
+/// The protocol builders and timers every connection of a listener shares.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    first_request: Duration,
+    idle: Duration,
+}
+
 /// Serves until `shutdown` turns true, then drains in-flight requests for at most the
 /// configured grace period.
 pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let limits = &state.config.limits;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let per_address = Arc::new(PerAddress::new(limits.max_connections_per_ip));
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout())
         .max_buf_size(MAX_HEADER_BUFFER);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS);
-    let builder = Arc::new(builder);
-    let handshake_timeout = state.config.header_read_timeout();
+        .max_concurrent_streams(limits.http2_max_streams)
+        .keep_alive_interval(Duration::from_millis(limits.http2_keep_alive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(limits.http2_keep_alive_timeout_ms));
+    let protocols = Arc::new(Protocols {
+        http1,
+        http2,
+        first_request: state.config.header_read_timeout(),
+        idle: state.config.idle_timeout(),
+    });
 
     loop {
         let permit = tokio::select! {
@@ -63,44 +87,64 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
                 Err(error) => {
                     // Typically EMFILE: back off briefly instead of spinning.
                     tracing::warn!(%error, listener = listener.kind.name(), "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop_requested(&mut shutdown) => break,
         };
+        // Closed at once: one address may not take the pool.
+        let Some(address_slot) = per_address.enter(peer.ip()) else {
+            state.metrics.count_refused_connection(listener.kind.name());
+            tracing::debug!(%peer, "connection refused: too many from this address");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
         let state = state.clone();
-        let builder = builder.clone();
+        let protocols = protocols.clone();
         let tls = listener.tls.clone();
         let kind = listener.kind;
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let certificate = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|chain| chain.first())
-                                .map(|leaf| PeerCertificate(Arc::new(leaf.clone().into_owned())));
-                            serve_connection(&builder, stream, state, kind, watcher, certificate)
-                                .await
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake refused"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+            let _slots = (permit, address_slot);
+            let first_request_by = Instant::now() + protocols.first_request;
+            let Some(acceptor) = tls else {
+                let connection = Connection {
+                    state,
+                    kind,
+                    certificate: None,
+                    first_request_by,
+                };
+                return connection.serve(&protocols, false, tcp, shutdown).await;
+            };
+            let stream = match tokio::time::timeout_at(first_request_by, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    return tracing::debug!(%peer, %error, "TLS handshake refused");
                 }
-                None => serve_connection(&builder, tcp, state, kind, watcher, None).await,
-            }
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let session = stream.get_ref().1;
+            let http2 = session.alpn_protocol() == Some(b"h2");
+            let certificate = session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| PeerCertificate(Arc::new(leaf.clone().into_owned())));
+            let connection = Connection {
+                state,
+                kind,
+                certificate,
+                first_request_by,
+            };
+            connection.serve(&protocols, http2, stream, shutdown).await;
         });
     }
     drop(listener);
+    // Every connection holds a permit until it is done: all permits back means drained.
     let grace = state.config.shutdown_grace();
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let all = u32::try_from(state.config.limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, connections.acquire_many(all))
         .await
         .is_err()
     {
@@ -117,27 +161,196 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }
 
-async fn serve_connection<IO>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: IO,
+/// Open connections per client address, capped.
+struct PerAddress {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in [`PerAddress`], given back when dropped.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: IpAddr,
+}
+
+impl PerAddress {
+    fn new(cap: usize) -> PerAddress {
+        PerAddress {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn enter(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
+        let address = address.to_canonical();
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// What a connection's watchdog knows of its requests.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// A complete request head has arrived.
+    started: AtomicBool,
+    /// Bumped at every request's start and end: the watchdog sees the connection was busy.
+    changes: AtomicUsize,
+}
+
+/// A request in flight on a connection, counted until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> InFlight {
+        activity.started.store(true, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.changes.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.changes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Connection {
     state: Arc<State>,
     kind: ListenerKind,
-    watcher: Watcher,
     certificate: Option<PeerCertificate>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        if let Some(certificate) = &certificate {
-            request.extensions_mut().insert(certificate.clone());
-        }
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(service::handle(state, kind, request).await) }
-    });
-    if let Err(error) = watcher
-        .watch(builder.serve_connection(TokioIo::new(io), service))
-        .await
+    first_request_by: Instant,
+}
+
+impl Connection {
+    async fn serve<IO>(
+        self,
+        protocols: &Protocols,
+        http2: bool,
+        io: IO,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        tracing::debug!(%error, "connection ended with an error");
+        let activity = Arc::new(Activity::default());
+        let (state, kind, certificate) = (self.state, self.kind, self.certificate);
+        let counted = activity.clone();
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = InFlight::begin(&counted);
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            let state = state.clone();
+            async move {
+                let response = service::handle(state, kind, request).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let io = TokioIo::new(io);
+        let timers = Timers {
+            first_request_by: self.first_request_by,
+            idle: protocols.idle,
+        };
+        if http2 {
+            let connection = protocols.http2.serve_connection(io, service);
+            watch(connection, &activity, timers, shutdown).await;
+        } else {
+            let connection = protocols.http1.serve_connection(io, service);
+            watch(connection, &activity, timers, shutdown).await;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Timers {
+    first_request_by: Instant,
+    idle: Duration,
+}
+
+/// Drives a connection to its end, closing it gracefully when it sent no request head in
+/// time, when it sat idle with nothing in flight, or on shutdown; one told to close that
+/// does not finish within [`CLOSE_GRACE`] is dropped.
+async fn watch<C>(
+    connection: C,
+    activity: &Activity,
+    timers: Timers,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut connection = pin!(connection);
+    let mut check_at = timers.first_request_by;
+    let mut seen = activity.changes.load(Ordering::Relaxed);
+    // Told to close (too slow, idle): dropped if not done by then.
+    let mut drop_at: Option<Instant> = None;
+    // Shutting down: in-flight requests finish within the listener's grace period.
+    let mut draining = false;
+    loop {
+        let deadline = drop_at.unwrap_or(check_at);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop_requested(&mut shutdown), if !draining => {
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = tokio::time::sleep_until(deadline), if !draining => {
+                if drop_at.is_some() {
+                    tracing::debug!("connection dropped: it did not close when told");
+                    return;
+                }
+                let changes = activity.changes.load(Ordering::Relaxed);
+                let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+                if busy || changes != seen {
+                    // Requests came and went: the idle time counts from now.
+                    seen = changes;
+                    check_at = Instant::now() + timers.idle;
+                    continue;
+                }
+                let reason = if activity.started.load(Ordering::Relaxed) {
+                    "idle"
+                } else {
+                    "no request head in time"
+                };
+                tracing::debug!(reason, "closing connection");
+                connection.as_mut().graceful_shutdown();
+                drop_at = Some(Instant::now() + CLOSE_GRACE);
+            }
+        }
     }
 }

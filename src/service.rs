@@ -1,5 +1,6 @@
-//! The per-request pipeline shared by all listeners: route, read the body under its cap and
-//! timeout, authenticate, run the handler, answer (errors as TLS-serialized `ErrorResponse`),
+//! The per-request pipeline shared by all listeners: route, check the signed-request
+//! envelope as far as it goes without the body, read the body under its cap, the shared
+//! body budget and its timeouts, verify the signature, run the handler, answer (errors as TLS-serialized `ErrorResponse`),
 //! and record metrics. Each request gets an id that tags every log line and the
 //! `x-request-id` response header.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
 use tracing::Instrument;
@@ -106,13 +107,11 @@ async fn run(
 ) -> Reply {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
-    let body = read_body(
-        body,
-        &parts.headers,
-        state.config.limits.max_body_bytes,
-        state.config.request_timeout(),
-    )
-    .await?;
+    let cap = state.config.limits.max_body_bytes;
+    let declared = declared_length(&parts.headers);
+    if declared.is_some_and(|length| length > cap as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -121,21 +120,45 @@ async fn run(
         Ok(endpoint) => endpoint.requires_signature(),
         Err(_) => true,
     };
-    let caller = match (must_sign, listener.signer()) {
+    // Everything the envelope allows is checked before the body is read: a stranger's body
+    // is never buffered.
+    let checked = match (must_sign, listener.signer()) {
         (true, Some(expected)) => Some(
             state
                 .authenticator
-                .authenticate(
-                    expected,
-                    parts.method.as_str(),
-                    &path_and_query,
-                    &parts.headers,
-                    &body,
-                    crate::keys::unix_now(),
-                )
+                .precheck(expected, &parts.headers, crate::keys::unix_now())
                 .await?,
         ),
         _ => None,
+    };
+    // All bodies in flight share one budget: the declared length, or the cap when none is.
+    let reserve = declared.map_or(cap, |length| length as usize);
+    let _reserved = match u32::try_from(reserve) {
+        Ok(0) => None,
+        Ok(bytes) => Some(
+            state
+                .body_budget
+                .clone()
+                .try_acquire_many_owned(bytes)
+                .map_err(|_| GatewayError::Overloaded)?,
+        ),
+        Err(_) => return Err(GatewayError::BodyTooLarge),
+    };
+    let body = read_body(
+        body,
+        cap,
+        state.config.request_timeout(),
+        state.config.body_stall_timeout(),
+    )
+    .await?;
+    let caller = match checked {
+        Some(checked) => Some(
+            state
+                .authenticator
+                .finish(checked, parts.method.as_str(), &path_and_query, &body)
+                .await?,
+        ),
+        None => None,
     };
     if listener == ListenerKind::Federation
         && state.config.federation.require_client_cert
@@ -191,29 +214,46 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads the body under the cap: a declared length past the cap is refused before reading
-/// any of it; an undeclared one is refused as soon as the cap is crossed.
-async fn read_body(
-    body: Incoming,
-    headers: &HeaderMap,
-    cap: usize,
-    timeout: Duration,
-) -> Result<Bytes, GatewayError> {
-    let declared = headers
+/// The `Content-Length` a request declares, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > cap as u64) {
-        return Err(GatewayError::BodyTooLarge);
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, cap).collect()).await {
-        Err(_) => Err(GatewayError::RequestTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(GatewayError::BodyTooLarge),
-        Ok(Err(error)) => Err(GatewayError::Decode(mimi_wire::DecodeError::Malformed(
-            format!("body could not be read: {error}"),
-        ))),
-    }
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// Reads the body under the cap (refused as soon as it is crossed), within the request
+/// timeout overall and `stall` between two reads.
+async fn read_body(
+    mut body: Incoming,
+    cap: usize,
+    timeout: Duration,
+    stall: Duration,
+) -> Result<Bytes, GatewayError> {
+    let read = async {
+        let mut collected = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(stall, body.frame()).await {
+                Err(_) => return Err(GatewayError::RequestTimeout),
+                Ok(None) => return Ok(Bytes::from(collected)),
+                Ok(Some(Err(error))) => {
+                    return Err(GatewayError::Decode(mimi_wire::DecodeError::Malformed(
+                        format!("body could not be read: {error}"),
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > cap {
+                    return Err(GatewayError::BodyTooLarge);
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(GatewayError::RequestTimeout))
 }
 
 pub fn error_response(code: mimi_wire::ErrorCode) -> HttpResponse {

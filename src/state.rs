@@ -25,6 +25,9 @@ pub struct State {
     /// Signed requests to peers.
     pub peers: PeerClient,
     pub delivery: Delivery,
+    /// Bytes of request bodies being read, all listeners together
+    /// (`limits.body_memory_budget_bytes`).
+    pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -38,7 +41,11 @@ impl State {
     ) -> State {
         let authenticator = Authenticator::new(&config, store.clone(), peer_keys);
         let groups = GroupCache::new(config.groups.cache_capacity);
+        let body_budget = std::sync::Arc::new(tokio::sync::Semaphore::new(
+            config.limits.body_memory_budget_bytes,
+        ));
         State {
+            body_budget,
             groups,
             config,
             store,

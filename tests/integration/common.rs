@@ -338,11 +338,28 @@ impl TlsClient {
 
     pub async fn connect(&self, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
         let tcp = TcpStream::connect(addr).await.expect("connect");
+        self.handshake(tcp).await.expect("TLS handshake")
+    }
+
+    /// A TCP connection to `addr` from the loopback address `source` (127.0.0.0/8), as
+    /// another client host would make it.
+    pub async fn tcp_from(addr: SocketAddr, source: std::net::IpAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind a loopback source address");
+        socket.connect(addr).await.expect("connect")
+    }
+
+    /// The TLS handshake over `tcp`; an error if the server closed or refused it.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         tcp.set_nodelay(true).expect("nodelay");
         self.connector
             .connect(ServerName::try_from(self.server_name.clone()).unwrap(), tcp)
             .await
-            .expect("TLS handshake")
     }
 
     pub async fn send(

@@ -14,6 +14,7 @@ mod group_races;
 mod group_rejections;
 mod group_store;
 mod groups;
+mod hardening;
 mod identity;
 mod interop;
 mod key_queues;

@@ -130,7 +130,8 @@ error_codes! {
     UnsupportedVersion = 7, 400, "unsupported wire version";
     /// An id in the path is malformed: an application, client, queue or welcome id that is
     /// not a UUID, a group id that is not 1-255 bytes of hex, or a client handle that is not
-    /// percent-encoded UTF-8.
+    /// percent-encoded UTF-8 of 1-255 bytes without control characters (the rules of handles in
+    /// bodies).
     MalformedPath = 8, 400, "malformed identifier in the path";
     /// The request is not signed, or its signature envelope failed a check. The log on the
     /// gateway says which; the caller only learns that authentication failed.

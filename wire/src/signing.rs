@@ -17,12 +17,12 @@
 //!     uint64 timestamp;        // seconds since the Unix epoch
 //!     opaque request_id[16];   // unique per request; the recipient refuses a replay
 //!     opaque key_id<V>;        // which of the sender's keys signed
-//! } RequestClaims;
+//! } RequestClaims;         // sender, recipient: 1-253 bytes; key_id: 1-64 bytes
 //!
 //! struct {
 //!     uint16 version;          // 1
 //!     RequestClaims claims;
-//!     opaque signature<V>;     // Ed25519 over RequestTbs
+//!     opaque signature<V>;     // Ed25519 over RequestTbs: exactly 64 bytes
 //! } RequestSignature;
 //!
 //! struct {
@@ -49,6 +49,12 @@ const TBS_LABEL: &str = "MIMI gateway signed request v1";
 
 /// Longest header value accepted before decoding (the envelope is ~200 bytes).
 pub const MAX_HEADER_LEN: usize = 2048;
+/// Longest sender and recipient: a DNS name (253 bytes) or an application id (36).
+pub const MAX_NAME_LEN: usize = 253;
+/// Longest key id.
+pub const MAX_KEY_ID_LEN: usize = 64;
+/// An Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
 
 /// Who signs: a peer provider (its domain) or one of this gateway's applications (its id).
 #[repr(u8)]
@@ -173,6 +179,30 @@ impl RequestSignature {
             .map_err(|_| SignatureError::NotBase64)?;
         let envelope: RequestSignature = codec::decode_exact(&bytes)?;
         codec::check_version(envelope.version)?;
+        let claims = &envelope.claims;
+        let out_of_bound = [
+            (
+                "sender",
+                claims.sender.len() > MAX_NAME_LEN || claims.sender.is_empty(),
+            ),
+            (
+                "recipient",
+                claims.recipient.len() > MAX_NAME_LEN || claims.recipient.is_empty(),
+            ),
+            (
+                "key id",
+                claims.key_id.len() > MAX_KEY_ID_LEN || claims.key_id.is_empty(),
+            ),
+            (
+                "signature",
+                envelope.signature.as_slice().len() != SIGNATURE_LEN,
+            ),
+        ];
+        if let Some((field, _)) = out_of_bound.iter().find(|(_, out)| *out) {
+            return Err(SignatureError::Malformed(DecodeError::Malformed(format!(
+                "{field} out of its bound"
+            ))));
+        }
         Ok(envelope)
     }
 
@@ -223,6 +253,43 @@ mod tests {
         parsed
             .verify("POST", "/group_operation", b"body", &key.verifying_key())
             .unwrap();
+    }
+
+    /// A stranger's 1,400-byte sender (or any field past its bound) is refused at decoding.
+    #[test]
+    fn envelope_fields_are_bounded() {
+        let key = key();
+        let header = |claims: RequestClaims| {
+            sign(&key, claims, "POST", "/p", b"")
+                .unwrap()
+                .to_header_value()
+                .unwrap()
+        };
+        let mut longest = claims();
+        longest.sender = "a".repeat(MAX_NAME_LEN);
+        longest.key_id = "k".repeat(MAX_KEY_ID_LEN);
+        assert!(RequestSignature::from_header_value(header(longest).as_bytes()).is_ok());
+        let too_long: [fn(&mut RequestClaims); 5] = [
+            |c| c.sender = "a".repeat(MAX_NAME_LEN + 1),
+            |c| c.sender = String::new(),
+            |c| c.recipient = "b".repeat(MAX_NAME_LEN + 1),
+            |c| c.key_id = "k".repeat(MAX_KEY_ID_LEN + 1),
+            |c| c.key_id = String::new(),
+        ];
+        for mutate in too_long {
+            let mut claims = claims();
+            mutate(&mut claims);
+            assert!(matches!(
+                RequestSignature::from_header_value(header(claims).as_bytes()),
+                Err(SignatureError::Malformed(_))
+            ));
+        }
+        let mut short = sign(&key, claims(), "POST", "/p", b"").unwrap();
+        short.signature = VLBytes::new(vec![0; 63]);
+        assert!(matches!(
+            RequestSignature::from_header_value(short.to_header_value().unwrap().as_bytes()),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! Hardening (issue 14): the traffic that took the gateway down or made it work for strangers,
+//! sent as an attacker sends it, each with the behaviour that must hold now. Clients of other
+//! hosts are other loopback addresses (127.0.0.2, 127.0.0.3).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use mimi_wire::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const OTHER_ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
+/// Whether the server closes `stream` (end of stream or reset) within `bound`.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    bound: Duration,
+) -> bool {
+    let mut buffer = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // A GOAWAY or an error answer before the close.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A signed `/whoami` of the test application, from 127.0.0.1.
+async fn whoami(harness: &Harness) -> StatusCode {
+    harness
+        .call(Method::GET, "/whoami", Vec::new())
+        .await
+        .status
+}
+
+/// Finding 1: idle TLS connections (HTTP/1.1 sending nothing, HTTP/2 sending only the
+/// preface) fill every connection slot; another client is still answered, because each is
+/// closed once it sent no request head in time, and one address cannot take more than its
+/// share (its next connection is closed at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_lock_a_listener_out() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.max_connections = 16;
+        config.limits.max_connections_per_ip = 8;
+        config.limits.header_read_timeout_ms = 500;
+    })
+    .await;
+    let address = harness.application;
+    let http1 = TlsClient::new(&harness.ca, Protocol::Http1);
+    let http2 = TlsClient::new(&harness.ca, Protocol::Http2);
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let tcp = TlsClient::tcp_from(address, ATTACKER).await;
+        idle.push(http1.handshake(tcp).await.expect("handshake"));
+    }
+    // Slots are free, but this address has its share: its ninth connection is closed before
+    // its handshake.
+    let ninth = TlsClient::tcp_from(address, ATTACKER).await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), http1.handshake(ninth))
+            .await
+            .expect("answered at once")
+            .is_err(),
+        "an address past its share is refused"
+    );
+    // Another address takes every slot left, sending only the HTTP/2 preface.
+    for _ in 0..8 {
+        let tcp = TlsClient::tcp_from(address, OTHER_ATTACKER).await;
+        let mut stream = http2.handshake(tcp).await.expect("handshake");
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        idle.push(stream);
+    }
+    // Another client is answered once the idle ones are closed.
+    let answered = tokio::time::timeout(Duration::from_secs(20), whoami(&harness)).await;
+    assert_eq!(answered.expect("answered"), StatusCode::OK);
+    for stream in &mut idle {
+        assert!(closed_by_server(stream, Duration::from_secs(10)).await);
+    }
+}
+
+/// Finding 1: a kept-alive connection with nothing in flight is closed after the idle
+/// timeout; one that keeps sending requests is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.idle_timeout_ms = 300;
+    })
+    .await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http1);
+    let mut stream = client.connect(harness.federation).await;
+    let request =
+        b"GET /.well-known/mimi/ds-domain HTTP/1.1\r\nhost: localhost\r\nconnection: keep-alive\r\n\r\n";
+    // Busy for longer than the idle timeout: still open.
+    for _ in 0..6 {
+        stream.write_all(request).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let read = stream.read(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed_by_server(&mut stream, Duration::from_secs(10)).await);
+}
+
+/// The raw bytes of an HTTP/1.1 POST head to `path` declaring `length` body bytes.
+fn post_head(path: &str, length: usize, extra: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/octet-stream\r\n\
+         content-length: {length}\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The status line's code of what the server answered on `stream`.
+async fn status_of<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> u16 {
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered without the rest of the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..read]);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Finding 2: an unsigned (or forged) request is refused before its body is read: the
+/// answer comes while most of the declared body was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_not_read_before_the_envelope_is_checked() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.request_timeout_ms = 60_000;
+        config.limits.body_stall_timeout_ms = 60_000;
+    })
+    .await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http1);
+    let path = format!("/apps/{}/clients", harness.app.id);
+    let mut unsigned = client.connect(harness.application).await;
+    unsigned
+        .write_all(&post_head(&path, 1_000_000, ""))
+        .await
+        .unwrap();
+    unsigned.write_all(&[0u8; 10]).await.unwrap();
+    assert_eq!(status_of(&mut unsigned).await, 401);
+    // A sender 1,400 bytes long is refused as malformed, before any lookup.
+    let mut claims = harness.app.claims();
+    claims.sender = "a".repeat(1_400);
+    let headers = signed_headers(&harness.app.key, claims, &Method::POST, &path, b"x");
+    let value = headers
+        .get(mimi_wire::signing::SIGNATURE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut long_sender = client.connect(harness.application).await;
+    long_sender
+        .write_all(&post_head(
+            &path,
+            1_000_000,
+            &format!("mimi-signature: {value}\r\n"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&mut long_sender).await, 401);
+}
+
+/// Finding 2: all bodies in flight share one memory budget; a request that would cross it
+/// is answered 503 before its body is read, and a body that stalls is 408 and gives its share
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_flight_share_one_budget_and_stalls_time_out() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.max_body_bytes = 64 * 1024;
+        config.limits.body_memory_budget_bytes = 64 * 1024;
+        config.limits.body_stall_timeout_ms = 500;
+    })
+    .await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http1);
+    let path = format!("/apps/{}/clients", harness.app.id);
+    let body = vec![0u8; 64 * 1024];
+    let signed_head = || {
+        let headers = signed_headers(
+            &harness.app.key,
+            harness.app.claims(),
+            &Method::POST,
+            &path,
+            &body,
+        );
+        let value = headers
+            .get(mimi_wire::signing::SIGNATURE_HEADER)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        post_head(&path, body.len(), &format!("mimi-signature: {value}\r\n"))
+    };
+    // The first signed request takes the whole budget and stalls half-way.
+    let mut stalled = client.connect(harness.application).await;
+    stalled.write_all(&signed_head()).await.unwrap();
+    stalled.write_all(&body[..1024]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second = client.connect(harness.application).await;
+    second.write_all(&signed_head()).await.unwrap();
+    assert_eq!(status_of(&mut second).await, 503);
+    assert_eq!(status_of(&mut stalled).await, 408);
+    // Its share is back: a whole request is read and answered (a malformed registration).
+    let mut third = client.connect(harness.application).await;
+    third.write_all(&signed_head()).await.unwrap();
+    third.write_all(&body).await.unwrap();
+    assert_eq!(status_of(&mut third).await, 400);
+}
+
+/// Finding 4: a forged envelope writes nothing: its request id is still unused, so the
+/// genuine request with that id is accepted afterwards (and only once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_request_leaves_no_trace_in_the_replay_cache() {
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http1);
+    let claims = harness.app.claims();
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let forged = signed_headers(&stranger, claims.clone(), &Method::GET, "/whoami", b"");
+    let answer = client
+        .send(
+            harness.application,
+            Method::GET,
+            "/whoami",
+            forged,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::Unauthenticated);
+    let genuine = signed_headers(&harness.app.key, claims, &Method::GET, "/whoami", b"");
+    let answer = client
+        .send(
+            harness.application,
+            Method::GET,
+            "/whoami",
+            genuine.clone(),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let replayed = client
+        .send(
+            harness.application,
+            Method::GET,
+            "/whoami",
+            genuine,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(replayed.error_code(), ErrorCode::Unauthenticated);
+}
+
+/// Finding 5: handles in paths follow the rules of handles in bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_in_paths_are_validated() {
+    let harness = Harness::start(StoreSpec::Memory).await;
+    for handle in ["a".repeat(300), "%00".to_owned(), "a%0Ab".to_owned()] {
+        let path = format!("/apps/{}/clients/{handle}/welcome-msgs", harness.app.id);
+        let answer = harness.call(Method::GET, &path, Vec::new()).await;
+        assert_eq!(answer.error_code(), ErrorCode::MalformedPath, "{handle}");
+    }
+}
