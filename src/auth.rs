@@ -291,7 +291,9 @@ impl Authenticator {
                     .map_err(|error| match error {
                         PeerKeyError::UnknownKey { .. } => AuthError::UnknownKey(key_id.to_owned()),
                         PeerKeyError::Expired { .. } => AuthError::ExpiredKey(key_id.to_owned()),
-                        PeerKeyError::Unreachable(..) => AuthError::PeerKeys(error.to_string()),
+                        PeerKeyError::Unreachable(..)
+                        | PeerKeyError::RateLimited(_)
+                        | PeerKeyError::TooSlow(..) => AuthError::PeerKeys(error.to_string()),
                     })?;
                 let public = key
                     .ed25519()

@@ -97,6 +97,16 @@ pub struct FederationConfig {
     /// A follower answers its application's forwarded commit or proposal once its mirror
     /// shows it (the hub's fan-out arrived), waiting at most this long; 0: at once.
     pub mirror_wait_ms: u64,
+    /// Address ranges (`10.1.0.0/16`, `127.0.0.0/8`) outbound connections to peers may go to
+    /// although they are special-purpose (loopback, private, link-local, ...), which are
+    /// refused by default. Address overrides (`resolve`) are held to the same rule.
+    pub allowed_ip_ranges: Vec<String>,
+    /// Key lookups for senders whose keys are not cached, gateway-wide, per minute (each
+    /// sender also at most once per `key_refresh_interval_secs`).
+    pub new_sender_lookups_per_minute: u32,
+    /// How long a request waits for its sender's keys to be looked up; past it the request
+    /// is refused while the lookup goes on no further.
+    pub key_lookup_wait_ms: u64,
 }
 
 impl Default for FederationConfig {
@@ -112,6 +122,9 @@ impl Default for FederationConfig {
             retry_max_ms: 60_000,
             delivery_scan_ms: 1_000,
             mirror_wait_ms: 1_000,
+            allowed_ip_ranges: Vec::new(),
+            new_sender_lookups_per_minute: 120,
+            key_lookup_wait_ms: 2_000,
         }
     }
 }
@@ -461,6 +474,22 @@ impl Config {
             if value == 0 {
                 return Err(invalid(field, "must be positive"));
             }
+        }
+        for (index, range) in self.federation.allowed_ip_ranges.iter().enumerate() {
+            if mimi_well_known::address_policy::IpRange::parse(range).is_none() {
+                return Err(invalid(
+                    format!("federation.allowed_ip_ranges[{index}]"),
+                    format!("`{range}` is not an address range (a.b.c.d/n or x::y/n)"),
+                ));
+            }
+        }
+        if self.federation.new_sender_lookups_per_minute == 0
+            || self.federation.key_lookup_wait_ms == 0
+        {
+            return Err(invalid(
+                "federation.new_sender_lookups_per_minute",
+                "lookups and their wait must be positive",
+            ));
         }
         if limits.body_memory_budget_bytes < limits.max_body_bytes {
             return Err(invalid(

@@ -128,6 +128,10 @@ impl Gateway {
             mimi_well_known::Resolver::new(https.clone()),
             std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
             std::time::Duration::from_secs(config.federation.key_refresh_interval_secs),
+        )
+        .with_stranger_limits(
+            config.federation.new_sender_lookups_per_minute,
+            std::time::Duration::from_millis(config.federation.key_lookup_wait_ms),
         );
         let peers = PeerClient::new(
             https,
@@ -261,11 +265,17 @@ async fn watch_key_file(
     }
 }
 
-/// The HTTPS client for peers (discovery, keys, federation requests): the configured roots
-/// and address overrides.
+/// The HTTPS client for peers (discovery, keys, federation requests): the configured roots,
+/// address overrides, and the ranges it may connect to.
 fn peer_https_client(config: &Config) -> Result<mimi_well_known::HttpsClient, StartError> {
     let federation = &config.federation;
-    let mut client = mimi_well_known::HttpsClient::new(federation.ca_file.as_deref())?;
+    let allowed = federation
+        .allowed_ip_ranges
+        .iter()
+        .filter_map(|range| mimi_well_known::address_policy::IpRange::parse(range))
+        .collect();
+    let mut client = mimi_well_known::HttpsClient::new(federation.ca_file.as_deref())?
+        .with_address_policy(mimi_well_known::address_policy::AddressPolicy::new(allowed));
     for (host, addr) in &federation.resolve {
         client = client.with_override(host, *addr);
     }

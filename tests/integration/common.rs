@@ -140,6 +140,8 @@ pub fn test_config(dir: &Path, app: &TestApp, store: &StoreSpec) -> Config {
     config.listeners.admin = loopback;
     config.applications = vec![app.config()];
     config.store.command_timeout_ms = 1_000;
+    // Peers of the tests live on loopback, which outbound connections refuse by default.
+    config.federation.allowed_ip_ranges = vec!["127.0.0.0/8".into()];
     match store {
         StoreSpec::Memory => {}
         StoreSpec::Redis(url) => config.store.redis_url = Some(url.clone()),

@@ -271,3 +271,49 @@ async fn handles_in_paths_are_validated() {
         assert_eq!(answer.error_code(), ErrorCode::MalformedPath, "{handle}");
     }
 }
+
+/// Finding 3: a stranger naming a sender that resolves to a special-purpose address (here a
+/// loopback address standing for the operator's network) makes the gateway connect nowhere;
+/// the same sender on a re-allowed range is looked up (so the first half can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_make_the_gateway_connect_to_special_addresses() {
+    let probe = tokio::net::TcpListener::bind((ATTACKER, 0)).await.unwrap();
+    let probed = probe.local_addr().unwrap();
+    let sender = "internal.localhost";
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    for (allowed, expect_connection) in [(Vec::new(), false), (vec!["127.0.0.2/32".into()], true)] {
+        let harness = Harness::start_with(StoreSpec::Memory, |config| {
+            config.federation.allowed_ip_ranges = allowed;
+            config.federation.resolve.insert(sender.into(), probed);
+            config.federation.key_lookup_wait_ms = 500;
+        })
+        .await;
+        let claims = mimi_wire::signing::RequestClaims {
+            sender_kind: mimi_wire::signing::SenderKind::Provider,
+            sender: sender.into(),
+            recipient: "localhost".into(),
+            timestamp: now(),
+            request_id: rand::random(),
+            key_id: "k1".into(),
+        };
+        let headers = signed_headers(&stranger, claims, &Method::POST, "/group_operation", b"");
+        let client = TlsClient::new(&harness.ca, Protocol::Http1);
+        let send = client.send(
+            harness.federation,
+            Method::POST,
+            "/group_operation",
+            headers,
+            Vec::new(),
+        );
+        let (answer, connected) = tokio::join!(send, async {
+            tokio::time::timeout(Duration::from_secs(2), probe.accept())
+                .await
+                .is_ok()
+        });
+        assert_eq!(answer.error_code(), ErrorCode::Unauthenticated);
+        assert_eq!(
+            connected, expect_connection,
+            "allowed ranges {expect_connection}"
+        );
+    }
+}

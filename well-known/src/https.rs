@@ -39,6 +39,9 @@ pub enum HttpsError {
     BadHost(String),
     #[error("cannot resolve {0}")]
     Resolve(String),
+    /// Every address of the name is in a range outbound connections may not go to.
+    #[error("{0} resolves only to addresses this gateway does not connect to")]
+    Forbidden(String),
     #[error("connecting to {host}: {reason}")]
     Connect { host: String, reason: String },
     #[error("HTTP exchange with {host}: {reason}")]
@@ -74,6 +77,8 @@ pub struct HttpsClient {
     config: Arc<ClientConfig>,
     connector: TlsConnector,
     overrides: BTreeMap<String, SocketAddr>,
+    /// Where connections may go; `None`: anywhere (operator tools).
+    policy: Option<Arc<crate::address_policy::AddressPolicy>>,
     timeout: Duration,
     pool: Pool,
 }
@@ -115,6 +120,7 @@ impl HttpsClient {
             config: config.clone(),
             connector: TlsConnector::from(config),
             overrides: BTreeMap::new(),
+            policy: None,
             timeout: Duration::from_secs(10),
             pool: Pool::default(),
         })
@@ -150,6 +156,12 @@ impl HttpsClient {
     /// Connects to `addr` whenever `host` is asked for, whatever DNS says.
     pub fn with_override(mut self, host: &str, addr: SocketAddr) -> Self {
         self.overrides.insert(host.to_ascii_lowercase(), addr);
+        self
+    }
+
+    /// Connects only to addresses `policy` permits (overrides included).
+    pub fn with_address_policy(mut self, policy: crate::address_policy::AddressPolicy) -> Self {
+        self.policy = Some(Arc::new(policy));
         self
     }
 
@@ -294,13 +306,28 @@ impl HttpsClient {
         note: &impl Fn(u64),
     ) -> Result<http::Response<hyper::body::Incoming>, HttpsError> {
         let (host, port) = split_authority(authority)?;
-        let addr = match self.overrides.get(&host.to_ascii_lowercase()) {
-            Some(addr) => *addr,
+        // A name that is an IP literal is no peer's name: never connected to.
+        if host.parse::<std::net::IpAddr>().is_ok() && self.policy.is_some() {
+            return Err(HttpsError::BadHost(host.to_owned()));
+        }
+        let candidates: Vec<SocketAddr> = match self.overrides.get(&host.to_ascii_lowercase()) {
+            Some(addr) => vec![*addr],
             None => tokio::net::lookup_host((host, port))
                 .await
                 .map_err(|_| HttpsError::Resolve(authority.to_owned()))?
-                .next()
-                .ok_or_else(|| HttpsError::Resolve(authority.to_owned()))?,
+                .collect(),
+        };
+        let permitted = |addr: &SocketAddr| {
+            self.policy
+                .as_ref()
+                .is_none_or(|policy| policy.permits(addr.ip()))
+        };
+        let addr = match candidates.iter().find(|addr| permitted(addr)) {
+            Some(addr) => *addr,
+            None if candidates.is_empty() => {
+                return Err(HttpsError::Resolve(authority.to_owned()));
+            }
+            None => return Err(HttpsError::Forbidden(authority.to_owned())),
         };
         let connect = |reason: String| HttpsError::Connect {
             host: authority.to_owned(),

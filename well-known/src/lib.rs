@@ -6,6 +6,7 @@
 //! operator uses to find a peer's DS domain and verification keys.
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
 pub mod https;
 pub mod peer_keys;
 pub mod resolver;
@@ -23,7 +24,13 @@ pub const VERIFICATION_KEY_PATH: &str = "/verification_key";
 /// Whether `name` is a DNS name as the discovery document carries it: labels of letters,
 /// digits and hyphens, no port, no trailing dot.
 pub fn is_dns_name(name: &str) -> bool {
+    // An IP literal is not a name: its last label would be all digits.
+    let last_is_numeric = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()));
     !name.is_empty()
+        && !last_is_numeric
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -46,6 +53,25 @@ pub fn parse_ds_domain(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names_and_not_ip_literals() {
+        for name in ["a.example", "localhost", "b.localhost", "x-1.y2.example"] {
+            assert!(is_dns_name(name), "{name}");
+        }
+        for name in [
+            "127.0.0.2",
+            "10.0.0.1",
+            "1.2.3.4",
+            "::1",
+            "a..b",
+            "-a.example",
+            "",
+            "a.b:443",
+        ] {
+            assert!(!is_dns_name(name), "{name}");
+        }
+    }
 
     #[test]
     fn ds_domain_documents() {

@@ -1,7 +1,10 @@
 //! A cache of peers' verification keys (MIMI Transport, "Verification Key"): discovery
 //! answers are kept for a TTL; a key id the cache does not know causes at most one refresh
 //! per peer per interval (so a flood of made-up key ids cannot make the gateway hammer a
-//! peer); keys outside their validity window are never handed out.
+//! peer); keys outside their validity window are never handed out. Lookups for senders with
+//! no cached keys (strangers, until they prove otherwise) are limited gateway-wide per minute,
+//! and a request waits for one at most a bounded time, so forged senders cost a bounded
+//! number of outbound connections and never a request's full timeout.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +18,10 @@ use crate::resolver::{ResolveError, Resolver};
 pub enum PeerKeyError {
     #[error("peer `{0}` could not be resolved: {1}")]
     Unreachable(String, ResolveError),
+    #[error("lookups of unknown senders are over their rate; `{0}` was not looked up")]
+    RateLimited(String),
+    #[error("peer `{0}`'s keys were not found within {1:?}")]
+    TooSlow(String, Duration),
     #[error("peer `{peer}` publishes no key `{key_id}`")]
     UnknownKey { peer: String, key_id: String },
     #[error("key `{key_id}` of peer `{peer}` is not valid at {at}")]
@@ -37,6 +44,33 @@ pub struct PeerKeys {
     refresh_interval: Duration,
     // A std Mutex: held only to read or swap an entry, never across an await.
     entries: Mutex<HashMap<String, Entry>>,
+    strangers: Mutex<StrangerBudget>,
+    lookup_wait: Duration,
+}
+
+/// Most peers remembered without keys (failed lookups); older ones are forgotten first.
+const MAX_KEYLESS_ENTRIES: usize = 10_000;
+
+/// A token bucket for lookups of senders with no cached keys.
+struct StrangerBudget {
+    per_minute: u32,
+    tokens: f64,
+    at: Instant,
+}
+
+impl StrangerBudget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.per_minute) / 60.0;
+        self.tokens = (self.tokens + refill).min(f64::from(self.per_minute));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl PeerKeys {
@@ -46,7 +80,26 @@ impl PeerKeys {
             ttl,
             refresh_interval,
             entries: Mutex::new(HashMap::new()),
+            strangers: Mutex::new(StrangerBudget {
+                per_minute: 120,
+                tokens: 120.0,
+                at: Instant::now(),
+            }),
+            lookup_wait: Duration::from_secs(2),
         }
+    }
+
+    /// At most `per_minute` lookups of senders with no cached keys, gateway-wide; a request
+    /// waits at most `wait` for its sender's lookup.
+    pub fn with_stranger_limits(mut self, per_minute: u32, wait: Duration) -> PeerKeys {
+        let per_minute = per_minute.max(1);
+        self.strangers = Mutex::new(StrangerBudget {
+            per_minute,
+            tokens: f64::from(per_minute),
+            at: Instant::now(),
+        });
+        self.lookup_wait = wait;
+        self
     }
 
     fn cached(&self, peer: &str, key_id: &str) -> (Option<VerificationKey>, bool, bool) {
@@ -72,6 +125,23 @@ impl PeerKeys {
     /// all refresh.
     async fn refresh(&self, peer: &str) -> Result<(), PeerKeyError> {
         if let Ok(mut entries) = self.entries.lock() {
+            let known = entries.get(peer).is_some_and(|entry| entry.keys.is_some());
+            if !known {
+                let allowed = self
+                    .strangers
+                    .lock()
+                    .map(|mut budget| budget.take())
+                    .unwrap_or(false);
+                if !allowed {
+                    return Err(PeerKeyError::RateLimited(peer.to_owned()));
+                }
+                if entries.len() >= MAX_KEYLESS_ENTRIES {
+                    let stale = self.refresh_interval;
+                    entries.retain(|_, entry| {
+                        entry.keys.is_some() || entry.last_attempt.elapsed() < stale
+                    });
+                }
+            }
             let entry = entries.entry(peer.to_owned()).or_insert_with(|| Entry {
                 keys: None,
                 fetched_at: None,
@@ -79,10 +149,9 @@ impl PeerKeys {
             });
             entry.last_attempt = Instant::now();
         }
-        let discovery = self
-            .resolver
-            .discover(peer)
+        let discovery = tokio::time::timeout(self.lookup_wait, self.resolver.discover(peer))
             .await
+            .map_err(|_| PeerKeyError::TooSlow(peer.to_owned(), self.lookup_wait))?
             .map_err(|error| PeerKeyError::Unreachable(peer.to_owned(), error))?;
         if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(peer)
