@@ -57,6 +57,9 @@ pub struct GroupsConfig {
     /// How many groups each gateway process keeps validated in memory (the store stays the
     /// authority; this only saves reloading hot groups).
     pub cache_capacity: usize,
+    /// How many of the newest epochs keep their control messages (0: all). A request for
+    /// older ones answers `EpochPruned`.
+    pub retained_epochs: u64,
 }
 
 impl Default for GroupsConfig {
@@ -64,6 +67,7 @@ impl Default for GroupsConfig {
         GroupsConfig {
             welcome_retention_secs: 14 * 86_400,
             cache_capacity: 1_024,
+            retained_epochs: 1_000,
         }
     }
 }

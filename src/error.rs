@@ -170,6 +170,7 @@ impl GatewayError {
                 GroupStoreError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
                 GroupStoreError::DuplicateProposal => ErrorCode::DuplicateProposal,
                 GroupStoreError::EpochOutOfRange { .. } => ErrorCode::EpochOutOfRange,
+                GroupStoreError::EpochPruned { .. } => ErrorCode::EpochPruned,
                 GroupStoreError::Store(_) => ErrorCode::StoreUnavailable,
             },
             GatewayError::GroupIdTooLong => ErrorCode::InvalidGroupInfo,
@@ -208,6 +209,12 @@ impl GatewayError {
                 GroupStoreError::StaleEpoch { current }
                 | GroupStoreError::EpochOutOfRange { current },
             ) => format!("current epoch {current}"),
+            GatewayError::GroupStore(GroupStoreError::EpochPruned { pruned, current }) => {
+                format!(
+                    "oldest retained epoch {}, current epoch {current}",
+                    pruned + 1
+                )
+            }
             GatewayError::PeerRefused { code, .. } => format!("{description}: code {code}"),
             GatewayError::OperationRules(error) => format!("{description}: {error}"),
             GatewayError::Relayed { detail, .. } => detail.clone(),
@@ -227,6 +234,10 @@ impl GatewayError {
                 crate::mls::group::GroupError::StaleEpoch { current }
                 | crate::mls::group::GroupError::FutureEpoch { current },
             ) => vec![mimi_wire::ErrorField::current_epoch(*current)],
+            GatewayError::GroupStore(GroupStoreError::EpochPruned { pruned, current }) => vec![
+                mimi_wire::ErrorField::current_epoch(*current),
+                mimi_wire::ErrorField::oldest_epoch(pruned + 1),
+            ],
             GatewayError::Relayed { fields, .. } => fields.clone(),
             _ => Vec::new(),
         }

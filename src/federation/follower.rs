@@ -298,6 +298,7 @@ async fn mirror_commit(
         removed_handles: outcome.removed_handles,
         used_key_packages,
         now,
+        retained_epochs: state.config.groups.retained_epochs,
         fanout: Vec::new(),
     };
     match state.store.apply_commit(app, group_id, &record).await {

@@ -181,6 +181,7 @@ pub async fn accept(
         removed_handles: outcome.removed_handles,
         used_key_packages,
         now,
+        retained_epochs: state.config.groups.retained_epochs,
         fanout,
     };
     let epoch = state.store.apply_commit(app, group_id, &record).await?;

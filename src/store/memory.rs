@@ -104,6 +104,8 @@ struct MemoryGroup {
     proposals: Vec<HeldProposal>,
     /// Epoch -> its control messages (epoch 0 has none).
     epochs: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// Epochs `1..=pruned` no longer have their control messages.
+    pruned: u64,
     group_info: Option<Vec<u8>>,
     /// Epoch -> the welcome into it, with the recipients that have not acknowledged it.
     welcomes: BTreeMap<u64, MemoryWelcome>,
@@ -667,6 +669,7 @@ impl Groups for MemoryStore {
                 state: group.state.clone(),
                 proposals: Vec::new(),
                 epochs: BTreeMap::new(),
+                pruned: 0,
                 group_info: Some(group.group_info.clone()),
                 welcomes: BTreeMap::new(),
             },
@@ -849,6 +852,11 @@ impl Groups for MemoryStore {
         group.state.apply(&commit.change);
         group.proposals.clear();
         group.epochs.insert(epoch, commit.messages.clone());
+        if commit.retained_epochs > 0 && epoch > commit.retained_epochs {
+            group.pruned = group.pruned.max(epoch - commit.retained_epochs);
+            let kept = group.epochs.split_off(&(group.pruned + 1));
+            group.epochs = kept;
+        }
         group.group_info = commit.group_info.clone();
         group
             .welcomes
@@ -882,6 +890,12 @@ impl Groups for MemoryStore {
         let end = end.unwrap_or(group.epoch);
         if start > end || end > group.epoch {
             return Err(GroupStoreError::EpochOutOfRange {
+                current: group.epoch,
+            });
+        }
+        if group.pruned > 0 && start <= group.pruned {
+            return Err(GroupStoreError::EpochPruned {
+                pruned: group.pruned,
                 current: group.epoch,
             });
         }

@@ -301,6 +301,9 @@ pub struct CommitRecord {
     pub used_key_packages: Vec<(Uuid, Vec<u8>)>,
     /// Unix seconds, for pruning expired welcomes.
     pub now: u64,
+    /// How many epochs' control messages the group keeps (the newest ones; 0 keeps all):
+    /// applying the commit prunes the older ones (`groups.retained_epochs`).
+    pub retained_epochs: u64,
     /// `DSFanoutRequest`s for peers, `(peer domain, bodies)`, queued for delivery in the
     /// same atomic step (issue 7: "Queues and delivery that lose nothing"); one peer's bodies
     /// stay together in its queue.
@@ -337,6 +340,9 @@ pub enum GroupStoreError {
     DuplicateProposal,
     #[error("epoch range outside the group; current epoch {current}")]
     EpochOutOfRange { current: u64 },
+    /// The range starts before the oldest epoch whose control messages are retained.
+    #[error("epochs up to {pruned} are no longer retained; current epoch {current}")]
+    EpochPruned { pruned: u64, current: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -75,6 +75,7 @@ fn commit(from_epoch: u64, change: StateChange, now: u64) -> CommitRecord {
         removed_handles: Vec::new(),
         used_key_packages: Vec::new(),
         now,
+        retained_epochs: 0,
         fanout: Vec::new(),
     }
 }
@@ -823,6 +824,112 @@ async fn groups_are_deleted_whole_on_every_store() {
     .await;
     let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
     assert_eq!(scan(&nodes, "mimi:{g:*"), Vec::<String>::new());
+}
+
+/// Epoch retention (issue 14, finding 7): with 3 epochs retained, after 6 commits epochs
+/// 1-3 are gone (`EpochPruned`, naming the oldest kept) and 4-6 are served; lowering the
+/// retention prunes more at the next commit; 0 keeps everything.
+async fn retention_contract(store: SharedStore) {
+    let app = Uuid::from_u128(0x7e7);
+    let group: &[u8] = &[0x7e, 0x7e];
+    let new_group = NewGroup {
+        group_id: group.to_vec(),
+        epoch: 0,
+        hub: None,
+        state: state(4),
+        group_info: Vec::new(),
+    };
+    store.create_group(app, &new_group).await.unwrap();
+    for from in 0..6 {
+        let mut record = commit(from, change(1, &[]), NOW);
+        record.retained_epochs = 3;
+        store.apply_commit(app, group, &record).await.unwrap();
+    }
+    for start in [0, 1, 3] {
+        assert!(
+            matches!(
+                store.control_messages(app, group, start, None).await,
+                Err(GroupStoreError::EpochPruned {
+                    pruned: 3,
+                    current: 6
+                })
+            ),
+            "start {start}"
+        );
+    }
+    let kept = store.control_messages(app, group, 4, None).await.unwrap();
+    assert_eq!(
+        kept,
+        (3..6)
+            .map(|from| format!("commit from {from}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+    let mut record = commit(6, change(1, &[]), NOW);
+    record.retained_epochs = 1;
+    store.apply_commit(app, group, &record).await.unwrap();
+    assert!(matches!(
+        store.control_messages(app, group, 6, None).await,
+        Err(GroupStoreError::EpochPruned {
+            pruned: 6,
+            current: 7
+        })
+    ));
+    assert_eq!(
+        store
+            .control_messages(app, group, 7, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Another group, retention off: every epoch stays.
+    let all: &[u8] = &[0x7e, 0x7f];
+    store
+        .create_group(
+            app,
+            &NewGroup {
+                group_id: all.to_vec(),
+                ..new_group
+            },
+        )
+        .await
+        .unwrap();
+    for from in 0..4 {
+        store
+            .apply_commit(app, all, &commit(from, change(1, &[]), NOW))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .control_messages(app, all, 1, None)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epochs_past_the_retention_are_pruned_on_every_store() {
+    retention_contract(memory().await).await;
+    let single = RedisServer::start();
+    let redis: SharedStore = Arc::new(
+        RedisStore::connect_single(&single.url(), TIMEOUT)
+            .await
+            .unwrap(),
+    );
+    retention_contract(redis).await;
+    // The pruned epochs' keys are gone from Redis, the retained ones there.
+    let keys = scan(&[&single], "mimi:{g:*7e7e}:epoch:*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let cluster = RedisCluster::start();
+    retention_contract(Arc::new(
+        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,3 +317,34 @@ async fn strangers_cannot_make_the_gateway_connect_to_special_addresses() {
         );
     }
 }
+
+/// Finding 7: a group keeps the control messages of its newest `groups.retained_epochs`
+/// epochs; asking for older ones answers `EpochPruned` with the oldest kept and the current
+/// epoch as values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_epochs_are_pruned_and_say_so() {
+    use crate::group_client::{GroupApi, Member, error};
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.groups.retained_epochs = 2;
+    })
+    .await;
+    let mut alice = Member::new("alice");
+    let (group_info, tree) = alice.create_group();
+    assert_eq!(
+        GroupApi::create(&harness, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let api = GroupApi::new(&harness, &alice.group_id());
+    for epoch in 1..=3 {
+        let (commit, info) = alice.update();
+        assert_eq!(api.commit_ok(&commit, Some(&info), None).await, epoch);
+    }
+    let answer = api.control(1, None).await;
+    assert_eq!(answer.error_code(), ErrorCode::EpochPruned);
+    let refusal = error(&answer);
+    assert_eq!(
+        (refusal.oldest_epoch(), refusal.current_epoch()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(api.control_ok(2, None).await.len(), 2);
+}

@@ -1,11 +1,11 @@
 //! The error body of every endpoint and the one documented list of error codes.
 //!
 //! ```text
-//! enum { current_epoch(1), (65535) } ErrorFieldType;
+//! enum { current_epoch(1), oldest_epoch(2), (65535) } ErrorFieldType;
 //!
 //! struct {
 //!     uint16 field_type;  // an ErrorFieldType; unknown types are skipped, never refused
-//!     opaque value<V>;    // current_epoch: uint64
+//!     opaque value<V>;    // current_epoch, oldest_epoch: uint64
 //! } ErrorField;
 //!
 //! struct {
@@ -36,15 +36,26 @@ pub struct ErrorField {
     pub value: VLBytes,
 }
 
-/// `ErrorFieldType::current_epoch`: the group's current epoch, with `StaleEpoch` and
-/// `EpochOutOfRange`.
+/// `ErrorFieldType::current_epoch`: the group's current epoch, with `StaleEpoch`,
+/// `FutureEpoch`, `EpochOutOfRange` and `EpochPruned`.
 pub const FIELD_CURRENT_EPOCH: u16 = 1;
+/// `ErrorFieldType::oldest_epoch`: the oldest epoch whose control messages are retained, with
+/// `EpochPruned`.
+pub const FIELD_OLDEST_EPOCH: u16 = 2;
 
 impl ErrorField {
     /// The group's current epoch.
     pub fn current_epoch(epoch: u64) -> ErrorField {
         ErrorField {
             field_type: FIELD_CURRENT_EPOCH,
+            value: VLBytes::new(epoch.to_be_bytes().to_vec()),
+        }
+    }
+
+    /// The oldest epoch whose control messages are retained.
+    pub fn oldest_epoch(epoch: u64) -> ErrorField {
+        ErrorField {
+            field_type: FIELD_OLDEST_EPOCH,
             value: VLBytes::new(epoch.to_be_bytes().to_vec()),
         }
     }
@@ -67,9 +78,18 @@ impl ErrorResponse {
 
     /// The group's current epoch, when the answer carries it (`StaleEpoch`).
     pub fn current_epoch(&self) -> Option<u64> {
+        self.u64_field(FIELD_CURRENT_EPOCH)
+    }
+
+    /// The oldest retained epoch, when the answer carries it (`EpochPruned`).
+    pub fn oldest_epoch(&self) -> Option<u64> {
+        self.u64_field(FIELD_OLDEST_EPOCH)
+    }
+
+    fn u64_field(&self, field_type: u16) -> Option<u64> {
         self.fields
             .iter()
-            .find(|field| field.field_type == FIELD_CURRENT_EPOCH)
+            .find(|field| field.field_type == field_type)
             .and_then(|field| <[u8; 8]>::try_from(field.value.as_slice()).ok())
             .map(u64::from_be_bytes)
     }
@@ -270,6 +290,10 @@ error_codes! {
     /// extension type, proposal type or cipher suite, which openmls 0.9.2 cannot validate: a
     /// known limitation. GREASE values in capabilities alone are accepted.
     GreaseUnsupported = 523, 400, "GREASE extensions are not supported";
+    /// A control-message range starts before the oldest epoch the group still keeps
+    /// (`groups.retained_epochs`); the answer carries `oldest_epoch` and `current_epoch`. A
+    /// client that far behind rejoins (external commit from the group info).
+    EpochPruned = 524, 410, "the group no longer keeps the control messages of these epochs";
     /// The peer gateway (another domain's) did not answer; the request may be retried.
     PeerUnavailable = 600, 502, "the peer gateway could not be reached, retry later";
     /// The peer gateway answered with an error; its code is in the detail.

@@ -6,7 +6,7 @@
 //!
 //! | key (prefix `mimi:{g:<app>:<hex group id>}:`) | type | what |
 //! | --- | --- | --- |
-//! | `head` | hash | `epoch`, `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith` (interim transcript hash), `tag` (confirmation tag) |
+//! | `head` | hash | `epoch`, `pruned` (epochs `1..=pruned` no longer kept), `leaf_slots`, `parent_slots`, `tree_hash`, `context`, `ith` (interim transcript hash), `tag` (confirmation tag) |
 //! | `group-info` | string | the current GroupInfo (absent if none) |
 //! | `nodes` | hash | tree node index (decimal) -> RFC 9420 `Node` bytes (blank nodes absent) |
 //! | `proposal-refs`, `proposal-packets` | lists | the current epoch's ProposalRefs and packets, in upload order (cleared by a commit) |
@@ -161,7 +161,7 @@ return {1, redis.call('LRANGE', ARGV[1] .. 'proposal-packets', 0, -1)}
 
 /// KEYS: head. ARGV: prefix, from_epoch, now, leaf_slots, parent_slots, tree_hash, context,
 /// ith, tag, has_group_info (0/1), staged id, has_welcome (0/1), welcome id, expires_at,
-/// then four counted lists (a count, then the items): recipients, removed handles, node
+/// retained epochs (0: all), then four counted lists (a count, then the items): recipients, removed handles, node
 /// changes (index, present 0/1, bytes: three items each), outbox entries. The staged
 /// values (`staged:<id>:messages`, and `group-info`, `welcome-packet`, `welcome-tree` as
 /// flagged) must exist. Returns {status, value, outbox length}: status 0 unknown group, 2
@@ -198,6 +198,20 @@ if ARGV[10] == '1' then place(s .. 'group-info', p .. 'group-info')
 else redis.call('DEL', p .. 'group-info') end
 redis.call('DEL', p .. 'proposal-refs', p .. 'proposal-packets')
 place(s .. 'messages', p .. 'epoch:' .. new)
+local retain = tonumber(ARGV[15])
+if retain > 0 and new > retain then
+  -- Epochs 1..pruned have no control messages any more; at most 1000 go per commit, so a
+  -- lowered retention catches up over the next commits without a long script.
+  local pruned = tonumber(redis.call('HGET', KEYS[1], 'pruned') or '0')
+  local target = new - retain
+  local budget = 1000
+  while pruned < target and budget > 0 do
+    pruned = pruned + 1
+    budget = budget - 1
+    redis.call('DEL', p .. 'epoch:' .. pruned)
+  end
+  redis.call('HSET', KEYS[1], 'pruned', pruned)
+end
 local function drop_welcome(e)
   local w = p .. 'welcome:' .. e
   redis.call('DEL', w, w .. ':pending', w .. ':packet', w .. ':tree')
@@ -206,7 +220,7 @@ end
 for _, e in ipairs(redis.call('ZRANGEBYSCORE', p .. 'welcomes', '-inf', now)) do
   drop_welcome(e)
 end
-local i = 15
+local i = 16
 local recipients = {}
 for k = 1, tonumber(ARGV[i]) do recipients[k] = ARGV[i + k] end
 i = i + #recipients + 1
@@ -243,7 +257,8 @@ return {1, new, redis.call('LLEN', p .. 'outbox')}
 ";
 
 /// KEYS: head. ARGV: prefix, start, end (or '' for the current epoch). Returns {0} unknown
-/// group, {2, current} out of range, {1, {one blob per epoch, in order}}.
+/// group, {2, current} out of range, {3, current, pruned} before the retained epochs, {1,
+/// {one blob per epoch, in order}}.
 pub(super) const CONTROL_MESSAGES: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return {0} end
@@ -252,6 +267,8 @@ local first = tonumber(ARGV[2])
 local last = current
 if ARGV[3] ~= '' then last = tonumber(ARGV[3]) end
 if first > last or last > current then return {2, current} end
+local pruned = tonumber(redis.call('HGET', KEYS[1], 'pruned') or '0')
+if pruned > 0 and first <= pruned then return {3, current, pruned} end
 local out = {}
 for e = math.max(first, 1), last do
   local blob = redis.call('GET', ARGV[1] .. 'epoch:' .. e)
@@ -912,6 +929,7 @@ fn commit_args(
         ]),
         None => args.extend([Vec::new(), b"0".to_vec()]),
     }
+    args.push(commit.retained_epochs.to_string().into_bytes());
     let recipients: &[String] = commit
         .welcome
         .as_ref()
@@ -1226,6 +1244,12 @@ impl Groups for RedisStore {
             [status, current] if number(status) == Some(2) => {
                 let current = number(current).ok_or_else(|| malformed("current epoch"))?;
                 return Err(GroupStoreError::EpochOutOfRange { current });
+            }
+            [status, current, pruned] if number(status) == Some(3) => {
+                return Err(GroupStoreError::EpochPruned {
+                    pruned: number(pruned).ok_or_else(|| malformed("pruned epoch"))?,
+                    current: number(current).ok_or_else(|| malformed("current epoch"))?,
+                });
             }
             [status, blobs] if number(status) == Some(1) => byte_strings(blobs, "epochs")?,
             _ => return Err(malformed("control reply").into()),
