@@ -55,7 +55,7 @@ pub async fn local_handle(
 
 /// Sends `body` to `peer`'s `path` and decodes the answer as `T`: the peer's error answer
 /// becomes `PeerRefused` with its code, an unreachable peer `PeerUnavailable`.
-pub async fn post<T: tls_codec::DeserializeBytes>(
+pub async fn post<T: tls_codec::Deserialize>(
     state: &State,
     peer: &str,
     path: &str,

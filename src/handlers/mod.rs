@@ -27,7 +27,7 @@ mod whoami;
 
 use mimi_wire::DecodeError;
 use mimi_wire::codec::{check_version, decode_exact};
-use tls_codec::DeserializeBytes;
+use tls_codec::Deserialize;
 use uuid::Uuid;
 
 use crate::applications::Application;
@@ -217,7 +217,7 @@ pub(crate) fn member_rules<'s>(state: &'s State, application: &'s Application) -
 }
 
 /// Decodes a versioned request body exactly.
-fn decode_body<T: DeserializeBytes>(
+fn decode_body<T: Deserialize>(
     request: &Request,
     version: impl Fn(&T) -> u16,
 ) -> Result<T, GatewayError> {

@@ -752,11 +752,10 @@ impl ActiveGroup {
                     // `struct { opaque group_id<V>; ... } ReInit` (RFC 9420, 12.1.5); openmls
                     // keeps the field crate-private, so it is read from the encoding.
                     let bytes = encoded(reinit)?;
-                    let (group_id, _) =
-                        <tls_codec::VLBytes as tls_codec::DeserializeBytes>::tls_deserialize_bytes(
-                            &bytes,
-                        )
-                        .map_err(|error| GroupError::Malformed(error.to_string()))?;
+                    let group_id = <tls_codec::VLBytes as tls_codec::Deserialize>::tls_deserialize(
+                        &mut bytes.as_slice(),
+                    )
+                    .map_err(|error| GroupError::Malformed(error.to_string()))?;
                     shape.reinit_group = Some(group_id.as_slice().to_vec());
                 }
                 _ => {}

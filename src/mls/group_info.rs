@@ -24,7 +24,7 @@ use openmls::prelude::{
     group_info::VerifiableGroupInfo,
 };
 use openmls_traits::crypto::OpenMlsCrypto;
-use tls_codec::{DeserializeBytes, VLBytes};
+use tls_codec::{Deserialize as _, VLBytes};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupInfoCheckError {
@@ -57,13 +57,15 @@ fn tail(group_info: &VerifiableGroupInfo) -> Result<(VLBytes, u32, VLBytes), Gro
     let rest = encoded
         .get(offset..)
         .ok_or_else(|| malformed("shorter than its parts".into()))?;
-    let (tag, rest) =
-        VLBytes::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
-    let (signer, rest) =
-        u32::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
-    let (signature, _) =
-        VLBytes::tls_deserialize_bytes(rest).map_err(|error| malformed(error.to_string()))?;
-    Ok((tag, signer, signature))
+    let mut reader = rest;
+    let mut read = || -> Result<(VLBytes, u32, VLBytes), tls_codec::Error> {
+        Ok((
+            VLBytes::tls_deserialize(&mut reader)?,
+            u32::tls_deserialize(&mut reader)?,
+            VLBytes::tls_deserialize(&mut reader)?,
+        ))
+    };
+    read().map_err(|error| malformed(error.to_string()))
 }
 
 /// The delivery-service draft's `PartialGroupInfo` of a whole GroupInfo: its extensions (as

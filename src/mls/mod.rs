@@ -94,6 +94,7 @@ mod tests {
             &[0x03, 0x01][..],                      // declares 3 bytes, has 1
             &[0x40, 0x01, 0xaa][..],                // a length not in its shortest form
             &[0xc0, 0, 0, 0, 0, 0, 0, 1, 0xaa][..], // the 8-byte form MLS does not allow
+            &[0x02, 0x01][..], // issue 14's `0101` cut short (tls_codec would assert)
         ] {
             let credential_in =
                 MlsCredential::new(openmls::prelude::CredentialType::X509, content.to_vec());

@@ -2,7 +2,7 @@
 //!
 //! Rule of the house: untrusted bytes become a typed value only through [`decode_exact`].
 
-use tls_codec::{DeserializeBytes, Serialize};
+use tls_codec::{Deserialize, DeserializeBytes, Serialize};
 
 /// Why a body did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,9 +31,12 @@ impl From<tls_codec::Error> for DecodeError {
 }
 
 /// Decodes `bytes` as exactly one `T`: truncated input, trailing bytes, unknown enum values
-/// and invalid UTF-8 in strings are all errors.
-pub fn decode_exact<T: DeserializeBytes>(bytes: &[u8]) -> Result<T, DecodeError> {
-    Ok(T::tls_deserialize_exact_bytes(bytes)?)
+/// and invalid UTF-8 in strings are all errors, in every build profile. It reads through
+/// tls_codec's `Read`-based decoders, which check a declared length against what remains;
+/// its slice-based ones `debug_assert` on a truncated vector instead (tls_codec 0.5), so a
+/// hostile peer's bytes would panic a debug build of anyone using this crate.
+pub fn decode_exact<T: Deserialize>(bytes: &[u8]) -> Result<T, DecodeError> {
+    Ok(T::tls_deserialize_exact(bytes)?)
 }
 
 /// Encodes a wire value. Encoding only fails for values too long for their length prefix,
@@ -85,19 +88,39 @@ pub fn check_version(version: u16) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize};
+    use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize};
 
-    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize)]
     struct Sample {
         version: u16,
         name: String,
     }
 
     #[repr(u8)]
-    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize)]
     enum Colour {
         Red = 1,
         Blue = 2,
+    }
+
+    /// Truncated length-prefixed fields, as attackers sent them (issue 14, finding 6): each is
+    /// an error in this debug build, where tls_codec's slice-based decoders `debug_assert`.
+    #[test]
+    fn truncated_vectors_are_errors_in_debug_builds() {
+        use crate::ds::{DSRequest, QueueingServiceRequest};
+        use crate::groups::UploadProposalRequest;
+        use crate::signing::RequestSignature;
+        use crate::verification_key::VerificationKeyResponse;
+        assert!(cfg!(debug_assertions), "this test is about debug builds");
+        assert!(RequestSignature::from_header_value(b"AAEBAQ").is_err());
+        assert!(decode_exact::<UploadProposalRequest>(&[0x00, 0x01, 0x01]).is_err());
+        assert!(decode_exact::<DSRequest>(&[0x00, 0x01, 0x10, 0x01]).is_err());
+        assert!(decode_exact::<QueueingServiceRequest>(&[0x01]).is_err());
+        assert!(decode_exact::<VerificationKeyResponse>(&[0x00, 0x01, 0x01]).is_err());
+        assert_eq!(
+            decode_exact::<Vec<tls_codec::VLBytes>>(&[0x01, 0x01]),
+            Err(DecodeError::Truncated)
+        );
     }
 
     #[test]
@@ -188,6 +211,16 @@ impl tls_codec::Size for WireBool {
 impl tls_codec::Serialize for WireBool {
     fn tls_serialize<W: std::io::Write>(&self, writer: &mut W) -> Result<usize, tls_codec::Error> {
         u8::from(self.0).tls_serialize(writer)
+    }
+}
+
+impl Deserialize for WireBool {
+    fn tls_deserialize<R: std::io::Read>(bytes: &mut R) -> Result<Self, tls_codec::Error> {
+        match u8::tls_deserialize(bytes)? {
+            0 => Ok(WireBool(false)),
+            1 => Ok(WireBool(true)),
+            other => Err(tls_codec::Error::UnknownValue(u64::from(other))),
+        }
     }
 }
 

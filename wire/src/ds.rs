@@ -163,8 +163,8 @@ use std::io::Write;
 use std::marker::PhantomData;
 
 use tls_codec::{
-    Deserialize, DeserializeBytes, Serialize, Size, TlsDeserializeBytes, TlsSerialize, TlsSize,
-    VLBytes,
+    Deserialize, DeserializeBytes, Serialize, Size, TlsDeserialize, TlsDeserializeBytes,
+    TlsSerialize, TlsSize, VLBytes,
 };
 
 use crate::codec::{DecodeError, WireBool};
@@ -253,6 +253,34 @@ impl<T: Deserialize> DeserializeBytes for Mls<T> {
     }
 }
 
+/// A reader that keeps a copy of every byte read through it.
+struct Recording<'r, R> {
+    inner: &'r mut R,
+    seen: Vec<u8>,
+}
+
+impl<R: std::io::Read> std::io::Read for Recording<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.seen.extend_from_slice(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+impl<T: Deserialize> Deserialize for Mls<T> {
+    fn tls_deserialize<R: std::io::Read>(bytes: &mut R) -> Result<Self, tls_codec::Error> {
+        let mut recording = Recording {
+            inner: bytes,
+            seen: Vec::new(),
+        };
+        T::tls_deserialize(&mut recording)?;
+        Ok(Mls {
+            bytes: recording.seen,
+            _kind: PhantomData,
+        })
+    }
+}
+
 impl<T> Size for Mls<T> {
     fn tls_serialized_len(&self) -> usize {
         self.bytes.len()
@@ -306,6 +334,17 @@ impl Serialize for ShortBytes {
     }
 }
 
+impl Deserialize for ShortBytes {
+    fn tls_deserialize<R: std::io::Read>(bytes: &mut R) -> Result<Self, tls_codec::Error> {
+        let length = usize::from(u8::tls_deserialize(bytes)?);
+        let mut content = vec![0u8; length];
+        bytes
+            .read_exact(&mut content)
+            .map_err(|_| tls_codec::Error::EndOfStream)?;
+        Ok(ShortBytes(content))
+    }
+}
+
 impl DeserializeBytes for ShortBytes {
     fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
         let (&length, rest) = bytes.split_first().ok_or(tls_codec::Error::EndOfStream)?;
@@ -319,7 +358,18 @@ impl DeserializeBytes for ShortBytes {
 
 /// `ClientIdType`: the tag of [`ClientRef`].
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum ClientIdType {
     Handle = 1,
     ClientId = 2,
@@ -327,7 +377,9 @@ pub enum ClientIdType {
 
 /// Which client a [`ClientId`] names at its home gateway.
 #[repr(u8)]
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum ClientRef {
     /// The client handle the application's identity provider derives from its credential.
     #[tls_codec(discriminant = "ClientIdType::Handle")]
@@ -348,7 +400,9 @@ impl ClientRef {
 
 /// The draft's `ClientID` (TODO there): the shared application, the client's domain, and the
 /// client by handle or by id.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct ClientId {
     pub application: [u8; 16],
     pub domain: String,
@@ -356,7 +410,9 @@ pub struct ClientId {
 }
 
 /// The draft's `UserID` (TODO there): an account of the application's identity provider.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct UserId {
     pub application: [u8; 16],
     pub domain: String,
@@ -365,7 +421,18 @@ pub struct UserId {
 
 /// `DSAuthType` (the draft gives no values; ours are 0 and 1).
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum DSAuthType {
     Anonymous = 0,
     ClientSignature = 1,
@@ -373,7 +440,9 @@ pub enum DSAuthType {
 
 /// `DSAuthData`, tagged by [`DSAuthType`].
 #[repr(u8)]
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum DSAuthData {
     #[tls_codec(discriminant = "DSAuthType::Anonymous")]
     Anonymous,
@@ -395,26 +464,34 @@ impl DSAuthData {
 }
 
 /// The draft's "Enqueue authorization" token.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct FanoutAuthToken {
     pub token: VLBytes,
 }
 
 /// What a client adds to a commit so the DS can produce the new epoch's GroupInfo.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct PartialGroupInfo {
     pub group_info_extensions: Extensions,
     pub signature: VLBytes,
 }
 
 /// A commit and its [`PartialGroupInfo`].
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct MLSGroupUpdate {
     pub commit: MlsMessage,
     pub partial_group_info: PartialGroupInfo,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct CreateGroupRequest {
     pub group_id: VLBytes,
     pub leaf_node: LeafNode,
@@ -423,7 +500,18 @@ pub struct CreateGroupRequest {
 
 /// The draft's `CreateGroupResponse` (its failure reasons).
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum CreateGroupResponse {
     InvalidGroupId = 0,
     InvalidLeafNode = 1,
@@ -432,7 +520,9 @@ pub enum CreateGroupResponse {
 
 /// `struct { MLSGroupUpdate group_update; }`: the draft's `DeleteGroupRequest`,
 /// `RemoveUsersRequest`, `RemoveClientsRequest` and `ExternalJoinRequest` (one shape).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct GroupUpdateRequest {
     pub group_update: MLSGroupUpdate,
 }
@@ -444,7 +534,9 @@ pub type ExternalJoinRequest = GroupUpdateRequest;
 
 /// `struct { MLSGroupUpdate group_update; MLSMessage welcome_messages<V>; }`: the draft's
 /// `AddUsersRequest` and `AddClientsRequest` (one shape).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct AddRequest {
     pub group_update: MLSGroupUpdate,
     pub welcome_messages: Vec<MlsMessage>,
@@ -456,57 +548,77 @@ pub type AddClientsRequest = AddRequest;
 pub type CommitRequest = AddRequest;
 
 /// Ours (`ds_upload_proposal`): a member's standalone proposal, as a PublicMessage.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct UploadProposalRequest {
     pub proposal: MlsMessage,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct SelfRemoveClientRequest {
     pub proposal: MlsMessage,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct UpdateClientRequest {
     pub group_update: MLSGroupUpdate,
     pub token: Option<FanoutAuthToken>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct SendMessageRequest {
     pub application_message: MlsMessage,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct KeyPackagesRequest {
     pub client_identifiers: Vec<ClientId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct ConnectionKeyPackagesRequest {
     pub user_identifier: UserId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct ReInitializeGroupRequest {
     pub commit: MLSGroupUpdate,
 }
 
 /// Ours (`ds_welcome_info`): the tree of the epoch a Welcome brings its recipients into.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct WelcomeInfoRequest {
     pub group_id: VLBytes,
     pub epoch: u64,
 }
 
 /// Ours (`ds_external_commit_info`): the current GroupInfo and tree.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct ExternalCommitInfoRequest {
     pub group_id: VLBytes,
 }
 
 /// Ours (`ds_discover_clients`): the architecture draft's client discovery by tag.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DiscoverClientsRequest {
     pub application: [u8; 16],
     pub tag: String,
@@ -515,7 +627,9 @@ pub struct DiscoverClientsRequest {
 /// Which key package a `ds_select_key_packages` request wants of each client, and for whom
 /// (ours: the draft's request names clients only; a key queue is chosen by these attributes
 /// and hands the same package to the same receiver until it is used).
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct KeyPackageSelector {
     pub protocol_version: u16,
     pub cipher_suite: u16,
@@ -525,7 +639,18 @@ pub struct KeyPackageSelector {
 
 /// `DSRequestType`: the draft's values 0-14, then ours.
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum DSRequestType {
     RequestGroupId = 0,
     CreateGroup = 1,
@@ -566,7 +691,9 @@ pub enum DSRequestType {
 
 /// `DSRequestBody`, tagged by [`DSRequestType`].
 #[repr(u8)]
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum DSRequestBody {
     #[tls_codec(discriminant = "DSRequestType::RequestGroupId")]
     RequestGroupId,
@@ -652,7 +779,9 @@ impl DSRequestBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSRequest {
     pub version: DSProtocolVersion,
     pub body: DSRequestBody,
@@ -668,7 +797,9 @@ pub struct ClientSignatureTBS {
 }
 
 /// `DSError` (TODO in the draft): one of this gateway's documented error codes.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSError {
     pub code: u16,
     pub detail: String,
@@ -690,14 +821,18 @@ impl DSError {
 }
 
 /// The `ExternalCommitInfo` answer: the current GroupInfo and `optional<Node> ratchet_tree<V>`.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct ExternalCommitInfo {
     pub group_info: MlsMessage,
     pub ratchet_tree: RatchetTree,
 }
 
 /// A key package handed out, and whether it is the queue's final key.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct SelectedKeyPackage {
     pub key_package: MlsMessage,
     pub is_final_key: WireBool,
@@ -705,7 +840,18 @@ pub struct SelectedKeyPackage {
 
 /// `DSResponseType`: the draft's order as values 0-7, then ours.
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum DSResponseType {
     Ok = 0,
     Error = 1,
@@ -723,7 +869,9 @@ pub enum DSResponseType {
 
 /// `DSResponseBody`, tagged by [`DSResponseType`].
 #[repr(u8)]
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum DSResponseBody {
     #[tls_codec(discriminant = "DSResponseType::Ok")]
     Ok,
@@ -766,7 +914,9 @@ impl DSResponseBody {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSResponse {
     pub version: DSProtocolVersion,
     pub body: DSResponseBody,
@@ -774,7 +924,9 @@ pub struct DSResponse {
 
 /// The hub's fan-out of one MLSMessage to clients of the receiving gateway. The draft writes
 /// `opaque recipient_ids<V>`; we read it as `ClientID recipient_ids<V>`.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSFanoutRequest {
     pub version: DSProtocolVersion,
     pub recipient_ids: Vec<ClientId>,
@@ -783,7 +935,9 @@ pub struct DSFanoutRequest {
 }
 
 /// `DSFanoutError` (TODO in the draft): one of this gateway's documented error codes.
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSFanoutError {
     pub code: u16,
     pub detail: String,
@@ -806,7 +960,18 @@ impl DSFanoutError {
 
 /// `DSFanoutResponseType` (the draft gives no values; ours are 0 and 1).
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum DSFanoutResponseType {
     Ok = 0,
     Error = 1,
@@ -814,7 +979,9 @@ pub enum DSFanoutResponseType {
 
 /// `DSFanoutResponseBody`, tagged by [`DSFanoutResponseType`].
 #[repr(u8)]
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum DSFanoutResponseBody {
     #[tls_codec(discriminant = "DSFanoutResponseType::Ok")]
     Ok,
@@ -833,7 +1000,9 @@ impl DSFanoutResponseBody {
 
 /// The draft's `DSFanoutResponse` names `DSResponseBody`, an evident slip: it carries a
 /// [`DSFanoutResponseBody`].
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct DSFanoutResponse {
     pub version: DSProtocolVersion,
     pub body: DSFanoutResponseBody,
@@ -841,7 +1010,9 @@ pub struct DSFanoutResponse {
 
 /// From the draft's 2023-05 revision; `client_queue_information` is the TLS encoding of a
 /// [`ClientId`].
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct QueueingServiceRequest {
     pub client_queue_information: VLBytes,
     pub message: MlsMessage,
@@ -863,7 +1034,9 @@ impl QueueingServiceRequest {
 }
 
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub enum QueueingServiceResponse {
     Ok = 0,
     InvalidClientQueueInformation = 1,
@@ -1139,7 +1312,7 @@ mod tests {
 
     fn round_trip<T>(value: &T) -> Vec<u8>
     where
-        T: Serialize + DeserializeBytes + PartialEq + std::fmt::Debug,
+        T: Serialize + Deserialize + DeserializeBytes + PartialEq + std::fmt::Debug,
     {
         let bytes = encode(value).unwrap();
         assert_eq!(bytes.len(), value.tls_serialized_len());

@@ -38,12 +38,14 @@
 //! } SendConnectionRequest;                                        // answers 201, empty body
 //! ```
 
-use tls_codec::{TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
 
 /// Most messages one fetch answers; a larger `limit` is served as this.
 pub const MAX_FETCH: u16 = 1000;
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct SendGroupMessageRequest {
     pub version: u16,
     pub message: VLBytes,
@@ -51,7 +53,9 @@ pub struct SendGroupMessageRequest {
     pub sender: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct FetchMessagesRequest {
     pub version: u16,
     pub from_sequence: u64,
@@ -59,13 +63,26 @@ pub struct FetchMessagesRequest {
 }
 
 #[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    TlsSerialize,
+    TlsDeserialize,
+    TlsDeserializeBytes,
+    TlsSize,
+)]
 pub enum QueuedMessageKind {
     Application = 1,
     ConnectionRequest = 2,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct QueuedMessage {
     pub sequence: u64,
     pub kind: QueuedMessageKind,
@@ -73,26 +90,34 @@ pub struct QueuedMessage {
     pub message: VLBytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct QueuedMessagesResponse {
     pub version: u16,
     pub messages: Vec<QueuedMessage>,
     pub next_sequence: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct AcknowledgeMessagesRequest {
     pub version: u16,
     pub up_to_sequence: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct AcknowledgeMessagesResponse {
     pub version: u16,
     pub removed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserializeBytes, TlsSize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
+)]
 pub struct SendConnectionRequest {
     pub version: u16,
     pub domain: String,

@@ -56,7 +56,7 @@
 
 use async_trait::async_trait;
 use redis::Value;
-use tls_codec::{DeserializeBytes, Serialize as _, VLBytes};
+use tls_codec::{Serialize as _, VLBytes};
 use uuid::Uuid;
 
 use super::RedisStore;
@@ -1256,7 +1256,7 @@ impl Groups for RedisStore {
         };
         let mut messages = Vec::new();
         for blob in blobs {
-            let decoded = Vec::<VLBytes>::tls_deserialize_exact_bytes(&blob)
+            let decoded = <Vec<VLBytes> as tls_codec::Deserialize>::tls_deserialize_exact(&blob)
                 .map_err(|_| malformed("epoch messages"))?;
             messages.extend(
                 decoded
