@@ -10,6 +10,7 @@ pub mod config;
 pub mod dev_certs;
 pub mod error;
 pub mod federation;
+pub mod fuzz;
 pub mod group_cache;
 pub mod handlers;
 pub mod identity;

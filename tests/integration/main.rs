@@ -7,6 +7,7 @@ mod connections;
 mod docs;
 mod federation;
 mod forwarding;
+mod fuzz_corpus;
 mod garbage;
 mod group_client;
 mod group_info;
