@@ -348,3 +348,41 @@ async fn old_epochs_are_pruned_and_say_so() {
     );
     assert_eq!(api.control_ok(2, None).await.len(), 2);
 }
+
+/// A commit whose answer was lost (connection cut, gateway killed) is resolved by the client
+/// from what the gateway serves (`docs/security.md`): the group's epoch says whether any
+/// commit was applied for the client's epoch, and that epoch's control messages end with
+/// the commit that was; equal to the client's own, it was applied, else the client discards
+/// its commit and processes the winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_is_resolved_from_the_group() {
+    use crate::group_client::{GroupApi, Member};
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let mut alice = Member::new("alice");
+    let (group_info, tree) = alice.create_group();
+    assert_eq!(
+        GroupApi::create(&harness, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let api = GroupApi::new(&harness, &alice.group_id());
+    // Alice's commit for epoch 0 is applied; she never reads the answer.
+    let (mine, info) = alice.update_pending();
+    let _lost = api.commit(&mine, Some(&info), None).await;
+    let status = crate::interop::group_status(&api).await;
+    assert_eq!(status.epoch, 1, "a commit was applied for epoch 0");
+    let applied = api.control_ok(1, Some(1)).await;
+    assert_eq!(applied.last(), Some(&mine), "and it is hers");
+    alice.confirm();
+    // Two commits for epoch 1; the one whose answer is lost did not win, and its client
+    // learns that the same way.
+    let (winner, info) = alice.update_pending();
+    alice.discard();
+    let (lost, lost_info) = alice.update_pending();
+    alice.discard();
+    assert_eq!(api.commit_ok(&winner, Some(&info), None).await, 2);
+    let _lost = api.commit(&lost, Some(&lost_info), None).await;
+    assert_eq!(crate::interop::group_status(&api).await.epoch, 2);
+    let applied = api.control_ok(2, Some(2)).await;
+    assert_eq!(applied.last(), Some(&winner));
+    assert_ne!(applied.last(), Some(&lost), "so it was not applied");
+}

@@ -119,7 +119,7 @@ async fn federation_for(naming: Naming, store: impl Fn(usize) -> StoreSpec) -> F
     .await
 }
 
-async fn status(api: &GroupApi) -> GroupStatusResponse {
+pub async fn group_status(api: &GroupApi) -> GroupStatusResponse {
     let answer = api
         .target
         .call(
@@ -189,7 +189,7 @@ async fn federated_flow(naming: Naming, store: impl Fn(usize) -> StoreSpec) {
     mirrored_control(&mirror, 1).await;
 
     // What a client can learn of the group at either gateway.
-    let at_hub = status(&hub).await;
+    let at_hub = group_status(&hub).await;
     assert_eq!(
         (
             at_hub.epoch,
@@ -200,7 +200,7 @@ async fn federated_flow(naming: Naming, store: impl Fn(usize) -> StoreSpec) {
         (1, GroupRole::Hub, 3, true)
     );
     assert_eq!(at_hub.hub_domain, DOMAINS[0]);
-    let at_mirror = status(&mirror).await;
+    let at_mirror = group_status(&mirror).await;
     assert_eq!(
         (at_mirror.epoch, at_mirror.role, at_mirror.member_count),
         (1, GroupRole::Mirror, 3)
@@ -352,7 +352,7 @@ async fn federated_flow(naming: Naming, store: impl Fn(usize) -> StoreSpec) {
         "Carol sees she was removed"
     );
     same_secret(&[&alice, &bob, &dave], "after Carol's removal");
-    assert_eq!(status(&mirror).await.member_count, 3);
+    assert_eq!(group_status(&mirror).await.member_count, 3);
 
     // Erin (mls-rs), a new user at B, joins by external commit from the GroupInfo of Bob's
     // (mls-rs) commit, at the follower.
@@ -364,7 +364,7 @@ async fn federated_flow(naming: Naming, store: impl Fn(usize) -> StoreSpec) {
         assert!(!member.apply(&join));
     }
     same_secret(&[&alice, &bob, &dave, &erin], "after Erin's external join");
-    assert_eq!(status(&hub).await.member_count, 4);
+    assert_eq!(group_status(&hub).await.member_count, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,7 +478,7 @@ async fn standard_encodings_and_their_refusals() {
         StatusCode::CREATED
     );
     let hub = GroupApi::new(gateway, &alice.group_id());
-    let own = status(&hub).await;
+    let own = group_status(&hub).await;
     assert_eq!(
         (own.epoch, own.role, own.member_count, own.has_group_info.0),
         (0, GroupRole::Hub, 1, true)
