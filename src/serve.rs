@@ -59,10 +59,12 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let applications = crate::applications::Applications::from_config(&config)?;
         let (cert, key, dev_ca) = server_certificate(&config)?;
-        let acceptor = TlsAcceptor::from(tls::server_config(&cert, &key, None)?);
+        let certificate = Arc::new(tls::ServerCertificate::load(&cert, &key)?);
+        let certificate_seen = (key_file_stamp(&cert), key_file_stamp(&key));
+        let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone(), None)?);
         let federation_acceptor = if config.federation.require_client_cert {
             let roots = peer_roots(&config)?;
-            TlsAcceptor::from(tls::server_config(&cert, &key, Some(roots))?)
+            TlsAcceptor::from(tls::server_config(certificate.clone(), Some(roots))?)
         } else {
             acceptor.clone()
         };
@@ -156,6 +158,13 @@ impl Gateway {
             signal.clone(),
         ));
         listeners.spawn(watch_key_file(state.clone(), key_file_seen, signal.clone()));
+        listeners.spawn(watch_certificate(
+            state.clone(),
+            certificate,
+            (cert.clone(), key.clone()),
+            certificate_seen,
+            signal.clone(),
+        ));
         Ok(Gateway {
             application,
             federation,
@@ -229,6 +238,37 @@ fn key_file_stamp(path: &std::path::Path) -> Option<KeyFileStamp> {
     std::fs::metadata(path)
         .ok()
         .map(|meta| (meta.ino(), meta.len(), meta.modified().ok()))
+}
+
+/// Serves a renewed TLS certificate and key (e.g. from an ACME client) to new connections
+/// without a restart: the files' stamps are checked every `auth.key_reload_ms`; a pair that
+/// does not load (caught mid-write, or not matching) is logged and retried, the old one
+/// stays in use meanwhile.
+async fn watch_certificate(
+    state: Arc<State>,
+    certificate: Arc<tls::ServerCertificate>,
+    (cert, key): (PathBuf, PathBuf),
+    mut seen: (Option<KeyFileStamp>, Option<KeyFileStamp>),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = std::time::Duration::from_millis(state.config.auth.key_reload_ms.max(50));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let current = (key_file_stamp(&cert), key_file_stamp(&key));
+        if current == seen {
+            continue;
+        }
+        match certificate.reload(&cert, &key) {
+            Ok(()) => {
+                seen = current;
+                tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
+            }
+            Err(error) => tracing::warn!(%error, "the renewed TLS certificate does not load yet"),
+        }
+    }
 }
 
 /// Reloads the signing keys when their file changes, so `mimi-gateway keygen --rotate` on a

@@ -1,4 +1,6 @@
-//! TLS for the data listeners: TLS 1.3 only, ALPN `h2` and `http/1.1`, no early data.
+//! TLS for the data listeners: TLS 1.3 only, ALPN `h2` and `http/1.1`, no early data. The
+//! certificate and key are read through [`ServerCertificate`], so a renewed pair on disk is
+//! served to new connections without a restart (`serve` checks the files' stamps).
 //!
 //! MIMI Transport, "Transport Security and Authentication": "All HTTP queries ... MUST use
 //! TLS with version 1.3 or higher". 0-RTT data is replayable, so it stays off.
@@ -49,11 +51,54 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The server side of a data listener; with `client_roots`, clients must present a
-/// certificate chaining to them (mutual TLS on the federation listener).
+/// The certificate chain and key the listeners present, swapped in place when the files are
+/// renewed: handshakes after [`ServerCertificate::reload`] see the new pair, connections
+/// already open keep theirs.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    pub fn load(cert: &Path, key: &Path) -> Result<ServerCertificate, TlsError> {
+        Ok(ServerCertificate {
+            current: std::sync::RwLock::new(certified_key(cert, key)?),
+        })
+    }
+
+    /// Reads the pair again; on an error the one in use stays.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        let loaded = certified_key(cert, key)?;
+        if let Ok(mut current) = self.current.write() {
+            *current = loaded;
+        }
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|current| current.clone())
+    }
+}
+
+/// A chain and its key, checked to belong together.
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    Ok(Arc::new(rustls::sign::CertifiedKey::from_der(
+        load_certificates(cert)?,
+        load_private_key(key)?,
+        &crypto_provider(),
+    )?))
+}
+
+/// The server side of a data listener, presenting `certificate`; with `client_roots`,
+/// clients must present a certificate chaining to them (mutual TLS on the federation
+/// listener).
 pub fn server_config(
-    cert: &Path,
-    key: &Path,
+    certificate: Arc<ServerCertificate>,
     client_roots: Option<rustls::RootCertStore>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(crypto_provider())
@@ -70,7 +115,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(load_certificates(cert)?, load_private_key(key)?)?;
+    let mut config = builder.with_cert_resolver(certificate);
     config.alpn_protocols = ALPN_PROTOCOLS
         .iter()
         .map(|protocol| protocol.to_vec())

@@ -386,3 +386,57 @@ async fn a_commit_whose_answer_was_lost_is_resolved_from_the_group() {
     assert_eq!(applied.last(), Some(&winner));
     assert_ne!(applied.last(), Some(&lost), "so it was not applied");
 }
+
+/// A renewed TLS certificate and key (written over the configured files, as an ACME client
+/// does) are served to new connections without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    let (first, second, live) = (
+        certs.path().join("first"),
+        certs.path().join("second"),
+        certs.path().join("live"),
+    );
+    for dir in [&first, &second] {
+        mimi_gateway::dev_certs::generate(&["localhost".to_owned()], dir).unwrap();
+    }
+    std::fs::create_dir_all(&live).unwrap();
+    let install = |from: &std::path::Path| {
+        for name in ["localhost.pem", "localhost-key.pem"] {
+            let staged = live.join(format!("{name}.new"));
+            std::fs::copy(from.join(name), &staged).unwrap();
+            std::fs::rename(&staged, live.join(name)).unwrap();
+        }
+    };
+    install(&first);
+    let roots = certs.path().join("roots.pem");
+    let both = [&first, &second]
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.join("ca.pem")).unwrap())
+        .collect::<String>();
+    std::fs::write(&roots, both).unwrap();
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.tls.cert = Some(live.join("localhost.pem"));
+        config.tls.key = Some(live.join("localhost-key.pem"));
+        config.auth.key_reload_ms = 100;
+    })
+    .await;
+    let leaf = |dir: &std::path::Path| {
+        mimi_gateway::tls::load_certificates(&dir.join("localhost.pem")).unwrap()[0].clone()
+    };
+    let client = TlsClient::new(&roots, Protocol::Http1);
+    let served = || async {
+        let stream = client.connect(harness.federation).await;
+        stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    assert_eq!(served().await, leaf(&first));
+    install(&second);
+    let renewed = leaf(&second);
+    let seen = eventually(Duration::from_secs(10), || {
+        let renewed = renewed.clone();
+        let served = served();
+        async move { served.await == renewed }
+    })
+    .await;
+    assert!(seen, "new connections get the renewed certificate");
+}
