@@ -192,3 +192,25 @@ impl PeerKeys {
         Ok(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lookups of senders without keys: a burst of `per_minute`, then refused until time
+    /// refills the bucket.
+    #[test]
+    fn stranger_lookups_are_limited_per_minute() {
+        let mut budget = StrangerBudget {
+            per_minute: 2,
+            tokens: 2.0,
+            at: Instant::now(),
+        };
+        assert!(budget.take());
+        assert!(budget.take());
+        assert!(!budget.take(), "the third in the same moment is refused");
+        budget.at -= Duration::from_secs(30);
+        assert!(budget.take(), "half a minute later one more is allowed");
+        assert!(!budget.take());
+    }
+}
