@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod connections;
 mod docs;
+mod faults;
 mod federation;
 mod forwarding;
 mod fuzz_corpus;
