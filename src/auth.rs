@@ -80,6 +80,56 @@ impl AuthError {
     }
 }
 
+/// The client address a request came from (set by the listener).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+/// Failed authentications per client address in fixed one-minute windows (before
+/// authentication, the only thing known of a stranger is its address).
+pub struct FailedAuthentications {
+    per_minute: u32,
+    // A std Mutex: held for a lookup or an increment, never across an await.
+    windows:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+/// Most addresses tracked; past it, windows that ended are forgotten first.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
+impl FailedAuthentications {
+    pub fn new(per_minute: u32) -> FailedAuthentications {
+        FailedAuthentications {
+            per_minute,
+            windows: Default::default(),
+        }
+    }
+
+    /// `Some(seconds to wait)` if `address` used up its failures for this minute.
+    pub fn refused(&self, address: std::net::IpAddr) -> Option<u64> {
+        let windows = self.windows.lock().ok()?;
+        let (start, count) = windows.get(&address.to_canonical())?;
+        let elapsed = start.elapsed();
+        (elapsed < Duration::from_secs(60) && *count >= self.per_minute)
+            .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
+    }
+
+    pub fn record(&self, address: std::net::IpAddr) {
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        if windows.len() >= MAX_TRACKED_ADDRESSES {
+            windows.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+        }
+        let entry = windows
+            .entry(address.to_canonical())
+            .or_insert((std::time::Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (std::time::Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
 /// A request whose envelope passed every check but the signature (`Authenticator::precheck`).
 pub struct Checked {
     envelope: RequestSignature,

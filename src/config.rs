@@ -196,6 +196,9 @@ pub struct LimitsConfig {
     pub body_memory_budget_bytes: usize,
     /// A body that sends nothing for this long between reads is 408.
     pub body_stall_timeout_ms: u64,
+    /// Failed authentications one client address may have per minute; past it, its requests
+    /// are refused (429, `Retry-After`) before any authentication work until the minute ends.
+    pub failed_auth_per_ip_per_minute: u32,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace_ms: u64,
 }
@@ -384,6 +387,7 @@ impl Default for LimitsConfig {
             http2_keep_alive_timeout_ms: 10_000,
             body_memory_budget_bytes: 64 * 1024 * 1024,
             body_stall_timeout_ms: 10_000,
+            failed_auth_per_ip_per_minute: 300,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -474,6 +478,10 @@ impl Config {
                 limits.http2_keep_alive_timeout_ms,
             ),
             ("limits.body_stall_timeout_ms", limits.body_stall_timeout_ms),
+            (
+                "limits.failed_auth_per_ip_per_minute",
+                u64::from(limits.failed_auth_per_ip_per_minute),
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be positive"));

@@ -117,6 +117,9 @@ pub enum GatewayError {
     ApplicationDoesNotFederate,
     #[error("internal: {0}")]
     Internal(String),
+    /// Refused before any work; try again after this many seconds.
+    #[error("rate limited for {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl GatewayError {
@@ -190,6 +193,7 @@ impl GatewayError {
             GatewayError::Relayed { code, .. } => *code,
             GatewayError::ApplicationDoesNotFederate => ErrorCode::ApplicationDoesNotFederate,
             GatewayError::Internal(_) => ErrorCode::Internal,
+            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::PeerCertificate;
+use crate::auth::{ClientAddress, PeerCertificate};
 use crate::router::ListenerKind;
 use crate::service;
 use crate::state::State;
@@ -112,6 +112,7 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
                 let connection = Connection {
                     state,
                     kind,
+                    address: peer.ip(),
                     certificate: None,
                     first_request_by,
                 };
@@ -134,6 +135,7 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
             let connection = Connection {
                 state,
                 kind,
+                address: peer.ip(),
                 certificate,
                 first_request_by,
             };
@@ -247,6 +249,7 @@ impl Drop for InFlight {
 struct Connection {
     state: Arc<State>,
     kind: ListenerKind,
+    address: IpAddr,
     certificate: Option<PeerCertificate>,
     first_request_by: Instant,
 }
@@ -262,13 +265,15 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
-        let (state, kind, certificate) = (self.state, self.kind, self.certificate);
+        let (state, kind, certificate, address) =
+            (self.state, self.kind, self.certificate, self.address);
         let counted = activity.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let in_flight = InFlight::begin(&counted);
             if let Some(certificate) = &certificate {
                 request.extensions_mut().insert(certificate.clone());
             }
+            request.extensions_mut().insert(ClientAddress(address));
             let state = state.clone();
             async move {
                 let response = service::handle(state, kind, request).await;

@@ -81,7 +81,15 @@ pub async fn handle(
                 } else {
                     tracing::info!(%error, code = code.code(), "request refused");
                 }
-                error_response_with(code, error.detail(), error.fields())
+                let mut response = error_response_with(code, error.detail(), error.fields());
+                if let GatewayError::RateLimited { retry_after_secs } = &error
+                    && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+                {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, value);
+                }
+                response
             }
         };
         if let Ok(value) = HeaderValue::from_str(&id) {
@@ -120,6 +128,26 @@ async fn run(
         Ok(endpoint) => endpoint.requires_signature(),
         Err(_) => true,
     };
+    // An address that failed authentication too often this minute gets no more work.
+    let address = parts
+        .extensions
+        .get::<crate::auth::ClientAddress>()
+        .map(|address| address.0);
+    let signed = must_sign && listener.signer().is_some();
+    if signed
+        && let Some(address) = address
+        && let Some(retry_after_secs) = state.failed_authentications.refused(address)
+    {
+        return Err(GatewayError::RateLimited { retry_after_secs });
+    }
+    let count_failure = |error: GatewayError| {
+        if let (GatewayError::Auth(auth), Some(address)) = (&error, address)
+            && !matches!(auth, crate::auth::AuthError::Store(_))
+        {
+            state.failed_authentications.record(address);
+        }
+        error
+    };
     // Everything the envelope allows is checked before the body is read: a stranger's body
     // is never buffered.
     let checked = match (must_sign, listener.signer()) {
@@ -127,7 +155,8 @@ async fn run(
             state
                 .authenticator
                 .precheck(expected, &parts.headers, crate::keys::unix_now())
-                .await?,
+                .await
+                .map_err(|error| count_failure(error.into()))?,
         ),
         _ => None,
     };
@@ -156,7 +185,8 @@ async fn run(
             state
                 .authenticator
                 .finish(checked, parts.method.as_str(), &path_and_query, &body)
-                .await?,
+                .await
+                .map_err(|error| count_failure(error.into()))?,
         ),
         None => None,
     };

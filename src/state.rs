@@ -28,6 +28,8 @@ pub struct State {
     /// Bytes of request bodies being read, all listeners together
     /// (`limits.body_memory_budget_bytes`).
     pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Failed authentications per client address (`limits.failed_auth_per_ip_per_minute`).
+    pub failed_authentications: crate::auth::FailedAuthentications,
 }
 
 impl State {
@@ -45,6 +47,9 @@ impl State {
             config.limits.body_memory_budget_bytes,
         ));
         State {
+            failed_authentications: crate::auth::FailedAuthentications::new(
+                config.limits.failed_auth_per_ip_per_minute,
+            ),
             body_budget,
             groups,
             config,

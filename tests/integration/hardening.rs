@@ -440,3 +440,79 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     .await;
     assert!(seen, "new connections get the renewed certificate");
 }
+
+/// One request over a new connection from the loopback address `source`.
+async fn send_from(
+    client: &TlsClient,
+    address: std::net::SocketAddr,
+    source: IpAddr,
+    path: &str,
+    headers: http::HeaderMap,
+) -> Answer {
+    use http_body_util::BodyExt;
+    let tcp = TlsClient::tcp_from(address, source).await;
+    let tls = client.handshake(tcp).await.expect("handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(http::header::HOST, "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    request.headers_mut().extend(headers);
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Before authentication: an address that failed authentication too often this minute gets
+/// 429 with `Retry-After` for everything, even a valid request, without any authentication
+/// work; other addresses are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_failing_authentication_is_refused_for_a_while() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.failed_auth_per_ip_per_minute = 3;
+    })
+    .await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http1);
+    let address = harness.application;
+    for _ in 0..3 {
+        let answer = send_from(&client, address, ATTACKER, "/whoami", Default::default()).await;
+        assert_eq!(answer.error_code(), ErrorCode::Unauthenticated);
+    }
+    let refused = send_from(&client, address, ATTACKER, "/whoami", Default::default()).await;
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let valid = signed_headers(
+        &harness.app.key,
+        harness.app.claims(),
+        &Method::GET,
+        "/whoami",
+        b"",
+    );
+    let answer = send_from(&client, address, ATTACKER, "/whoami", valid).await;
+    assert_eq!(answer.error_code(), ErrorCode::RateLimited);
+    let other = send_from(
+        &client,
+        address,
+        OTHER_ATTACKER,
+        "/whoami",
+        Default::default(),
+    )
+    .await;
+    assert_eq!(other.error_code(), ErrorCode::Unauthenticated);
+    assert_eq!(whoami(&harness).await, StatusCode::OK, "from 127.0.0.1");
+}

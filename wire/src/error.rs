@@ -168,6 +168,9 @@ error_codes! {
     Overloaded = 201, 503, "the gateway is overloaded, retry later";
     /// An unexpected fault inside the gateway.
     Internal = 202, 500, "internal error";
+    /// Too many requests; the `Retry-After` header says when to try again. Before
+    /// authentication: this address failed authentication too often.
+    RateLimited = 203, 429, "too many requests, retry later";
     /// A client handle is empty, longer than 255 bytes, or holds a control character.
     InvalidHandle = 300, 400, "invalid client handle";
     /// A tag is empty, longer than 255 bytes, or holds a control character.
