@@ -136,6 +136,13 @@ pub struct Checked {
     key: TrustedKey,
 }
 
+impl Checked {
+    /// The sender the envelope names (not yet proven: the signature is checked later).
+    pub fn sender(&self) -> &str {
+        &self.envelope.claims.sender
+    }
+}
+
 /// Who a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {

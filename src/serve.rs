@@ -59,8 +59,9 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let applications = crate::applications::Applications::from_config(&config)?;
         let (cert, key, dev_ca) = server_certificate(&config)?;
-        let certificate = Arc::new(tls::ServerCertificate::load(&cert, &key)?);
+        // Stamped before reading, as the key file is: a renewal right after is still seen.
         let certificate_seen = (key_file_stamp(&cert), key_file_stamp(&key));
+        let certificate = Arc::new(tls::ServerCertificate::load(&cert, &key)?);
         let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone(), None)?);
         let federation_acceptor = if config.federation.require_client_cert {
             let roots = peer_roots(&config)?;

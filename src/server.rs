@@ -64,6 +64,10 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_streams)
+        // What a peer may send before the gateway reads it: the body budget only counts what
+        // is being read.
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
         .keep_alive_interval(Duration::from_millis(limits.http2_keep_alive_interval_ms))
         .keep_alive_timeout(Duration::from_millis(limits.http2_keep_alive_timeout_ms));
     let protocols = Arc::new(Protocols {
@@ -223,8 +227,23 @@ struct Activity {
     in_flight: AtomicUsize,
     /// A complete request head has arrived.
     started: AtomicBool,
-    /// Bumped at every request's start and end: the watchdog sees the connection was busy.
-    changes: AtomicUsize,
+    /// When the last request ended (the idle time counts from it).
+    last_end: Mutex<Option<Instant>>,
+    /// Woken when a request starts or ends.
+    changed: tokio::sync::Notify,
+}
+
+impl Activity {
+    /// When the connection became idle, if nothing is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        *self
+            .last_end
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A request in flight on a connection, counted until dropped.
@@ -234,15 +253,18 @@ impl InFlight {
     fn begin(activity: &Arc<Activity>) -> InFlight {
         activity.started.store(true, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.changes.fetch_add(1, Ordering::Relaxed);
+        activity.changed.notify_one();
         InFlight(activity.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if let Ok(mut last_end) = self.0.last_end.lock() {
+            *last_end = Some(Instant::now());
+        }
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.changes.fetch_add(1, Ordering::Relaxed);
+        self.0.changed.notify_one();
     }
 }
 
@@ -315,8 +337,9 @@ async fn watch<C>(
     C::Error: std::fmt::Display,
 {
     let mut connection = pin!(connection);
+    // Until a request head arrives: the first-request deadline; then idle from the last
+    // request's end (re-armed whenever a request starts or ends).
     let mut check_at = timers.first_request_by;
-    let mut seen = activity.changes.load(Ordering::Relaxed);
     // Told to close (too slow, idle): dropped if not done by then.
     let mut drop_at: Option<Instant> = None;
     // Shutting down: in-flight requests finish within the listener's grace period.
@@ -334,24 +357,31 @@ async fn watch<C>(
                 connection.as_mut().graceful_shutdown();
                 draining = true;
             }
+            _ = activity.changed.notified(), if drop_at.is_none() && !draining => {
+                // Busy now, or idle from now: the deadline moves to the idle one.
+                check_at = activity
+                    .idle_since()
+                    .map_or(Instant::now() + timers.idle, |since| since + timers.idle);
+            }
             _ = tokio::time::sleep_until(deadline), if !draining => {
                 if drop_at.is_some() {
                     tracing::debug!("connection dropped: it did not close when told");
                     return;
                 }
-                let changes = activity.changes.load(Ordering::Relaxed);
-                let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-                if busy || changes != seen {
-                    // Requests came and went: the idle time counts from now.
-                    seen = changes;
-                    check_at = Instant::now() + timers.idle;
-                    continue;
+                let started = activity.started.load(Ordering::Relaxed);
+                match activity.idle_since() {
+                    // In flight: look again one idle period on.
+                    None if started => {
+                        check_at = Instant::now() + timers.idle;
+                        continue;
+                    }
+                    Some(since) if Instant::now() < since + timers.idle => {
+                        check_at = since + timers.idle;
+                        continue;
+                    }
+                    _ => {}
                 }
-                let reason = if activity.started.load(Ordering::Relaxed) {
-                    "idle"
-                } else {
-                    "no request head in time"
-                };
+                let reason = if started { "idle" } else { "no request head in time" };
                 tracing::debug!(reason, "closing connection");
                 connection.as_mut().graceful_shutdown();
                 drop_at = Some(Instant::now() + CLOSE_GRACE);

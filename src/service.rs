@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
 use tracing::Instrument;
 
@@ -22,6 +22,10 @@ use crate::router::{self, Endpoint, ListenerKind};
 use crate::state::State;
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The largest body a request that needs no signature may carry (`VerificationKeyRequest`
+/// is a few bytes; discovery takes none).
+const UNSIGNED_BODY_CAP: usize = 4096;
 pub type Reply = Result<HttpResponse, GatewayError>;
 
 /// A request as handlers see it: fully read, and authenticated when the endpoint says so.
@@ -160,9 +164,36 @@ async fn run(
         ),
         _ => None,
     };
-    // All bodies in flight share one budget: the declared length, or the cap when none is.
-    let reserve = declared.map_or(cap, |length| length as usize);
-    let _reserved = match u32::try_from(reserve) {
+    // Mutual TLS (federation listener): the client certificate must name the envelope's
+    // sender, also known before the body.
+    if listener == ListenerKind::Federation
+        && state.config.federation.require_client_cert
+        && let Some(checked) = &checked
+    {
+        let certificate = parts.extensions.get::<crate::auth::PeerCertificate>();
+        crate::auth::check_client_certificate(certificate, checked.sender())
+            .map_err(|error| count_failure(error.into()))?;
+    }
+    // Requests that need no signature (discovery, `/verification_key`) carry at most a few
+    // bytes and stay out of the shared budget; signed ones reserve what they will read
+    // (nothing for a body already ended, the declared length, else the cap) while it is read.
+    let (cap, budgeted) = if checked.is_some() {
+        (cap, true)
+    } else {
+        (cap.min(UNSIGNED_BODY_CAP), false)
+    };
+    if declared.is_some_and(|length| length > cap as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let reserve = if !budgeted || body.is_end_stream() {
+        0
+    } else {
+        body.size_hint()
+            .exact()
+            .or(declared)
+            .map_or(cap, |length| (length as usize).min(cap))
+    };
+    let reserved = match u32::try_from(reserve) {
         Ok(0) => None,
         Ok(bytes) => Some(
             state
@@ -180,6 +211,7 @@ async fn run(
         state.config.body_stall_timeout(),
     )
     .await?;
+    drop(reserved);
     let caller = match checked {
         Some(checked) => Some(
             state
@@ -190,13 +222,6 @@ async fn run(
         ),
         None => None,
     };
-    if listener == ListenerKind::Federation
-        && state.config.federation.require_client_cert
-        && let Some(caller) = &caller
-    {
-        let certificate = parts.extensions.get::<crate::auth::PeerCertificate>();
-        crate::auth::check_client_certificate(certificate, &caller.sender)?;
-    }
     let endpoint = route?;
     let request = Request {
         method: parts.method,

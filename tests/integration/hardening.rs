@@ -93,6 +93,8 @@ async fn idle_sockets_cannot_lock_a_listener_out() {
 async fn idle_keep_alive_connections_are_closed() {
     let harness = Harness::start_with(StoreSpec::Memory, |config| {
         config.limits.idle_timeout_ms = 300;
+        // Long, so only the idle timeout can close the connection within the bound below.
+        config.limits.header_read_timeout_ms = 60_000;
     })
     .await;
     let client = TlsClient::new(&harness.ca, Protocol::Http1);
@@ -107,7 +109,7 @@ async fn idle_keep_alive_connections_are_closed() {
         assert!(String::from_utf8_lossy(&answer[..read]).starts_with("HTTP/1.1 200"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(closed_by_server(&mut stream, Duration::from_secs(10)).await);
+    assert!(closed_by_server(&mut stream, Duration::from_secs(5)).await);
 }
 
 /// The raw bytes of an HTTP/1.1 POST head to `path` declaring `length` body bytes.

@@ -69,11 +69,10 @@ const SPECIAL: &[&str] = &[
     "240.0.0.0/4",
     "::/128",
     "::1/128",
-    "64:ff9b::/96",
+    "64:ff9b:1::/48",
     "100::/64",
     "2001::/23",
     "2001:db8::/32",
-    "2002::/16",
     "fc00::/7",
     "fe80::/10",
     "fec0::/10",
@@ -101,6 +100,23 @@ impl AddressPolicy {
 
     pub fn permits(&self, address: IpAddr) -> bool {
         let address = canonical(address);
+        // NAT64 (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056) carry an IPv4
+        // address: judged as that address, so DNS64 peers work and none reaches inside.
+        if let IpAddr::V6(v6) = address {
+            let bits = u128::from(v6);
+            let nat64 = bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000;
+            let six_to_four = bits >> 112 == 0x2002;
+            let embedded = if nat64 {
+                Some(bits as u32)
+            } else if six_to_four {
+                Some((bits >> 80) as u32)
+            } else {
+                None
+            };
+            if let Some(v4) = embedded {
+                return self.permits(IpAddr::V4(std::net::Ipv4Addr::from(v4)));
+            }
+        }
         !self.special.iter().any(|range| range.contains(address))
             || self.allowed.iter().any(|range| range.contains(address))
     }
@@ -130,10 +146,21 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
         ] {
             assert!(!policy.permits(ip(refused)), "{refused}");
         }
-        for permitted in ["93.184.216.34", "172.32.0.1", "2606:4700::1111", "8.8.8.8"] {
+        for permitted in [
+            "93.184.216.34",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "8.8.8.8",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert!(policy.permits(ip(permitted)), "{permitted}");
         }
         let loopback = AddressPolicy::new(vec![IpRange::parse("127.0.0.0/8").unwrap()]);
