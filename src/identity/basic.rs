@@ -68,7 +68,8 @@ impl IdentityProvider for BasicProvider {
                 .ok_or_else(|| {
                     IdentityError::InvalidHandle("identity is not handle@domain".into())
                 })?;
-            if !is_dns_name(domain) {
+            // The discovery document's rule for names; IP literals are not names.
+            if !mimi_well_known::is_dns_name(domain) {
                 return Err(IdentityError::InvalidHandle(
                     "the domain of handle@domain is not a DNS name".into(),
                 ));
@@ -92,25 +93,6 @@ impl IdentityProvider for BasicProvider {
     ) -> Result<ClientIdentity, IdentityError> {
         self.describe(identity)
     }
-}
-
-/// A DNS name: dot-separated labels of 1-63 letters, digits and hyphens (not at either end),
-/// 253 bytes at most. IP literals are not names.
-fn is_dns_name(name: &str) -> bool {
-    let labels_ok = name.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    });
-    let last_is_not_numeric = name
-        .rsplit('.')
-        .next()
-        .is_some_and(|label| !label.bytes().all(|b| b.is_ascii_digit()));
-    !name.is_empty() && name.len() <= 253 && labels_ok && last_is_not_numeric
 }
 
 #[cfg(test)]
