@@ -2,7 +2,7 @@
 //!
 //! Rule of the house: untrusted bytes become a typed value only through [`decode_exact`].
 
-use tls_codec::{Deserialize, DeserializeBytes, Serialize};
+use tls_codec::{Deserialize, Serialize};
 
 /// Why a body did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,16 +88,16 @@ pub fn check_version(version: u16) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize};
+    use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize};
 
-    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize)]
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsSize)]
     struct Sample {
         version: u16,
         name: String,
     }
 
     #[repr(u8)]
-    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize)]
+    #[derive(Debug, PartialEq, TlsSerialize, TlsDeserialize, TlsSize)]
     enum Colour {
         Red = 1,
         Blue = 2,
@@ -218,17 +218,6 @@ impl Deserialize for WireBool {
         match u8::tls_deserialize(bytes)? {
             0 => Ok(WireBool(false)),
             1 => Ok(WireBool(true)),
-            other => Err(tls_codec::Error::UnknownValue(u64::from(other))),
-        }
-    }
-}
-
-impl DeserializeBytes for WireBool {
-    fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
-        let (value, rest) = u8::tls_deserialize_bytes(bytes)?;
-        match value {
-            0 => Ok((WireBool(false), rest)),
-            1 => Ok((WireBool(true), rest)),
             other => Err(tls_codec::Error::UnknownValue(u64::from(other))),
         }
     }

@@ -162,10 +162,7 @@
 use std::io::Write;
 use std::marker::PhantomData;
 
-use tls_codec::{
-    Deserialize, DeserializeBytes, Serialize, Size, TlsDeserialize, TlsDeserializeBytes,
-    TlsSerialize, TlsSize, VLBytes,
-};
+use tls_codec::{Deserialize, Serialize, Size, TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use crate::codec::{DecodeError, WireBool};
 use crate::error::ErrorCode;
@@ -219,11 +216,15 @@ impl<T> std::fmt::Debug for Mls<T> {
 impl<T: Deserialize> Mls<T> {
     /// `bytes` must be exactly one `T`: truncated values and trailing bytes are refused.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, DecodeError> {
-        let (value, rest) = Self::tls_deserialize_bytes(&bytes)?;
-        if !rest.is_empty() {
+        let mut reader = bytes.as_slice();
+        T::tls_deserialize(&mut reader)?;
+        if !reader.is_empty() {
             return Err(DecodeError::TrailingBytes);
         }
-        Ok(value)
+        Ok(Mls {
+            bytes,
+            _kind: PhantomData,
+        })
     }
 }
 
@@ -235,21 +236,6 @@ impl<T> Mls<T> {
 
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
-    }
-}
-
-impl<T: Deserialize> DeserializeBytes for Mls<T> {
-    fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
-        let mut reader = bytes;
-        T::tls_deserialize(&mut reader)?;
-        let consumed = bytes.len() - reader.len();
-        Ok((
-            Mls {
-                bytes: bytes[..consumed].to_vec(),
-                _kind: PhantomData,
-            },
-            &bytes[consumed..],
-        ))
     }
 }
 
@@ -345,31 +331,9 @@ impl Deserialize for ShortBytes {
     }
 }
 
-impl DeserializeBytes for ShortBytes {
-    fn tls_deserialize_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), tls_codec::Error> {
-        let (&length, rest) = bytes.split_first().ok_or(tls_codec::Error::EndOfStream)?;
-        let length = usize::from(length);
-        if rest.len() < length {
-            return Err(tls_codec::Error::EndOfStream);
-        }
-        Ok((ShortBytes(rest[..length].to_vec()), &rest[length..]))
-    }
-}
-
 /// `ClientIdType`: the tag of [`ClientRef`].
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum ClientIdType {
     Handle = 1,
     ClientId = 2,
@@ -377,9 +341,7 @@ pub enum ClientIdType {
 
 /// Which client a [`ClientId`] names at its home gateway.
 #[repr(u8)]
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum ClientRef {
     /// The client handle the application's identity provider derives from its credential.
     #[tls_codec(discriminant = "ClientIdType::Handle")]
@@ -400,9 +362,7 @@ impl ClientRef {
 
 /// The draft's `ClientID` (TODO there): the shared application, the client's domain, and the
 /// client by handle or by id.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ClientId {
     pub application: [u8; 16],
     pub domain: String,
@@ -410,9 +370,7 @@ pub struct ClientId {
 }
 
 /// The draft's `UserID` (TODO there): an account of the application's identity provider.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UserId {
     pub application: [u8; 16],
     pub domain: String,
@@ -421,18 +379,7 @@ pub struct UserId {
 
 /// `DSAuthType` (the draft gives no values; ours are 0 and 1).
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSAuthType {
     Anonymous = 0,
     ClientSignature = 1,
@@ -440,9 +387,7 @@ pub enum DSAuthType {
 
 /// `DSAuthData`, tagged by [`DSAuthType`].
 #[repr(u8)]
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSAuthData {
     #[tls_codec(discriminant = "DSAuthType::Anonymous")]
     Anonymous,
@@ -464,34 +409,26 @@ impl DSAuthData {
 }
 
 /// The draft's "Enqueue authorization" token.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct FanoutAuthToken {
     pub token: VLBytes,
 }
 
 /// What a client adds to a commit so the DS can produce the new epoch's GroupInfo.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct PartialGroupInfo {
     pub group_info_extensions: Extensions,
     pub signature: VLBytes,
 }
 
 /// A commit and its [`PartialGroupInfo`].
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct MLSGroupUpdate {
     pub commit: MlsMessage,
     pub partial_group_info: PartialGroupInfo,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct CreateGroupRequest {
     pub group_id: VLBytes,
     pub leaf_node: LeafNode,
@@ -500,18 +437,7 @@ pub struct CreateGroupRequest {
 
 /// The draft's `CreateGroupResponse` (its failure reasons).
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum CreateGroupResponse {
     InvalidGroupId = 0,
     InvalidLeafNode = 1,
@@ -520,9 +446,7 @@ pub enum CreateGroupResponse {
 
 /// `struct { MLSGroupUpdate group_update; }`: the draft's `DeleteGroupRequest`,
 /// `RemoveUsersRequest`, `RemoveClientsRequest` and `ExternalJoinRequest` (one shape).
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct GroupUpdateRequest {
     pub group_update: MLSGroupUpdate,
 }
@@ -534,9 +458,7 @@ pub type ExternalJoinRequest = GroupUpdateRequest;
 
 /// `struct { MLSGroupUpdate group_update; MLSMessage welcome_messages<V>; }`: the draft's
 /// `AddUsersRequest` and `AddClientsRequest` (one shape).
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct AddRequest {
     pub group_update: MLSGroupUpdate,
     pub welcome_messages: Vec<MlsMessage>,
@@ -548,77 +470,57 @@ pub type AddClientsRequest = AddRequest;
 pub type CommitRequest = AddRequest;
 
 /// Ours (`ds_upload_proposal`): a member's standalone proposal, as a PublicMessage.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UploadProposalRequest {
     pub proposal: MlsMessage,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct SelfRemoveClientRequest {
     pub proposal: MlsMessage,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UpdateClientRequest {
     pub group_update: MLSGroupUpdate,
     pub token: Option<FanoutAuthToken>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct SendMessageRequest {
     pub application_message: MlsMessage,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct KeyPackagesRequest {
     pub client_identifiers: Vec<ClientId>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ConnectionKeyPackagesRequest {
     pub user_identifier: UserId,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ReInitializeGroupRequest {
     pub commit: MLSGroupUpdate,
 }
 
 /// Ours (`ds_welcome_info`): the tree of the epoch a Welcome brings its recipients into.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct WelcomeInfoRequest {
     pub group_id: VLBytes,
     pub epoch: u64,
 }
 
 /// Ours (`ds_external_commit_info`): the current GroupInfo and tree.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ExternalCommitInfoRequest {
     pub group_id: VLBytes,
 }
 
 /// Ours (`ds_discover_clients`): the architecture draft's client discovery by tag.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DiscoverClientsRequest {
     pub application: [u8; 16],
     pub tag: String,
@@ -627,9 +529,7 @@ pub struct DiscoverClientsRequest {
 /// Which key package a `ds_select_key_packages` request wants of each client, and for whom
 /// (ours: the draft's request names clients only; a key queue is chosen by these attributes
 /// and hands the same package to the same receiver until it is used).
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct KeyPackageSelector {
     pub protocol_version: u16,
     pub cipher_suite: u16,
@@ -639,18 +539,7 @@ pub struct KeyPackageSelector {
 
 /// `DSRequestType`: the draft's values 0-14, then ours.
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSRequestType {
     RequestGroupId = 0,
     CreateGroup = 1,
@@ -691,9 +580,7 @@ pub enum DSRequestType {
 
 /// `DSRequestBody`, tagged by [`DSRequestType`].
 #[repr(u8)]
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSRequestBody {
     #[tls_codec(discriminant = "DSRequestType::RequestGroupId")]
     RequestGroupId,
@@ -779,9 +666,7 @@ impl DSRequestBody {
     }
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSRequest {
     pub version: DSProtocolVersion,
     pub body: DSRequestBody,
@@ -797,9 +682,7 @@ pub struct ClientSignatureTBS {
 }
 
 /// `DSError` (TODO in the draft): one of this gateway's documented error codes.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSError {
     pub code: u16,
     pub detail: String,
@@ -821,18 +704,14 @@ impl DSError {
 }
 
 /// The `ExternalCommitInfo` answer: the current GroupInfo and `optional<Node> ratchet_tree<V>`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ExternalCommitInfo {
     pub group_info: MlsMessage,
     pub ratchet_tree: RatchetTree,
 }
 
 /// A key package handed out, and whether it is the queue's final key.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct SelectedKeyPackage {
     pub key_package: MlsMessage,
     pub is_final_key: WireBool,
@@ -840,18 +719,7 @@ pub struct SelectedKeyPackage {
 
 /// `DSResponseType`: the draft's order as values 0-7, then ours.
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSResponseType {
     Ok = 0,
     Error = 1,
@@ -869,9 +737,7 @@ pub enum DSResponseType {
 
 /// `DSResponseBody`, tagged by [`DSResponseType`].
 #[repr(u8)]
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSResponseBody {
     #[tls_codec(discriminant = "DSResponseType::Ok")]
     Ok,
@@ -914,9 +780,7 @@ impl DSResponseBody {
     }
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSResponse {
     pub version: DSProtocolVersion,
     pub body: DSResponseBody,
@@ -924,9 +788,7 @@ pub struct DSResponse {
 
 /// The hub's fan-out of one MLSMessage to clients of the receiving gateway. The draft writes
 /// `opaque recipient_ids<V>`; we read it as `ClientID recipient_ids<V>`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSFanoutRequest {
     pub version: DSProtocolVersion,
     pub recipient_ids: Vec<ClientId>,
@@ -935,9 +797,7 @@ pub struct DSFanoutRequest {
 }
 
 /// `DSFanoutError` (TODO in the draft): one of this gateway's documented error codes.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSFanoutError {
     pub code: u16,
     pub detail: String,
@@ -960,18 +820,7 @@ impl DSFanoutError {
 
 /// `DSFanoutResponseType` (the draft gives no values; ours are 0 and 1).
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSFanoutResponseType {
     Ok = 0,
     Error = 1,
@@ -979,9 +828,7 @@ pub enum DSFanoutResponseType {
 
 /// `DSFanoutResponseBody`, tagged by [`DSFanoutResponseType`].
 #[repr(u8)]
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum DSFanoutResponseBody {
     #[tls_codec(discriminant = "DSFanoutResponseType::Ok")]
     Ok,
@@ -1000,9 +847,7 @@ impl DSFanoutResponseBody {
 
 /// The draft's `DSFanoutResponse` names `DSResponseBody`, an evident slip: it carries a
 /// [`DSFanoutResponseBody`].
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DSFanoutResponse {
     pub version: DSProtocolVersion,
     pub body: DSFanoutResponseBody,
@@ -1010,9 +855,7 @@ pub struct DSFanoutResponse {
 
 /// From the draft's 2023-05 revision; `client_queue_information` is the TLS encoding of a
 /// [`ClientId`].
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct QueueingServiceRequest {
     pub client_queue_information: VLBytes,
     pub message: MlsMessage,
@@ -1034,9 +877,7 @@ impl QueueingServiceRequest {
 }
 
 #[repr(u8)]
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum QueueingServiceResponse {
     Ok = 0,
     InvalidClientQueueInformation = 1,
@@ -1134,10 +975,11 @@ mod tests {
             )
             .unwrap();
         // `Signature` is `opaque<V>`; the partial GroupInfo carries its content.
-        let group_info_signature = VLBytes::tls_deserialize_exact_bytes(&tls(signed.signature()))
-            .unwrap()
-            .as_slice()
-            .to_vec();
+        let group_info_signature =
+            <VLBytes as Deserialize>::tls_deserialize_exact(tls(signed.signature()))
+                .unwrap()
+                .as_slice()
+                .to_vec();
         let ratchet_tree = tls(&mls::RatchetTreeIn::from(group.export_ratchet_tree()));
         let application_message = tls(&group.create_message(&provider, &signer, b"hi").unwrap());
         let proposal = tls(&group.leave_group(&provider, &signer).unwrap());
@@ -1312,7 +1154,7 @@ mod tests {
 
     fn round_trip<T>(value: &T) -> Vec<u8>
     where
-        T: Serialize + Deserialize + DeserializeBytes + PartialEq + std::fmt::Debug,
+        T: Serialize + Deserialize + PartialEq + std::fmt::Debug,
     {
         let bytes = encode(value).unwrap();
         assert_eq!(bytes.len(), value.tls_serialized_len());

@@ -19,12 +19,10 @@
 //! 1-99 request framing, 100-199 authentication, 200-299 service state; later ranges belong to
 //! the registry (300-), key queues (400-), groups (500-) and federation (600-).
 
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 /// The TLS-serialized body of every error answer, sent with a fitting HTTP status.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ErrorResponse {
     pub code: u16,
     pub detail: String,
@@ -32,9 +30,7 @@ pub struct ErrorResponse {
 }
 
 /// A structured part of an error answer.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ErrorField {
     pub field_type: u16,
     pub value: VLBytes,

@@ -48,15 +48,13 @@
 //! } GroupStatusResponse;
 //! ```
 
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 /// Longest group id accepted, in bytes (RFC 9420 leaves it to the application; 255 bytes is
 /// far beyond the 16 or 32 bytes clients use).
 pub const MAX_GROUP_ID_BYTES: usize = 255;
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct CreateGroupRequest {
     pub version: u16,
     pub group_info: VLBytes,
@@ -64,34 +62,26 @@ pub struct CreateGroupRequest {
 }
 
 /// The group and the epoch it is at after the request.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct GroupEpochResponse {
     pub version: u16,
     pub group_id: VLBytes,
     pub epoch: u64,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UploadProposalRequest {
     pub version: u16,
     pub packet: VLBytes,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct MessagesResponse {
     pub version: u16,
     pub messages: Vec<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UploadCommitRequest {
     pub version: u16,
     pub commit_packet: VLBytes,
@@ -99,18 +89,14 @@ pub struct UploadCommitRequest {
     pub welcome_packet: Option<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ControlMessagesRequest {
     pub version: u16,
     pub start_epoch_id: u64,
     pub end_epoch_id: Option<u64>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct JoinInfo {
     pub welcome_id: [u8; 16],
     pub group_id: VLBytes,
@@ -119,25 +105,19 @@ pub struct JoinInfo {
     pub ratchet_tree: Option<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct WelcomeMessagesResponse {
     pub version: u16,
     pub join_infos: Vec<JoinInfo>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct GroupInfoEntry {
     pub group_info: VLBytes,
     pub ratchet_tree: Option<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct GroupInfoResponse {
     pub version: u16,
     pub group_infos: Vec<GroupInfoEntry>,
@@ -145,9 +125,7 @@ pub struct GroupInfoResponse {
 
 /// This gateway's part in a group.
 #[repr(u8)]
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum GroupRole {
     /// This gateway orders the group's commits.
     Hub = 1,
@@ -155,9 +133,7 @@ pub enum GroupRole {
     Mirror = 2,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct GroupStatusResponse {
     pub version: u16,
     pub group_id: VLBytes,

@@ -42,7 +42,7 @@
 //! struct { uint16 version; opaque key_packages<V><V>; } ConnectionKeyPackagesResponse;
 //! ```
 
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use crate::codec::WireBool;
 
@@ -54,9 +54,7 @@ pub const MAX_RECEIVER_BYTES: usize = 255;
 /// marks them with a LeafNode extension no MLS library defines yet; a queue label does it).
 pub const CONNECTION_APP_LABEL: &str = "connection";
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RetrieveConnectionKeyPackagesRequest {
     pub version: u16,
     pub domain: Option<String>,
@@ -66,17 +64,13 @@ pub struct RetrieveConnectionKeyPackagesRequest {
 }
 
 /// Each an MLSMessage holding a KeyPackage, one per client of the account that has one.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ConnectionKeyPackagesResponse {
     pub version: u16,
     pub key_packages: Vec<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct CreateKeyQueueRequest {
     pub version: u16,
     pub protocol_version: u16,
@@ -84,17 +78,13 @@ pub struct CreateKeyQueueRequest {
     pub app_label: String,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct CreateKeyQueueResponse {
     pub version: u16,
     pub key_queue_id: [u8; 16],
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UpdateKeyQueueRequest {
     pub version: u16,
     pub key_packages: Vec<VLBytes>,
@@ -103,17 +93,13 @@ pub struct UpdateKeyQueueRequest {
     pub final_key: Option<VLBytes>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UpdateKeyQueueResponse {
     pub version: u16,
     pub key_packages_in_pool: u32,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RetrieveKeyPackageRequest {
     pub version: u16,
     pub domain: Option<String>,
@@ -123,9 +109,7 @@ pub struct RetrieveKeyPackageRequest {
     pub receiver_client_id: String,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RetrieveKeyPackageResponse {
     pub version: u16,
     pub key_package: VLBytes,

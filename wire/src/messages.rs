@@ -38,14 +38,12 @@
 //! } SendConnectionRequest;                                        // answers 201, empty body
 //! ```
 
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 /// Most messages one fetch answers; a larger `limit` is served as this.
 pub const MAX_FETCH: u16 = 1000;
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct SendGroupMessageRequest {
     pub version: u16,
     pub message: VLBytes,
@@ -53,9 +51,7 @@ pub struct SendGroupMessageRequest {
     pub sender: Option<String>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct FetchMessagesRequest {
     pub version: u16,
     pub from_sequence: u64,
@@ -63,26 +59,13 @@ pub struct FetchMessagesRequest {
 }
 
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum QueuedMessageKind {
     Application = 1,
     ConnectionRequest = 2,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct QueuedMessage {
     pub sequence: u64,
     pub kind: QueuedMessageKind,
@@ -90,34 +73,26 @@ pub struct QueuedMessage {
     pub message: VLBytes,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct QueuedMessagesResponse {
     pub version: u16,
     pub messages: Vec<QueuedMessage>,
     pub next_sequence: u64,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct AcknowledgeMessagesRequest {
     pub version: u16,
     pub up_to_sequence: u64,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct AcknowledgeMessagesResponse {
     pub version: u16,
     pub removed: u64,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct SendConnectionRequest {
     pub version: u16,
     pub domain: String,

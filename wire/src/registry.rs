@@ -49,7 +49,7 @@
 //! struct { uint16 version; ClientRecord identities<V>; } DiscoverClientsResponse;
 //! ```
 
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use crate::codec::WireBool;
 
@@ -61,18 +61,7 @@ pub const MAX_TAG_BYTES: usize = 255;
 pub const MAX_TAGS: usize = 64;
 
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum IdentityProviderType {
     Basic = 1,
     X509 = 2,
@@ -82,9 +71,7 @@ pub enum IdentityProviderType {
     BasicWithDomains = 240,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct IdentityConfiguration {
     pub identity_provider_type: IdentityProviderType,
     pub supports_accounts: WireBool,
@@ -92,26 +79,20 @@ pub struct IdentityConfiguration {
     pub parameters: VLBytes,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct X509DeviceHandleRange {
     pub start: u8,
     pub end: u8,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct X509Parameters {
     pub device_handle_range: X509DeviceHandleRange,
     pub account_handle_offset: Option<u8>,
     pub domain_name_offset: Option<u8>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ApplicationConfiguration {
     pub id: [u8; 16],
     pub identity_configuration: IdentityConfiguration,
@@ -121,9 +102,7 @@ pub struct ApplicationConfiguration {
 
 /// The key-package limits an application's clients must meet (ours, so that clients need not
 /// learn them from refusals).
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct KeyPackageLimits {
     /// Longest lifetime window (`not_after - not_before`) a key package may have.
     pub max_lifetime_secs: u64,
@@ -133,43 +112,33 @@ pub struct KeyPackageLimits {
     pub cipher_suites: Vec<u16>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ApplicationList {
     pub version: u16,
     pub applications: Vec<ApplicationConfiguration>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ClientRecord {
     pub client_id: [u8; 16],
     pub client_handle: String,
     pub tags: Vec<String>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RegisterClientRequest {
     pub version: u16,
     pub client_handle: String,
     pub tags: Vec<String>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RegisterClientResponse {
     pub version: u16,
     pub client_id: [u8; 16],
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct UpdateClientRequest {
     pub version: u16,
     pub client_handle: Option<String>,
@@ -177,26 +146,20 @@ pub struct UpdateClientRequest {
     pub tags_to_remove: Vec<String>,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct ClientResponse {
     pub version: u16,
     pub client: ClientRecord,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DiscoverClientsRequest {
     pub version: u16,
     pub domain: Option<String>,
     pub tag: String,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct DiscoverClientsResponse {
     pub version: u16,
     pub identities: Vec<ClientRecord>,

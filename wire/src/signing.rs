@@ -38,7 +38,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use crate::{DecodeError, WIRE_VERSION, codec};
 
@@ -58,27 +58,14 @@ pub const SIGNATURE_LEN: usize = 64;
 
 /// Who signs: a peer provider (its domain) or one of this gateway's applications (its id).
 #[repr(u8)]
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    TlsSerialize,
-    TlsDeserialize,
-    TlsDeserializeBytes,
-    TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum SenderKind {
     Provider = 1,
     Application = 2,
 }
 
 /// What the sender asserts about a request; all of it is covered by the signature.
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RequestClaims {
     pub sender_kind: SenderKind,
     pub sender: String,
@@ -89,7 +76,7 @@ pub struct RequestClaims {
 }
 
 /// The envelope as carried in [`SIGNATURE_HEADER`].
-#[derive(Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize)]
+#[derive(Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct RequestSignature {
     pub version: u16,
     pub claims: RequestClaims,

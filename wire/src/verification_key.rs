@@ -29,27 +29,21 @@
 
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
-use tls_codec::{TlsDeserialize, TlsDeserializeBytes, TlsSerialize, TlsSize, VLBytes};
+use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 /// Signature algorithms for request signing; only Ed25519 today.
 #[repr(u16)]
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub enum SignatureScheme {
     Ed25519 = 0x0807,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct VerificationKeyRequest {
     pub version: u16,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct VerificationKey {
     pub key_id: String,
     pub scheme: SignatureScheme,
@@ -58,9 +52,7 @@ pub struct VerificationKey {
     pub not_after: u64,
 }
 
-#[derive(
-    Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsDeserializeBytes, TlsSize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSerialize, TlsDeserialize, TlsSize)]
 pub struct VerificationKeyResponse {
     pub version: u16,
     pub domain: String,
