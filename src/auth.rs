@@ -172,7 +172,7 @@ pub struct Authenticator {
     window_secs: u64,
     applications: BTreeMap<Uuid, Vec<TrustedKey>>,
     allowed_peers: Vec<String>,
-    peer_keys: PeerKeys,
+    peer_keys: std::sync::Arc<PeerKeys>,
     store: SharedStore,
 }
 
@@ -208,7 +208,7 @@ impl Authenticator {
             window_secs: config.auth.timestamp_window_secs,
             applications,
             allowed_peers: config.federation.allowed_peers.clone(),
-            peer_keys,
+            peer_keys: std::sync::Arc::new(peer_keys),
             store,
         }
     }

@@ -109,7 +109,7 @@ pub struct FederationConfig {
     /// sender also at most once per `key_refresh_interval_secs`).
     pub new_sender_lookups_per_minute: u32,
     /// How long a request waits for its sender's keys to be looked up; past it the request
-    /// is refused while the lookup goes on no further.
+    /// is refused, while the lookup goes on and its keys serve the sender's next requests.
     pub key_lookup_wait_ms: u64,
 }
 

@@ -3,11 +3,12 @@
 //! per peer per interval (so a flood of made-up key ids cannot make the gateway hammer a
 //! peer); keys outside their validity window are never handed out. Lookups for senders with
 //! no cached keys (strangers, until they prove otherwise) are limited gateway-wide per minute,
-//! and a request waits for one at most a bounded time, so forged senders cost a bounded
-//! number of outbound connections and never a request's full timeout.
+//! and a request waits for one at most a bounded time (the lookup itself goes on in its own
+//! task, so a slow peer's keys still arrive for its next request), so forged senders cost a
+//! bounded number of outbound connections and never a request's full timeout.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mimi_wire::verification_key::{VerificationKey, VerificationKeyResponse};
@@ -149,9 +150,10 @@ impl PeerKeys {
             });
             entry.last_attempt = Instant::now();
         }
-        let discovery = tokio::time::timeout(self.lookup_wait, self.resolver.discover(peer))
+        let discovery = self
+            .resolver
+            .discover(peer)
             .await
-            .map_err(|_| PeerKeyError::TooSlow(peer.to_owned(), self.lookup_wait))?
             .map_err(|error| PeerKeyError::Unreachable(peer.to_owned(), error))?;
         if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(peer)
@@ -162,16 +164,28 @@ impl PeerKeys {
         Ok(())
     }
 
+    /// A refresh that goes on in its own task: the caller waits at most `lookup_wait`, and
+    /// a slow peer's keys still land in the cache for the next request.
+    async fn refresh_bounded(self: &Arc<Self>, peer: &str) -> Result<(), PeerKeyError> {
+        let keys = self.clone();
+        let name = peer.to_owned();
+        let lookup = tokio::spawn(async move { keys.refresh(&name).await });
+        match tokio::time::timeout(self.lookup_wait, lookup).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => Err(PeerKeyError::TooSlow(peer.to_owned(), self.lookup_wait)),
+        }
+    }
+
     /// The key `key_id` of `peer`, valid at `at` (Unix seconds).
     pub async fn key(
-        &self,
+        self: &Arc<Self>,
         peer: &str,
         key_id: &str,
         at: u64,
     ) -> Result<VerificationKey, PeerKeyError> {
         let (mut key, fresh, may_refresh) = self.cached(peer, key_id);
         if (!fresh || key.is_none()) && may_refresh {
-            match self.refresh(peer).await {
+            match self.refresh_bounded(peer).await {
                 Ok(()) => key = self.cached(peer, key_id).0,
                 // A stale cache still serves known keys while the peer is unreachable.
                 Err(error) if key.is_none() => return Err(error),
