@@ -152,8 +152,9 @@ async fn run(
         }
         error
     };
-    // Everything the envelope allows is checked before the body is read: a stranger's body
-    // is never buffered.
+    // Everything the envelope allows is checked before the body is read: a request failing
+    // these checks has no body read (a forged envelope naming a real key id passes them, and
+    // is refused at the signature after its body was read under the budget).
     let checked = match (must_sign, listener.signer()) {
         (true, Some(expected)) => Some(
             state
