@@ -518,3 +518,52 @@ async fn an_address_failing_authentication_is_refused_for_a_while() {
     assert_eq!(other.error_code(), ErrorCode::Unauthenticated);
     assert_eq!(whoami(&harness).await, StatusCode::OK, "from 127.0.0.1");
 }
+
+/// Finding 1: an HTTP/2 peer that stops answering pings is dropped (its connection idles
+/// with nothing in flight for less than the idle timeout, so only the pings can close it).
+/// The client's frames are written by hand: the preface, an empty SETTINGS, and one GET
+/// (HPACK: `:method GET`, `:scheme https` indexed, `:path` and `:authority` literal); then it
+/// reads on but never acknowledges a PING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_peers_that_stop_answering_pings_are_dropped() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.idle_timeout_ms = 60_000;
+        config.limits.http2_keep_alive_interval_ms = 200;
+        config.limits.http2_keep_alive_timeout_ms = 300;
+    })
+    .await;
+    let client = TlsClient::new(&harness.ca, Protocol::Http2);
+    let mut stream = client.connect(harness.federation).await;
+    let path = b"/.well-known/mimi/ds-domain";
+    let mut block = vec![0x82, 0x87, 0x44, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let length = (block.len() as u32).to_be_bytes();
+    frames.extend_from_slice(&[length[1], length[2], length[3], 0x01, 0x05, 0, 0, 0, 1]);
+    frames.extend(block); // HEADERS, END_STREAM | END_HEADERS, stream 1
+    stream.write_all(&frames).await.unwrap();
+    // The answer comes (a HEADERS frame, type 1, on stream 1), then silence from us.
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "closed before answering");
+            seen.extend_from_slice(&buffer[..read]);
+            let mut at = 0;
+            while at + 9 <= seen.len() {
+                let length = u32::from_be_bytes([0, seen[at], seen[at + 1], seen[at + 2]]) as usize;
+                if seen[at + 3] == 0x01 && seen[at + 8] == 1 {
+                    return;
+                }
+                at += 9 + length;
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "the request is answered");
+    assert!(closed_by_server(&mut stream, Duration::from_secs(5)).await);
+}
