@@ -84,6 +84,17 @@ impl AuthError {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
+/// What per-address limits count by: an IPv4 address, or the /64 of an IPv6 one (one host
+/// or site usually holds a whole /64, so counting per /128 would limit nothing).
+pub fn address_key(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !(u128::MAX >> 64),
+        )),
+        v4 => v4,
+    }
+}
+
 /// Failed authentications per client address in fixed one-minute windows (before
 /// authentication, the only thing known of a stranger is its address).
 pub struct FailedAuthentications {
@@ -107,7 +118,7 @@ impl FailedAuthentications {
     /// `Some(seconds to wait)` if `address` used up its failures for this minute.
     pub fn refused(&self, address: std::net::IpAddr) -> Option<u64> {
         let windows = self.windows.lock().ok()?;
-        let (start, count) = windows.get(&address.to_canonical())?;
+        let (start, count) = windows.get(&address_key(address))?;
         let elapsed = start.elapsed();
         (elapsed < Duration::from_secs(60) && *count >= self.per_minute)
             .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
@@ -121,7 +132,7 @@ impl FailedAuthentications {
             windows.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
         }
         let entry = windows
-            .entry(address.to_canonical())
+            .entry(address_key(address))
             .or_insert((std::time::Instant::now(), 0));
         if entry.0.elapsed() >= Duration::from_secs(60) {
             *entry = (std::time::Instant::now(), 0);
@@ -383,4 +394,19 @@ pub fn check_client_certificate(
     let leaf = webpki::EndEntityCert::try_from(certificate.0.as_ref()).map_err(|_| mismatch())?;
     leaf.verify_is_valid_for_subject_name(&name)
         .map_err(|_| mismatch())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {
+        let key = |text: &str| address_key(text.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+    }
 }

@@ -380,7 +380,7 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             max_connections: 1024,
-            max_connections_per_ip: 64,
+            max_connections_per_ip: 256,
             idle_timeout_ms: 60_000,
             http2_max_streams: 32,
             http2_keep_alive_interval_ms: 20_000,

@@ -188,7 +188,7 @@ impl PerAddress {
     }
 
     fn enter(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
-        let address = address.to_canonical();
+        let address = crate::auth::address_key(address);
         let mut open = self
             .open
             .lock()
