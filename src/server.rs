@@ -5,7 +5,7 @@
 //! (the handshake included), a kept-alive connection with nothing in flight is closed after
 //! `limits.idle_timeout_ms`, and HTTP/2 peers are pinged and dropped when they stop answering.
 //! On shutdown the listener stops accepting, and every connection finishes its in-flight
-//! requests (at most the configured grace period).
+//! requests (at most the configured grace period); what is left then is stopped.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -77,7 +77,12 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
         idle: state.config.idle_timeout(),
     });
 
+    // The connection tasks, so that whatever is left when the grace period ends is stopped
+    // with the listener (a JoinSet aborts its tasks when dropped).
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        // Finished connections are reaped as new ones come.
+        while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -109,7 +114,7 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
         let tls = listener.tls.clone();
         let kind = listener.kind;
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let _slots = (permit, address_slot);
             let first_request_by = Instant::now() + protocols.first_request;
             let Some(acceptor) = tls else {
@@ -158,6 +163,7 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
             ?grace,
             "shutdown grace period over; closing remaining connections"
         );
+        tasks.abort_all();
     }
 }
 
