@@ -391,6 +391,26 @@ impl TlsClient {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let tls = self.connect(addr).await;
+        self.exchange(tls, method, path, headers, body)
+            .await
+            .expect("response")
+    }
+
+    /// One request over an established TLS stream; `None` if the exchange broke off (the
+    /// server closed, reset or died).
+    pub async fn exchange<B>(
+        &self,
+        tls: tokio_rustls::client::TlsStream<TcpStream>,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: B,
+    ) -> Option<Answer>
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let uri = match self.protocol {
             Protocol::Http1 => path.to_owned(),
             Protocol::Http2 => format!("https://localhost{path}"),
@@ -411,26 +431,26 @@ impl TlsClient {
                 let (mut sender, connection) =
                     hyper::client::conn::http1::handshake(TokioIo::new(tls))
                         .await
-                        .unwrap();
+                        .ok()?;
                 tokio::spawn(connection);
-                sender.send_request(request).await.expect("response")
+                sender.send_request(request).await.ok()?
             }
             Protocol::Http2 => {
                 let (mut sender, connection) =
                     hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
                         .await
-                        .unwrap();
+                        .ok()?;
                 tokio::spawn(connection);
-                sender.send_request(request).await.expect("response")
+                sender.send_request(request).await.ok()?
             }
         };
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Answer {
+        let body = body.collect().await.ok()?.to_bytes();
+        Some(Answer {
             status: parts.status,
             headers: parts.headers,
             body,
-        }
+        })
     }
 }
 

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
+use http_body_util::Full;
 use mimi_wire::key_queues::{
     CreateKeyQueueRequest, CreateKeyQueueResponse, RetrieveKeyPackageRequest,
     RetrieveKeyPackageResponse, UpdateKeyQueueRequest,
@@ -36,23 +35,9 @@ async fn try_call(
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
         let tls = client.handshake(tcp).await.ok()?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .ok()?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Full::new(Bytes::from(body.to_vec())))
-            .ok()?;
-        request.headers_mut().extend(headers);
-        request
-            .headers_mut()
-            .insert(http::header::HOST, HeaderValue::from_static("localhost"));
-        let response = sender.send_request(request).await.ok()?;
-        let status = response.status();
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some((status, body))
+        let body = Full::new(Bytes::from(body.to_vec()));
+        let answer = client.exchange(tls, method, path, headers, body).await?;
+        Some((answer.status, answer.body))
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await

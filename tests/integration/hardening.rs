@@ -121,6 +121,20 @@ fn post_head(path: &str, length: usize, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The `mimi-signature` header line of a POST to `path` with `body`, signed with `key`.
+fn signature_line(
+    key: &ed25519_dalek::SigningKey,
+    claims: mimi_wire::signing::RequestClaims,
+    path: &str,
+    body: &[u8],
+) -> String {
+    let headers = signed_headers(key, claims, &Method::POST, path, body);
+    let value = headers[mimi_wire::signing::SIGNATURE_HEADER]
+        .to_str()
+        .unwrap();
+    format!("{}: {value}\r\n", mimi_wire::signing::SIGNATURE_HEADER)
+}
+
 /// The status line's code of what the server answered on `stream`.
 async fn status_of<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> u16 {
     let mut answer = vec![0u8; 4096];
@@ -156,20 +170,10 @@ async fn bodies_are_not_read_before_the_envelope_is_checked() {
     // A sender 1,400 bytes long is refused as malformed, before any lookup.
     let mut claims = harness.app.claims();
     claims.sender = "a".repeat(1_400);
-    let headers = signed_headers(&harness.app.key, claims, &Method::POST, &path, b"x");
-    let value = headers
-        .get(mimi_wire::signing::SIGNATURE_HEADER)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let signature = signature_line(&harness.app.key, claims, &path, b"x");
     let mut long_sender = client.connect(harness.application).await;
     long_sender
-        .write_all(&post_head(
-            &path,
-            1_000_000,
-            &format!("mimi-signature: {value}\r\n"),
-        ))
+        .write_all(&post_head(&path, 1_000_000, &signature))
         .await
         .unwrap();
     assert_eq!(status_of(&mut long_sender).await, 401);
@@ -190,20 +194,8 @@ async fn bodies_in_flight_share_one_budget_and_stalls_time_out() {
     let path = format!("/apps/{}/clients", harness.app.id);
     let body = vec![0u8; 64 * 1024];
     let signed_head = || {
-        let headers = signed_headers(
-            &harness.app.key,
-            harness.app.claims(),
-            &Method::POST,
-            &path,
-            &body,
-        );
-        let value = headers
-            .get(mimi_wire::signing::SIGNATURE_HEADER)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
-        post_head(&path, body.len(), &format!("mimi-signature: {value}\r\n"))
+        let signature = signature_line(&harness.app.key, harness.app.claims(), &path, &body);
+        post_head(&path, body.len(), &signature)
     };
     // The first signed request takes the whole budget and stalls half-way.
     let mut stalled = client.connect(harness.application).await;
@@ -443,7 +435,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert!(seen, "new connections get the renewed certificate");
 }
 
-/// One request over a new connection from the loopback address `source`.
+/// One GET over a new connection from the loopback address `source`.
 async fn send_from(
     client: &TlsClient,
     address: std::net::SocketAddr,
@@ -451,28 +443,13 @@ async fn send_from(
     path: &str,
     headers: http::HeaderMap,
 ) -> Answer {
-    use http_body_util::BodyExt;
     let tcp = TlsClient::tcp_from(address, source).await;
     let tls = client.handshake(tcp).await.expect("handshake");
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let mut request = http::Request::builder()
-        .method(Method::GET)
-        .uri(path)
-        .header(http::header::HOST, "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    request.headers_mut().extend(headers);
-    let response = sender.send_request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
+    let body = http_body_util::Full::new(bytes::Bytes::new());
+    client
+        .exchange(tls, Method::GET, path, headers, body)
+        .await
+        .expect("answered")
 }
 
 /// Before authentication: an address that failed authentication too often this minute gets
