@@ -18,7 +18,7 @@ use uuid::Uuid;
 use mimi_well_known::{PeerKeyError, PeerKeys};
 
 use crate::config::Config;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{RequestWindow, SharedStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -95,52 +95,6 @@ pub fn address_key(address: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
-/// Failed authentications per client address in fixed one-minute windows (before
-/// authentication, the only thing known of a stranger is its address).
-pub struct FailedAuthentications {
-    per_minute: u32,
-    // A std Mutex: held for a lookup or an increment, never across an await.
-    windows:
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
-}
-
-/// Most addresses tracked; past it, windows that ended are forgotten first.
-const MAX_TRACKED_ADDRESSES: usize = 100_000;
-
-impl FailedAuthentications {
-    pub fn new(per_minute: u32) -> FailedAuthentications {
-        FailedAuthentications {
-            per_minute,
-            windows: Default::default(),
-        }
-    }
-
-    /// `Some(seconds to wait)` if `address` used up its failures for this minute.
-    pub fn refused(&self, address: std::net::IpAddr) -> Option<u64> {
-        let windows = self.windows.lock().ok()?;
-        let (start, count) = windows.get(&address_key(address))?;
-        let elapsed = start.elapsed();
-        (elapsed < Duration::from_secs(60) && *count >= self.per_minute)
-            .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
-    }
-
-    pub fn record(&self, address: std::net::IpAddr) {
-        let Ok(mut windows) = self.windows.lock() else {
-            return;
-        };
-        if windows.len() >= MAX_TRACKED_ADDRESSES {
-            windows.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
-        }
-        let entry = windows
-            .entry(address_key(address))
-            .or_insert((std::time::Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (std::time::Instant::now(), 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-    }
-}
-
 /// A request whose envelope passed every check but the signature (`Authenticator::precheck`).
 pub struct Checked {
     envelope: RequestSignature,
@@ -160,6 +114,30 @@ pub struct Authenticated {
     pub sender_kind: SenderKind,
     pub sender: String,
     pub key_id: String,
+}
+
+impl Authenticated {
+    /// The caller as the store's replay records and rate counters name it:
+    /// `app:<id>` or `peer:<domain>`.
+    pub fn scope(&self) -> String {
+        match self.sender_kind {
+            SenderKind::Application => format!("app:{}", self.sender),
+            SenderKind::Provider => peer_scope(&self.sender),
+        }
+    }
+}
+
+/// A peer domain as the store's replay records and rate counters name it.
+pub fn peer_scope(peer: &str) -> String {
+    format!("peer:{peer}")
+}
+
+/// The rate counter a request is counted in with its replay record.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSpec {
+    pub name: &'static str,
+    pub window_secs: u64,
+    pub now: u64,
 }
 
 /// A public key trusted for one sender, with its validity window (Unix seconds).
@@ -278,36 +256,41 @@ impl Authenticator {
 
     /// The rest, once the body is read: the signature, and only then the request id,
     /// recorded with one atomic set-if-absent (a forged request writes nothing; of two
-    /// copies of a genuine one exactly one passes).
+    /// copies of a genuine one exactly one passes). In the same step the request is counted
+    /// in the caller's `window` (`rate_limits`), whose count comes back with the caller.
     pub async fn finish(
         &self,
         checked: Checked,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Result<Authenticated, AuthError> {
+        window: Option<WindowSpec>,
+    ) -> Result<(Authenticated, u64), AuthError> {
         let Checked { envelope, key } = checked;
         envelope
             .verify(method, path, body, &key.key)
             .map_err(|_| AuthError::BadSignature)?;
         let claims = envelope.claims;
-        let replay_sender = match claims.sender_kind {
-            SenderKind::Application => format!("app:{}", claims.sender),
-            SenderKind::Provider => format!("peer:{}", claims.sender),
-        };
-        let fresh = self
-            .store
-            .record_request_id(&replay_sender, &claims.request_id, self.replay_ttl())
-            .await
-            .map_err(AuthError::Store)?;
-        if !fresh {
-            return Err(AuthError::Replayed);
-        }
-        Ok(Authenticated {
+        let caller = Authenticated {
             sender_kind: claims.sender_kind,
             sender: claims.sender,
             key_id: claims.key_id,
-        })
+        };
+        let scope = caller.scope();
+        let window = window.map(|spec| RequestWindow {
+            name: spec.name,
+            window_secs: spec.window_secs,
+            now: spec.now,
+        });
+        let recorded = self
+            .store
+            .record_request(&scope, &claims.request_id, self.replay_ttl(), window)
+            .await
+            .map_err(AuthError::Store)?;
+        match recorded {
+            None => Err(AuthError::Replayed),
+            Some(count) => Ok((caller, count)),
+        }
     }
 
     /// Both steps at once, for callers holding the whole request.
@@ -321,7 +304,8 @@ impl Authenticator {
         now: u64,
     ) -> Result<Authenticated, AuthError> {
         let checked = self.precheck(expected, headers, now).await?;
-        self.finish(checked, method, path, body).await
+        let (caller, _) = self.finish(checked, method, path, body, None).await?;
+        Ok(caller)
     }
 
     async fn trusted_key(

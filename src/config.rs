@@ -44,6 +44,7 @@ pub struct Config {
     pub key_packages: KeyPackagesConfig,
     pub groups: GroupsConfig,
     pub federation: FederationConfig,
+    pub rate_limits: RateLimitsConfig,
     pub applications: Vec<ApplicationConfig>,
 }
 
@@ -199,8 +200,119 @@ pub struct LimitsConfig {
     /// Failed authentications one client address may have per minute; past it, its requests
     /// are refused (429, `Retry-After`) before any authentication work until the minute ends.
     pub failed_auth_per_ip_per_minute: u32,
+    /// New connections one client address may open per minute; past it, new ones are closed
+    /// at accept until the minute ends (0: no limit).
+    pub new_connections_per_ip_per_minute: u32,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace_ms: u64,
+}
+
+/// Limits per authenticated caller (an application on the application listener, a peer
+/// domain on the federation listener), after its signature verified: the semantics of
+/// Matrix's `rc_federation`. Requests are counted per caller and class in fixed windows of
+/// `window_secs`, in the store, so every gateway process sharing it counts together.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub window_secs: u64,
+    /// Reads: discovery, identity retrieval, proposals and control messages, group info and
+    /// status, welcome and message queues, `/whoami`, a peer's welcome and external-commit
+    /// information.
+    pub read: RateClassConfig,
+    /// Everything else that is signed: registrations, key queue updates, groups, commits,
+    /// proposals, messages, connection requests, a peer's group operations and fan-out.
+    pub write: RateClassConfig,
+    /// Key-package retrieval, the application's and a peer's.
+    pub key_packages: RateClassConfig,
+    /// Requests of one caller being handled (or delayed) at once in one gateway process; past
+    /// it a request waits up to `concurrency_wait_ms` for its turn, then is refused (429).
+    /// 0: no limit.
+    pub concurrent_per_caller: usize,
+    pub concurrency_wait_ms: u64,
+    /// Fresh key-package assignments per `key_package_window_secs` to one receiver (as the
+    /// caller names it) and to one caller in all; past either, only packages already assigned
+    /// to the receiver and final keys are served (0: no cap).
+    pub fresh_key_packages_per_receiver: u64,
+    pub fresh_key_packages_per_caller: u64,
+    pub key_package_window_secs: u64,
+}
+
+/// One class of requests: past `delay_after` requests in a window each is delayed by
+/// `delay_ms`, past `reject_after` refused (429, `RateLimited`, `Retry-After` the rest of the
+/// window). 0 switches a threshold off.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateClassConfig {
+    pub delay_after: u64,
+    pub delay_ms: u64,
+    pub reject_after: u64,
+}
+
+impl RateLimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.window_secs == 0 {
+            return Err(invalid("rate_limits.window_secs", "must be positive"));
+        }
+        if self.key_package_window_secs == 0 {
+            return Err(invalid(
+                "rate_limits.key_package_window_secs",
+                "must be positive",
+            ));
+        }
+        for (name, class) in [
+            ("read", &self.read),
+            ("write", &self.write),
+            ("key_packages", &self.key_packages),
+        ] {
+            if class.delay_after > 0
+                && class.reject_after > 0
+                && class.delay_after > class.reject_after
+            {
+                return Err(invalid(
+                    format!("rate_limits.{name}.delay_after"),
+                    "must not exceed reject_after (requests are delayed before they are refused)",
+                ));
+            }
+            if class.delay_after > 0 && class.delay_ms == 0 {
+                return Err(invalid(
+                    format!("rate_limits.{name}.delay_ms"),
+                    "must be positive when delay_after is set",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        // An application server speaks for all its users, a peer for all of its: the defaults
+        // stop a runaway caller (about 2,000 reads, 1,000 writes, 500 retrievals a second
+        // before delays) without touching ordinary traffic.
+        RateLimitsConfig {
+            window_secs: 10,
+            read: RateClassConfig {
+                delay_after: 20_000,
+                delay_ms: 100,
+                reject_after: 40_000,
+            },
+            write: RateClassConfig {
+                delay_after: 10_000,
+                delay_ms: 100,
+                reject_after: 20_000,
+            },
+            key_packages: RateClassConfig {
+                delay_after: 5_000,
+                delay_ms: 100,
+                reject_after: 10_000,
+            },
+            concurrent_per_caller: 256,
+            concurrency_wait_ms: 1_000,
+            fresh_key_packages_per_receiver: 1_000,
+            fresh_key_packages_per_caller: 60_000,
+            key_package_window_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +427,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "key_packages",
     "groups",
     "federation",
+    "rate_limits",
     "applications",
 ];
 
@@ -358,6 +471,7 @@ impl Default for Config {
             key_packages: KeyPackagesConfig::default(),
             groups: GroupsConfig::default(),
             federation: FederationConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
             applications: Vec::new(),
         }
     }
@@ -388,6 +502,7 @@ impl Default for LimitsConfig {
             body_memory_budget_bytes: 64 * 1024 * 1024,
             body_stall_timeout_ms: 10_000,
             failed_auth_per_ip_per_minute: 300,
+            new_connections_per_ip_per_minute: 600,
             shutdown_grace_ms: 30_000,
         }
     }
@@ -518,6 +633,7 @@ impl Config {
         if self.auth.timestamp_window_secs == 0 {
             return Err(invalid("auth.timestamp_window_secs", "must be positive"));
         }
+        self.rate_limits.validate()?;
         if self.store.redis_url.is_some() && !self.store.redis_cluster_urls.is_empty() {
             return Err(invalid(
                 "store",

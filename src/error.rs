@@ -120,9 +120,26 @@ pub enum GatewayError {
     /// Refused before any work; try again after this many seconds.
     #[error("rate limited for {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
+    /// The peer a request needed refused this gateway under its own rate limits.
+    #[error("{peer} is rate-limiting this gateway for {retry_after_secs}s")]
+    PeerRateLimited { peer: String, retry_after_secs: u64 },
 }
 
 impl GatewayError {
+    /// When a refused request may be tried again (the `Retry-After` header).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::RateLimited { retry_after_secs }
+            | GatewayError::PeerRateLimited {
+                retry_after_secs, ..
+            }
+            | GatewayError::KeyQueue(KeyQueueError::Withheld { retry_after_secs }) => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             GatewayError::Decode(DecodeError::UnsupportedVersion(_)) => {
@@ -162,6 +179,7 @@ impl GatewayError {
                 KeyQueueError::UnknownQueue => ErrorCode::UnknownKeyQueue,
                 KeyQueueError::NoMatchingQueue => ErrorCode::NoMatchingQueue,
                 KeyQueueError::Exhausted => ErrorCode::QueueExhausted,
+                KeyQueueError::Withheld { .. } => ErrorCode::RateLimited,
                 KeyQueueError::TooManyPackages(_) => ErrorCode::TooManyKeyPackages,
                 KeyQueueError::Store(_) => ErrorCode::StoreUnavailable,
             },
@@ -193,7 +211,9 @@ impl GatewayError {
             GatewayError::Relayed { code, .. } => *code,
             GatewayError::ApplicationDoesNotFederate => ErrorCode::ApplicationDoesNotFederate,
             GatewayError::Internal(_) => ErrorCode::Internal,
-            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
+            GatewayError::RateLimited { .. } | GatewayError::PeerRateLimited { .. } => {
+                ErrorCode::RateLimited
+            }
         }
     }
 }
@@ -220,6 +240,8 @@ impl GatewayError {
                 )
             }
             GatewayError::PeerRefused { code, .. } => format!("{description}: code {code}"),
+            GatewayError::PeerRateLimited { .. }
+            | GatewayError::KeyQueue(KeyQueueError::Withheld { .. }) => self.to_string(),
             GatewayError::OperationRules(error) => format!("{description}: {error}"),
             GatewayError::Relayed { detail, .. } => detail.clone(),
             _ => description.to_owned(),

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod mls;
+pub mod rate_limits;
 pub mod router;
 pub mod serve;
 pub mod server;

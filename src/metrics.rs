@@ -26,8 +26,12 @@ pub struct Metrics {
     // std Mutexes: held for a few instructions, never across an await.
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
-    /// Connections closed at accept because their address held too many, by listener.
-    refused_connections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections closed at accept, by listener and reason (`per_address`: the address
+    /// holds too many; `connection_rate`: it opened too many this minute).
+    refused_connections: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Requests of authenticated callers held back, by caller, class and outcome
+    /// (`delayed`, `refused`, `concurrency_refused`, `fresh_withheld`).
+    rate_limited: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Outbound fan-out attempts by outcome: `delivered`, `retried`, `refused` (dropped).
     fanout: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -59,9 +63,19 @@ impl Metrics {
         }
     }
 
-    pub fn count_refused_connection(&self, listener: &'static str) {
+    pub fn count_refused_connection(&self, listener: &'static str, reason: &'static str) {
         if let Ok(mut refused) = self.refused_connections.lock() {
-            *refused.entry(listener).or_default() += 1;
+            *refused.entry((listener, reason)).or_default() += 1;
+        }
+    }
+
+    /// A request of `caller` (`app:<id>`, `peer:<domain>`) of `class` held back by a rate
+    /// limit with `outcome`.
+    pub fn count_rate_limited(&self, caller: &str, class: &'static str, outcome: &'static str) {
+        if let Ok(mut limited) = self.rate_limited.lock() {
+            *limited
+                .entry((caller.to_owned(), class, outcome))
+                .or_default() += 1;
         }
     }
 
@@ -121,14 +135,26 @@ impl Metrics {
             }
         }
         out.push_str(
-            "# HELP mimi_refused_connections_total Connections closed at accept: too many from one address.\n",
+            "# HELP mimi_refused_connections_total Connections closed at accept, by reason: per_address (too many open from one address), connection_rate (too many new this minute).\n",
         );
         out.push_str("# TYPE mimi_refused_connections_total counter\n");
         if let Ok(refused) = self.refused_connections.lock() {
-            for (listener, count) in refused.iter() {
+            for ((listener, reason), count) in refused.iter() {
                 let _ = writeln!(
                     out,
-                    "mimi_refused_connections_total{{listener=\"{listener}\"}} {count}"
+                    "mimi_refused_connections_total{{listener=\"{listener}\",reason=\"{reason}\"}} {count}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP mimi_rate_limited_total Requests of authenticated callers delayed or refused by a rate limit, by caller, class and outcome.\n",
+        );
+        out.push_str("# TYPE mimi_rate_limited_total counter\n");
+        if let Ok(limited) = self.rate_limited.lock() {
+            for ((caller, class, outcome), count) in limited.iter() {
+                let _ = writeln!(
+                    out,
+                    "mimi_rate_limited_total{{caller=\"{caller}\",class=\"{class}\",outcome=\"{outcome}\"}} {count}"
                 );
             }
         }

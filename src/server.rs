@@ -102,9 +102,18 @@ pub async fn run(listener: Listener, state: Arc<State>, mut shutdown: watch::Rec
             },
             _ = stop_requested(&mut shutdown) => break,
         };
-        // Closed at once: one address may not take the pool.
+        // Closed at once: one address may not take the pool, nor churn through it.
+        if !state.new_connections.admit(peer.ip()) {
+            state
+                .metrics
+                .count_refused_connection(listener.kind.name(), "connection_rate");
+            tracing::debug!(%peer, "connection refused: too many new ones from this address");
+            continue;
+        }
         let Some(address_slot) = per_address.enter(peer.ip()) else {
-            state.metrics.count_refused_connection(listener.kind.name());
+            state
+                .metrics
+                .count_refused_connection(listener.kind.name(), "per_address");
             tracing::debug!(%peer, "connection refused: too many from this address");
             continue;
         };

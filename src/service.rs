@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::auth::Authenticated;
 use crate::error::GatewayError;
 use crate::handlers;
+use crate::rate_limits::{RateClass, Verdict};
 use crate::router::{self, Endpoint, ListenerKind};
 use crate::state::State;
 
@@ -86,7 +87,7 @@ pub async fn handle(
                     tracing::info!(%error, code = code.code(), "request refused");
                 }
                 let mut response = error_response_with(code, error.detail(), error.fields());
-                if let GatewayError::RateLimited { retry_after_secs } = &error
+                if let Some(retry_after_secs) = error.retry_after_secs()
                     && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
                 {
                     response
@@ -213,17 +214,58 @@ async fn run(
     )
     .await?;
     drop(reserved);
+    let now = crate::keys::unix_now();
+    let class = route.as_ref().ok().and_then(RateClass::of);
+    let window = class.map(|class| state.caller_limits.window(class, now));
     let caller = match checked {
         Some(checked) => Some(
             state
                 .authenticator
-                .finish(checked, parts.method.as_str(), &path_and_query, &body)
+                .finish(
+                    checked,
+                    parts.method.as_str(),
+                    &path_and_query,
+                    &body,
+                    window,
+                )
                 .await
                 .map_err(|error| count_failure(error.into()))?,
         ),
         None => None,
     };
     let endpoint = route?;
+    // Limits per authenticated caller: its count in this window refuses it, or it waits for
+    // its turn among the caller's requests in handling (a delayed request holds its turn,
+    // so a caller's delayed requests cannot pile up) and is delayed.
+    let mut turn = None;
+    let caller = match (caller, class) {
+        (Some((caller, count)), Some(class)) => {
+            let scope = caller.scope();
+            let limits = &state.caller_limits;
+            let count_limited = |outcome| {
+                state
+                    .metrics
+                    .count_rate_limited(&scope, class.name(), outcome)
+            };
+            let verdict = limits.judge(class, count, now);
+            if let Verdict::Refuse { retry_after_secs } = verdict {
+                count_limited("refused");
+                return Err(GatewayError::RateLimited { retry_after_secs });
+            }
+            turn = limits.enter(&scope).await.map_err(|()| {
+                count_limited("concurrency_refused");
+                GatewayError::RateLimited {
+                    retry_after_secs: 1,
+                }
+            })?;
+            if let Verdict::Delay(delay) = verdict {
+                count_limited("delayed");
+                tokio::time::sleep(delay).await;
+            }
+            Some(caller)
+        }
+        (caller, _) => caller.map(|(caller, _)| caller),
+    };
     let request = Request {
         method: parts.method,
         path_and_query,
@@ -234,10 +276,13 @@ async fn run(
     let timeout = state.config.request_timeout();
     // The handler runs as its own task: a panic there is caught and answered as an internal
     // error instead of dropping the connection. The task carries the request's span, so its
-    // log lines carry the request id too.
+    // log lines carry the request id too, and the caller's turn, given back when it ends.
     let task = tokio::spawn(
-        async move { handlers::dispatch(&state, endpoint, request).await }
-            .instrument(tracing::Span::current()),
+        async move {
+            let _turn = turn;
+            handlers::dispatch(&state, endpoint, request).await
+        }
+        .instrument(tracing::Span::current()),
     );
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(reply)) => reply,

@@ -29,7 +29,12 @@ pub struct State {
     /// (`limits.body_memory_budget_bytes`).
     pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// Failed authentications per client address (`limits.failed_auth_per_ip_per_minute`).
-    pub failed_authentications: crate::auth::FailedAuthentications,
+    pub failed_authentications: crate::rate_limits::PerAddressPerMinute,
+    /// New connections per client address, all listeners together
+    /// (`limits.new_connections_per_ip_per_minute`).
+    pub new_connections: crate::rate_limits::PerAddressPerMinute,
+    /// Limits per authenticated caller (`rate_limits`).
+    pub caller_limits: crate::rate_limits::CallerLimits,
 }
 
 impl State {
@@ -47,9 +52,13 @@ impl State {
             config.limits.body_memory_budget_bytes,
         ));
         State {
-            failed_authentications: crate::auth::FailedAuthentications::new(
+            failed_authentications: crate::rate_limits::PerAddressPerMinute::new(
                 config.limits.failed_auth_per_ip_per_minute,
             ),
+            new_connections: crate::rate_limits::PerAddressPerMinute::new(
+                config.limits.new_connections_per_ip_per_minute,
+            ),
+            caller_limits: crate::rate_limits::CallerLimits::new(&config.rate_limits),
             body_budget,
             groups,
             config,

@@ -73,6 +73,16 @@ pub async fn post<T: tls_codec::Deserialize>(
         let (code, detail, fields) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
             .map(|error| (error.code, error.detail, error.fields))
             .unwrap_or_default();
+        // The peer limits this gateway: the application is told to come back when the peer
+        // said (bounded: a peer's header must not park the caller for days).
+        if answer.status == http::StatusCode::TOO_MANY_REQUESTS
+            && code == mimi_wire::ErrorCode::RateLimited.code()
+        {
+            return Err(GatewayError::PeerRateLimited {
+                peer: peer.to_owned(),
+                retry_after_secs: answer.retry_after_secs.unwrap_or(1).clamp(1, 3_600),
+            });
+        }
         return Err(GatewayError::PeerRefused {
             peer: peer.to_owned(),
             code,

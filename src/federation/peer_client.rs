@@ -26,11 +26,12 @@ pub enum PeerError {
     Signing(String),
 }
 
-/// A peer's answer: status and body.
+/// A peer's answer: status, body and, when it sent one, its `Retry-After` (seconds).
 #[derive(Debug)]
 pub struct PeerAnswer {
     pub status: StatusCode,
     pub body: Bytes,
+    pub retry_after_secs: Option<u64>,
 }
 
 pub struct PeerClient {
@@ -120,9 +121,15 @@ impl PeerClient {
             .https
             .send(Method::POST, &authority, path, headers, Bytes::from(body))
             .await?;
+        let retry_after_secs = answer
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse().ok());
         Ok(PeerAnswer {
             status: answer.status,
             body: answer.body,
+            retry_after_secs,
         })
     }
 }

@@ -35,6 +35,7 @@ use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, KeyQueueError, RegistryError, RetrievedKeyPackage};
 
+use super::key_queues::retrieve_capped;
 use super::{authorize, decode_body, decode_ds_request, ds_response, peer};
 
 /// The clients (handle, id) of `account` in `app`.
@@ -70,6 +71,7 @@ async fn account_clients(
 /// connection queue, taken for `receiver`. `UnknownClient` for an account without clients.
 async fn local_connection_key_packages(
     state: &State,
+    scope: &str,
     app: Uuid,
     account: &str,
     receiver: &str,
@@ -91,12 +93,12 @@ async fn local_connection_key_packages(
                 cipher_suite,
                 app_label: CONNECTION_APP_LABEL.to_owned(),
             };
-            match state
-                .store
-                .retrieve_key_package(app, client, &attributes, receiver, now)
-                .await
-            {
-                Ok(RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::FinalKey(bytes)) => {
+            match retrieve_capped(state, scope, app, client, &attributes, receiver, now).await {
+                Ok(
+                    RetrievedKeyPackage::Assigned(bytes)
+                    | RetrievedKeyPackage::AssignedBefore(bytes)
+                    | RetrievedKeyPackage::FinalKey(bytes),
+                ) => {
                     packages.push(bytes);
                     break;
                 }
@@ -117,11 +119,12 @@ pub async fn for_peer(state: &State, request: &Request) -> Reply {
     match decode_ds_request(request)? {
         DSRequestBody::SelectConnectionKeyPackages(asked, receiver) => {
             let receiver = super::group_key_packages::peer_receiver(peer, &receiver)?;
-            answer_peer(state, asked, &receiver).await
+            answer_peer(state, peer, asked, &receiver).await
         }
         DSRequestBody::ConnectionKeyPackages(asked) => {
             answer_peer(
                 state,
+                peer,
                 asked,
                 &super::group_key_packages::fresh_receiver(peer),
             )
@@ -138,6 +141,7 @@ pub async fn for_peer(state: &State, request: &Request) -> Reply {
 /// `/group_operation`) for `receiver`, answered as `ConnectionKeyPackages`.
 pub(super) async fn answer_peer(
     state: &State,
+    peer: &str,
     asked: mimi_wire::ds::ConnectionKeyPackagesRequest,
     receiver: &str,
 ) -> Reply {
@@ -151,7 +155,8 @@ pub(super) async fn answer_peer(
     if !user.domain.eq_ignore_ascii_case(&state.config.domain) || !federates {
         return Err(GatewayError::NotOurClient(named));
     }
-    let packages = local_connection_key_packages(state, app, &user.account, receiver)
+    let scope = crate::auth::peer_scope(peer);
+    let packages = local_connection_key_packages(state, &scope, app, &user.account, receiver)
         .await
         .map_err(|error| match error {
             GatewayError::Registry(RegistryError::UnknownClient) => {
@@ -194,7 +199,10 @@ pub async fn for_application(state: &State, request: &Request, app: Uuid) -> Rep
             check_peer(state, app, domain)?;
             connection_key_packages_from_peer(state, app, domain, &asked.account, receiver).await?
         }
-        None => local_connection_key_packages(state, app, &asked.account, receiver).await?,
+        None => {
+            let scope = super::caller_scope(request);
+            local_connection_key_packages(state, &scope, app, &asked.account, receiver).await?
+        }
     };
     encoded(&ConnectionKeyPackagesResponse {
         version: WIRE_VERSION,

@@ -24,7 +24,7 @@ use crate::state::State;
 use crate::store::{KeyQueueAttributes, KeyQueueError, RetrievedKeyPackage};
 
 use super::client::client_record;
-use super::key_queues::check_label;
+use super::key_queues::{check_label, retrieve_capped};
 use super::{decode_ds_request, ds_response, peer};
 
 pub async fn key_packages(state: &State, request: &Request) -> Reply {
@@ -42,15 +42,16 @@ pub async fn key_packages(state: &State, request: &Request) -> Reply {
         app_label: selector.app_label,
     };
     let now = crate::keys::unix_now();
+    let scope = crate::auth::peer_scope(peer);
     let mut selected = Vec::with_capacity(asked.client_identifiers.len());
     for client in &asked.client_identifiers {
         let (app, id) = local_client(state, client).await?;
-        let retrieved = state
-            .store
-            .retrieve_key_package(app, id, &attributes, &receiver, now)
-            .await?;
+        let retrieved =
+            retrieve_capped(state, &scope, app, id, &attributes, &receiver, now).await?;
         let (bytes, is_final) = match retrieved {
-            RetrievedKeyPackage::Assigned(bytes) => (bytes, false),
+            RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::AssignedBefore(bytes) => {
+                (bytes, false)
+            }
             RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
         };
         selected.push(SelectedKeyPackage {
@@ -95,6 +96,7 @@ pub(super) async fn draft_key_packages(
     asked: mimi_wire::ds::KeyPackagesRequest,
 ) -> Reply {
     let receiver = fresh_receiver(peer);
+    let scope = crate::auth::peer_scope(peer);
     let now = crate::keys::unix_now();
     let mut packages = Vec::with_capacity(asked.client_identifiers.len());
     for client in &asked.client_identifiers {
@@ -107,12 +109,12 @@ pub(super) async fn draft_key_packages(
                 cipher_suite,
                 app_label: String::new(),
             };
-            match state
-                .store
-                .retrieve_key_package(app, id, &attributes, &receiver, now)
-                .await
-            {
-                Ok(RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::FinalKey(bytes)) => {
+            match retrieve_capped(state, &scope, app, id, &attributes, &receiver, now).await {
+                Ok(
+                    RetrievedKeyPackage::Assigned(bytes)
+                    | RetrievedKeyPackage::AssignedBefore(bytes)
+                    | RetrievedKeyPackage::FinalKey(bytes),
+                ) => {
                     found = Some(bytes);
                     break;
                 }

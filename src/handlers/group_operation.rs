@@ -119,7 +119,8 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         }
         DSRequestBody::ConnectionKeyPackages(asked) => {
             let receiver = super::group_key_packages::fresh_receiver(peer);
-            return super::connection_key_packages::answer_peer(state, asked, &receiver).await;
+            return super::connection_key_packages::answer_peer(state, peer, asked, &receiver)
+                .await;
         }
         DSRequestBody::WelcomeInfo(_)
         | DSRequestBody::ExternalCommitInfo(_)

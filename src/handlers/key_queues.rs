@@ -21,7 +21,8 @@ use crate::mls::key_package::{self, MLS_10, QueueRules, SUPPORTED_CIPHER_SUITES}
 use crate::service::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::{
-    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RegistryError, StoredKeyPackage,
+    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RegistryError, RetrievedKeyPackage,
+    StoredKeyPackage,
 };
 
 use super::{authorize, decode_body};
@@ -169,4 +170,47 @@ pub async fn delete(
         return Err(GatewayError::KeyQueue(KeyQueueError::UnknownQueue));
     }
     Ok(octet_stream_response(StatusCode::NO_CONTENT, Vec::new()))
+}
+
+/// The draft's retrieval for `receiver` on behalf of the caller `scope` (`app:<id>`,
+/// `peer:<domain>`), under the caps on fresh assignments
+/// (`rate_limits.fresh_key_packages_per_receiver` and `_per_caller`): past either, only the
+/// package assigned to the receiver before and final keys are served, else `Withheld` with
+/// the seconds until the window ends.
+pub(super) async fn retrieve_capped(
+    state: &State,
+    scope: &str,
+    app: Uuid,
+    client: Uuid,
+    attributes: &KeyQueueAttributes,
+    receiver: &str,
+    now: u64,
+) -> Result<RetrievedKeyPackage, KeyQueueError> {
+    let limits = &state.caller_limits;
+    let fresh = limits.may_assign_fresh(scope, receiver, now);
+    let retrieved = state
+        .store
+        .retrieve_key_package(app, client, attributes, receiver, now, fresh)
+        .await;
+    match &retrieved {
+        Ok(RetrievedKeyPackage::Assigned(_)) => {
+            // The package is assigned already: a failed count must not lose it.
+            if let Err(error) = limits
+                .count_fresh(state.store.as_ref(), scope, receiver, now)
+                .await
+            {
+                tracing::warn!(%error, "could not count a fresh key-package assignment");
+            }
+        }
+        Err(KeyQueueError::Withheld { .. }) => {
+            state
+                .metrics
+                .count_rate_limited(scope, "fresh_key_packages", "fresh_withheld");
+            return Err(KeyQueueError::Withheld {
+                retry_after_secs: limits.fresh_retry_after(now),
+            });
+        }
+        _ => {}
+    }
+    retrieved
 }

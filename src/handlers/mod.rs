@@ -197,6 +197,15 @@ fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
 }
 
 /// The peer domain that signed a federation request.
+/// The authenticated caller as rate limits count it (`app:<id>`, `peer:<domain>`).
+fn caller_scope(request: &Request) -> String {
+    request
+        .caller
+        .as_ref()
+        .map(crate::auth::Authenticated::scope)
+        .unwrap_or_default()
+}
+
 fn peer(request: &Request) -> Result<&str, GatewayError> {
     request
         .caller

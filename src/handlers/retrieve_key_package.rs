@@ -19,7 +19,7 @@ use crate::service::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
 
-use super::key_queues::check_label;
+use super::key_queues::{check_label, retrieve_capped};
 use super::{authorize, decode_body};
 
 pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
@@ -55,12 +55,20 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
             )
             .await?
         }
-        None => match state
-            .store
-            .retrieve_key_package(app, client, &attributes, receiver, crate::keys::unix_now())
-            .await?
+        None => match retrieve_capped(
+            state,
+            &super::caller_scope(request),
+            app,
+            client,
+            &attributes,
+            receiver,
+            crate::keys::unix_now(),
+        )
+        .await?
         {
-            RetrievedKeyPackage::Assigned(bytes) => (bytes, false),
+            RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::AssignedBefore(bytes) => {
+                (bytes, false)
+            }
             RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
         },
     };

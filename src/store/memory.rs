@@ -14,14 +14,15 @@ use super::{
     Client, ClientChange, ClientRegistry, CommitRecord, CurrentGroupInfo, GroupHead,
     GroupStoreError, Groups, Health, HeldProposal, KeyQueueAttributes, KeyQueueError,
     KeyQueueUpdate, KeyQueues, MessageQueues, NewGroup, OutboundQueues, PendingWelcome,
-    QueuedMessage, RegistryError, ReplayCache, RetrievedKeyPackage, Store, StoreError, StoredGroup,
-    StoredKeyPackage, WelcomeRecord,
+    QueuedMessage, RateCounters, RegistryError, ReplayCache, RequestWindow, RetrievedKeyPackage,
+    Store, StoreError, StoredGroup, StoredKeyPackage, WelcomeRecord,
 };
 
 #[derive(Default)]
 pub struct MemoryStore {
     // std Mutexes, not tokio ones: never held across an await.
     replay: Mutex<ReplayTable>,
+    rate_windows: Mutex<RateWindows>,
     registries: Mutex<HashMap<Uuid, AppRegistry>>,
     key_queues: Mutex<KeyQueueTable>,
     /// Locked before `key_queues` when both are needed (a commit advances key queues).
@@ -239,28 +240,92 @@ fn poisoned() -> StoreError {
 
 #[async_trait]
 impl ReplayCache for MemoryStore {
-    async fn record_request_id(
+    async fn record_request(
         &self,
         sender: &str,
         request_id: &[u8; 16],
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+        window: Option<RequestWindow<'_>>,
+    ) -> Result<Option<u64>, StoreError> {
         let now = Instant::now();
-        let mut table = self.replay.lock().map_err(|_| poisoned())?;
-        table.sweep_if_grown(now);
-        let entry = table
-            .expiries
-            .entry((sender.to_owned(), *request_id))
-            .or_insert(now);
-        if *entry > now {
-            return Ok(false);
+        {
+            let mut table = self.replay.lock().map_err(|_| poisoned())?;
+            table.sweep_if_grown(now);
+            let entry = table
+                .expiries
+                .entry((sender.to_owned(), *request_id))
+                .or_insert(now);
+            if *entry > now {
+                return Ok(None);
+            }
+            *entry = now + ttl;
         }
-        *entry = now + ttl;
-        Ok(true)
+        match window {
+            None => Ok(Some(0)),
+            Some(window) => Ok(Some(self.rate_windows()?.count(
+                sender,
+                window.name,
+                &window,
+            ))),
+        }
+    }
+}
+
+/// Counters per (scope, name): the window they count in and their count.
+#[derive(Default)]
+struct RateWindows {
+    counters: HashMap<(String, String), (u64, u64)>,
+    swept_at_len: usize,
+}
+
+impl RateWindows {
+    fn count(&mut self, scope: &str, name: &str, window: &RequestWindow<'_>) -> u64 {
+        let index = window.index();
+        if self.counters.len() >= (self.swept_at_len * 2).max(1024) {
+            self.counters.retain(|_, (at, _)| *at >= index);
+            self.swept_at_len = self.counters.len();
+        }
+        let counter = self
+            .counters
+            .entry((scope.to_owned(), name.to_owned()))
+            .or_insert((index, 0));
+        if counter.0 != index {
+            *counter = (index, 0);
+        }
+        counter.1 += 1;
+        counter.1
+    }
+}
+
+#[async_trait]
+impl RateCounters for MemoryStore {
+    async fn count_in_window(
+        &self,
+        scope: &str,
+        names: &[&str],
+        window_secs: u64,
+        now: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut windows = self.rate_windows()?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                let window = RequestWindow {
+                    name,
+                    window_secs,
+                    now,
+                };
+                windows.count(scope, name, &window)
+            })
+            .collect())
     }
 }
 
 impl MemoryStore {
+    fn rate_windows(&self) -> Result<std::sync::MutexGuard<'_, RateWindows>, StoreError> {
+        self.rate_windows.lock().map_err(|_| poisoned())
+    }
+
     fn registries(
         &self,
     ) -> Result<std::sync::MutexGuard<'_, HashMap<Uuid, AppRegistry>>, StoreError> {
@@ -543,6 +608,7 @@ impl KeyQueues for MemoryStore {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
+        fresh: bool,
     ) -> Result<RetrievedKeyPackage, KeyQueueError> {
         let mut table = self.key_queue_table()?;
         if table.retired.contains(&client) {
@@ -562,10 +628,10 @@ impl KeyQueues for MemoryStore {
         if let Some(reference) = found.assigned_to.get(receiver)
             && let Some((_, bytes)) = found.packages.get(reference)
         {
-            return Ok(RetrievedKeyPackage::Assigned(bytes.clone()));
+            return Ok(RetrievedKeyPackage::AssignedBefore(bytes.clone()));
         }
         // purge_expired just ran, so the first free package is unexpired.
-        if let Some((_, reference)) = found.free.pop_first() {
+        if fresh && let Some((_, reference)) = found.free.pop_first() {
             found
                 .assigned_to
                 .insert(receiver.to_owned(), reference.clone());
@@ -583,6 +649,9 @@ impl KeyQueues for MemoryStore {
             Some((not_after, bytes)) if *not_after > now => {
                 Ok(RetrievedKeyPackage::FinalKey(bytes.clone()))
             }
+            _ if !fresh => Err(KeyQueueError::Withheld {
+                retry_after_secs: 0,
+            }),
             _ => Err(KeyQueueError::Exhausted),
         }
     }

@@ -29,14 +29,67 @@ pub enum StoreError {
 /// authentication": "request id unseen (replay cache in the store, with TTL)").
 #[async_trait]
 pub trait ReplayCache: Send + Sync {
-    /// Records that `sender` used `request_id`; `false` when it was already recorded within
-    /// `ttl`. Check and record are one atomic step.
+    /// Records that `sender` used `request_id` unless it was already recorded within `ttl`
+    /// (`None`: a replay), and in the same atomic step counts the request in `window`, the
+    /// sender's counter of its class (`rate_limits`): `Some(count in the window)`, 0 without
+    /// a window. A replay is not counted.
+    async fn record_request(
+        &self,
+        sender: &str,
+        request_id: &[u8; 16],
+        ttl: Duration,
+        window: Option<RequestWindow<'_>>,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// `record_request` without a window: `false` for a replay.
     async fn record_request_id(
         &self,
         sender: &str,
         request_id: &[u8; 16],
         ttl: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .record_request(sender, request_id, ttl, None)
+            .await?
+            .is_some())
+    }
+}
+
+/// A counter in fixed windows of `window_secs` (the window holding `now`, Unix seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestWindow<'a> {
+    pub name: &'a str,
+    pub window_secs: u64,
+    pub now: u64,
+}
+
+impl RequestWindow<'_> {
+    /// The window's number since the epoch; a counter lives for its window only.
+    pub fn index(&self) -> u64 {
+        self.now / self.window_secs.max(1)
+    }
+
+    /// Seconds from `now` to the window's end (at least 1).
+    pub fn remaining_secs(&self) -> u64 {
+        let length = self.window_secs.max(1);
+        (length - self.now % length).max(1)
+    }
+}
+
+/// Counters of one caller (`scope`, as the replay cache names senders) in fixed windows: the
+/// key-package draining caps (`rate_limits.fresh_key_packages_*`). In Redis a scope's
+/// counters share the hash tag of its replay records, so they count in one step with them.
+#[async_trait]
+pub trait RateCounters: Send + Sync {
+    /// Adds one to each of `names`' counters in the window of `window_secs` holding `now`
+    /// and answers their counts, in order; one atomic step.
+    async fn count_in_window(
+        &self,
+        scope: &str,
+        names: &[&str],
+        window_secs: u64,
+        now: u64,
+    ) -> Result<Vec<u64>, StoreError>;
 }
 
 /// A registered client (architecture draft, "Managing Identities").
@@ -142,8 +195,10 @@ pub struct KeyQueueUpdate {
 /// What a retrieval hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetrievedKeyPackage {
-    /// An ordinary package, now assigned to the receiver.
+    /// An ordinary package, assigned to the receiver by this retrieval.
     Assigned(Vec<u8>),
+    /// The ordinary package assigned to the receiver by an earlier retrieval, again.
+    AssignedBefore(Vec<u8>),
     /// The queue's final key (reusable; only once ordinary packages are gone).
     FinalKey(Vec<u8>),
 }
@@ -160,6 +215,10 @@ pub enum KeyQueueError {
     NoMatchingQueue,
     #[error("key queue exhausted")]
     Exhausted,
+    /// A retrieval that may not assign a fresh package (`rate_limits.fresh_key_packages_*`)
+    /// found none assigned before and no final key.
+    #[error("no fresh key package before the rate-limit window ends in {retry_after_secs}s")]
+    Withheld { retry_after_secs: u64 },
     #[error("more than {0} key packages")]
     TooManyPackages(usize),
     #[error(transparent)]
@@ -207,7 +266,9 @@ pub trait KeyQueues: Send + Sync {
 
     /// The draft's retrieval, in one atomic step: the package already assigned to
     /// `receiver`, else the unassigned one with the earliest `not_after` (now assigned),
-    /// else the final key; expired packages are dropped on the way.
+    /// else the final key; expired packages are dropped on the way. With `fresh` false no
+    /// package is newly assigned: the one assigned before, else the final key, else
+    /// `Withheld` (with `retry_after_secs` 0, for the caller to fill in).
     async fn retrieve_key_package(
         &self,
         app: Uuid,
@@ -215,6 +276,7 @@ pub trait KeyQueues: Send + Sync {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
+        fresh: bool,
     ) -> Result<RetrievedKeyPackage, KeyQueueError>;
 
     /// Advances the queue holding the package `reference` (a commit added it): the package
@@ -543,7 +605,14 @@ pub trait Health: Send + Sync {
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
 pub trait Store:
-    ReplayCache + ClientRegistry + KeyQueues + Groups + OutboundQueues + MessageQueues + Health
+    ReplayCache
+    + RateCounters
+    + ClientRegistry
+    + KeyQueues
+    + Groups
+    + OutboundQueues
+    + MessageQueues
+    + Health
 {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;

@@ -260,7 +260,7 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         .await
         .unwrap();
     let wanted = attributes();
-    let retrieve = || store.retrieve_key_package(app, client, &wanted, "alice", NOW);
+    let retrieve = || store.retrieve_key_package(app, client, &wanted, "alice", NOW, true);
     t.note("retrieved before", retrieve().await.unwrap());
 
     // Commit 1: CAS on epoch 0.

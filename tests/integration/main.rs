@@ -25,6 +25,7 @@ mod mls_client;
 mod mls_rs_client;
 mod outage;
 mod peers;
+mod rate_limits;
 mod registry;
 mod shutdown;
 mod signed_requests;

@@ -53,6 +53,42 @@ async fn replay_cache_contract(store: SharedStore) {
     store.ping().await.expect("reachable");
 }
 
+/// Rate counters: a request's count comes with its replay record (a replay is not counted),
+/// counters are per caller, name and window, and `count_in_window` counts several at once.
+async fn rate_counter_contract(store: SharedStore) {
+    use mimi_gateway::store::RequestWindow;
+    let ttl = Duration::from_secs(60);
+    let now = 1_000_000_000;
+    let window = |now| RequestWindow {
+        name: "requests:read",
+        window_secs: 10,
+        now,
+    };
+    let caller = format!("app:{}", uuid::Uuid::new_v4());
+    let id: [u8; 16] = rand::random();
+    let recorded = store.record_request(&caller, &id, ttl, Some(window(now)));
+    assert_eq!(recorded.await.unwrap(), Some(1));
+    let replayed = store.record_request(&caller, &id, ttl, Some(window(now)));
+    assert_eq!(replayed.await.unwrap(), None, "a replay is not counted");
+    let (id2, id3): ([u8; 16], [u8; 16]) = (rand::random(), rand::random());
+    let second = store.record_request(&caller, &id2, ttl, Some(window(now + 9)));
+    assert_eq!(second.await.unwrap(), Some(2), "same window");
+    let next = store.record_request(&caller, &id3, ttl, Some(window(now + 10)));
+    assert_eq!(next.await.unwrap(), Some(1), "next window");
+    let other = store.record_request("peer:b.example", &id, ttl, Some(window(now)));
+    assert_eq!(other.await.unwrap(), Some(1), "per caller");
+    let counts = store
+        .count_in_window(&caller, &["fresh", "fresh:r1"], 60, now)
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![1, 1]);
+    let counts = store
+        .count_in_window(&caller, &["fresh", "fresh:r2"], 60, now)
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![2, 1]);
+}
+
 /// Concurrent first uses of one id: exactly one wins.
 async fn replay_cache_is_atomic(store: SharedStore) {
     let id: [u8; 16] = rand::random();
@@ -76,6 +112,7 @@ async fn replay_cache_is_atomic(store: SharedStore) {
 async fn replay_cache_on_memory() {
     replay_cache_contract(open(&StoreSpec::Memory).await).await;
     replay_cache_is_atomic(open(&StoreSpec::Memory).await).await;
+    rate_counter_contract(open(&StoreSpec::Memory).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +121,7 @@ async fn replay_cache_on_redis() {
     let spec = StoreSpec::Redis(redis.url());
     replay_cache_contract(open(&spec).await).await;
     replay_cache_is_atomic(open(&spec).await).await;
+    rate_counter_contract(open(&spec).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,6 +129,7 @@ async fn replay_cache_on_redis_cluster() {
     let cluster = RedisCluster::start();
     let spec = StoreSpec::Cluster(cluster.urls());
     replay_cache_atomic_and_contract(&spec).await;
+    rate_counter_contract(open(&spec).await).await;
     let store = open(&spec).await;
     for sender in 0..64 {
         let id: [u8; 16] = rand::random();
@@ -164,7 +203,7 @@ async fn replay_is_refused_through_the_gateway_on_redis() {
     let harness = Harness::start(StoreSpec::Redis(redis.url())).await;
     replay_refused_through_gateway(&harness).await;
     let keys = redis
-        .cli(&["--scan", "--pattern", "mimi:replay:app:*"])
+        .cli(&["--scan", "--pattern", "mimi:replay:{app:*"])
         .unwrap();
     assert_eq!(keys.lines().count(), 1, "one request id recorded: {keys}");
 }

@@ -98,8 +98,10 @@ return {1, redis.call('HLEN', base .. ':pkg')}
     )
 }
 
-/// KEYS: index, retired. ARGV: field, receiver, now, queue prefix. Returns {0} no queue,
-/// {1, bytes} assigned package, {2, bytes} final key, {3} exhausted.
+/// KEYS: index, retired. ARGV: field, receiver, now, queue prefix, fresh ('1': a package
+/// may be newly assigned). Returns {0} no queue, {1, bytes} newly assigned package,
+/// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} none
+/// assigned before and no final key while `fresh` is off.
 pub(super) fn retrieve_script() -> String {
     format!(
         "{PURGE}{}",
@@ -111,8 +113,9 @@ local base = ARGV[4] .. queue
 local now = tonumber(ARGV[3])
 purge(base, ARGV[3])
 local assigned = redis.call('HGET', base .. ':to', ARGV[2])
-if assigned then return {1, redis.call('HGET', base .. ':pkg', assigned)} end
-local first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES')
+if assigned then return {4, redis.call('HGET', base .. ':pkg', assigned)} end
+local first = {}
+if ARGV[5] == '1' then first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES') end
 if first[1] then
   local ref = first[1]
   redis.call('ZREM', base .. ':free', ref)
@@ -123,6 +126,7 @@ if first[1] then
 end
 local final = redis.call('HMGET', base, 'final', 'final_not_after')
 if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
+if ARGV[5] ~= '1' then return {5} end
 return {3}
 "
     )
@@ -339,6 +343,7 @@ impl KeyQueues for RedisStore {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
+        fresh: bool,
     ) -> Result<RetrievedKeyPackage, KeyQueueError> {
         let keys = QueueKeys::new(client);
         let mut invocation = self.scripts.retrieve.prepare_invoke();
@@ -348,13 +353,20 @@ impl KeyQueues for RedisStore {
             .arg(attributes.field())
             .arg(receiver)
             .arg(now)
-            .arg(keys.queue_prefix());
+            .arg(keys.queue_prefix())
+            .arg(if fresh { "1" } else { "0" });
         let reply: Vec<Value> = self
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
         match status_and_payload(&reply)? {
             (1, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::Assigned(bytes.clone())),
             (2, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::FinalKey(bytes.clone())),
+            (4, Some(Value::BulkString(bytes))) => {
+                Ok(RetrievedKeyPackage::AssignedBefore(bytes.clone()))
+            }
+            (5, _) => Err(KeyQueueError::Withheld {
+                retry_after_secs: 0,
+            }),
             (0, _) => Err(KeyQueueError::NoMatchingQueue),
             (3, _) => Err(KeyQueueError::Exhausted),
             _ => Err(malformed("retrieval status").into()),

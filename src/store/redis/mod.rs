@@ -90,6 +90,7 @@ pub struct RedisStore {
 /// Every Lua script, compiled (hashed) once per store.
 struct Scripts {
     record_request_id: Script,
+    count_in_window: Script,
     register_client: Script,
     update_client: Script,
     read_client: Script,
@@ -126,6 +127,7 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             record_request_id: Script::new(replay::RECORD_REQUEST_ID),
+            count_in_window: Script::new(replay::COUNT_IN_WINDOW),
             register_client: Script::new(registry::REGISTER_CLIENT),
             update_client: Script::new(registry::UPDATE_CLIENT),
             read_client: Script::new(registry::READ_CLIENT),

@@ -1,0 +1,387 @@
+//! Limits on what one caller may ask for (issue 14, "Rate limits"; DESIGN.md "Peer and
+//! application authentication"). Before authentication only a client's address is known:
+//! failed authentications and new connections are counted per address, in this process.
+//! After it, per authenticated caller (an application, a peer domain) and class of endpoint:
+//! requests in fixed windows counted in the store with the request's replay record (so
+//! every process sharing the store counts together), delayed past one threshold and refused
+//! past another (Matrix's `rc_federation`); requests handled at once per caller, in this
+//! process; and fresh key-package assignments per receiver and per caller.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{RateClassConfig, RateLimitsConfig};
+use crate::router::Endpoint;
+use crate::store::{RateCounters, RequestWindow, StoreError};
+
+/// Most addresses or callers tracked in one table; past it, entries that are done go first.
+const MAX_TRACKED: usize = 100_000;
+
+/// Events per client address (an IPv4 address or an IPv6 /64, `auth::address_key`) in fixed
+/// one-minute windows: failed authentications, new connections.
+pub struct PerAddressPerMinute {
+    per_minute: u32,
+    // A std Mutex: held for a lookup or an increment, never across an await.
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl PerAddressPerMinute {
+    /// At most `per_minute` events per address; 0: no limit.
+    pub fn new(per_minute: u32) -> PerAddressPerMinute {
+        PerAddressPerMinute {
+            per_minute,
+            windows: Default::default(),
+        }
+    }
+
+    /// `Some(seconds to wait)` if `address` used up its events for this minute.
+    pub fn refused(&self, address: IpAddr) -> Option<u64> {
+        if self.per_minute == 0 {
+            return None;
+        }
+        let windows = self.windows.lock().ok()?;
+        let (start, count) = windows.get(&crate::auth::address_key(address))?;
+        let elapsed = start.elapsed();
+        (elapsed < MINUTE && *count >= self.per_minute)
+            .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
+    }
+
+    /// Counts one event of `address`.
+    pub fn record(&self, address: IpAddr) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let Ok(mut windows) = self.windows.lock() else {
+            return;
+        };
+        if windows.len() >= MAX_TRACKED {
+            windows.retain(|_, (start, _)| start.elapsed() < MINUTE);
+        }
+        let entry = windows
+            .entry(crate::auth::address_key(address))
+            .or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= MINUTE {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Counts one event of `address` unless its minute is used up: `false` then.
+    pub fn admit(&self, address: IpAddr) -> bool {
+        if self.refused(address).is_some() {
+            return false;
+        }
+        self.record(address);
+        true
+    }
+}
+
+/// The class an endpoint's requests are counted in (`rate_limits.read`, `.write`,
+/// `.key_packages`); `None` for endpoints that need no signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateClass {
+    Read,
+    Write,
+    KeyPackages,
+}
+
+impl RateClass {
+    pub fn of(endpoint: &Endpoint) -> Option<RateClass> {
+        if !endpoint.requires_signature() {
+            return None;
+        }
+        Some(match endpoint {
+            Endpoint::RetrieveKeyPackage { .. }
+            | Endpoint::RetrieveConnectionKeyPackages { .. }
+            | Endpoint::ConnectionKeyPackages
+            | Endpoint::GroupKeyPackages => RateClass::KeyPackages,
+            Endpoint::WhoAmI
+            | Endpoint::ListApplications
+            | Endpoint::DiscoverClients { .. }
+            | Endpoint::ReadClient { .. }
+            | Endpoint::ListProposals { .. }
+            | Endpoint::ControlMessages { .. }
+            | Endpoint::GroupInfo { .. }
+            | Endpoint::GroupStatus { .. }
+            | Endpoint::WelcomeMessages { .. }
+            | Endpoint::FetchMessages { .. }
+            | Endpoint::WelcomeInformation
+            | Endpoint::ExternalCommitInformation
+            | Endpoint::FederatedDiscovery => RateClass::Read,
+            _ => RateClass::Write,
+        })
+    }
+
+    /// The name of the class's counter in the store and in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateClass::Read => "requests:read",
+            RateClass::Write => "requests:write",
+            RateClass::KeyPackages => "requests:key_packages",
+        }
+    }
+
+    fn config(self, limits: &RateLimitsConfig) -> &RateClassConfig {
+        match self {
+            RateClass::Read => &limits.read,
+            RateClass::Write => &limits.write,
+            RateClass::KeyPackages => &limits.key_packages,
+        }
+    }
+}
+
+/// What a request's count in its window means for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Go,
+    /// Handled after this delay.
+    Delay(Duration),
+    /// Refused (429); the window ends in this many seconds.
+    Refuse {
+        retry_after_secs: u64,
+    },
+}
+
+/// The caller limits of one gateway process.
+pub struct CallerLimits {
+    config: RateLimitsConfig,
+    /// Requests being handled per caller (`concurrent_per_caller`).
+    handling: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Counters this process saw reach their fresh key-package cap, with the window they
+    /// reached it in: until it ends, no fresh package is assigned for them.
+    fresh_capped: Mutex<HashMap<String, u64>>,
+}
+
+impl CallerLimits {
+    pub fn new(config: &RateLimitsConfig) -> CallerLimits {
+        CallerLimits {
+            config: config.clone(),
+            handling: Default::default(),
+            fresh_capped: Default::default(),
+        }
+    }
+
+    /// The window a request of `class` is counted in at `now`.
+    pub fn window(&self, class: RateClass, now: u64) -> crate::auth::WindowSpec {
+        crate::auth::WindowSpec {
+            name: class.name(),
+            window_secs: self.config.window_secs,
+            now,
+        }
+    }
+
+    /// The verdict on the `count`th request of `class` in the window holding `now`.
+    pub fn judge(&self, class: RateClass, count: u64, now: u64) -> Verdict {
+        let limits = class.config(&self.config);
+        if limits.reject_after > 0 && count > limits.reject_after {
+            let window = RequestWindow {
+                name: class.name(),
+                window_secs: self.config.window_secs,
+                now,
+            };
+            return Verdict::Refuse {
+                retry_after_secs: window.remaining_secs(),
+            };
+        }
+        if limits.delay_after > 0 && count > limits.delay_after {
+            return Verdict::Delay(Duration::from_millis(limits.delay_ms));
+        }
+        Verdict::Go
+    }
+
+    /// A turn among `caller`'s requests handled at once, waiting up to
+    /// `concurrency_wait_ms`; `Err(())` when none came (the request is refused), `Ok(None)`
+    /// when there is no such limit.
+    pub async fn enter(&self, caller: &str) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let per_caller = self.config.concurrent_per_caller;
+        if per_caller == 0 {
+            return Ok(None);
+        }
+        let semaphore = {
+            let mut handling = self
+                .handling
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if handling.len() >= MAX_TRACKED {
+                // Callers with nothing in flight: only the table holds their semaphore.
+                handling.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+            }
+            handling
+                .entry(caller.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(per_caller)))
+                .clone()
+        };
+        let wait = Duration::from_millis(self.config.concurrency_wait_ms);
+        match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(()),
+        }
+    }
+
+    fn fresh_counters(&self, receiver: &str) -> [(String, u64); 2] {
+        [
+            (
+                "fresh".to_owned(),
+                self.config.fresh_key_packages_per_caller,
+            ),
+            (
+                format!("fresh:{receiver}"),
+                self.config.fresh_key_packages_per_receiver,
+            ),
+        ]
+    }
+
+    /// Whether a fresh key package may be assigned to `receiver` of `scope` (the caller) at
+    /// `now`: not once this process saw either count reach its cap in this window.
+    pub fn may_assign_fresh(&self, scope: &str, receiver: &str, now: u64) -> bool {
+        let index = now / self.config.key_package_window_secs.max(1);
+        let capped = self
+            .fresh_capped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.fresh_counters(receiver)
+            .iter()
+            .all(|(name, cap)| *cap == 0 || capped.get(&format!("{scope} {name}")) != Some(&index))
+    }
+
+    /// Counts a fresh assignment to `receiver` of `scope` in the store (shared by every
+    /// process); a count that reached its cap stops fresh assignments here until the window
+    /// ends. Other processes learn it from their own next count, so the cap is exceeded by
+    /// at most one assignment per process.
+    pub async fn count_fresh(
+        &self,
+        store: &dyn RateCounters,
+        scope: &str,
+        receiver: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let counters: Vec<(String, u64)> = self
+            .fresh_counters(receiver)
+            .into_iter()
+            .filter(|(_, cap)| *cap > 0)
+            .collect();
+        if counters.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = counters.iter().map(|(name, _)| name.as_str()).collect();
+        let window_secs = self.config.key_package_window_secs;
+        let counts = store
+            .count_in_window(scope, &names, window_secs, now)
+            .await?;
+        let index = now / window_secs.max(1);
+        let mut capped = self
+            .fresh_capped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if capped.len() >= MAX_TRACKED {
+            capped.retain(|_, at| *at >= index);
+        }
+        for ((name, cap), count) in counters.iter().zip(counts) {
+            if count >= *cap {
+                capped.insert(format!("{scope} {name}"), index);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds until the key-package window holding `now` ends.
+    pub fn fresh_retry_after(&self, now: u64) -> u64 {
+        RequestWindow {
+            name: "fresh",
+            window_secs: self.config.key_package_window_secs,
+            now,
+        }
+        .remaining_secs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> CallerLimits {
+        let config = RateLimitsConfig {
+            window_secs: 10,
+            write: RateClassConfig {
+                delay_after: 3,
+                delay_ms: 250,
+                reject_after: 5,
+            },
+            read: RateClassConfig::default(),
+            fresh_key_packages_per_receiver: 2,
+            fresh_key_packages_per_caller: 3,
+            key_package_window_secs: 60,
+            ..RateLimitsConfig::default()
+        };
+        CallerLimits::new(&config)
+    }
+
+    #[test]
+    fn requests_are_delayed_past_the_first_threshold_and_refused_past_the_second() {
+        let limits = limits();
+        let now = 1_000_003;
+        assert_eq!(limits.judge(RateClass::Write, 3, now), Verdict::Go);
+        assert_eq!(
+            limits.judge(RateClass::Write, 4, now),
+            Verdict::Delay(Duration::from_millis(250))
+        );
+        assert_eq!(
+            limits.judge(RateClass::Write, 5, now),
+            Verdict::Delay(Duration::from_millis(250))
+        );
+        assert_eq!(
+            limits.judge(RateClass::Write, 6, now),
+            Verdict::Refuse {
+                retry_after_secs: 7
+            }
+        );
+        // Thresholds of 0 are off.
+        assert_eq!(limits.judge(RateClass::Read, 1_000_000, now), Verdict::Go);
+    }
+
+    #[tokio::test]
+    async fn fresh_assignments_stop_at_the_receivers_cap_and_the_callers() {
+        let limits = limits();
+        let store = crate::store::memory::MemoryStore::default();
+        let now = 600;
+        assert!(limits.may_assign_fresh("app:a", "r1", now));
+        limits
+            .count_fresh(&store, "app:a", "r1", now)
+            .await
+            .unwrap();
+        assert!(limits.may_assign_fresh("app:a", "r1", now));
+        limits
+            .count_fresh(&store, "app:a", "r1", now)
+            .await
+            .unwrap();
+        assert!(!limits.may_assign_fresh("app:a", "r1", now), "receiver cap");
+        assert!(limits.may_assign_fresh("app:a", "r2", now));
+        limits
+            .count_fresh(&store, "app:a", "r2", now)
+            .await
+            .unwrap();
+        assert!(!limits.may_assign_fresh("app:a", "r3", now), "caller cap");
+        assert!(limits.may_assign_fresh("app:b", "r1", now), "per caller");
+        assert!(
+            limits.may_assign_fresh("app:a", "r3", now + 60),
+            "next window"
+        );
+    }
+
+    #[test]
+    fn address_minutes_admit_up_to_their_count() {
+        let table = PerAddressPerMinute::new(2);
+        let address: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(table.admit(address));
+        assert!(table.admit(address));
+        assert!(!table.admit(address));
+        assert!(table.admit("192.0.2.2".parse().unwrap()));
+        assert!(PerAddressPerMinute::new(0).admit(address));
+    }
+}
