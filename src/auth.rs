@@ -106,6 +106,14 @@ impl Checked {
     pub fn sender(&self) -> &str {
         &self.envelope.claims.sender
     }
+
+    /// The caller the envelope claims to be, as rate limits name it (not yet proven).
+    pub fn claimed_scope(&self) -> String {
+        caller_scope(
+            self.envelope.claims.sender_kind,
+            &self.envelope.claims.sender,
+        )
+    }
 }
 
 /// Who a request was authenticated as.
@@ -120,10 +128,14 @@ impl Authenticated {
     /// The caller as the store's replay records and rate counters name it:
     /// `app:<id>` or `peer:<domain>`.
     pub fn scope(&self) -> String {
-        match self.sender_kind {
-            SenderKind::Application => format!("app:{}", self.sender),
-            SenderKind::Provider => peer_scope(&self.sender),
-        }
+        caller_scope(self.sender_kind, &self.sender)
+    }
+}
+
+fn caller_scope(kind: SenderKind, sender: &str) -> String {
+    match kind {
+        SenderKind::Application => format!("app:{sender}"),
+        SenderKind::Provider => peer_scope(sender),
     }
 }
 

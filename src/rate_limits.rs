@@ -84,7 +84,7 @@ impl PerAddressPerMinute {
 
 /// The class an endpoint's requests are counted in (`rate_limits.read`, `.write`,
 /// `.key_packages`); `None` for endpoints that need no signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateClass {
     Read,
     Write,
@@ -156,6 +156,10 @@ pub struct CallerLimits {
     /// Counters this process saw reach their fresh key-package cap, with the window they
     /// reached it in: until it ends, no fresh package is assigned for them.
     fresh_capped: Mutex<HashMap<String, u64>>,
+    /// (caller, class) this process saw refused, with the window: until it ends their
+    /// requests are refused as soon as the envelope names them, before the body is read or
+    /// the signature verified (a forged request naming a refused caller is refused with it).
+    refused: Mutex<HashMap<(String, RateClass), u64>>,
 }
 
 impl CallerLimits {
@@ -164,7 +168,50 @@ impl CallerLimits {
             config: config.clone(),
             handling: Default::default(),
             fresh_capped: Default::default(),
+            refused: Default::default(),
         }
+    }
+
+    fn window_index(&self, now: u64) -> u64 {
+        now / self.config.window_secs.max(1)
+    }
+
+    fn remaining_secs(&self, class: RateClass, now: u64) -> u64 {
+        RequestWindow {
+            name: class.name(),
+            window_secs: self.config.window_secs,
+            now,
+        }
+        .remaining_secs()
+    }
+
+    /// `Some(seconds to wait)` if this process refused `scope`'s requests of `class` in the
+    /// window holding `now`: the request is refused before any work on it.
+    pub fn refused_before(&self, scope: &str, class: RateClass, now: u64) -> Option<u64> {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (refused.get(&(scope.to_owned(), class)) == Some(&self.window_index(now)))
+            .then(|| self.remaining_secs(class, now))
+    }
+
+    /// The verdict on `scope`'s `count`th request of `class` in the window holding `now`; a
+    /// refusal is remembered for `refused_before` until the window ends.
+    pub fn judge_caller(&self, scope: &str, class: RateClass, count: u64, now: u64) -> Verdict {
+        let verdict = self.judge(class, count, now);
+        if let Verdict::Refuse { .. } = verdict {
+            let index = self.window_index(now);
+            let mut refused = self
+                .refused
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if refused.len() >= MAX_TRACKED {
+                refused.retain(|_, at| *at >= index);
+            }
+            refused.insert((scope.to_owned(), class), index);
+        }
+        verdict
     }
 
     /// The window a request of `class` is counted in at `now`.
@@ -180,13 +227,8 @@ impl CallerLimits {
     pub fn judge(&self, class: RateClass, count: u64, now: u64) -> Verdict {
         let limits = class.config(&self.config);
         if limits.reject_after > 0 && count > limits.reject_after {
-            let window = RequestWindow {
-                name: class.name(),
-                window_secs: self.config.window_secs,
-                now,
-            };
             return Verdict::Refuse {
-                retry_after_secs: window.remaining_secs(),
+                retry_after_secs: self.remaining_secs(class, now),
             };
         }
         if limits.delay_after > 0 && count > limits.delay_after {
@@ -343,6 +385,26 @@ mod tests {
         );
         // Thresholds of 0 are off.
         assert_eq!(limits.judge(RateClass::Read, 1_000_000, now), Verdict::Go);
+    }
+
+    #[test]
+    fn a_refused_caller_is_refused_before_any_work_until_the_window_ends() {
+        let limits = limits();
+        let now = 1_000_003;
+        assert_eq!(limits.refused_before("app:x", RateClass::Write, now), None);
+        limits.judge_caller("app:x", RateClass::Write, 5, now);
+        assert_eq!(limits.refused_before("app:x", RateClass::Write, now), None);
+        limits.judge_caller("app:x", RateClass::Write, 6, now);
+        assert_eq!(
+            limits.refused_before("app:x", RateClass::Write, now),
+            Some(7)
+        );
+        assert_eq!(limits.refused_before("app:x", RateClass::Read, now), None);
+        assert_eq!(limits.refused_before("app:y", RateClass::Write, now), None);
+        assert_eq!(
+            limits.refused_before("app:x", RateClass::Write, now + 7),
+            None
+        );
     }
 
     #[tokio::test]

@@ -166,6 +166,19 @@ async fn run(
         ),
         _ => None,
     };
+    // A caller this process refused in this window is refused again before its body is read
+    // or its signature verified: a flooding caller costs next to nothing.
+    let now = crate::keys::unix_now();
+    let class = route.as_ref().ok().and_then(RateClass::of);
+    if let (Some(checked), Some(class)) = (&checked, class) {
+        let scope = checked.claimed_scope();
+        if let Some(retry_after_secs) = state.caller_limits.refused_before(&scope, class, now) {
+            state
+                .metrics
+                .count_rate_limited(&scope, class.name(), "refused");
+            return Err(GatewayError::RateLimited { retry_after_secs });
+        }
+    }
     // Mutual TLS (federation listener): the client certificate must name the envelope's
     // sender, also known before the body.
     if listener == ListenerKind::Federation
@@ -214,8 +227,6 @@ async fn run(
     )
     .await?;
     drop(reserved);
-    let now = crate::keys::unix_now();
-    let class = route.as_ref().ok().and_then(RateClass::of);
     let window = class.map(|class| state.caller_limits.window(class, now));
     let caller = match checked {
         Some(checked) => Some(
@@ -247,7 +258,7 @@ async fn run(
                     .metrics
                     .count_rate_limited(&scope, class.name(), outcome)
             };
-            let verdict = limits.judge(class, count, now);
+            let verdict = limits.judge_caller(&scope, class, count, now);
             if let Verdict::Refuse { retry_after_secs } = verdict {
                 count_limited("refused");
                 return Err(GatewayError::RateLimited { retry_after_secs });

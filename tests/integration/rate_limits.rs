@@ -82,6 +82,26 @@ async fn a_flooding_application_is_delayed_then_refused_and_another_is_not() {
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.error_code(), ErrorCode::RateLimited);
     assert!((1..=LONG_WINDOW_SECS).contains(&retry_after(&refused)));
+    // Now refused before any work: even a request naming X with another key's signature
+    // (its body unread, its signature unchecked) is answered 429, not 401.
+    let forged = signed_headers(
+        &TestApp::new().key,
+        x.app.claims(),
+        &Method::GET,
+        "/whoami",
+        b"",
+    );
+    let answer = harness
+        .client(Protocol::Http1)
+        .send(
+            harness.application,
+            Method::GET,
+            "/whoami",
+            forged,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::RateLimited);
     for _ in 0..4 {
         assert_eq!(whoami(&y).await.status, StatusCode::OK, "Y is not limited");
     }
@@ -89,7 +109,7 @@ async fn a_flooding_application_is_delayed_then_refused_and_another_is_not() {
     crate::key_queues::register(&harness, "alice").await;
     let read = "requests:read";
     assert_eq!(harness.metric(&limited(&x.app, read, "delayed")).await, 2);
-    assert_eq!(harness.metric(&limited(&x.app, read, "refused")).await, 1);
+    assert_eq!(harness.metric(&limited(&x.app, read, "refused")).await, 2);
     assert_eq!(harness.metric(&limited(&y.app, read, "refused")).await, 0);
 }
 
