@@ -508,9 +508,10 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     cluster: bool,
+    persistent: bool,
 }
 
-fn spawn_redis(port: u16, cluster: bool, dir: &Path) -> Child {
+fn spawn_redis(port: u16, cluster: bool, persistent: bool, dir: &Path) -> Child {
     let mut command = Command::new("redis-server");
     command
         .args([
@@ -520,9 +521,13 @@ fn spawn_redis(port: u16, cluster: bool, dir: &Path) -> Child {
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
         ])
+        .args(if persistent {
+            // Every write is on disk before it is answered: a SIGKILL loses nothing answered.
+            ["--appendonly", "yes", "--appendfsync", "always"].as_slice()
+        } else {
+            ["--appendonly", "no"].as_slice()
+        })
         .args(["--dir", dir.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -568,22 +573,29 @@ pub fn free_listener_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        RedisServer::start_with(false)
+        RedisServer::start_with(false, false)
+    }
+
+    /// A server that writes every command to its append-only file before answering it, so
+    /// that `kill` then `restart` loses nothing it acknowledged.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(false, true)
     }
 
     /// Starts a server on a free port; if another process took the port between choosing and
     /// binding it (the server exits at once), tries another, a few times.
-    fn start_with(cluster: bool) -> RedisServer {
+    fn start_with(cluster: bool, persistent: bool) -> RedisServer {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
             let port = free_redis_port(cluster);
             let dir = tempfile::tempdir().unwrap();
-            let child = spawn_redis(port, cluster, dir.path());
+            let child = spawn_redis(port, cluster, persistent, dir.path());
             let mut server = RedisServer {
                 port,
                 child: Some(child),
                 dir,
                 cluster,
+                persistent,
             };
             if server.wait_until_up() {
                 return server;
@@ -636,10 +648,15 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: it never saved).
+    /// Starts the server again on the same port (empty unless it is persistent).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_redis(self.port, self.cluster, self.dir.path()));
+        self.child = Some(spawn_redis(
+            self.port,
+            self.cluster,
+            self.persistent,
+            self.dir.path(),
+        ));
         assert!(
             self.wait_until_up(),
             "redis-server on port {} did not come up again",
@@ -661,7 +678,9 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with(true)).collect();
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(true, false))
+            .collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
