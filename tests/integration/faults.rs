@@ -77,6 +77,9 @@ fn start(dir: &Path, config: &Path, application: u16) -> GatewayProcess {
 const PACKAGES: usize = 80;
 const WORKERS: usize = 4;
 
+/// One worker's retrievals: the packages it was handed.
+type Retrievals = tokio::task::JoinHandle<Vec<Vec<u8>>>;
+
 /// Where the retrievals go and as whom.
 #[derive(Clone)]
 struct Workload {
@@ -145,10 +148,7 @@ impl Workload {
     fn retrieve_concurrently(
         &self,
         carol: Uuid,
-    ) -> (
-        Vec<tokio::task::JoinHandle<Vec<Vec<u8>>>>,
-        Arc<std::sync::atomic::AtomicUsize>,
-    ) {
+    ) -> (Vec<Retrievals>, Arc<std::sync::atomic::AtomicUsize>) {
         let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut workers = Vec::new();
         for worker in 0..WORKERS {
