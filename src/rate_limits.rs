@@ -185,6 +185,13 @@ impl CallerLimits {
         .remaining_secs()
     }
 
+    /// How long a refusal of `class` is held before it is answered (the class's `delay_ms`):
+    /// a caller that keeps sending past its limit gets its answers no faster than its
+    /// delayed requests did, so its refusals cost next to nothing.
+    pub fn refusal_delay(&self, class: RateClass) -> Duration {
+        Duration::from_millis(class.config(&self.config).delay_ms)
+    }
+
     /// `Some(seconds to wait)` if this process refused `scope`'s requests of `class` in the
     /// window holding `now`: the request is refused before any work on it.
     pub fn refused_before(&self, scope: &str, class: RateClass, now: u64) -> Option<u64> {

@@ -167,7 +167,8 @@ async fn run(
         _ => None,
     };
     // A caller this process refused in this window is refused again before its body is read
-    // or its signature verified: a flooding caller costs next to nothing.
+    // or its signature verified, after the class's delay: a flooding caller costs next to
+    // nothing.
     let now = crate::keys::unix_now();
     let class = route.as_ref().ok().and_then(RateClass::of);
     if let (Some(checked), Some(class)) = (&checked, class) {
@@ -176,6 +177,7 @@ async fn run(
             state
                 .metrics
                 .count_rate_limited(&scope, class.name(), "refused");
+            tokio::time::sleep(state.caller_limits.refusal_delay(class)).await;
             return Err(GatewayError::RateLimited { retry_after_secs });
         }
     }
@@ -261,6 +263,7 @@ async fn run(
             let verdict = limits.judge_caller(&scope, class, count, now);
             if let Verdict::Refuse { retry_after_secs } = verdict {
                 count_limited("refused");
+                tokio::time::sleep(limits.refusal_delay(class)).await;
                 return Err(GatewayError::RateLimited { retry_after_secs });
             }
             turn = limits.enter(&scope).await.map_err(|()| {

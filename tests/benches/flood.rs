@@ -10,8 +10,10 @@
 //! stream of one connection). Printed per mode: Y's p50/p99 idle and under flood, their ratio,
 //! Y's failures, and what X got (answers by status, per second).
 //!
-//! Run: `cargo bench --bench flood` (env `ROUNDS` 3, `SECONDS` 4, `Y_RATE` 100,
-//! `X_IN_FLIGHT` 64, `X_REQUESTS` 60000). Bounded: per phase `SECONDS` and `X_REQUESTS`.
+//! Run: `cargo bench --bench flood` (env `ROUNDS` 5, `SECONDS` 8, `Y_RATE` 20,
+//! `X_IN_FLIGHT` 64, `X_REQUESTS` 60000, `X_ALLOWED` 60 reads per 2 s window before delays,
+//! `X_TURNS` 8). Bounded: per phase `SECONDS` and `X_REQUESTS`. Every caller has the same
+//! limits, so Y's rate must stay under `X_ALLOWED` per window.
 
 #[allow(dead_code)]
 #[path = "../integration/common.rs"]
@@ -241,23 +243,24 @@ struct Tally {
 
 async fn run() {
     let settings = Settings {
-        rounds: setting("ROUNDS", 3),
-        phase: Duration::from_secs(setting("SECONDS", 4) as u64),
-        y_rate: setting("Y_RATE", 100),
+        rounds: setting("ROUNDS", 5),
+        phase: Duration::from_secs(setting("SECONDS", 8) as u64),
+        y_rate: setting("Y_RATE", 20),
         x_in_flight: setting("X_IN_FLIGHT", 64),
         x_requests: setting("X_REQUESTS", 60_000),
     };
     let redis = RedisServer::start();
-    // The defaults' shape, scaled to a run of a few seconds: a window of 2 s in which X's
-    // first 500 reads pass, the next 500 are delayed, the rest refused. Y sends well under.
+    // The defaults' shape, scaled to a run of a few seconds: in each window of 2 s X's first
+    // `X_ALLOWED` reads pass, as many again are delayed, the rest refused. Y sends under it.
+    let allowed = setting("X_ALLOWED", 60) as u64;
     let limited = RateLimitsConfig {
         window_secs: 2,
         read: RateClassConfig {
-            delay_after: 500,
+            delay_after: allowed,
             delay_ms: 100,
-            reject_after: 1_000,
+            reject_after: 2 * allowed,
         },
-        concurrent_per_caller: 32,
+        concurrent_per_caller: setting("X_TURNS", 8),
         ..RateLimitsConfig::default()
     };
     let off = RateLimitsConfig {
