@@ -82,6 +82,13 @@ impl PerAddressPerMinute {
     }
 }
 
+/// `delay` spread over half to one and a half times itself: delayed and refused requests of
+/// a caller with many in flight come back spread out, not as one wave that sends the next
+/// wave in at once (each wave would stall everyone else for its length).
+pub fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(0.5 + rand::random::<f64>())
+}
+
 /// The class an endpoint's requests are counted in (`rate_limits.read`, `.write`,
 /// `.key_packages`); `None` for endpoints that need no signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -441,6 +448,14 @@ mod tests {
             limits.may_assign_fresh("app:a", "r3", now + 60),
             "next window"
         );
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half_times() {
+        for _ in 0..1_000 {
+            let delay = jittered(Duration::from_millis(100));
+            assert!((Duration::from_millis(50)..=Duration::from_millis(150)).contains(&delay));
+        }
     }
 
     #[test]

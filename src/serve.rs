@@ -123,10 +123,7 @@ impl Gateway {
         }
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
 
-        let https = peer_https_client(&config)?.with_client_certificate(
-            tls::load_certificates(&cert)?,
-            tls::load_private_key(&key)?,
-        )?;
+        let https = peer_https_client(&config)?.with_client_certificate(certificate.clone())?;
         let peer_keys = mimi_well_known::PeerKeys::new(
             mimi_well_known::Resolver::new(https.clone()),
             std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),

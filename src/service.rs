@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::auth::Authenticated;
 use crate::error::GatewayError;
 use crate::handlers;
-use crate::rate_limits::{RateClass, Verdict};
+use crate::rate_limits::{RateClass, Verdict, jittered};
 use crate::router::{self, Endpoint, ListenerKind};
 use crate::state::State;
 
@@ -177,7 +177,7 @@ async fn run(
             state
                 .metrics
                 .count_rate_limited(&scope, class.name(), "refused");
-            tokio::time::sleep(state.caller_limits.refusal_delay(class)).await;
+            tokio::time::sleep(jittered(state.caller_limits.refusal_delay(class))).await;
             return Err(GatewayError::RateLimited { retry_after_secs });
         }
     }
@@ -263,7 +263,7 @@ async fn run(
             let verdict = limits.judge_caller(&scope, class, count, now);
             if let Verdict::Refuse { retry_after_secs } = verdict {
                 count_limited("refused");
-                tokio::time::sleep(limits.refusal_delay(class)).await;
+                tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
                 return Err(GatewayError::RateLimited { retry_after_secs });
             }
             turn = limits.enter(&scope).await.map_err(|()| {
@@ -274,7 +274,7 @@ async fn run(
             })?;
             if let Verdict::Delay(delay) = verdict {
                 count_limited("delayed");
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(jittered(delay)).await;
             }
             Some(caller)
         }

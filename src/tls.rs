@@ -1,6 +1,7 @@
 //! TLS for the data listeners: TLS 1.3 only, ALPN `h2` and `http/1.1`, no early data. The
 //! certificate and key are read through [`ServerCertificate`], so a renewed pair on disk is
-//! served to new connections without a restart (`serve` checks the files' stamps).
+//! served to new connections without a restart (`serve` checks the files' stamps), and
+//! presented as client certificate on new outbound connections to peers.
 //!
 //! MIMI Transport, "Transport Security and Authentication": "All HTTP queries ... MUST use
 //! TLS with version 1.3 or higher". 0-RTT data is replayable, so it stays off.
@@ -82,6 +83,22 @@ impl rustls::server::ResolvesServerCert for ServerCertificate {
         _client_hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.current.read().ok().map(|current| current.clone())
+    }
+}
+
+/// The same pair is this gateway's client certificate towards peers that require mutual TLS,
+/// so a renewal reaches new outbound connections too.
+impl rustls::client::ResolvesClientCert for ServerCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|current| current.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

@@ -544,3 +544,158 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
     assert!(answered.is_ok(), "the request is answered");
     assert!(closed_by_server(&mut stream, Duration::from_secs(5)).await);
 }
+
+/// A TLS 1.3 server on loopback for `domains` (by SNI) that requires a client certificate
+/// chaining to `client_roots` and records the leaf each client presented, then closes.
+async fn recording_peer(
+    certs: &std::path::Path,
+    domains: &[String],
+    client_roots: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<rustls_pki_types::CertificateDer<'static>>>>,
+) {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(root_store(client_roots)),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut by_name = rustls::server::ResolvesServerCertUsingSni::new();
+    for domain in domains {
+        let key = rustls::sign::CertifiedKey::from_der(
+            mimi_gateway::tls::load_certificates(&certs.join(format!("{domain}.pem"))).unwrap(),
+            mimi_gateway::tls::load_private_key(&certs.join(format!("{domain}-key.pem")))
+                .unwrap(),
+            &provider,
+        )
+        .unwrap();
+        by_name.add(domain, key).unwrap();
+    }
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(by_name));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(stream) = acceptor.accept(tcp).await
+                && let Some(chain) = stream.get_ref().1.peer_certificates()
+            {
+                recorded.lock().unwrap().push(chain[0].clone().into_owned());
+            }
+        }
+    });
+    (address, seen)
+}
+
+/// Faults and the promises: the renewed certificate is also the client certificate of new
+/// outbound connections (mutual TLS towards peers), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_presented_to_peers_without_a_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    let (first, second, live, peer) = (
+        certs.path().join("first"),
+        certs.path().join("second"),
+        certs.path().join("live"),
+        certs.path().join("peer"),
+    );
+    for dir in [&first, &second] {
+        mimi_gateway::dev_certs::generate(&["localhost".to_owned()], dir).unwrap();
+    }
+    let peers = ["peer.localhost".to_owned(), "peer2.localhost".to_owned()];
+    mimi_gateway::dev_certs::generate(&peers, &peer).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let install = |from: &std::path::Path| {
+        for name in ["localhost.pem", "localhost-key.pem"] {
+            let staged = live.join(format!("{name}.new"));
+            std::fs::copy(from.join(name), &staged).unwrap();
+            std::fs::rename(&staged, live.join(name)).unwrap();
+        }
+    };
+    install(&first);
+    let client_roots = certs.path().join("roots.pem");
+    let both = [&first, &second]
+        .iter()
+        .map(|dir| std::fs::read_to_string(dir.join("ca.pem")).unwrap())
+        .collect::<String>();
+    std::fs::write(&client_roots, both).unwrap();
+    let (address, seen) = recording_peer(&peer, &peers, &client_roots).await;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.tls.cert = Some(live.join("localhost.pem"));
+        config.tls.key = Some(live.join("localhost-key.pem"));
+        config.auth.key_reload_ms = 100;
+        config.federation.ca_file = Some(peer.join("ca.pem"));
+        for domain in &peers {
+            config.federation.resolve.insert(domain.clone(), address);
+        }
+    })
+    .await;
+    let leaf = |dir: &std::path::Path| {
+        mimi_gateway::tls::load_certificates(&dir.join("localhost.pem")).unwrap()[0].clone()
+    };
+    // A request naming a peer whose keys the gateway has not seen makes it look them up at
+    // that peer: one outbound connection, presenting the client certificate.
+    let look_up = |sender: &str| {
+        let claims = mimi_wire::signing::RequestClaims {
+            sender_kind: mimi_wire::signing::SenderKind::Provider,
+            sender: sender.to_owned(),
+            recipient: "localhost".into(),
+            timestamp: now(),
+            request_id: rand::random(),
+            key_id: "k1".into(),
+        };
+        let key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
+        let headers = signed_headers(&key, claims, &Method::POST, "/whoami", b"");
+        let client = TlsClient::new(&client_roots, Protocol::Http1);
+        async move {
+            client
+                .send(
+                    harness.federation,
+                    Method::POST,
+                    "/whoami",
+                    headers,
+                    Vec::new(),
+                )
+                .await
+        }
+    };
+    let presented = |count: usize| {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().len() >= count }
+    };
+    look_up("peer.localhost").await;
+    assert!(eventually(Duration::from_secs(10), || presented(1)).await);
+    assert_eq!(seen.lock().unwrap()[0], leaf(&first));
+    install(&second);
+    // Once the gateway serves the renewed pair, a lookup of another peer connects anew and
+    // presents it.
+    let renewed = leaf(&second);
+    let served = || async {
+        let stream = TlsClient::new(&client_roots, Protocol::Http1)
+            .connect(harness.federation)
+            .await;
+        stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    let reloaded = eventually(Duration::from_secs(10), || {
+        let renewed = renewed.clone();
+        let served = served();
+        async move { served.await == renewed }
+    })
+    .await;
+    assert!(reloaded, "the renewed pair is in use");
+    look_up("peer2.localhost").await;
+    assert!(eventually(Duration::from_secs(10), || presented(2)).await);
+    assert_eq!(
+        seen.lock().unwrap()[1],
+        renewed,
+        "new outbound connections present the renewed certificate"
+    );
+}

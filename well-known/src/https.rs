@@ -126,21 +126,21 @@ impl HttpsClient {
         })
     }
 
-    /// Presents `chain` (with `key`) as client certificate, for peers that require mutual
-    /// TLS; harmless with those that do not ask.
+    /// Presents the certificate `resolver` holds as client certificate, for peers that
+    /// require mutual TLS (harmless with those that do not ask); a resolver whose pair is
+    /// renewed presents the new one on every later connection.
     pub fn with_client_certificate(
         mut self,
-        chain: Vec<CertificateDer<'static>>,
-        key: rustls_pki_types::PrivateKeyDer<'static>,
+        resolver: Arc<dyn rustls::client::ResolvesClientCert>,
     ) -> Result<Self, HttpsError> {
         let config = self.config.clone();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut with_client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .and_then(|builder| {
+            .map(|builder| {
                 builder
                     .with_root_certificates(self.roots.clone())
-                    .with_client_auth_cert(chain, key)
+                    .with_client_cert_resolver(resolver)
             })
             .map_err(|error| HttpsError::CaFile {
                 path: "client certificate".into(),
