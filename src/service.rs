@@ -228,7 +228,6 @@ async fn run(
         state.config.body_stall_timeout(),
     )
     .await?;
-    drop(reserved);
     let window = class.map(|class| state.caller_limits.window(class, now));
     let caller = match checked {
         Some(checked) => Some(
@@ -290,10 +289,13 @@ async fn run(
     let timeout = state.config.request_timeout();
     // The handler runs as its own task: a panic there is caught and answered as an internal
     // error instead of dropping the connection. The task carries the request's span, so its
-    // log lines carry the request id too, and the caller's turn, given back when it ends.
+    // log lines carry the request id too, the caller's turn and the body's share of the
+    // budget, given back when it ends.
     let task = tokio::spawn(
         async move {
-            let _turn = turn;
+            // The body's share of the budget is held until the handler is done with it, also
+            // past the request timeout.
+            let _held = (turn, reserved);
             handlers::dispatch(&state, endpoint, request).await
         }
         .instrument(tracing::Span::current()),

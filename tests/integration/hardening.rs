@@ -567,8 +567,7 @@ async fn recording_peer(
     for domain in domains {
         let key = rustls::sign::CertifiedKey::from_der(
             mimi_gateway::tls::load_certificates(&certs.join(format!("{domain}.pem"))).unwrap(),
-            mimi_gateway::tls::load_private_key(&certs.join(format!("{domain}-key.pem")))
-                .unwrap(),
+            mimi_gateway::tls::load_private_key(&certs.join(format!("{domain}-key.pem"))).unwrap(),
             &provider,
         )
         .unwrap();
