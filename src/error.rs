@@ -117,12 +117,25 @@ pub enum GatewayError {
     ApplicationDoesNotFederate,
     #[error("internal: {0}")]
     Internal(String),
+    /// The handler did not finish within the request timeout; it goes on, so its change may
+    /// yet be applied.
+    #[error("the handler did not finish in time; its outcome is unknown")]
+    OutcomeUnknown,
     /// Refused before any work; try again after this many seconds.
     #[error("rate limited for {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     /// The peer a request needed refused this gateway under its own rate limits.
     #[error("{peer} is rate-limiting this gateway for {retry_after_secs}s")]
     PeerRateLimited { peer: String, retry_after_secs: u64 },
+}
+
+/// A store failure's code: nothing changed, or the change may have been applied.
+fn store_code(error: &StoreError) -> ErrorCode {
+    if error.outcome_unknown() {
+        ErrorCode::OutcomeUnknown
+    } else {
+        ErrorCode::StoreUnavailable
+    }
 }
 
 impl GatewayError {
@@ -151,9 +164,9 @@ impl GatewayError {
             GatewayError::NotFound => ErrorCode::NotFound,
             GatewayError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             GatewayError::RequestTimeout => ErrorCode::RequestTimeout,
-            GatewayError::Auth(AuthError::Store(_)) | GatewayError::Store(_) => {
-                ErrorCode::StoreUnavailable
-            }
+            GatewayError::Auth(AuthError::Store(error))
+            | GatewayError::Store(error)
+            | GatewayError::Registry(RegistryError::Store(error)) => store_code(error),
             GatewayError::Auth(_) => ErrorCode::Unauthenticated,
             GatewayError::Forbidden(_) => ErrorCode::Forbidden,
             GatewayError::MalformedPath => ErrorCode::MalformedPath,
@@ -167,7 +180,6 @@ impl GatewayError {
             GatewayError::ConflictingTagChange(_) => ErrorCode::ConflictingTagChange,
             GatewayError::Registry(RegistryError::UnknownClient) => ErrorCode::UnknownClient,
             GatewayError::Registry(RegistryError::HandleTaken) => ErrorCode::HandleTaken,
-            GatewayError::Registry(RegistryError::Store(_)) => ErrorCode::StoreUnavailable,
             GatewayError::Identity(error) => error.code(),
             GatewayError::InvalidLabel(_) => ErrorCode::InvalidLabel,
             GatewayError::InvalidReceiver(_) => ErrorCode::InvalidReceiver,
@@ -181,7 +193,7 @@ impl GatewayError {
                 KeyQueueError::Exhausted => ErrorCode::QueueExhausted,
                 KeyQueueError::Withheld { .. } => ErrorCode::RateLimited,
                 KeyQueueError::TooManyPackages(_) => ErrorCode::TooManyKeyPackages,
-                KeyQueueError::Store(_) => ErrorCode::StoreUnavailable,
+                KeyQueueError::Store(error) => store_code(error),
             },
             GatewayError::KeyPackage { error, .. } => error.code(),
             GatewayError::Group(error) => error.code(),
@@ -192,11 +204,12 @@ impl GatewayError {
                 GroupStoreError::DuplicateProposal => ErrorCode::DuplicateProposal,
                 GroupStoreError::EpochOutOfRange { .. } => ErrorCode::EpochOutOfRange,
                 GroupStoreError::EpochPruned { .. } => ErrorCode::EpochPruned,
-                GroupStoreError::Store(_) => ErrorCode::StoreUnavailable,
+                GroupStoreError::Store(error) => store_code(error),
             },
             GatewayError::GroupIdTooLong => ErrorCode::InvalidGroupInfo,
             GatewayError::UnknownWelcome => ErrorCode::UnknownWelcome,
             GatewayError::Overloaded => ErrorCode::Overloaded,
+            GatewayError::OutcomeUnknown => ErrorCode::OutcomeUnknown,
             GatewayError::PeerUnavailable { .. } => ErrorCode::PeerUnavailable,
             GatewayError::PeerRefused { .. } => ErrorCode::PeerRefused,
             GatewayError::PeerMalformedAnswer(_) => ErrorCode::PeerMalformedAnswer,

@@ -305,7 +305,8 @@ async fn run(
         Ok(Err(join_error)) => Err(GatewayError::Internal(format!(
             "handler failed: {join_error}"
         ))),
-        Err(_) => Err(GatewayError::Overloaded),
+        // The task goes on (an atomic store step may be under way): the outcome is unknown.
+        Err(_) => Err(GatewayError::OutcomeUnknown),
     }
 }
 

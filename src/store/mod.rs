@@ -20,9 +20,20 @@ use crate::mls::group_state::{PublicState, StateChange};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend cannot be reached or did not answer in time; nothing was changed.
+    /// The backend cannot be reached; nothing was changed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The operation was sent and not answered (in time, or the connection broke): being
+    /// one atomic step it happened entirely or not at all, and which is unknown.
+    #[error("store did not answer: {0}")]
+    Unanswered(String),
+}
+
+impl StoreError {
+    /// Whether the operation may have been applied.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::Unanswered(_))
+    }
 }
 
 /// The replay cache of the signed-request envelope (DESIGN.md "Peer and application

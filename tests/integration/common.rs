@@ -717,6 +717,25 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// The index in `nodes` of the master serving `key`'s slot.
+    pub fn node_of(&self, key: &str) -> usize {
+        let slot: u16 = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .and_then(|out| out.trim().parse().ok())
+            .expect("CLUSTER KEYSLOT");
+        self.nodes
+            .iter()
+            .position(|node| {
+                let nodes = node.cli(&["CLUSTER", "NODES"]).unwrap_or_default();
+                let own = nodes.lines().find(|line| line.contains("myself")).unwrap_or("");
+                own.split_whitespace().skip(8).any(|range| {
+                    let (start, end) = range.split_once('-').unwrap_or((range, range));
+                    matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(start), Ok(end)) if (start..=end).contains(&slot))
+                })
+            })
+            .expect("a master serves every slot")
+    }
+
     /// How many keys each master holds.
     pub fn keys_per_node(&self) -> Vec<u64> {
         self.nodes

@@ -45,7 +45,7 @@ async fn try_call(
         .flatten()
 }
 
-/// `try_call` until the gateway answers with a status other than 503 (at most ~20 s).
+/// `try_call` until the gateway answers with a status other than 503 or 504 (at most ~20 s).
 async fn call_until_answered(
     client: &TlsClient,
     app: &TestApp,
@@ -57,6 +57,8 @@ async fn call_until_answered(
     for _ in 0..400 {
         if let Some(answer) = try_call(client, app, address, method.clone(), path, body).await
             && answer.0 != StatusCode::SERVICE_UNAVAILABLE
+            // An unknown outcome of a retrieval is resolved by asking again.
+            && answer.0 != StatusCode::GATEWAY_TIMEOUT
         {
             return answer;
         }

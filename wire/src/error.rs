@@ -160,10 +160,15 @@ error_codes! {
     Forbidden = 101, 403, "not allowed";
     /// The store (Redis) cannot be reached; nothing was changed. Retry later.
     StoreUnavailable = 200, 503, "the store is unavailable, retry later";
-    /// The gateway could not answer in time; nothing was changed. Retry later.
+    /// The gateway has no room for the request now (the shared body budget is used up);
+    /// nothing was changed. Retry later.
     Overloaded = 201, 503, "the gateway is overloaded, retry later";
     /// An unexpected fault inside the gateway.
     Internal = 202, 500, "internal error";
+    /// The store or the handler did not answer in time after the change was under way: it
+    /// may or may not have been applied. Read the state to find out (a group's epoch and
+    /// control messages, a queue's contents) before trying again.
+    OutcomeUnknown = 204, 504, "the outcome is unknown: read the state before retrying";
     /// Too many requests; the `Retry-After` header says when to try again. Before
     /// authentication: this address failed authentication too often.
     RateLimited = 203, 429, "too many requests, retry later";

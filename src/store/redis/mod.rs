@@ -219,16 +219,19 @@ impl RedisStore {
         }
     }
 
-    /// Runs one store operation under the command timeout; every failure is "unavailable":
-    /// the operation either happened atomically or not at all.
+    /// Runs one store operation under the command timeout. The operation happened atomically
+    /// or not at all; when its answer did not come in time the error is `Unanswered` (either
+    /// may be), otherwise `Unavailable` (nothing changed; a connection that broke after the
+    /// command was written is reported so too, though the command may have run).
     async fn run<T, F>(&self, operation: impl FnOnce(Connection) -> F) -> Result<T, StoreError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         match tokio::time::timeout(self.timeout, operation(self.connection.clone())).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if error.is_timeout() => Err(StoreError::Unanswered(error.to_string())),
             Ok(Err(error)) => Err(unavailable(error)),
-            Err(_) => Err(StoreError::Unavailable(
+            Err(_) => Err(StoreError::Unanswered(
                 "redis did not answer in time".into(),
             )),
         }
