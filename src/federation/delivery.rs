@@ -1,5 +1,6 @@
 //! Outbound fan-out delivery (issue 7, "Queues and delivery that lose nothing"; DS draft
-//! "Server to server requests"): one worker per peer walks that peer's queue in the store,
+//! "Server to server requests"): one worker per peer, across every gateway process on the
+//! store (the holder of the queue's lease), walks that peer's queue in the store,
 //! oldest first, `POST`ing each `DSFanoutRequest` to the peer's `/deliver_message` and
 //! removing it once the peer acknowledged it. A failure waits (exponential backoff up to
 //! `federation.retry_max_ms`) and retries the same delivery, so a peer receives everything
@@ -17,13 +18,28 @@ use crate::state::State;
 
 pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
 
-/// The delivery loop's shared parts: a wake-up for new deliveries and the peers whose worker
-/// is running in this process.
-#[derive(Default)]
+/// How long a walker's lease on a peer queue lasts without renewal. It is renewed before each
+/// delivery attempt, so it must outlast one attempt (the outbound client gives up after
+/// 10 s); a process that died holding it delays that peer's queue this long at most.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The delivery loop's shared parts: a wake-up for new deliveries, the peers whose worker is
+/// running in this process, and this process's name as a lease holder.
 pub struct Delivery {
     wake: Notify,
     // A std Mutex: held only to insert or remove a name.
     running: Mutex<HashSet<String>>,
+    holder: String,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            wake: Notify::default(),
+            running: Mutex::default(),
+            holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
 }
 
 impl Delivery {
@@ -100,6 +116,23 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
         if *shutdown.borrow() {
             break;
         }
+        // One walker per queue across processes: another holds it, this one leaves.
+        match state
+            .store
+            .lease_outbound(&peer, &state.delivery.holder, LEASE_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => {
+                tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
+                if wait(&mut shutdown, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(max);
+                continue;
+            }
+        }
         let head = match state.store.outbound_head(&peer).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
@@ -152,6 +185,14 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
                 backoff = (backoff * 2).min(max);
             }
         }
+    }
+    if let Err(error) = state
+        .store
+        .release_outbound(&peer, &state.delivery.holder)
+        .await
+    {
+        // It lapses by itself.
+        tracing::warn!(%error, peer, "cannot give the outbound queue's lease up");
     }
     if let Ok(mut running) = state.delivery.running.lock() {
         running.remove(&peer);

@@ -70,6 +70,8 @@ impl ClientMessages {
 struct OutboundTable {
     queues: BTreeMap<String, std::collections::VecDeque<Vec<u8>>>,
     notes: HashMap<(String, String), Vec<u8>>,
+    /// Peer -> (holder, until).
+    leases: HashMap<String, (String, Instant)>,
 }
 
 impl OutboundTable {
@@ -1074,6 +1076,38 @@ impl Groups for MemoryStore {
 
 #[async_trait]
 impl OutboundQueues for MemoryStore {
+    async fn lease_outbound(
+        &self,
+        peer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut table = self.outbound_table()?;
+        let now = Instant::now();
+        let taken = table
+            .leases
+            .get(peer)
+            .is_some_and(|(current, until)| current != holder && *until > now);
+        if !taken {
+            table
+                .leases
+                .insert(peer.to_owned(), (holder.to_owned(), now + ttl));
+        }
+        Ok(!taken)
+    }
+
+    async fn release_outbound(&self, peer: &str, holder: &str) -> Result<(), StoreError> {
+        let mut table = self.outbound_table()?;
+        if table
+            .leases
+            .get(peer)
+            .is_some_and(|(current, _)| current == holder)
+        {
+            table.leases.remove(peer);
+        }
+        Ok(())
+    }
+
     async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError> {
         self.outbound_table()?
             .extend(&[(peer.to_owned(), bodies.to_vec())]);

@@ -555,6 +555,20 @@ pub trait OutboundQueues: Send + Sync {
     /// Peers with queued deliveries.
     async fn outbound_peers(&self) -> Result<Vec<String>, StoreError>;
 
+    /// Takes or renews the lease on `peer`'s queue for `holder` (a gateway process) for
+    /// `ttl`: `true` if `holder` holds it now (it was free, expired or `holder`'s already).
+    /// One walker per peer queue across every process on the store, so a peer receives its
+    /// queue in order and once; a dead holder's lease lapses after `ttl`.
+    async fn lease_outbound(
+        &self,
+        peer: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease on `peer`'s queue up, if `holder` holds it.
+    async fn release_outbound(&self, peer: &str, holder: &str) -> Result<(), StoreError>;
+
     /// What a follower keeps between one hub's deliveries: the GroupInfo and Welcome that
     /// precede their commit in the hub's queue. Named notes, replaced or (empty) cleared.
     async fn set_peer_note(&self, peer: &str, name: &str, note: &[u8]) -> Result<(), StoreError>;

@@ -891,3 +891,92 @@ async fn mutual_tls_names_the_signing_peer() {
         "no client certificate, no exchange: {none:?}"
     );
 }
+
+/// Issue 15, defect 1: two hub processes of one domain on one Redis both walk the follower's
+/// fan-out queue. 5 groups of Alice-at-A and Carol-at-B take 10 self-updates each, sent
+/// alternately through either process, the groups concurrently: the follower mirrors every
+/// commit once, in order, each with its own GroupInfo (the Welcome of the add, too), and
+/// every Carol stays in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_deliver_every_commit_once_in_order() {
+    const GROUPS: usize = 5;
+    const UPDATES: u64 = 10;
+    let redis = [RedisServer::start(), RedisServer::start()];
+    let federation = Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    // The second process of a.localhost: same configuration, keys and Redis, other ports.
+    let mut second = a.gateway.as_ref().unwrap().state.config.clone();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    second.listeners.application = loopback;
+    second.listeners.federation = loopback;
+    second.listeners.admin = loopback;
+    let a2 = mimi_gateway::serve::Gateway::start(second).await.unwrap();
+    let hubs = [
+        a.target(),
+        Target {
+            application: a2.application,
+            ..a.target()
+        },
+    ];
+
+    let mut groups = Vec::new();
+    for index in 0..GROUPS {
+        let mut carol = federation.cas[1].member(&format!("carol{index}"));
+        let carol_id = publish_key_packages(b, &format!("carol{index}"), &carol, 1).await;
+        let handle = format!("alice{index}");
+        let mut alice = federation.cas[0].member(&handle);
+        crate::key_queues::register(a, &handle).await;
+        let (group_info, tree) = alice.create_group();
+        assert_eq!(
+            GroupApi::create(a, &group_info, &tree).await.status,
+            StatusCode::CREATED
+        );
+        let package = key_package_ok(a, carol_id, "b.localhost", &handle).await;
+        let (commit, welcome, info) = alice.add(&[package]);
+        GroupApi::new(a, &alice.group_id())
+            .commit_ok(&commit, Some(&info), Some(&welcome))
+            .await;
+        carol.join(&welcome_for(b, &format!("carol{index}")).await);
+        groups.push((alice, carol));
+    }
+
+    // Each group's updates from its own task, alternating the hub process.
+    let mut tasks = Vec::new();
+    for (index, (mut alice, carol)) in groups.into_iter().enumerate() {
+        let hubs = hubs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut commits = Vec::new();
+            let mut last_info = Vec::new();
+            for update in 0..UPDATES {
+                let hub = hubs[(index + update as usize) % hubs.len()].clone();
+                let (commit, info) = alice.update();
+                let api = GroupApi::at(hub, &alice.group_id());
+                assert_eq!(api.commit_ok(&commit, Some(&info), None).await, update + 2);
+                commits.push(commit);
+                last_info = info;
+            }
+            (alice, carol, commits, last_info)
+        }));
+    }
+    for task in tasks {
+        let (alice, mut carol, commits, last_info) = task.await.unwrap();
+        let mirror = GroupApi::new(b, &alice.group_id());
+        mirrored_control(&mirror, UPDATES + 1).await;
+        assert_eq!(
+            mirror.control_ok(2, Some(UPDATES + 1)).await,
+            commits,
+            "every commit once, in order"
+        );
+        let served = mirror.group_info().await;
+        assert_eq!(
+            served.group_infos.last().unwrap().group_info.as_slice(),
+            last_info.as_slice(),
+            "the mirror's GroupInfo is its own group's latest"
+        );
+        for commit in &commits {
+            assert!(!carol.apply(commit));
+        }
+        assert_eq!(carol.secret(), alice.secret());
+    }
+    a2.shutdown().await;
+}

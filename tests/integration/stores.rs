@@ -89,6 +89,40 @@ async fn rate_counter_contract(store: SharedStore) {
     assert_eq!(counts, vec![2, 1]);
 }
 
+/// Outbound queue leases: one holder at a time, renewed by its holder, given up only by it,
+/// lapsing after their TTL.
+async fn lease_contract(store: SharedStore) {
+    let long = Duration::from_secs(60);
+    let peer = format!("{}.example", uuid::Uuid::new_v4());
+    assert!(store.lease_outbound(&peer, "p1", long).await.unwrap());
+    assert!(
+        store.lease_outbound(&peer, "p1", long).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store.lease_outbound(&peer, "p2", long).await.unwrap(),
+        "held"
+    );
+    store.release_outbound(&peer, "p2").await.unwrap();
+    assert!(
+        !store.lease_outbound(&peer, "p2", long).await.unwrap(),
+        "not p2's to give up"
+    );
+    store.release_outbound(&peer, "p1").await.unwrap();
+    assert!(
+        store.lease_outbound(&peer, "p2", long).await.unwrap(),
+        "given up"
+    );
+    let other = format!("{}.example", uuid::Uuid::new_v4());
+    let short = Duration::from_millis(100);
+    assert!(store.lease_outbound(&other, "p1", short).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        store.lease_outbound(&other, "p2", long).await.unwrap(),
+        "lapsed"
+    );
+}
+
 /// Concurrent first uses of one id: exactly one wins.
 async fn replay_cache_is_atomic(store: SharedStore) {
     let id: [u8; 16] = rand::random();
@@ -113,6 +147,7 @@ async fn replay_cache_on_memory() {
     replay_cache_contract(open(&StoreSpec::Memory).await).await;
     replay_cache_is_atomic(open(&StoreSpec::Memory).await).await;
     rate_counter_contract(open(&StoreSpec::Memory).await).await;
+    lease_contract(open(&StoreSpec::Memory).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +157,7 @@ async fn replay_cache_on_redis() {
     replay_cache_contract(open(&spec).await).await;
     replay_cache_is_atomic(open(&spec).await).await;
     rate_counter_contract(open(&spec).await).await;
+    lease_contract(open(&spec).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +166,7 @@ async fn replay_cache_on_redis_cluster() {
     let spec = StoreSpec::Cluster(cluster.urls());
     replay_cache_atomic_and_contract(&spec).await;
     rate_counter_contract(open(&spec).await).await;
+    lease_contract(open(&spec).await).await;
     let store = open(&spec).await;
     for sender in 0..64 {
         let id: [u8; 16] = rand::random();

@@ -1,7 +1,9 @@
 //! Outbound federation queues in Redis (issue 7, "Queues and delivery that lose nothing"):
 //! one list per peer under its own hash tag (`mimi:{o:<hex peer>}:queue`), so each peer's
 //! queue is one slot of a Cluster, and the set `mimi:outbound-peers` of peers to visit.
-//! A commit's fan-out reaches the list through the group's outbox (see `groups`).
+//! A commit's fan-out reaches the list through the group's outbox (see `groups`). One walker
+//! at a time holds the queue's lease (`mimi:{o:<hex peer>}:lease`, the holder's id, with a
+//! TTL).
 
 use async_trait::async_trait;
 
@@ -23,8 +25,60 @@ end
 return 0
 ";
 
+/// KEYS: the queue's lease. ARGV: holder, ttl in milliseconds. Returns 1 if the holder holds
+/// the lease now (taken or renewed).
+pub(super) const LEASE_OUTBOUND: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// KEYS: the queue's lease. ARGV: holder. Deletes the lease if the holder holds it.
+pub(super) const RELEASE_OUTBOUND: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
 #[async_trait]
 impl OutboundQueues for RedisStore {
+    async fn lease_outbound(
+        &self,
+        peer: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{}lease", peer_prefix(peer));
+        let script = &self.scripts.lease_outbound;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let held: i64 = self
+            .run(|mut connection| async move {
+                script
+                    .key(key)
+                    .arg(holder)
+                    .arg(millis)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release_outbound(&self, peer: &str, holder: &str) -> Result<(), StoreError> {
+        let key = format!("{}lease", peer_prefix(peer));
+        let script = &self.scripts.release_outbound;
+        let _: i64 = self
+            .run(|mut connection| async move {
+                script
+                    .key(key)
+                    .arg(holder)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn enqueue_outbound(&self, peer: &str, bodies: &[Vec<u8>]) -> Result<(), StoreError> {
         if bodies.is_empty() {
             return Ok(());
