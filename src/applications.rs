@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::config::{ApplicationConfig, Config, ConfigError, IdentityProviderKind};
 use crate::identity::{BasicProvider, IdentityProvider, X509Provider, X509Settings};
+use crate::mls::key_package::MemberRules;
 
 pub struct Application {
     pub id: Uuid,
@@ -21,6 +22,17 @@ pub struct Application {
 }
 
 impl Application {
+    /// What the application requires of every member's key package and credential, on a
+    /// gateway configured by `config`.
+    pub fn member_rules<'s>(&'s self, config: &'s Config) -> MemberRules<'s> {
+        MemberRules {
+            max_lifetime_secs: config.key_packages.max_lifetime_secs,
+            identity: self.identity.as_ref(),
+            domain: &config.domain,
+            federated: self.federates(),
+        }
+    }
+
     /// Whether clients of other gateways can be named: the identity provider has domains.
     pub fn federates(&self) -> bool {
         self.identity.configuration().supports_domains.0

@@ -191,7 +191,7 @@ pub async fn deliver_from_hub(
         .groups
         .checkout(state.store.as_ref(), app, &group_id)
         .await?;
-    let rules = crate::handlers::member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let members = tokio::task::block_in_place(|| group.member_names(&rules));
     state.groups.put(app, &group_id, group);
     let members = members?;

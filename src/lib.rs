@@ -18,6 +18,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mls;
 pub mod rate_limits;
+pub mod reply;
 pub mod router;
 pub mod serve;
 pub mod server;

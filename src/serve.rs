@@ -152,7 +152,7 @@ impl Gateway {
             listeners.spawn(server::run(listener, state.clone(), signal.clone()));
         }
         listeners.spawn(crate::federation::delivery::run(
-            state.clone(),
+            state.delivery.clone(),
             signal.clone(),
         ));
         listeners.spawn(watch_key_file(state.clone(), key_file_seen, signal.clone()));

@@ -9,34 +9,22 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
+use mimi_wire::CONTENT_TYPE as OCTET_STREAM;
 use tracing::Instrument;
 
-use crate::auth::Authenticated;
 use crate::error::GatewayError;
 use crate::handlers;
 use crate::rate_limits::{RateClass, Verdict, jittered};
+use crate::reply::{HttpResponse, Reply, Request, error_response_with};
 use crate::router::{self, Endpoint, ListenerKind};
 use crate::state::State;
-
-pub type HttpResponse = Response<Full<Bytes>>;
 
 /// The largest body a request that needs no signature may carry (`VerificationKeyRequest`
 /// is a few bytes; discovery takes none).
 const UNSIGNED_BODY_CAP: usize = 4096;
-pub type Reply = Result<HttpResponse, GatewayError>;
-
-/// A request as handlers see it: fully read, and authenticated when the endpoint says so.
-pub struct Request {
-    pub method: Method,
-    pub path_and_query: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub caller: Option<Authenticated>,
-}
 
 fn request_id() -> String {
     let bytes: [u8; 8] = rand::random();
@@ -372,53 +360,4 @@ async fn read_body(
     tokio::time::timeout(timeout, read)
         .await
         .unwrap_or(Err(GatewayError::RequestTimeout))
-}
-
-pub fn error_response(code: mimi_wire::ErrorCode) -> HttpResponse {
-    error_response_with(code, code.description().to_owned(), Vec::new())
-}
-
-pub fn error_response_with(
-    code: mimi_wire::ErrorCode,
-    detail: String,
-    fields: Vec<mimi_wire::ErrorField>,
-) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // An ErrorResponse is a u16 and a short string: encoding cannot fail, and if it
-    // ever did the status alone still answers.
-    let body = mimi_wire::encode(&ErrorResponse {
-        code: code.code(),
-        detail,
-        fields,
-    })
-    .unwrap_or_default();
-    octet_stream_response(status, body)
-}
-
-pub fn octet_stream_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
-    response
-}
-
-/// A TLS-serialized 200 answer.
-pub fn encoded<T: tls_codec::Serialize>(value: &T) -> Reply {
-    let body = mimi_wire::encode(value)
-        .map_err(|error| GatewayError::Internal(format!("encoding answer: {error}")))?;
-    Ok(octet_stream_response(StatusCode::OK, body))
-}
-
-/// A plain-text answer (well-known documents, admin endpoints).
-pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.into())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

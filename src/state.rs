@@ -1,7 +1,7 @@
 //! The gateway's shared state: built once in `serve`, passed down as `Arc<State>`, dropped on
 //! shutdown. No globals.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::applications::Applications;
 use crate::auth::Authenticator;
@@ -19,12 +19,12 @@ pub struct State {
     pub authenticator: Authenticator,
     pub applications: Applications,
     /// A std RwLock: read for a moment per request, written only when keys are reloaded.
-    pub keys: RwLock<KeyRing>,
-    pub metrics: Metrics,
+    pub keys: Arc<RwLock<KeyRing>>,
+    pub metrics: Arc<Metrics>,
     pub groups: GroupCache,
     /// Signed requests to peers.
-    pub peers: PeerClient,
-    pub delivery: Delivery,
+    pub peers: Arc<PeerClient>,
+    pub delivery: Arc<Delivery>,
     /// Bytes of request bodies being read, all listeners together
     /// (`limits.body_memory_budget_bytes`).
     pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
@@ -51,6 +51,16 @@ impl State {
         let body_budget = std::sync::Arc::new(tokio::sync::Semaphore::new(
             config.limits.body_memory_budget_bytes,
         ));
+        let keys = Arc::new(RwLock::new(keys));
+        let metrics = Arc::new(Metrics::default());
+        let peers = Arc::new(peers);
+        let delivery = Arc::new(Delivery::new(
+            &config.federation,
+            store.clone(),
+            peers.clone(),
+            keys.clone(),
+            metrics.clone(),
+        ));
         State {
             failed_authentications: crate::rate_limits::PerAddressPerMinute::new(
                 config.limits.failed_auth_per_ip_per_minute,
@@ -65,10 +75,10 @@ impl State {
             store,
             authenticator,
             applications,
-            keys: RwLock::new(keys),
-            metrics: Metrics::default(),
+            keys,
+            metrics,
             peers,
-            delivery: Delivery::default(),
+            delivery,
         }
     }
 }

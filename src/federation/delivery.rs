@@ -8,13 +8,17 @@
 //! malformed can never succeed: it is dropped, logged and counted.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::StatusCode;
 use tokio::sync::{Notify, watch};
 
-use crate::state::State;
+use crate::config::FederationConfig;
+use crate::federation::peer_client::PeerClient;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::store::SharedStore;
 
 pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
 
@@ -23,26 +27,53 @@ pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
 /// 10 s); a process that died holding it delays that peer's queue this long at most.
 const LEASE_TTL: Duration = Duration::from_secs(30);
 
-/// The delivery loop's shared parts: a wake-up for new deliveries, the peers whose worker is
-/// running in this process, and this process's name as a lease holder.
+/// What the delivery loop works with: the outbound queues (the store), the signed client to
+/// peers and the signing keys, the metrics, its timings, a wake-up for new deliveries, the
+/// peers whose worker runs in this process, and this process's name as a lease holder.
 pub struct Delivery {
+    store: SharedStore,
+    peers: Arc<PeerClient>,
+    keys: Arc<RwLock<KeyRing>>,
+    metrics: Arc<Metrics>,
+    timings: Timings,
     wake: Notify,
     // A std Mutex: held only to insert or remove a name.
     running: Mutex<HashSet<String>>,
     holder: String,
 }
 
-impl Default for Delivery {
-    fn default() -> Self {
+/// `federation.delivery_scan_ms`, `retry_initial_ms` and `retry_max_ms`.
+struct Timings {
+    scan: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+}
+
+impl Delivery {
+    pub fn new(
+        config: &FederationConfig,
+        store: SharedStore,
+        peers: Arc<PeerClient>,
+        keys: Arc<RwLock<KeyRing>>,
+        metrics: Arc<Metrics>,
+    ) -> Delivery {
+        let retry_initial = Duration::from_millis(config.retry_initial_ms.max(1));
         Delivery {
+            store,
+            peers,
+            keys,
+            metrics,
+            timings: Timings {
+                scan: Duration::from_millis(config.delivery_scan_ms.max(10)),
+                retry_initial,
+                retry_max: Duration::from_millis(config.retry_max_ms).max(retry_initial),
+            },
             wake: Notify::default(),
             running: Mutex::default(),
             holder: uuid::Uuid::new_v4().to_string(),
         }
     }
-}
 
-impl Delivery {
     /// New deliveries were queued: look for them now instead of at the next scan.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -76,20 +107,19 @@ fn judge(status: StatusCode) -> Outcome {
 
 /// Runs until `shutdown` turns true: scans for peers with queued deliveries and keeps one
 /// worker per such peer.
-pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let scan = Duration::from_millis(state.config.federation.delivery_scan_ms.max(10));
+pub async fn run(delivery: Arc<Delivery>, mut shutdown: watch::Receiver<bool>) {
+    let scan = delivery.timings.scan;
     loop {
-        match state.store.outbound_peers().await {
+        match delivery.store.outbound_peers().await {
             Ok(peers) => {
                 for peer in peers {
-                    let started = state
-                        .delivery
+                    let started = delivery
                         .running
                         .lock()
                         .map(|mut running| running.insert(peer.clone()))
                         .unwrap_or(false);
                     if started {
-                        tokio::spawn(deliver_to(state.clone(), peer, shutdown.clone()));
+                        tokio::spawn(deliver_to(delivery.clone(), peer, shutdown.clone()));
                     }
                 }
             }
@@ -97,7 +127,7 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = state.delivery.wake.notified() => {}
+            _ = delivery.wake.notified() => {}
             _ = tokio::time::sleep(scan) => {}
         }
         if *shutdown.borrow() {
@@ -107,19 +137,17 @@ pub async fn run(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Delivers `peer`'s queue until it is empty, then leaves the running set.
-async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiver<bool>) {
-    let federation = &state.config.federation;
-    let initial = Duration::from_millis(federation.retry_initial_ms.max(1));
-    let max = Duration::from_millis(federation.retry_max_ms.max(federation.retry_initial_ms));
+async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::Receiver<bool>) {
+    let (initial, max) = (delivery.timings.retry_initial, delivery.timings.retry_max);
     let mut backoff = initial;
     loop {
         if *shutdown.borrow() {
             break;
         }
         // One walker per queue across processes: another holds it, this one leaves.
-        match state
+        match delivery
             .store
-            .lease_outbound(&peer, &state.delivery.holder, LEASE_TTL)
+            .lease_outbound(&peer, &delivery.holder, LEASE_TTL)
             .await
         {
             Ok(true) => {}
@@ -133,7 +161,7 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
                 continue;
             }
         }
-        let head = match state.store.outbound_head(&peer).await {
+        let head = match delivery.store.outbound_head(&peer).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(error) => {
@@ -145,9 +173,9 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
                 continue;
             }
         };
-        let outcome = match state
+        let outcome = match delivery
             .peers
-            .post(&state.keys, &peer, DELIVER_MESSAGE_PATH, head.clone())
+            .post(&delivery.keys, &peer, DELIVER_MESSAGE_PATH, head.clone())
             .await
         {
             Ok(answer) => {
@@ -164,21 +192,21 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
         };
         match outcome {
             Outcome::Delivered | Outcome::Refused => {
-                state
+                delivery
                     .metrics
                     .count_fanout(if outcome == Outcome::Delivered {
                         "delivered"
                     } else {
                         "refused"
                     });
-                if let Err(error) = state.store.pop_outbound(&peer, &head).await {
+                if let Err(error) = delivery.store.pop_outbound(&peer, &head).await {
                     tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
                     // The next attempt sends it again; the peer drops the duplicate.
                 }
                 backoff = initial;
             }
             Outcome::Retry => {
-                state.metrics.count_fanout("retried");
+                delivery.metrics.count_fanout("retried");
                 if wait(&mut shutdown, backoff).await {
                     break;
                 }
@@ -186,15 +214,15 @@ async fn deliver_to(state: Arc<State>, peer: String, mut shutdown: watch::Receiv
             }
         }
     }
-    if let Err(error) = state
+    if let Err(error) = delivery
         .store
-        .release_outbound(&peer, &state.delivery.holder)
+        .release_outbound(&peer, &delivery.holder)
         .await
     {
         // It lapses by itself.
         tracing::warn!(%error, peer, "cannot give the outbound queue's lease up");
     }
-    if let Ok(mut running) = state.delivery.running.lock() {
+    if let Ok(mut running) = delivery.running.lock() {
         running.remove(&peer);
     }
     // A delivery queued between the last empty read and leaving the set is found by the

@@ -158,7 +158,7 @@ async fn handshake(
         .applications
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
-    let rules = crate::handlers::member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     match (content_type, head) {
         (ContentType::Commit, None) => {
             let imported = import(state, hub, app, &group_id).await?;
@@ -341,7 +341,7 @@ async fn import(
         .applications
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
-    let rules = crate::handlers::member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let (active, new_group) = tokio::task::block_in_place(|| {
         group::import(
             info.group_info.as_bytes(),

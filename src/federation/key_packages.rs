@@ -102,7 +102,7 @@ fn check_peer_key_package(
         .applications
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
-    let rules = crate::handlers::member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let name =
         key_package::foreign_member(bytes, &rules).map_err(|error| GatewayError::KeyPackage {
             index: Some(index),

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
 
-use crate::service::{HttpResponse, text};
+use crate::reply::{HttpResponse, text};
 use crate::state::State;
 
 pub fn healthz() -> HttpResponse {

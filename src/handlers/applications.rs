@@ -4,7 +4,7 @@
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::registry::ApplicationList;
 
-use crate::service::{Reply, encoded};
+use crate::reply::{Reply, encoded};
 use crate::state::State;
 
 pub fn handle(state: &State) -> Reply {

@@ -8,7 +8,7 @@ use mimi_wire::registry::{ClientRecord, ClientResponse};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded, octet_stream_response};
+use crate::reply::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::{Client, RegistryError};
 

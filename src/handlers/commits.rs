@@ -25,17 +25,17 @@ use crate::mls::group::{
 };
 use crate::mls::key_package::{MemberRules, is_of_domain, split_foreign};
 use crate::mls::operations;
-use crate::service::{Reply, Request};
+use crate::reply::{Reply, Request};
 use crate::state::State;
 use crate::store::{CommitRecord, WelcomeRecord};
 
-use super::{authorize, decode_body, member_rules, mirrored_from};
+use super::{authorize, decode_body, mirrored_from};
 
 pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     let application = authorize(state, request, app)?;
     let body: UploadCommitRequest =
         decode_body(request, |body: &UploadCommitRequest| body.version)?;
-    let rules = member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let upload = CommitUpload {
         commit: body.commit_packet.as_slice(),
         group_info: body

@@ -31,7 +31,7 @@ use crate::federation::key_packages::{
     bare_key_package, check_peer, connection_key_packages_from_peer,
 };
 use crate::mls::key_package::{MLS_10, SUPPORTED_CIPHER_SUITES};
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, KeyQueueError, RegistryError, RetrievedKeyPackage};
 

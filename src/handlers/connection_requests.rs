@@ -16,7 +16,7 @@ use crate::federation::forward::mls_message;
 use crate::federation::{
     CONNECTION_REQUEST_PATH, client_id_text, key_packages::check_peer, local_handle,
 };
-use crate::service::{Reply, Request, encoded, octet_stream_response};
+use crate::reply::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::RegistryError;
 

@@ -8,7 +8,7 @@ use mimi_wire::groups::{ControlMessagesRequest, MessagesResponse};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 
 use super::{authorize, decode_body};

@@ -9,15 +9,15 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::group;
-use crate::service::{Reply, Request};
+use crate::reply::{Reply, Request};
 use crate::state::State;
 
-use super::{authorize, decode_body, member_rules};
+use super::{authorize, decode_body};
 
 pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
     let application = authorize(state, request, app)?;
     let body: CreateGroupRequest = decode_body(request, |body: &CreateGroupRequest| body.version)?;
-    let rules = member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let (active, new_group) = tokio::task::block_in_place(|| {
         group::create(
             body.group_info.as_slice(),

@@ -4,7 +4,7 @@
 
 use mimi_wire::ds::{DS_PROTOCOL_VERSION, DSFanoutResponse, DSFanoutResponseBody};
 
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 
 use super::peer;

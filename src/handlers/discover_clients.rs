@@ -8,7 +8,7 @@ use mimi_wire::registry::{DiscoverClientsRequest, DiscoverClientsResponse, check
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 
 use super::{authorize, client::client_record, decode_body};

@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 
-use crate::service::{Reply, text};
+use crate::reply::{Reply, text};
 use crate::state::State;
 
 pub fn handle(state: &State) -> Reply {

@@ -13,11 +13,11 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
-use super::{authorize, member_rules};
+use super::authorize;
 
 pub async fn handle(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     authorize(state, request, app)?;
@@ -49,7 +49,7 @@ pub async fn status(state: &State, request: &Request, app: Uuid, group_id: &[u8]
         .await?;
     let (epoch, member_count) = (group.epoch, group.member_count());
     state.groups.put(app, group_id, group);
-    let rules = member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let hub = super::mirrored_from(state, app, group_id, &rules).await?;
     let current = state
         .store

@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::key_package::is_of_domain;
-use crate::service::{Reply, Request};
+use crate::reply::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
-use super::{decode_ds_request, ds_response, member_rules, peer};
+use super::{decode_ds_request, ds_response, peer};
 
 /// The application hosting `group_id` here, and the names of `peer`'s members in it;
 /// `UnknownGroup` unless the group is hosted here with a member of `peer`.
@@ -35,7 +35,7 @@ async fn peer_members(
             .groups
             .checkout(state.store.as_ref(), *app, group_id)
             .await?;
-        let names = group.member_names(&member_rules(state, application));
+        let names = group.member_names(&application.member_rules(&state.config));
         state.groups.put(*app, group_id, group);
         let theirs: Vec<String> = names?
             .into_iter()

@@ -19,7 +19,7 @@ use crate::error::GatewayError;
 use crate::federation::key_packages::bare_key_package;
 use crate::federation::{client_id_text, local_handle};
 use crate::mls::key_package::{MLS_10, SUPPORTED_CIPHER_SUITES};
-use crate::service::{Reply, Request};
+use crate::reply::{Reply, Request};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, KeyQueueError, RetrievedKeyPackage};
 

@@ -33,12 +33,12 @@ use uuid::Uuid;
 use crate::error::GatewayError;
 use crate::mls::group::{self, CommitUpload, GroupError, GroupInfoUpload, Joining};
 use crate::mls::key_package::{MemberRules, foreign_handle, is_of_domain};
-use crate::service::{Reply, Request};
+use crate::reply::{Reply, Request};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
 use super::commits::{self, Forwarded};
-use super::{decode_ds_request_with_auth, ds_response, member_rules, peer, proposals};
+use super::{decode_ds_request_with_auth, ds_response, peer, proposals};
 
 pub async fn handle(state: &State, request: &Request) -> Reply {
     let peer = peer(request)?;
@@ -203,7 +203,7 @@ async fn hosted_group<'s>(
         .applications
         .get(&app)
         .ok_or(GatewayError::UnknownApplication)?;
-    Ok((app, group_id, member_rules(state, application)))
+    Ok((app, group_id, application.member_rules(&state.config)))
 }
 
 /// The federating application that hosts `group_id` here as its hub, if any (groups of
@@ -273,7 +273,7 @@ async fn create_group(
         let Some(application) = state.applications.get(app) else {
             continue;
         };
-        let rules = member_rules(state, application);
+        let rules = application.member_rules(&state.config);
         if !rules.federated {
             continue;
         }

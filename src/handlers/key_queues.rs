@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::mls::key_package::{self, MLS_10, QueueRules, SUPPORTED_CIPHER_SUITES};
-use crate::service::{Reply, Request, encoded, octet_stream_response};
+use crate::reply::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 use crate::store::{
     KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RegistryError, RetrievedKeyPackage,

@@ -16,17 +16,17 @@ use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::federation::forward;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::RegistryError;
 
-use super::{authorize, decode_body, member_rules, mirrored_from};
+use super::{authorize, decode_body, mirrored_from};
 
 pub async fn send(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     let application = authorize(state, request, app)?;
     let body: SendGroupMessageRequest =
         decode_body(request, |body: &SendGroupMessageRequest| body.version)?;
-    let rules = member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let message = body.message.as_slice();
     // The sender is one of the application's own clients here, never another domain's.
     let sender = body.sender.as_deref();

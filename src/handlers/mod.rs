@@ -33,8 +33,8 @@ use uuid::Uuid;
 use crate::applications::Application;
 use crate::error::GatewayError;
 use crate::mls::key_package::MemberRules;
+use crate::reply::{Reply, Request};
 use crate::router::Endpoint;
-use crate::service::{Reply, Request};
 use crate::state::State;
 
 pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Reply {
@@ -163,7 +163,7 @@ fn decode_ds_request_with_auth(
 
 /// A `DSResponse` of this protocol version.
 fn ds_response(body: mimi_wire::ds::DSResponseBody) -> Reply {
-    crate::service::encoded(&mimi_wire::ds::DSResponse {
+    crate::reply::encoded(&mimi_wire::ds::DSResponse {
         version: mimi_wire::ds::DS_PROTOCOL_VERSION,
         body,
     })
@@ -187,7 +187,7 @@ async fn mirrored_from(
 /// `201 Created` with a `GroupEpochResponse`: the group and the epoch a request left it at
 /// (or, for a proposal or message, the epoch it belongs to).
 fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
-    let mut response = crate::service::encoded(&mimi_wire::groups::GroupEpochResponse {
+    let mut response = crate::reply::encoded(&mimi_wire::groups::GroupEpochResponse {
         version: mimi_wire::WIRE_VERSION,
         group_id: tls_codec::VLBytes::new(group_id.to_vec()),
         epoch,
@@ -213,16 +213,6 @@ fn peer(request: &Request) -> Result<&str, GatewayError> {
         .filter(|caller| caller.sender_kind == mimi_wire::signing::SenderKind::Provider)
         .map(|caller| caller.sender.as_str())
         .ok_or_else(|| GatewayError::Internal("federation request without a peer".into()))
-}
-
-/// What the application requires of every member's key package and credential.
-pub(crate) fn member_rules<'s>(state: &'s State, application: &'s Application) -> MemberRules<'s> {
-    MemberRules {
-        max_lifetime_secs: state.config.key_packages.max_lifetime_secs,
-        identity: application.identity.as_ref(),
-        domain: &state.config.domain,
-        federated: application.federates(),
-    }
 }
 
 /// Decodes a versioned request body exactly.

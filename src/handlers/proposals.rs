@@ -14,17 +14,17 @@ use crate::error::GatewayError;
 use crate::federation::{forward, hub};
 use crate::mls::key_package::{MemberRules, is_of_domain};
 use crate::mls::operations;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::GroupStoreError;
 
-use super::{authorize, decode_body, member_rules, mirrored_from};
+use super::{authorize, decode_body, mirrored_from};
 
 pub async fn upload(state: &State, request: &Request, app: Uuid, group_id: &[u8]) -> Reply {
     let application = authorize(state, request, app)?;
     let body: UploadProposalRequest =
         decode_body(request, |body: &UploadProposalRequest| body.version)?;
-    let rules = member_rules(state, application);
+    let rules = application.member_rules(&state.config);
     let packet = body.packet.as_slice();
     let epoch = match mirrored_from(state, app, group_id, &rules).await? {
         // A group mirrored from its hub on another domain: the hub holds its proposals.

@@ -15,7 +15,7 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
 

@@ -7,7 +7,7 @@ use mimi_wire::registry::{ClientResponse, MAX_TAGS, UpdateClientRequest};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 use crate::store::ClientChange;
 

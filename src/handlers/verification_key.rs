@@ -6,7 +6,7 @@ use mimi_wire::verification_key::{VerificationKeyRequest, VerificationKeyRespons
 use mimi_wire::{WIRE_VERSION, codec};
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 use crate::state::State;
 
 pub fn handle(state: &State, request: &Request) -> Reply {

@@ -15,7 +15,7 @@ use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded, octet_stream_response};
+use crate::reply::{Reply, Request, encoded, octet_stream_response};
 use crate::state::State;
 
 use super::authorize;

@@ -6,7 +6,7 @@ use mimi_wire::WIRE_VERSION;
 use mimi_wire::whoami::WhoAmIResponse;
 
 use crate::error::GatewayError;
-use crate::service::{Reply, Request, encoded};
+use crate::reply::{Reply, Request, encoded};
 
 pub fn handle(request: &Request) -> Reply {
     let caller = request
