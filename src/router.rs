@@ -187,36 +187,6 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The endpoint's label in metrics and logs (bounded: never the raw path).
-    /// The application whose data the endpoint touches, if any.
-    pub fn application(&self) -> Option<Uuid> {
-        match self {
-            Endpoint::RegisterClient { app }
-            | Endpoint::DiscoverClients { app }
-            | Endpoint::ReadClient { app, .. }
-            | Endpoint::UpdateClient { app, .. }
-            | Endpoint::DeleteClient { app, .. }
-            | Endpoint::CreateKeyQueue { app, .. }
-            | Endpoint::UpdateKeyQueue { app, .. }
-            | Endpoint::DeleteKeyQueue { app, .. }
-            | Endpoint::RetrieveKeyPackage { app, .. }
-            | Endpoint::CreateGroup { app }
-            | Endpoint::UploadProposal { app, .. }
-            | Endpoint::ListProposals { app, .. }
-            | Endpoint::UploadCommit { app, .. }
-            | Endpoint::ControlMessages { app, .. }
-            | Endpoint::GroupInfo { app, .. }
-            | Endpoint::GroupStatus { app, .. }
-            | Endpoint::WelcomeMessages { app, .. }
-            | Endpoint::AcknowledgeWelcome { app, .. }
-            | Endpoint::SendGroupMessage { app, .. }
-            | Endpoint::FetchMessages { app, .. }
-            | Endpoint::AcknowledgeMessages { app, .. }
-            | Endpoint::SendConnectionRequest { app }
-            | Endpoint::RetrieveConnectionKeyPackages { app } => Some(*app),
-            _ => None,
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Endpoint::DsDomain => "ds_domain",

@@ -24,7 +24,7 @@ pub use basic::BasicProvider;
 pub use x509::{X509Provider, X509Settings};
 
 use mimi_wire::ErrorCode;
-use mimi_wire::registry::{IdentityConfiguration, IdentityProviderType};
+use mimi_wire::registry::IdentityConfiguration;
 
 /// MLS credential types (RFC 9420, section 17.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,9 +185,4 @@ fn require_supported(
             credential_type.code_point(),
         ))
     }
-}
-
-/// The wire type of a provider.
-pub fn provider_type(provider: &dyn IdentityProvider) -> IdentityProviderType {
-    provider.configuration().identity_provider_type
 }

@@ -1,6 +1,7 @@
 //! Black-box tests of the gateway over real TLS 1.3, against real `redis-server` instances
 //! and a real Redis Cluster the tests start on loopback. One test binary, so one link.
 
+mod architecture;
 mod cli;
 mod common;
 mod connections;
