@@ -132,16 +132,22 @@ impl Authenticated {
     }
 }
 
+/// One name per caller however its envelope spells it: a domain in lower case, an
+/// application id as a hyphenated lower-case UUID (`Uuid::parse_str` takes several forms), so
+/// that no spelling gets limits of its own.
 fn caller_scope(kind: SenderKind, sender: &str) -> String {
     match kind {
-        SenderKind::Application => format!("app:{sender}"),
+        SenderKind::Application => match Uuid::parse_str(sender) {
+            Ok(id) => format!("app:{}", id.hyphenated()),
+            Err(_) => format!("app:{}", sender.to_ascii_lowercase()),
+        },
         SenderKind::Provider => peer_scope(sender),
     }
 }
 
-/// A peer domain as the store's replay records and rate counters name it.
+/// A peer domain as the store's replay records and rate counters name it (in lower case).
 pub fn peer_scope(peer: &str) -> String {
-    format!("peer:{peer}")
+    format!("peer:{}", peer.to_ascii_lowercase())
 }
 
 /// The rate counter a request is counted in with its replay record.
@@ -395,6 +401,28 @@ pub fn check_client_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caller_has_one_scope_however_it_is_spelled() {
+        let id = Uuid::new_v4();
+        let spellings = [
+            id.hyphenated().to_string(),
+            id.hyphenated().to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+        ];
+        for spelling in spellings {
+            assert_eq!(
+                caller_scope(SenderKind::Application, &spelling),
+                format!("app:{id}")
+            );
+        }
+        assert_eq!(
+            caller_scope(SenderKind::Provider, "PEER.Example"),
+            "peer:peer.example"
+        );
+    }
 
     #[test]
     fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {

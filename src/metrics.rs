@@ -21,6 +21,10 @@ struct Histogram {
 
 type RequestKey = (&'static str, &'static str, u16);
 
+/// Most per-caller series of `mimi_rate_limited_total` (peers are as many as the domains that
+/// serve keys: bounded by this, not by them).
+const MAX_CALLER_SERIES: usize = 1_000;
+
 #[derive(Default)]
 pub struct Metrics {
     // std Mutexes: held for a few instructions, never across an await.
@@ -71,11 +75,14 @@ impl Metrics {
 
     /// A request of `caller` (`app:<id>`, `peer:<domain>`) of `class` held back by a rate
     /// limit with `outcome`.
+    /// At most `MAX_CALLER_SERIES` series name their caller; the rest count as `other`.
     pub fn count_rate_limited(&self, caller: &str, class: &'static str, outcome: &'static str) {
         if let Ok(mut limited) = self.rate_limited.lock() {
-            *limited
-                .entry((caller.to_owned(), class, outcome))
-                .or_default() += 1;
+            let mut key = (caller.to_owned(), class, outcome);
+            if limited.len() >= MAX_CALLER_SERIES && !limited.contains_key(&key) {
+                key.0 = "other".to_owned();
+            }
+            *limited.entry(key).or_default() += 1;
         }
     }
 

@@ -26,7 +26,15 @@ const MAX_TRACKED: usize = 100_000;
 pub struct PerAddressPerMinute {
     per_minute: u32,
     // A std Mutex: held for a lookup or an increment, never across an await.
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Mutex<AddressWindows>,
+}
+
+#[derive(Default)]
+struct AddressWindows {
+    counts: HashMap<IpAddr, (Instant, u32)>,
+    /// When ended windows were last forgotten: at most once a second, so a full table does
+    /// not cost a scan per event.
+    swept: Option<Instant>,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -46,7 +54,7 @@ impl PerAddressPerMinute {
             return None;
         }
         let windows = self.windows.lock().ok()?;
-        let (start, count) = windows.get(&crate::auth::address_key(address))?;
+        let (start, count) = windows.counts.get(&crate::auth::address_key(address))?;
         let elapsed = start.elapsed();
         (elapsed < MINUTE && *count >= self.per_minute)
             .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
@@ -60,12 +68,24 @@ impl PerAddressPerMinute {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        if windows.len() >= MAX_TRACKED {
-            windows.retain(|_, (start, _)| start.elapsed() < MINUTE);
+        let key = crate::auth::address_key(address);
+        if windows.counts.len() >= MAX_TRACKED && !windows.counts.contains_key(&key) {
+            if windows
+                .swept
+                .is_none_or(|swept| swept.elapsed() >= Duration::from_secs(1))
+            {
+                windows
+                    .counts
+                    .retain(|_, (start, _)| start.elapsed() < MINUTE);
+                windows.swept = Some(Instant::now());
+            }
+            // Still full of live windows (addresses from a whole network): a new address
+            // is not tracked until room comes, rather than growing the table.
+            if windows.counts.len() >= MAX_TRACKED {
+                return;
+            }
         }
-        let entry = windows
-            .entry(crate::auth::address_key(address))
-            .or_insert((Instant::now(), 0));
+        let entry = windows.counts.entry(key).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= MINUTE {
             *entry = (Instant::now(), 0);
         }

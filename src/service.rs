@@ -158,7 +158,8 @@ async fn run(
     // or its signature verified, after the class's delay: a flooding caller costs next to
     // nothing.
     let now = crate::keys::unix_now();
-    let class = route.as_ref().ok().and_then(RateClass::of);
+    // A signed request for a path that does not exist costs what a write does: it counts.
+    let class = route.as_ref().map_or(Some(RateClass::Write), RateClass::of);
     if let (Some(checked), Some(class)) = (&checked, class) {
         let scope = checked.claimed_scope();
         if let Some(retry_after_secs) = state.caller_limits.refused_before(&scope, class, now) {

@@ -22,10 +22,12 @@ use crate::store::SharedStore;
 
 pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
 
-/// How long a walker's lease on a peer queue lasts without renewal. It is renewed before each
-/// delivery attempt, so it must outlast one attempt (the outbound client gives up after
-/// 10 s); a process that died holding it delays that peer's queue this long at most.
-const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a walker's lease on a peer queue outlasts its longest wait between attempts
+/// (`federation.retry_max_ms`): it is renewed before each attempt, so it must outlast the
+/// wait and one attempt (the outbound client gives up after 10 s), or another process would
+/// take the queue over mid-backoff and start its own backoff afresh. A process that died
+/// holding it delays that peer's queue by the wait plus this at most.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// What the delivery loop works with: the outbound queues (the store), the signed client to
 /// peers and the signing keys, the metrics, its timings, a wake-up for new deliveries, the
@@ -47,6 +49,7 @@ struct Timings {
     scan: Duration,
     retry_initial: Duration,
     retry_max: Duration,
+    lease: Duration,
 }
 
 impl Delivery {
@@ -67,6 +70,7 @@ impl Delivery {
                 scan: Duration::from_millis(config.delivery_scan_ms.max(10)),
                 retry_initial,
                 retry_max: Duration::from_millis(config.retry_max_ms).max(retry_initial),
+                lease: Duration::from_millis(config.retry_max_ms).max(retry_initial) + LEASE_MARGIN,
             },
             wake: Notify::default(),
             running: Mutex::default(),
@@ -147,7 +151,7 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
         // One walker per queue across processes: another holds it, this one leaves.
         match delivery
             .store
-            .lease_outbound(&peer, &delivery.holder, LEASE_TTL)
+            .lease_outbound(&peer, &delivery.holder, delivery.timings.lease)
             .await
         {
             Ok(true) => {}

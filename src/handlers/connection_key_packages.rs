@@ -87,6 +87,8 @@ async fn local_connection_key_packages(
     let now = crate::keys::unix_now();
     let mut packages = Vec::with_capacity(clients.len());
     for (_, client) in clients {
+        let mut withheld = None;
+        let mut found = false;
         for cipher_suite in SUPPORTED_CIPHER_SUITES {
             let attributes = KeyQueueAttributes {
                 protocol_version: MLS_10,
@@ -100,12 +102,18 @@ async fn local_connection_key_packages(
                     | RetrievedKeyPackage::FinalKey(bytes),
                 ) => {
                     packages.push(bytes);
+                    found = true;
                     break;
                 }
                 // No connection queue of this suite, or an empty one: try the next suite.
                 Err(KeyQueueError::NoMatchingQueue | KeyQueueError::Exhausted) => {}
+                // Past a fresh-assignment cap: another suite may still have a final key.
+                Err(error @ KeyQueueError::Withheld { .. }) => withheld = Some(error),
                 Err(error) => return Err(error.into()),
             }
+        }
+        if let (false, Some(error)) = (found, withheld) {
+            return Err(error.into());
         }
     }
     Ok(packages)

@@ -119,9 +119,11 @@ pub(super) async fn draft_key_packages(
                     break;
                 }
                 // No such queue, or an empty one of this suite: try the next suite.
-                // An exhausted queue says more than a missing one of another suite.
+                // A withheld package (a fresh-assignment cap) says more than an exhausted
+                // queue, which says more than a missing one of another suite.
+                Err(error @ KeyQueueError::Withheld { .. }) => last = error,
                 Err(error @ (KeyQueueError::NoMatchingQueue | KeyQueueError::Exhausted)) => {
-                    if !matches!(last, KeyQueueError::Exhausted) {
+                    if matches!(last, KeyQueueError::NoMatchingQueue) {
                         last = error;
                     }
                 }

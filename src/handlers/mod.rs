@@ -196,7 +196,6 @@ fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
     Ok(response)
 }
 
-/// The peer domain that signed a federation request.
 /// The authenticated caller as rate limits count it (`app:<id>`, `peer:<domain>`).
 fn caller_scope(request: &Request) -> String {
     request
@@ -206,6 +205,7 @@ fn caller_scope(request: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// The peer domain that signed a federation request.
 fn peer(request: &Request) -> Result<&str, GatewayError> {
     request
         .caller

@@ -273,26 +273,29 @@ impl ReplayCache for MemoryStore {
     }
 }
 
-/// Counters per (scope, name): the window they count in and their count.
+/// Counters per (scope, name): the window they count in, their count, and when their window
+/// ends (Unix seconds; windows of several lengths share the table).
 #[derive(Default)]
 struct RateWindows {
-    counters: HashMap<(String, String), (u64, u64)>,
+    counters: HashMap<(String, String), (u64, u64, u64)>,
     swept_at_len: usize,
 }
 
 impl RateWindows {
     fn count(&mut self, scope: &str, name: &str, window: &RequestWindow<'_>) -> u64 {
         let index = window.index();
+        let now = window.now;
         if self.counters.len() >= (self.swept_at_len * 2).max(1024) {
-            self.counters.retain(|_, (at, _)| *at >= index);
+            self.counters.retain(|_, (_, _, ends)| *ends > now);
             self.swept_at_len = self.counters.len();
         }
+        let ends = now + window.remaining_secs();
         let counter = self
             .counters
             .entry((scope.to_owned(), name.to_owned()))
-            .or_insert((index, 0));
+            .or_insert((index, 0, ends));
         if counter.0 != index {
-            *counter = (index, 0);
+            *counter = (index, 0, ends);
         }
         counter.1 += 1;
         counter.1
@@ -651,7 +654,8 @@ impl KeyQueues for MemoryStore {
             Some((not_after, bytes)) if *not_after > now => {
                 Ok(RetrievedKeyPackage::FinalKey(bytes.clone()))
             }
-            _ if !fresh => Err(KeyQueueError::Withheld {
+            // Withheld only if a fresh package would have been there.
+            _ if !fresh && !found.free.is_empty() => Err(KeyQueueError::Withheld {
                 retry_after_secs: 0,
             }),
             _ => Err(KeyQueueError::Exhausted),

@@ -113,6 +113,43 @@ async fn a_flooding_application_is_delayed_then_refused_and_another_is_not() {
     assert_eq!(harness.metric(&limited(&y.app, read, "refused")).await, 0);
 }
 
+/// However the envelope spells the application's id (case, braces, no hyphens, URN), it is
+/// one caller with one count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_is_counted_once_however_its_envelope_spells_it() {
+    let harness =
+        Harness::start_with(StoreSpec::Memory, reads_delayed_after_2_refused_after_4).await;
+    let id = harness.app.id;
+    let spellings = [
+        id.hyphenated().to_string().to_uppercase(),
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+        id.to_string(),
+    ];
+    let mut statuses = Vec::new();
+    for spelling in spellings {
+        let mut claims = harness.app.claims();
+        claims.sender = spelling;
+        statuses.push(
+            harness
+                .signed(Method::GET, "/whoami", b"", claims)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
 /// Two gateways sharing one store count one application's requests together.
 async fn gateways_sharing_a_store_count_together(store: StoreSpec) {
     let first = Harness::start_with(store.clone(), reads_delayed_after_2_refused_after_4).await;

@@ -87,6 +87,19 @@ async fn rate_counter_contract(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(counts, vec![2, 1]);
+    // Counters of a long window outlive many counts in short ones.
+    for _ in 0..1_100 {
+        let id: [u8; 16] = rand::random();
+        store
+            .record_request(&caller, &id, ttl, Some(window(now)))
+            .await
+            .unwrap();
+    }
+    let counts = store
+        .count_in_window(&caller, &["fresh"], 60, now)
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![3], "the 60 s counter survived");
 }
 
 /// Outbound queue leases: one holder at a time, renewed by its holder, given up only by it,

@@ -158,7 +158,9 @@ error_codes! {
     Unauthenticated = 100, 401, "authentication failed";
     /// Authenticated, but not allowed to touch this resource.
     Forbidden = 101, 403, "not allowed";
-    /// The store (Redis) cannot be reached; nothing was changed. Retry later.
+    /// The store (Redis) cannot be reached; nothing was changed. Retry later. (A connection
+    /// that broke right after a command was written is reported so too, though the command
+    /// may have run.)
     StoreUnavailable = 200, 503, "the store is unavailable, retry later";
     /// The gateway has no room for the request now (the shared body budget is used up);
     /// nothing was changed. Retry later.

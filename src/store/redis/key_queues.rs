@@ -100,8 +100,8 @@ return {1, redis.call('HLEN', base .. ':pkg')}
 
 /// KEYS: index, retired. ARGV: field, receiver, now, queue prefix, fresh ('1': a package
 /// may be newly assigned). Returns {0} no queue, {1, bytes} newly assigned package,
-/// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} none
-/// assigned before and no final key while `fresh` is off.
+/// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} a fresh
+/// package is there but `fresh` is off, and none was assigned before and no final key.
 pub(super) fn retrieve_script() -> String {
     format!(
         "{PURGE}{}",
@@ -126,7 +126,7 @@ if first[1] then
 end
 local final = redis.call('HMGET', base, 'final', 'final_not_after')
 if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
-if ARGV[5] ~= '1' then return {5} end
+if ARGV[5] ~= '1' and redis.call('ZCARD', base .. ':free') > 0 then return {5} end
 return {3}
 "
     )
