@@ -129,6 +129,15 @@ pub enum GatewayError {
     PeerRateLimited { peer: String, retry_after_secs: u64 },
 }
 
+impl From<crate::group_cache::CheckoutError> for GatewayError {
+    fn from(error: crate::group_cache::CheckoutError) -> Self {
+        match error {
+            crate::group_cache::CheckoutError::Store(error) => GatewayError::GroupStore(error),
+            crate::group_cache::CheckoutError::Group(error) => GatewayError::Group(error),
+        }
+    }
+}
+
 /// A store failure's code: nothing changed, or the change may have been applied.
 fn store_code(error: &StoreError) -> ErrorCode {
     if error.outcome_unknown() {

@@ -14,9 +14,24 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::error::GatewayError;
-use crate::mls::group::ActiveGroup;
+use crate::mls::group::{ActiveGroup, GroupError};
 use crate::store::{GroupStoreError, Store};
+
+/// Why a group could not be checked out: the store (no such group, unavailable) or the
+/// stored state (it no longer restores).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error(transparent)]
+    Store(#[from] GroupStoreError),
+    #[error(transparent)]
+    Group(#[from] GroupError),
+}
+
+impl From<crate::store::StoreError> for CheckoutError {
+    fn from(error: crate::store::StoreError) -> Self {
+        CheckoutError::Store(error.into())
+    }
+}
 
 pub struct GroupCache {
     capacity: usize,
@@ -69,7 +84,7 @@ impl GroupCache {
         store: &dyn Store,
         app: Uuid,
         group_id: &[u8],
-    ) -> Result<ActiveGroup, GatewayError> {
+    ) -> Result<ActiveGroup, CheckoutError> {
         let head = store
             .group_head(app, group_id)
             .await?
@@ -85,7 +100,8 @@ impl GroupCache {
             .ok_or(GroupStoreError::UnknownGroup)?;
         let group_id = group_id.to_vec();
         // Decoding a large tree is CPU work: keep it off the reactor's other tasks.
-        tokio::task::block_in_place(|| ActiveGroup::restore(&group_id, stored))
-            .map_err(GatewayError::Group)
+        Ok(tokio::task::block_in_place(|| {
+            ActiveGroup::restore(&group_id, stored)
+        })?)
     }
 }

@@ -28,8 +28,8 @@ use super::key_package::{
     member_identity,
 };
 use super::operations::{CommitShape, ProposalShape};
+use super::records::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 use crate::identity::IdentityError;
-use crate::store::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 
 /// Why a group operation was refused.
 #[derive(Debug, thiserror::Error)]

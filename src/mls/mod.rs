@@ -8,6 +8,7 @@ pub mod group_info;
 pub mod group_state;
 pub mod key_package;
 pub mod operations;
+pub mod records;
 
 use mimi_wire::codec::read_vl_entry;
 use openmls::prelude::{Credential as MlsCredential, CredentialType};

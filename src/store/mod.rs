@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::config::StoreConfig;
-use crate::mls::group_state::{PublicState, StateChange};
+use crate::mls::group_state::StateChange;
+pub use crate::mls::records::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -302,43 +303,6 @@ pub trait KeyQueues: Send + Sync {
     /// Deletes every key queue of the client and refuses any later queue operation on it:
     /// the first step of deleting a client.
     async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError>;
-}
-
-/// A proposal held for the current epoch: its ProposalRef and the MLSMessage as uploaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldProposal {
-    pub reference: Vec<u8>,
-    pub packet: Vec<u8>,
-}
-
-/// What identifies a group's current state: its epoch and how many proposals it holds
-/// (proposals only accumulate within an epoch), so a cached copy can be checked cheaply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupHead {
-    pub epoch: u64,
-    pub proposals: usize,
-}
-
-/// A group as stored: everything `PublicGroup::load` and the proposal queue need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredGroup {
-    pub epoch: u64,
-    pub state: PublicState,
-    pub proposals: Vec<HeldProposal>,
-}
-
-/// A validated new group (architecture draft, "Group Creation").
-#[derive(Debug, Clone)]
-pub struct NewGroup {
-    pub group_id: Vec<u8>,
-    /// 0 for a group created here; a follower's mirror starts at the epoch it imported.
-    pub epoch: u64,
-    /// The gateway that orders the group's commits (DESIGN.md "Federation: one hub per
-    /// group"): `None` for a group created here, the hub's domain for a mirror.
-    pub hub: Option<String>,
-    pub state: PublicState,
-    /// The creator's GroupInfo (MLSMessage), served for external joins.
-    pub group_info: Vec<u8>,
 }
 
 /// The joining information a commit registers (architecture draft, "Commits" and

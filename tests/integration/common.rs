@@ -550,10 +550,18 @@ fn spawn_redis(port: u16, cluster: bool, persistent: bool, dir: &Path) -> Child 
 /// outgoing connection or port-0 listener of a concurrent test takes one meanwhile.
 fn free_port_in(range: std::ops::Range<u16>, bus: bool) -> u16 {
     use rand::Rng as _;
+    // Ports handed out in this test process: never twice, so two tests that pick a port
+    // before binding it cannot pick the same one.
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     for _ in 0..10_000 {
         let port = rand::thread_rng().gen_range(range.clone());
-        if free(port) && (!bus || free(port + 10_000)) {
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed_out.contains(&port) && free(port) && (!bus || free(port + 10_000)) {
+            handed_out.insert(port);
             return port;
         }
     }
