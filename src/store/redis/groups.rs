@@ -76,88 +76,33 @@ const OUTBOX_GROUPS: &str = "mimi:outbox-groups";
 /// KEYS: head. ARGV: prefix, leaf_slots, parent_slots, tree_hash, context, ith, tag,
 /// group_info, epoch, hub ('' for a group created here), then node index/bytes pairs.
 /// Returns 0 if the group exists, else 1.
-pub(super) const CREATE_GROUP: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local p = ARGV[1]
-redis.call('HSET', KEYS[1], 'epoch', ARGV[9], 'leaf_slots', ARGV[2], 'parent_slots', ARGV[3],
-  'tree_hash', ARGV[4], 'context', ARGV[5], 'ith', ARGV[6], 'tag', ARGV[7])
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'hub', ARGV[10]) end
-redis.call('SET', p .. 'group-info', ARGV[8])
-for i = 11, #ARGV, 2 do redis.call('HSET', p .. 'nodes', ARGV[i], ARGV[i + 1]) end
-return 1
-";
+pub(super) const CREATE_GROUP: &str = include_str!("lua/create_group.lua");
 
 /// KEYS: head. ARGV: prefix, epoch, welcome id, expires_at, packet, tree, then recipients.
 /// Registers a welcome into a mirrored group's epoch. Returns 0 for an unknown group, 2 if
 /// this welcome is already there, 1 if registered.
-pub(super) const ADD_WELCOME: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local p = ARGV[1]
-local w = p .. 'welcome:' .. ARGV[2]
-if redis.call('HGET', w, 'id') == ARGV[3] then return 2 end
-redis.call('DEL', w .. ':pending')
-redis.call('HSET', w, 'id', ARGV[3], 'expires_at', ARGV[4])
-redis.call('SET', w .. ':packet', ARGV[5])
-redis.call('SET', w .. ':tree', ARGV[6])
-for i = 7, #ARGV do redis.call('SADD', w .. ':pending', ARGV[i]) end
-redis.call('ZADD', p .. 'welcomes', ARGV[4], ARGV[2])
-return 1
-";
+pub(super) const ADD_WELCOME: &str = include_str!("lua/add_welcome.lua");
 
 /// KEYS: head. ARGV: prefix. Returns {} or {epoch, proposal count}.
-pub(super) const GROUP_HEAD: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {} end
-return {tonumber(epoch), redis.call('LLEN', ARGV[1] .. 'proposal-refs')}
-";
+pub(super) const GROUP_HEAD: &str = include_str!("lua/group_head.lua");
 
 /// KEYS: head. ARGV: prefix. Returns {} or {epoch, leaf_slots, parent_slots, tree_hash,
 /// context, ith, tag, group_info or '', has_group_info (0/1), {index, bytes, ...}, {refs},
 /// {packets}, outbox length}.
-pub(super) const LOAD_GROUP: &str = r"
-local p = ARGV[1]
-local h = redis.call('HMGET', KEYS[1], 'epoch', 'leaf_slots', 'parent_slots', 'tree_hash',
-  'context', 'ith', 'tag')
-if not h[1] then return {} end
-h[8] = redis.call('GET', p .. 'group-info')
-local has_info = 1
-if not h[8] then h[8] = ''; has_info = 0 end
-return {h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], has_info,
-  redis.call('HGETALL', p .. 'nodes'), redis.call('LRANGE', p .. 'proposal-refs', 0, -1),
-  redis.call('LRANGE', p .. 'proposal-packets', 0, -1), redis.call('LLEN', p .. 'outbox')}
-";
+pub(super) const LOAD_GROUP: &str = include_str!("lua/load_group.lua");
 
 /// KEYS: head. ARGV: prefix, epoch, ref, packet, outbox entries (the proposal's fan-out)...
 /// Returns {status, value, outbox length}:
 /// status 0 unknown group, 2 stale (value: current epoch), 3 duplicate, 1 held (value: how
 /// many proposals the epoch holds).
-pub(super) const ADD_PROPOSAL: &str = r"
-local p = ARGV[1]
-local pending = redis.call('LLEN', p .. 'outbox')
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {0, 0, pending} end
-if epoch ~= ARGV[2] then return {2, tonumber(epoch), pending} end
-if redis.call('LPOS', p .. 'proposal-refs', ARGV[3]) then return {3, 0, pending} end
-redis.call('RPUSH', p .. 'proposal-refs', ARGV[3])
-local held = redis.call('RPUSH', p .. 'proposal-packets', ARGV[4])
-for i = 5, #ARGV do redis.call('RPUSH', p .. 'outbox', ARGV[i]) end
-return {1, held, redis.call('LLEN', p .. 'outbox')}
-";
+pub(super) const ADD_PROPOSAL: &str = include_str!("lua/add_proposal.lua");
 
 /// KEYS: head. ARGV: prefix, outbox entries... Returns {status, 0, outbox length}: status 0
 /// unknown group, 1 accepted (the entries are in the outbox).
-pub(super) const ROUTE_MESSAGE: &str = r"
-local p = ARGV[1]
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
-for i = 2, #ARGV do redis.call('RPUSH', p .. 'outbox', ARGV[i]) end
-return {1, 0, redis.call('LLEN', p .. 'outbox')}
-";
+pub(super) const ROUTE_MESSAGE: &str = include_str!("lua/route_message.lua");
 
 /// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
-pub(super) const PROPOSALS: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
-return {1, redis.call('LRANGE', ARGV[1] .. 'proposal-packets', 0, -1)}
-";
+pub(super) const PROPOSALS: &str = include_str!("lua/proposals.lua");
 
 /// KEYS: head. ARGV: prefix, from_epoch, now, leaf_slots, parent_slots, tree_hash, context,
 /// ith, tag, has_group_info (0/1), staged id, has_welcome (0/1), welcome id, expires_at,
@@ -167,165 +112,29 @@ return {1, redis.call('LRANGE', ARGV[1] .. 'proposal-packets', 0, -1)}
 /// flagged) must exist. Returns {status, value, outbox length}: status 0 unknown group, 2
 /// stale (value: current epoch; nothing changed), 3 staged values missing (nothing changed),
 /// 1 applied (value: the new epoch).
-pub(super) const APPLY_COMMIT: &str = r"
-local p = ARGV[1]
-local s = p .. 'staged:' .. ARGV[11] .. ':'
-local staged = {s .. 'messages'}
-if ARGV[10] == '1' then staged[#staged + 1] = s .. 'group-info' end
-if ARGV[12] == '1' then
-  staged[#staged + 1] = s .. 'welcome-packet'
-  staged[#staged + 1] = s .. 'welcome-tree'
-end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch or epoch ~= ARGV[2] then
-  redis.call('DEL', unpack(staged))
-  if not epoch then return {0, 0, redis.call('LLEN', p .. 'outbox')} end
-  return {2, tonumber(epoch), redis.call('LLEN', p .. 'outbox')}
-end
-if redis.call('EXISTS', unpack(staged)) ~= #staged then
-  redis.call('DEL', unpack(staged))
-  return {3, 0, redis.call('LLEN', p .. 'outbox')}
-end
-local function place(from, to)
-  redis.call('RENAME', from, to)
-  redis.call('PERSIST', to)
-end
-local new = tonumber(epoch) + 1
-local now = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'epoch', new, 'leaf_slots', ARGV[4], 'parent_slots', ARGV[5],
-  'tree_hash', ARGV[6], 'context', ARGV[7], 'ith', ARGV[8], 'tag', ARGV[9])
-if ARGV[10] == '1' then place(s .. 'group-info', p .. 'group-info')
-else redis.call('DEL', p .. 'group-info') end
-redis.call('DEL', p .. 'proposal-refs', p .. 'proposal-packets')
-place(s .. 'messages', p .. 'epoch:' .. new)
-local retain = tonumber(ARGV[15])
-if retain > 0 and new > retain then
-  -- Epochs 1..pruned have no control messages any more; at most 1000 go per commit, so a
-  -- lowered retention catches up over the next commits without a long script.
-  local pruned = tonumber(redis.call('HGET', KEYS[1], 'pruned') or '0')
-  local target = new - retain
-  local budget = 1000
-  while pruned < target and budget > 0 do
-    pruned = pruned + 1
-    budget = budget - 1
-    redis.call('DEL', p .. 'epoch:' .. pruned)
-  end
-  redis.call('HSET', KEYS[1], 'pruned', pruned)
-end
-local function drop_welcome(e)
-  local w = p .. 'welcome:' .. e
-  redis.call('DEL', w, w .. ':pending', w .. ':packet', w .. ':tree')
-  redis.call('ZREM', p .. 'welcomes', e)
-end
-for _, e in ipairs(redis.call('ZRANGEBYSCORE', p .. 'welcomes', '-inf', now)) do
-  drop_welcome(e)
-end
-local i = 16
-local recipients = {}
-for k = 1, tonumber(ARGV[i]) do recipients[k] = ARGV[i + k] end
-i = i + #recipients + 1
-local removed = tonumber(ARGV[i])
-if removed > 0 then
-  for _, e in ipairs(redis.call('ZRANGE', p .. 'welcomes', 0, -1)) do
-    local pending = p .. 'welcome:' .. e .. ':pending'
-    for k = 1, removed do redis.call('SREM', pending, ARGV[i + k]) end
-    if redis.call('SCARD', pending) == 0 then drop_welcome(e) end
-  end
-end
-i = i + removed + 1
-local changes = tonumber(ARGV[i])
-for k = 0, changes - 1 do
-  local at = i + 1 + k * 3
-  if ARGV[at + 1] == '1' then redis.call('HSET', p .. 'nodes', ARGV[at], ARGV[at + 2])
-  else redis.call('HDEL', p .. 'nodes', ARGV[at]) end
-end
-i = i + changes * 3 + 1
-if ARGV[12] == '1' then
-  local w = p .. 'welcome:' .. new
-  if #recipients > 0 then
-    redis.call('HSET', w, 'id', ARGV[13], 'expires_at', ARGV[14])
-    place(s .. 'welcome-packet', w .. ':packet')
-    place(s .. 'welcome-tree', w .. ':tree')
-    for _, handle in ipairs(recipients) do redis.call('SADD', w .. ':pending', handle) end
-    redis.call('ZADD', p .. 'welcomes', ARGV[14], new)
-  else
-    redis.call('DEL', s .. 'welcome-packet', s .. 'welcome-tree')
-  end
-end
-for k = 1, tonumber(ARGV[i]) do redis.call('RPUSH', p .. 'outbox', ARGV[i + k]) end
-return {1, new, redis.call('LLEN', p .. 'outbox')}
-";
+pub(super) const APPLY_COMMIT: &str = include_str!("lua/apply_commit.lua");
 
 /// KEYS: head. ARGV: prefix, start, end (or '' for the current epoch). Returns {0} unknown
 /// group, {2, current} out of range, {3, current, pruned} before the retained epochs, {1,
 /// {one blob per epoch, in order}}.
-pub(super) const CONTROL_MESSAGES: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {0} end
-local current = tonumber(epoch)
-local first = tonumber(ARGV[2])
-local last = current
-if ARGV[3] ~= '' then last = tonumber(ARGV[3]) end
-if first > last or last > current then return {2, current} end
-local pruned = tonumber(redis.call('HGET', KEYS[1], 'pruned') or '0')
-if pruned > 0 and first <= pruned then return {3, current, pruned} end
-local out = {}
-for e = math.max(first, 1), last do
-  local blob = redis.call('GET', ARGV[1] .. 'epoch:' .. e)
-  if blob then out[#out + 1] = blob end
-end
-return {1, out}
-";
+pub(super) const CONTROL_MESSAGES: &str = include_str!("lua/control_messages.lua");
 
 /// KEYS: head. ARGV: prefix, epoch, welcome id, handle, now. Returns {packet, tree} if the
 /// welcome exists with this id, has not expired and still waits for the handle, else {}.
-pub(super) const READ_WELCOME: &str = r"
-local w = ARGV[1] .. 'welcome:' .. ARGV[2]
-local stored = redis.call('HMGET', w, 'id', 'expires_at')
-if stored[1] ~= ARGV[3] or tonumber(stored[2]) <= tonumber(ARGV[5]) then return {} end
-if redis.call('SISMEMBER', w .. ':pending', ARGV[4]) == 0 then return {} end
-return {redis.call('GET', w .. ':packet'), redis.call('GET', w .. ':tree')}
-";
+pub(super) const READ_WELCOME: &str = include_str!("lua/read_welcome.lua");
 
 /// KEYS: head. ARGV: prefix, epoch, welcome id, handle. Drops the handle from the welcome's
 /// pending recipients, and the welcome (with its tree) once none is left. Returns 1 if the
 /// welcome was there, else 0.
-pub(super) const ACKNOWLEDGE_WELCOME: &str = r"
-local p = ARGV[1]
-local w = p .. 'welcome:' .. ARGV[2]
-if redis.call('HGET', w, 'id') ~= ARGV[3] then return 0 end
-redis.call('SREM', w .. ':pending', ARGV[4])
-if redis.call('SCARD', w .. ':pending') == 0 then
-  redis.call('DEL', w, w .. ':pending', w .. ':packet', w .. ':tree')
-  redis.call('ZREM', p .. 'welcomes', ARGV[2])
-end
-return 1
-";
+pub(super) const ACKNOWLEDGE_WELCOME: &str = include_str!("lua/acknowledge_welcome.lua");
 
 /// KEYS: head. ARGV: prefix. Deletes every key of the group but its outbox (accepted
 /// cross-slot actions are still carried out). Returns 0 for an unknown group, else 1.
-pub(super) const DELETE_GROUP: &str = r"
-local p = ARGV[1]
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return 0 end
-local pruned = tonumber(redis.call('HGET', KEYS[1], 'pruned') or '0')
-for e = pruned + 1, tonumber(epoch) do redis.call('DEL', p .. 'epoch:' .. e) end
-for _, e in ipairs(redis.call('ZRANGE', p .. 'welcomes', 0, -1)) do
-  local w = p .. 'welcome:' .. e
-  redis.call('DEL', w, w .. ':packet', w .. ':tree', w .. ':pending')
-end
-redis.call('DEL', KEYS[1], p .. 'group-info', p .. 'nodes', p .. 'proposal-refs',
-  p .. 'proposal-packets', p .. 'welcomes')
-return 1
-";
+pub(super) const DELETE_GROUP: &str = include_str!("lua/delete_group.lua");
 
 /// KEYS: a client's welcome index. ARGV: reference. Appends the reference unless present
 /// (outbox actions may be carried out twice). Returns 1 if appended, else 0.
-pub(super) const INDEX_WELCOME: &str = r"
-if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1
-";
+pub(super) const INDEX_WELCOME: &str = include_str!("lua/index_welcome.lua");
 
 fn malformed(what: &str) -> StoreError {
     StoreError::Unavailable(format!("unexpected reply from Redis: {what}"))

@@ -24,78 +24,21 @@ use crate::store::{
 
 /// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
 /// that read or change packages.
-const PURGE: &str = r"
-local function purge(base, now)
-  local pkg, to, by = base .. ':pkg', base .. ':to', base .. ':by'
-  for _, set in ipairs({base .. ':free', base .. ':taken'}) do
-    for _, ref in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now)) do
-      redis.call('ZREM', set, ref)
-      redis.call('HDEL', pkg, ref)
-      local receiver = redis.call('HGET', by, ref)
-      if receiver then
-        redis.call('HDEL', to, receiver)
-        redis.call('HDEL', by, ref)
-      end
-    end
-  end
-end
-";
+const PURGE: &str = include_str!("lua/purge.lua");
 
 /// KEYS: index, queue hash, retired. ARGV: field, queue id, app, version, suite, label.
 /// Returns -1 retired client, 0 attributes taken, 1 created.
-pub(super) const CREATE_QUEUE: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'app', ARGV[3], 'version', ARGV[4], 'suite', ARGV[5], 'label', ARGV[6])
-return 1
-";
+pub(super) const CREATE_QUEUE: &str = include_str!("lua/create_queue.lua");
 
 /// KEYS: queue hash. ARGV: app. Returns {} or {version, suite, label}.
-pub(super) const READ_QUEUE: &str = r"
-local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
-if not queue[1] or queue[1] ~= ARGV[1] then return {} end
-return {queue[2], queue[3], queue[4]}
-";
+pub(super) const READ_QUEUE: &str = include_str!("lua/read_queue.lua");
 
 /// KEYS: queue hash, index, retired. ARGV: base, app, now, reset, has label, label,
 /// has final, final bytes, final not_after, max packages, queue id, then (ref, not_after,
 /// bytes) per package. Returns {-1} retired, {0} unknown queue, {2} label taken, {3} too
 /// many packages, {1, count}.
 pub(super) fn update_queue_script() -> String {
-    format!(
-        "{PURGE}{}",
-        r"
-if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
-local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
-if not queue[1] or queue[1] ~= ARGV[2] then return {0} end
-local base = ARGV[1]
-local relabel = ARGV[5] == '1' and ARGV[6] ~= queue[4]
-local new_field = queue[2] .. ':' .. queue[3] .. ':' .. ARGV[6]
-if relabel and redis.call('HEXISTS', KEYS[2], new_field) == 1 then return {2} end
-local kept = 0
-if ARGV[4] ~= '1' then kept = redis.call('HLEN', base .. ':pkg') end
-if kept + (#ARGV - 11) / 3 > tonumber(ARGV[10]) then return {3} end
-if relabel then
-  redis.call('HDEL', KEYS[2], queue[2] .. ':' .. queue[3] .. ':' .. queue[4])
-  redis.call('HSET', KEYS[2], new_field, ARGV[11])
-  redis.call('HSET', KEYS[1], 'label', ARGV[6])
-end
-if ARGV[4] == '1' then
-  redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
-end
-purge(base, ARGV[3])
-for i = 12, #ARGV, 3 do
-  if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
-    redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])
-  end
-end
-if ARGV[7] == '1' then
-  redis.call('HSET', KEYS[1], 'final', ARGV[8], 'final_not_after', ARGV[9])
-end
-return {1, redis.call('HLEN', base .. ':pkg')}
-"
-    )
+    format!("{PURGE}{}", include_str!("lua/update_queue.lua"))
 }
 
 /// KEYS: index, retired. ARGV: field, receiver, now, queue prefix, fresh ('1': a package
@@ -103,73 +46,17 @@ return {1, redis.call('HLEN', base .. ':pkg')}
 /// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} a fresh
 /// package is there but `fresh` is off, and none was assigned before and no final key.
 pub(super) fn retrieve_script() -> String {
-    format!(
-        "{PURGE}{}",
-        r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
-local queue = redis.call('HGET', KEYS[1], ARGV[1])
-if not queue then return {0} end
-local base = ARGV[4] .. queue
-local now = tonumber(ARGV[3])
-purge(base, ARGV[3])
-local assigned = redis.call('HGET', base .. ':to', ARGV[2])
-if assigned then return {4, redis.call('HGET', base .. ':pkg', assigned)} end
-local first = {}
-if ARGV[5] == '1' then first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES') end
-if first[1] then
-  local ref = first[1]
-  redis.call('ZREM', base .. ':free', ref)
-  redis.call('ZADD', base .. ':taken', first[2], ref)
-  redis.call('HSET', base .. ':to', ARGV[2], ref)
-  redis.call('HSET', base .. ':by', ref, ARGV[2])
-  return {1, redis.call('HGET', base .. ':pkg', ref)}
-end
-local final = redis.call('HMGET', base, 'final', 'final_not_after')
-if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
-if ARGV[5] ~= '1' and redis.call('ZCARD', base .. ':free') > 0 then return {5} end
-return {3}
-"
-    )
+    format!("{PURGE}{}", include_str!("lua/retrieve.lua"))
 }
 
 /// KEYS: index. ARGV: queue prefix, ref. Returns 1 if a queue held the package.
-pub(super) const ADVANCE: &str = r"
-for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
-  local base = ARGV[1] .. queue
-  if redis.call('HDEL', base .. ':pkg', ARGV[2]) == 1 then
-    redis.call('ZREM', base .. ':free', ARGV[2])
-    redis.call('ZREM', base .. ':taken', ARGV[2])
-    local receiver = redis.call('HGET', base .. ':by', ARGV[2])
-    if receiver then
-      redis.call('HDEL', base .. ':to', receiver)
-      redis.call('HDEL', base .. ':by', ARGV[2])
-    end
-    return 1
-  end
-end
-return 0
-";
+pub(super) const ADVANCE: &str = include_str!("lua/advance.lua");
 
 /// KEYS: queue hash, index. ARGV: base, app. Returns 1 when deleted.
-pub(super) const DELETE_QUEUE: &str = r"
-local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
-if not queue[1] or queue[1] ~= ARGV[2] then return 0 end
-local base = ARGV[1]
-redis.call('HDEL', KEYS[2], queue[2] .. ':' .. queue[3] .. ':' .. queue[4])
-redis.call('DEL', base, base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
-return 1
-";
+pub(super) const DELETE_QUEUE: &str = include_str!("lua/delete_queue.lua");
 
 /// KEYS: index, retired. ARGV: queue prefix.
-pub(super) const RETIRE_CLIENT: &str = r"
-for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
-  local base = ARGV[1] .. queue
-  redis.call('DEL', base, base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
-end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], '1')
-return 1
-";
+pub(super) const RETIRE_CLIENT: &str = include_str!("lua/retire_client.lua");
 
 struct QueueKeys {
     prefix: String,

@@ -24,52 +24,14 @@ fn keys(app: Uuid, handle: &str) -> [String; 6] {
 
 /// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry, dedup window (seconds).
 /// Returns the sequence number, 0 for an id acknowledged within the window.
-pub(super) const ENQUEUE_MESSAGE: &str = r"
-local queued = redis.call('HGET', KEYS[4], ARGV[1])
-if queued then return tonumber(queued) end
-local acked = redis.call('ZSCORE', KEYS[6], ARGV[1])
-if acked and tonumber(acked) > tonumber(redis.call('TIME')[1]) - tonumber(ARGV[3]) then
-  return 0
-end
-local sequence = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], sequence, ARGV[2])
-redis.call('ZADD', KEYS[3], sequence, sequence)
-redis.call('HSET', KEYS[4], ARGV[1], sequence)
-redis.call('HSET', KEYS[5], sequence, ARGV[1])
-return sequence
-";
+pub(super) const ENQUEUE_MESSAGE: &str = include_str!("lua/enqueue_message.lua");
 
 /// KEYS: entries, order. ARGV: from, limit. Returns sequence, entry, sequence, entry, ...
-pub(super) const QUEUED_MESSAGES: &str = r"
-local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, sequence in ipairs(sequences) do
-  out[#out + 1] = sequence
-  out[#out + 1] = redis.call('HGET', KEYS[1], sequence)
-end
-return out
-";
+pub(super) const QUEUED_MESSAGES: &str = include_str!("lua/queued_messages.lua");
 
 /// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds). Returns how
 /// many entries went; their ids are remembered for the window (by the server's clock).
-pub(super) const ACKNOWLEDGE_MESSAGES: &str = r"
-local now = tonumber(redis.call('TIME')[1])
-local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, sequence in ipairs(sequences) do
-  redis.call('HDEL', KEYS[1], sequence)
-  local id = redis.call('HGET', KEYS[4], sequence)
-  if id then
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('ZADD', KEYS[5], now, id)
-  end
-  redis.call('HDEL', KEYS[4], sequence)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[2]))
--- An abandoned queue's memory of acknowledged ids goes with the window.
-if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ARGV[2]) end
-return #sequences
-";
+pub(super) const ACKNOWLEDGE_MESSAGES: &str = include_str!("lua/acknowledge_messages.lua");
 
 #[async_trait]
 impl MessageQueues for RedisStore {

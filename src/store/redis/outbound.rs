@@ -17,28 +17,14 @@ fn peer_prefix(peer: &str) -> String {
 }
 
 /// KEYS: queue. ARGV: body. Removes the head if it is `body`. Returns 1 if removed.
-pub(super) const POP_OUTBOUND: &str = r"
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
-  redis.call('LPOP', KEYS[1])
-  return 1
-end
-return 0
-";
+pub(super) const POP_OUTBOUND: &str = include_str!("lua/pop_outbound.lua");
 
 /// KEYS: the queue's lease. ARGV: holder, ttl in milliseconds. Returns 1 if the holder holds
 /// the lease now (taken or renewed).
-pub(super) const LEASE_OUTBOUND: &str = r"
-local current = redis.call('GET', KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-";
+pub(super) const LEASE_OUTBOUND: &str = include_str!("lua/lease_outbound.lua");
 
 /// KEYS: the queue's lease. ARGV: holder. Deletes the lease if the holder holds it.
-pub(super) const RELEASE_OUTBOUND: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-";
+pub(super) const RELEASE_OUTBOUND: &str = include_str!("lua/release_outbound.lua");
 
 #[async_trait]
 impl OutboundQueues for RedisStore {

@@ -11,108 +11,26 @@ use crate::store::{Client, ClientChange, ClientRegistry, RegistryError, StoreErr
 
 /// KEYS: client hash, client tags, handle key. ARGV: prefix, client id, handle, tags...
 /// Returns 0 when the handle is taken, 1 when registered.
-pub(super) const REGISTER_CLIENT: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('SET', KEYS[3], ARGV[2])
-redis.call('ZADD', ARGV[1] .. 'handles', 0, ARGV[3])
-redis.call('HSET', KEYS[1], 'handle', ARGV[3])
-for i = 4, #ARGV do
-  redis.call('SADD', KEYS[2], ARGV[i])
-  redis.call('SADD', ARGV[1] .. 'tag:' .. ARGV[i], ARGV[2])
-end
-return 1
-";
+pub(super) const REGISTER_CLIENT: &str = include_str!("lua/register_client.lua");
 
 /// KEYS: client hash, client tags. ARGV: prefix, client id, has-new-handle (0/1), new
 /// handle, max tags, number of tags to add, tags to add..., tags to remove...
 /// Returns {0} unknown client, {2} handle taken, {3} too many tags, {1, handle, tags...}.
-pub(super) const UPDATE_CLIENT: &str = r"
-local prefix, id = ARGV[1], ARGV[2]
-local old = redis.call('HGET', KEYS[1], 'handle')
-if not old then return {0} end
-local new = ARGV[4]
-local rename = ARGV[3] == '1' and new ~= old
-if rename and redis.call('EXISTS', prefix .. 'handle:' .. new) == 1 then return {2} end
-local add_count = tonumber(ARGV[6])
-local adds, removes = {}, {}
-for i = 7, 6 + add_count do adds[#adds + 1] = ARGV[i] end
-for i = 7 + add_count, #ARGV do removes[#removes + 1] = ARGV[i] end
-local count = redis.call('SCARD', KEYS[2])
-for _, tag in ipairs(adds) do
-  if redis.call('SISMEMBER', KEYS[2], tag) == 0 then count = count + 1 end
-end
-for _, tag in ipairs(removes) do
-  if redis.call('SISMEMBER', KEYS[2], tag) == 1 then count = count - 1 end
-end
-if count > tonumber(ARGV[5]) then return {3} end
-if rename then
-  redis.call('DEL', prefix .. 'handle:' .. old)
-  redis.call('SET', prefix .. 'handle:' .. new, id)
-  redis.call('ZREM', prefix .. 'handles', old)
-  redis.call('ZADD', prefix .. 'handles', 0, new)
-  redis.call('HSET', KEYS[1], 'handle', new)
-end
-for _, tag in ipairs(adds) do
-  redis.call('SADD', KEYS[2], tag)
-  redis.call('SADD', prefix .. 'tag:' .. tag, id)
-end
-for _, tag in ipairs(removes) do
-  redis.call('SREM', KEYS[2], tag)
-  redis.call('SREM', prefix .. 'tag:' .. tag, id)
-end
-local result = {1, redis.call('HGET', KEYS[1], 'handle')}
-for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do result[#result + 1] = tag end
-return result
-";
+pub(super) const UPDATE_CLIENT: &str = include_str!("lua/update_client.lua");
 
 /// KEYS: client hash, client tags. Returns {} for an unknown client, else {handle, tags...}.
-pub(super) const READ_CLIENT: &str = r"
-local handle = redis.call('HGET', KEYS[1], 'handle')
-if not handle then return {} end
-local result = {handle}
-for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do result[#result + 1] = tag end
-return result
-";
+pub(super) const READ_CLIENT: &str = include_str!("lua/read_client.lua");
 
 /// KEYS: the tag's index. ARGV: prefix. Returns {{id, handle, {tags...}}, ...}.
-pub(super) const CLIENTS_WITH_TAG: &str = r"
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local client = ARGV[1] .. 'client:' .. id
-  local handle = redis.call('HGET', client, 'handle')
-  if handle then
-    out[#out + 1] = {id, handle, redis.call('SMEMBERS', client .. ':tags')}
-  end
-end
-return out
-";
+pub(super) const CLIENTS_WITH_TAG: &str = include_str!("lua/clients_with_tag.lua");
 
 /// KEYS: client hash, client tags. ARGV: prefix, client id. Returns 0 if unknown, else 1.
-pub(super) const DELETE_CLIENT: &str = r"
-local handle = redis.call('HGET', KEYS[1], 'handle')
-if not handle then return 0 end
-for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  redis.call('SREM', ARGV[1] .. 'tag:' .. tag, ARGV[2])
-end
-redis.call('DEL', KEYS[1], KEYS[2], ARGV[1] .. 'handle:' .. handle)
-redis.call('ZREM', ARGV[1] .. 'handles', handle)
-return 1
-";
+pub(super) const DELETE_CLIENT: &str = include_str!("lua/delete_client.lua");
 
 /// KEYS: the handles index. ARGV: prefix, handle prefix. Returns {handle, id, ...} of the
 /// handles starting with the handle prefix (no UTF-8 byte is 0xff, so `(p\xff` ends the range).
-pub(super) const CLIENTS_WITH_HANDLE_PREFIX: &str = r"
-local out = {}
-local handles = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. ARGV[2], '(' .. ARGV[2] .. '\255')
-for _, handle in ipairs(handles) do
-  local id = redis.call('GET', ARGV[1] .. 'handle:' .. handle)
-  if id then
-    out[#out + 1] = handle
-    out[#out + 1] = id
-  end
-end
-return out
-";
+pub(super) const CLIENTS_WITH_HANDLE_PREFIX: &str =
+    include_str!("lua/clients_with_handle_prefix.lua");
 
 /// Key names of one application's registry; all share the `{app:<id>}` hash tag.
 struct RegistryKeys {

@@ -13,29 +13,11 @@ use crate::store::{RateCounters, ReplayCache, RequestWindow, StoreError};
 /// KEYS[1]: the id's key; KEYS[2] (optional): the window's counter. ARGV[1]: the id's TTL in
 /// seconds; ARGV[2]: the counter's. Returns -1 when already seen, else the count (0 without
 /// a counter).
-pub(super) const RECORD_REQUEST_ID: &str = r"
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return -1
-end
-if KEYS[2] then
-  local count = redis.call('INCR', KEYS[2])
-  if count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
-  return count
-end
-return 0
-";
+pub(super) const RECORD_REQUEST_ID: &str = include_str!("lua/record_request_id.lua");
 
 /// Adds one to every counter in KEYS (all of one caller's slot); ARGV[1]: their TTL in
 /// seconds. Returns the counts in order.
-pub(super) const COUNT_IN_WINDOW: &str = r"
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-  counts[i] = count
-end
-return counts
-";
+pub(super) const COUNT_IN_WINDOW: &str = include_str!("lua/count_in_window.lua");
 
 fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
     format!("mimi:replay:{{{sender}}}:{}", hex::encode(request_id))

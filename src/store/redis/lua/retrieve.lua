@@ -1,0 +1,22 @@
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+local queue = redis.call('HGET', KEYS[1], ARGV[1])
+if not queue then return {0} end
+local base = ARGV[4] .. queue
+local now = tonumber(ARGV[3])
+purge(base, ARGV[3])
+local assigned = redis.call('HGET', base .. ':to', ARGV[2])
+if assigned then return {4, redis.call('HGET', base .. ':pkg', assigned)} end
+local first = {}
+if ARGV[5] == '1' then first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES') end
+if first[1] then
+  local ref = first[1]
+  redis.call('ZREM', base .. ':free', ref)
+  redis.call('ZADD', base .. ':taken', first[2], ref)
+  redis.call('HSET', base .. ':to', ARGV[2], ref)
+  redis.call('HSET', base .. ':by', ref, ARGV[2])
+  return {1, redis.call('HGET', base .. ':pkg', ref)}
+end
+local final = redis.call('HMGET', base, 'final', 'final_not_after')
+if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
+if ARGV[5] ~= '1' and redis.call('ZCARD', base .. ':free') > 0 then return {5} end
+return {3}

@@ -1,0 +1,28 @@
+if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
+local queue = redis.call('HMGET', KEYS[1], 'app', 'version', 'suite', 'label')
+if not queue[1] or queue[1] ~= ARGV[2] then return {0} end
+local base = ARGV[1]
+local relabel = ARGV[5] == '1' and ARGV[6] ~= queue[4]
+local new_field = queue[2] .. ':' .. queue[3] .. ':' .. ARGV[6]
+if relabel and redis.call('HEXISTS', KEYS[2], new_field) == 1 then return {2} end
+local kept = 0
+if ARGV[4] ~= '1' then kept = redis.call('HLEN', base .. ':pkg') end
+if kept + (#ARGV - 11) / 3 > tonumber(ARGV[10]) then return {3} end
+if relabel then
+  redis.call('HDEL', KEYS[2], queue[2] .. ':' .. queue[3] .. ':' .. queue[4])
+  redis.call('HSET', KEYS[2], new_field, ARGV[11])
+  redis.call('HSET', KEYS[1], 'label', ARGV[6])
+end
+if ARGV[4] == '1' then
+  redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
+end
+purge(base, ARGV[3])
+for i = 12, #ARGV, 3 do
+  if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])
+  end
+end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'final', ARGV[8], 'final_not_after', ARGV[9])
+end
+return {1, redis.call('HLEN', base .. ':pkg')}
