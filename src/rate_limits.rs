@@ -180,6 +180,10 @@ pub struct CallerLimits {
     config: RateLimitsConfig,
     /// Requests being handled per caller (`concurrent_per_caller`).
     handling: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Body bytes each caller holds once authenticated, at most `body_share` of them: one
+    /// caller cannot keep the whole shared body budget while its requests wait or run.
+    body_bytes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    body_share: usize,
     /// Counters this process saw reach their fresh key-package cap, with the window they
     /// reached it in: until it ends, no fresh package is assigned for them.
     fresh_capped: Mutex<HashMap<String, u64>>,
@@ -190,10 +194,14 @@ pub struct CallerLimits {
 }
 
 impl CallerLimits {
-    pub fn new(config: &RateLimitsConfig) -> CallerLimits {
+    /// `body_budget`: `limits.body_memory_budget_bytes`; each caller may hold a quarter of
+    /// it (at least one body of `max_body` bytes).
+    pub fn new(config: &RateLimitsConfig, body_budget: usize, max_body: usize) -> CallerLimits {
         CallerLimits {
             config: config.clone(),
             handling: Default::default(),
+            body_bytes: Default::default(),
+            body_share: (body_budget / 4).max(max_body),
             fresh_capped: Default::default(),
             refused: Default::default(),
         }
@@ -269,6 +277,25 @@ impl CallerLimits {
             return Verdict::Delay(Duration::from_millis(limits.delay_ms));
         }
         Verdict::Go
+    }
+
+    /// `bytes` of `caller`'s share of the body budget, held with the request's body; `None`
+    /// when the caller holds its whole share already (the request is refused as
+    /// `Overloaded`, and others are not).
+    pub fn hold_body(&self, caller: &str, bytes: u32) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut held = self
+                .body_bytes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if held.len() >= MAX_TRACKED {
+                held.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+            }
+            held.entry(caller.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.body_share)))
+                .clone()
+        };
+        semaphore.try_acquire_many_owned(bytes).ok()
     }
 
     /// A turn among `caller`'s requests handled at once, waiting up to
@@ -395,7 +422,7 @@ mod tests {
             key_package_window_secs: 60,
             ..RateLimitsConfig::default()
         };
-        CallerLimits::new(&config)
+        CallerLimits::new(&config, 4 << 20, 1 << 20)
     }
 
     #[test]
@@ -468,6 +495,23 @@ mod tests {
             limits.may_assign_fresh("app:a", "r3", now + 60),
             "next window"
         );
+    }
+
+    #[test]
+    fn a_caller_holds_at_most_its_share_of_the_body_budget() {
+        let limits = limits();
+        let first = limits.hold_body("app:x", 1 << 20);
+        assert!(first.is_some());
+        assert!(
+            limits.hold_body("app:x", 1).is_none(),
+            "x's share is used up"
+        );
+        assert!(
+            limits.hold_body("app:y", 1 << 20).is_some(),
+            "y has its own"
+        );
+        drop(first);
+        assert!(limits.hold_body("app:x", 1 << 20).is_some(), "given back");
     }
 
     #[test]

@@ -239,10 +239,20 @@ async fn run(
     // its turn among the caller's requests in handling (a delayed request holds its turn,
     // so a caller's delayed requests cannot pile up) and is delayed.
     let mut turn = None;
+    let mut share = None;
     let caller = match (caller, class) {
         (Some((caller, count)), Some(class)) => {
             let scope = caller.scope();
             let limits = &state.caller_limits;
+            // The body's bytes also count against the caller's share of the budget while it
+            // waits and runs, so that one caller cannot keep the whole budget.
+            if let Some(reserved) = &reserved {
+                share = Some(
+                    limits
+                        .hold_body(&scope, reserved.num_permits() as u32)
+                        .ok_or(GatewayError::Overloaded)?,
+                );
+            }
             let count_limited = |outcome| {
                 state
                     .metrics
@@ -284,7 +294,7 @@ async fn run(
         async move {
             // The body's share of the budget is held until the handler is done with it, also
             // past the request timeout.
-            let _held = (turn, reserved);
+            let _held = (turn, reserved, share);
             handlers::dispatch(&state, endpoint, request).await
         }
         .instrument(tracing::Span::current()),

@@ -68,7 +68,11 @@ impl State {
             new_connections: crate::rate_limits::PerAddressPerMinute::new(
                 config.limits.new_connections_per_ip_per_minute,
             ),
-            caller_limits: crate::rate_limits::CallerLimits::new(&config.rate_limits),
+            caller_limits: crate::rate_limits::CallerLimits::new(
+                &config.rate_limits,
+                config.limits.body_memory_budget_bytes,
+                config.limits.max_body_bytes,
+            ),
             body_budget,
             groups,
             config,

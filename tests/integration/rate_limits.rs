@@ -386,3 +386,46 @@ async fn new_connections_per_address_are_limited() {
         "mimi_refused_connections_total{listener=\"application\",reason=\"connection_rate\"}";
     assert_eq!(harness.metric(series).await, 1);
 }
+
+/// Once authenticated, one caller holds at most a quarter of the shared body budget: X's
+/// large body held in a delay keeps X's share, so X's next large body is 503 `Overloaded`,
+/// while Y's is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holds_at_most_its_share_of_the_body_budget() {
+    let mut other = None;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.max_body_bytes = 1 << 20;
+        config.limits.body_memory_budget_bytes = 4 << 20;
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.read = RateClassConfig {
+            delay_after: 1,
+            delay_ms: 3_000,
+            reject_after: 0,
+        };
+        other = Some(with_second_application(config));
+    })
+    .await;
+    let (x, y) = (harness.target(), target_of(&harness, &other.unwrap()));
+    let large = vec![7u8; 1 << 20];
+    assert_eq!(whoami(&x).await.status, StatusCode::OK);
+    let held = tokio::spawn({
+        let (x, large) = (x.clone(), large.clone());
+        async move { x.call(Method::POST, "/whoami", large).await.status }
+    });
+    let delayed = limited(&x.app, "requests:read", "delayed");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            harness.metric(&delayed).await == 1
+        })
+        .await,
+        "X's large body is held in a delay"
+    );
+    let refused = x.call(Method::POST, "/whoami", large.clone()).await;
+    assert_eq!(refused.error_code(), ErrorCode::Overloaded);
+    assert_eq!(
+        y.call(Method::POST, "/whoami", large).await.status,
+        StatusCode::OK,
+        "Y has its own share"
+    );
+    assert_eq!(held.await.unwrap(), StatusCode::OK);
+}
