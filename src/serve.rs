@@ -56,19 +56,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts a gateway: its TLS material, signing keys, store, listeners, the state they
+    /// share, and the workers (fan-out delivery, key and certificate reload).
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let applications = crate::applications::Applications::from_config(&config)?;
-        let (cert, key, dev_ca) = server_certificate(&config)?;
-        // Stamped before reading, as the key file is: a renewal right after is still seen.
-        let certificate_seen = (key_file_stamp(&cert), key_file_stamp(&key));
-        let certificate = Arc::new(tls::ServerCertificate::load(&cert, &key)?);
-        let acceptor = TlsAcceptor::from(tls::server_config(certificate.clone(), None)?);
-        let federation_acceptor = if config.federation.require_client_cert {
-            let roots = peer_roots(&config)?;
-            TlsAcceptor::from(tls::server_config(certificate.clone(), Some(roots))?)
-        } else {
-            acceptor.clone()
-        };
+        let tls = TlsMaterial::load(&config)?;
         // Taken before the keys are read, not when the watcher first runs: any change after
         // it (even right after start, before the watcher ran) is seen as one; at worst the
         // file is read once more.
@@ -77,67 +69,11 @@ impl Gateway {
         if created {
             tracing::info!(path = %config.key_file().display(), "generated a request-signing key");
         }
-        let store = store::open(&config.store).await?;
+        let store = open_store(&config).await?;
         let store_description = store.describe();
-        // A Redis that is down now is fine (requests answer 503 until it is back); what a
-        // previous gateway left undone is then carried out by the groups' next operations.
-        match store.recover_groups().await {
-            Ok(0) => {}
-            Ok(groups) => tracing::info!(groups, "carried out pending group actions"),
-            Err(error) => tracing::warn!(%error, "could not check for pending group actions"),
-        }
-        if config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_empty() {
-            tracing::warn!(
-                "using the embedded memory store: ALL STATE IS LOST WHEN THE GATEWAY EXITS"
-            );
-        }
-
-        let binds = [
-            (
-                ListenerKind::Application,
-                config.listeners.application,
-                Some(acceptor.clone()),
-            ),
-            (
-                ListenerKind::Federation,
-                config.listeners.federation,
-                Some(federation_acceptor),
-            ),
-            (ListenerKind::Admin, config.listeners.admin, None),
-        ];
-        let mut bound = Vec::with_capacity(binds.len());
-        for (kind, addr, tls) in binds {
-            let tcp = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    listener: kind.name(),
-                    addr,
-                    source,
-                })?;
-            let local = tcp.local_addr().map_err(|source| StartError::Bind {
-                listener: kind.name(),
-                addr,
-                source,
-            })?;
-            bound.push((local, Listener { kind, tcp, tls }));
-        }
+        let bound = bind_listeners(&config, &tls).await?;
         let [application, federation, admin] = [bound[0].0, bound[1].0, bound[2].0];
-
-        let https = peer_https_client(&config)?.with_client_certificate(certificate.clone())?;
-        let peer_keys = mimi_well_known::PeerKeys::new(
-            mimi_well_known::Resolver::new(https.clone()),
-            std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
-            std::time::Duration::from_secs(config.federation.key_refresh_interval_secs),
-        )
-        .with_stranger_limits(
-            config.federation.new_sender_lookups_per_minute,
-            std::time::Duration::from_millis(config.federation.key_lookup_wait_ms),
-        );
-        let peers = PeerClient::new(
-            https,
-            config.domain.clone(),
-            std::time::Duration::from_secs(config.federation.key_cache_ttl_secs),
-        );
+        let (peer_keys, peers) = peer_clients(&config, &tls.certificate)?;
         let state = Arc::new(State::new(
             config,
             store,
@@ -158,16 +94,16 @@ impl Gateway {
         listeners.spawn(watch_key_file(state.clone(), key_file_seen, signal.clone()));
         listeners.spawn(watch_certificate(
             state.clone(),
-            certificate,
-            (cert.clone(), key.clone()),
-            certificate_seen,
+            tls.certificate,
+            (tls.cert, tls.key),
+            tls.seen,
             signal.clone(),
         ));
         Ok(Gateway {
             application,
             federation,
             admin,
-            dev_ca,
+            dev_ca: tls.dev_ca,
             store: store_description,
             state,
             shutdown,
@@ -318,6 +254,118 @@ fn peer_https_client(config: &Config) -> Result<mimi_well_known::HttpsClient, St
         client = client.with_override(host, *addr);
     }
     Ok(client)
+}
+
+/// The server certificate (configured or generated), its files and their stamps, and the
+/// acceptors of the data listeners (the federation one asking for client certificates when
+/// mutual TLS is on).
+struct TlsMaterial {
+    cert: PathBuf,
+    key: PathBuf,
+    dev_ca: Option<PathBuf>,
+    seen: (Option<KeyFileStamp>, Option<KeyFileStamp>),
+    certificate: Arc<tls::ServerCertificate>,
+    application: TlsAcceptor,
+    federation: TlsAcceptor,
+}
+
+impl TlsMaterial {
+    fn load(config: &Config) -> Result<TlsMaterial, StartError> {
+        let (cert, key, dev_ca) = server_certificate(config)?;
+        // Stamped before reading, as the key file is: a renewal right after is still seen.
+        let seen = (key_file_stamp(&cert), key_file_stamp(&key));
+        let certificate = Arc::new(tls::ServerCertificate::load(&cert, &key)?);
+        let application = TlsAcceptor::from(tls::server_config(certificate.clone(), None)?);
+        let federation = if config.federation.require_client_cert {
+            let roots = peer_roots(config)?;
+            TlsAcceptor::from(tls::server_config(certificate.clone(), Some(roots))?)
+        } else {
+            application.clone()
+        };
+        Ok(TlsMaterial {
+            cert,
+            key,
+            dev_ca,
+            seen,
+            certificate,
+            application,
+            federation,
+        })
+    }
+}
+
+/// The configured store, with what a previous gateway left undone carried out.
+async fn open_store(config: &Config) -> Result<store::SharedStore, StartError> {
+    let store = store::open(&config.store).await?;
+    // A Redis that is down now is fine (requests answer 503 until it is back); what a
+    // previous gateway left undone is then carried out by the groups' next operations.
+    match store.recover_groups().await {
+        Ok(0) => {}
+        Ok(groups) => tracing::info!(groups, "carried out pending group actions"),
+        Err(error) => tracing::warn!(%error, "could not check for pending group actions"),
+    }
+    if config.store.redis_url.is_none() && config.store.redis_cluster_urls.is_empty() {
+        tracing::warn!("using the embedded memory store: ALL STATE IS LOST WHEN THE GATEWAY EXITS");
+    }
+    Ok(store)
+}
+
+/// The three listeners bound (application, federation, admin, in that order), each with
+/// the address it got.
+async fn bind_listeners(
+    config: &Config,
+    tls: &TlsMaterial,
+) -> Result<Vec<(SocketAddr, Listener)>, StartError> {
+    let binds = [
+        (
+            ListenerKind::Application,
+            config.listeners.application,
+            Some(tls.application.clone()),
+        ),
+        (
+            ListenerKind::Federation,
+            config.listeners.federation,
+            Some(tls.federation.clone()),
+        ),
+        (ListenerKind::Admin, config.listeners.admin, None),
+    ];
+    let mut bound = Vec::with_capacity(binds.len());
+    for (kind, addr, tls) in binds {
+        let failed = |source| StartError::Bind {
+            listener: kind.name(),
+            addr,
+            source,
+        };
+        let tcp = TcpListener::bind(addr).await.map_err(failed)?;
+        let local = tcp.local_addr().map_err(failed)?;
+        bound.push((local, Listener { kind, tcp, tls }));
+    }
+    Ok(bound)
+}
+
+/// The outbound side: peers' keys (discovery, with the stranger limits) and the signed
+/// client, both over one HTTPS client presenting `certificate` to peers that ask.
+fn peer_clients(
+    config: &Config,
+    certificate: &Arc<tls::ServerCertificate>,
+) -> Result<(mimi_well_known::PeerKeys, PeerClient), StartError> {
+    let federation = &config.federation;
+    let https = peer_https_client(config)?.with_client_certificate(certificate.clone())?;
+    let peer_keys = mimi_well_known::PeerKeys::new(
+        mimi_well_known::Resolver::new(https.clone()),
+        std::time::Duration::from_secs(federation.key_cache_ttl_secs),
+        std::time::Duration::from_secs(federation.key_refresh_interval_secs),
+    )
+    .with_stranger_limits(
+        federation.new_sender_lookups_per_minute,
+        std::time::Duration::from_millis(federation.key_lookup_wait_ms),
+    );
+    let peers = PeerClient::new(
+        https,
+        config.domain.clone(),
+        std::time::Duration::from_secs(federation.key_cache_ttl_secs),
+    );
+    Ok((peer_keys, peers))
 }
 
 /// The configured certificate, or a development one issued by a local CA in the data dir.
