@@ -81,14 +81,47 @@ pub async fn accept(
         describe: forwarded.is_some(),
         ..*upload
     };
+    let (group, outcome) =
+        staged_commit(state, app, group_id, &upload, rules, forwarded.as_ref()).await?;
+    // From here on a refusal drops the copy, merged into an epoch the store never saw.
+    if let Some(forwarded) = &forwarded {
+        check_forwarded_outcome(state, app, group_id, forwarded, &outcome).await?;
+    }
+    // A group with members on other domains: its hub fans the commit (and Welcome) out in
+    // the same atomic step as the commit.
+    let fanout = federated_fanout(state, app, &group, rules, upload.commit, &outcome)?;
+    let record = commit_record(state, app, outcome, fanout).await?;
+    let epoch = state.store.apply_commit(app, group_id, &record).await?;
+    state.groups.put(app, group_id, group);
+    if !record.fanout.is_empty() {
+        state.delivery.wake();
+    }
+    tracing::info!(
+        epoch,
+        forwarded_by = forwarded.map(|f| f.peer),
+        "commit applied"
+    );
+    Ok(epoch)
+}
+
+/// The group checked out and the commit staged and merged on it: from the cached copy
+/// without a store round trip, and again against the store's head if the refusal depends
+/// on how current the copy is (another gateway may have committed or taken a proposal). A
+/// refused commit puts an intact copy back; a peer forwarding another domain's member's
+/// commit is refused before the work.
+async fn staged_commit(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    upload: &CommitUpload<'_>,
+    rules: &MemberRules<'_>,
+    forwarded: Option<&Forwarded<'_>>,
+) -> Result<(ActiveGroup, StagedCommitOutcome), GatewayError> {
     let stage = |group: &mut ActiveGroup| {
         // Validation and merge are CPU work that grows with the group (milliseconds at 1000
         // members): run them where they do not stall the reactor's other tasks.
-        tokio::task::block_in_place(|| group.stage_commit(group_id, &upload, rules))
+        tokio::task::block_in_place(|| group.stage_commit(group_id, upload, rules))
     };
-    // A cached copy is used without a store round trip; if the refusal depends on how
-    // current the copy is (another gateway may have committed or taken a proposal), the
-    // commit is validated again against the store's head.
     let cached = state.groups.take_unchecked(app, group_id);
     let checked = cached.is_none();
     let mut group = match cached {
@@ -100,8 +133,7 @@ pub async fn accept(
                 .await?
         }
     };
-    // A peer forwarding another domain's member's commit is refused before the work.
-    if let Some(forwarded) = &forwarded {
+    if let Some(forwarded) = forwarded {
         let sender = group.member_sender(upload.commit, rules);
         if let Ok(Some(name)) = &sender
             && !is_of_domain(name, forwarded.peer)
@@ -125,36 +157,53 @@ pub async fn accept(
             .await?;
         outcome = stage(&mut group);
     }
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
+    match outcome {
+        Ok(outcome) => Ok((group, outcome)),
         Err(error) => {
             // A refusal before the merge leaves the copy as it was; after, it is spoiled.
             if !group.spoiled() {
                 state.groups.put(app, group_id, group);
             }
-            return Err(error.into());
-        }
-    };
-    // From here on a refusal drops the copy, merged into an epoch the store never saw.
-    if let Some(forwarded) = forwarded {
-        check_forwarded(&forwarded, &outcome)?;
-        // "The GroupID in the re-init proposal MUST point to another group on this hub."
-        if let Some(target) = outcome
-            .shape
-            .as_ref()
-            .and_then(|shape| shape.reinit_group.as_ref())
-        {
-            let hosted = target.as_slice() != group_id
-                && state.store.group_head(app, target).await?.is_some()
-                && state.store.group_hub(app, target).await?.is_none();
-            if !hosted {
-                return Err(operations::OperationError::ReInitTarget.into());
-            }
+            Err(error.into())
         }
     }
-    // A group with members on other domains: its hub fans the commit (and Welcome) out in
-    // the same atomic step as the commit.
-    let fanout = federated_fanout(state, app, &group, rules, upload.commit, &outcome)?;
+}
+
+/// What a forwarded commit may not do beyond a local one: the operation named must be the
+/// commit's, and a re-init must point to another group hosted on this hub ("The GroupID in
+/// the re-init proposal MUST point to another group on this hub").
+async fn check_forwarded_outcome(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    forwarded: &Forwarded<'_>,
+    outcome: &StagedCommitOutcome,
+) -> Result<(), GatewayError> {
+    check_forwarded(forwarded, outcome)?;
+    if let Some(target) = outcome
+        .shape
+        .as_ref()
+        .and_then(|shape| shape.reinit_group.as_ref())
+    {
+        let hosted = target.as_slice() != group_id
+            && state.store.group_head(app, target).await?.is_some()
+            && state.store.group_hub(app, target).await?.is_none();
+        if !hosted {
+            return Err(operations::OperationError::ReInitTarget.into());
+        }
+    }
+    Ok(())
+}
+
+/// The store's record of a staged commit: its change, messages, GroupInfo, Welcome (kept
+/// `groups.welcome_retention_secs`), the removed handles, the key packages of this gateway's
+/// queues it used (to advance them), the retention and the fan-out.
+async fn commit_record(
+    state: &State,
+    app: Uuid,
+    outcome: StagedCommitOutcome,
+    fanout: Vec<(String, Vec<Vec<u8>>)>,
+) -> Result<CommitRecord, GatewayError> {
     let now = crate::keys::unix_now();
     let mut used_key_packages = Vec::with_capacity(outcome.added.len());
     for (handle, reference) in &outcome.added {
@@ -164,7 +213,7 @@ pub async fn accept(
             used_key_packages.push((client, reference.clone()));
         }
     }
-    let record = CommitRecord {
+    Ok(CommitRecord {
         from_epoch: outcome.from_epoch,
         change: outcome.change,
         messages: outcome.messages,
@@ -183,18 +232,7 @@ pub async fn accept(
         now,
         retained_epochs: state.config.groups.retained_epochs,
         fanout,
-    };
-    let epoch = state.store.apply_commit(app, group_id, &record).await?;
-    state.groups.put(app, group_id, group);
-    if !record.fanout.is_empty() {
-        state.delivery.wake();
-    }
-    tracing::info!(
-        epoch,
-        forwarded_by = forwarded.map(|f| f.peer),
-        "commit applied"
-    );
-    Ok(epoch)
+    })
 }
 
 /// The checks a hub makes of a forwarded commit: committed by a client of the forwarding
