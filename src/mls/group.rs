@@ -329,6 +329,9 @@ fn from_external(
     ))
 }
 
+/// Members a commit adds: handle and key package reference.
+type Added = Vec<(String, Vec<u8>)>;
+
 impl ActiveGroup {
     /// Whether a refused commit got as far as changing this copy (then it must be dropped).
     pub fn spoiled(&self) -> bool {
@@ -503,6 +506,9 @@ impl ActiveGroup {
     }
 
     /// Validates a commit for the current epoch and merges it into this copy ("Commits").
+    /// Its steps: the proposals it takes by reference, the members it adds and removes, the
+    /// Welcome for the added ones, its shape (for a forwarded commit), the merge, and the new
+    /// epoch's GroupInfo.
     /// On an error after the merge began the copy is [`Self::spoiled`]: the caller drops it.
     pub fn stage_commit(
         &mut self,
@@ -519,18 +525,49 @@ impl ActiveGroup {
         } = *upload;
         let message = self.check_framing(group_id, commit_packet, ContentType::Commit)?;
         let provider = super::crypto();
-        let crypto = provider.crypto();
         let processed = self
             .public
-            .process_message(crypto, message)
+            .process_message(provider.crypto(), message)
             .map_err(|error| processing_error(error, commit_packet, GroupError::InvalidCommit))?;
         let sender = processed.sender().clone();
         let staged = match processed.into_content() {
             ProcessedMessageContent::StagedCommitMessage(staged) => *staged,
             _ => return Err(GroupError::NotACommit),
         };
+        let mut messages = self.proposals_by_reference(&staged)?;
+        messages.push(commit_packet.to_vec());
+        let (added, removed_handles) = self.members_changed(&staged, rules)?;
+        let welcome = self.checked_welcome(&added, welcome_packet, joining)?;
+        let shape = if describe {
+            Some(self.describe_commit(&sender, &staged, rules)?)
+        } else {
+            None
+        };
+        let signer = self.committer_leaf(&sender, &staged);
+        let change = self.merge(staged)?;
+        let from_epoch = self.epoch;
+        self.epoch += 1;
+        self.proposals.clear();
+        let group_info = self.new_group_info(group_info, signer)?;
+        let welcome = welcome.map(|packet| {
+            let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
+            (packet, self.storage.ratchet_tree(), handles)
+        });
+        self.spoiled = false;
+        Ok(StagedCommitOutcome {
+            from_epoch,
+            change,
+            messages,
+            group_info,
+            welcome,
+            removed_handles,
+            added,
+            shape,
+        })
+    }
 
-        // Proposals committed by reference, in the commit's order, as uploaded.
+    /// The proposals the commit takes by reference, in its order, as they were uploaded.
+    fn proposals_by_reference(&self, staged: &StagedCommit) -> Result<Vec<Vec<u8>>, GroupError> {
         let mut messages = Vec::new();
         for queued in staged.queued_proposals() {
             if queued.proposal_or_ref_type() == ProposalOrRefType::Reference {
@@ -543,23 +580,29 @@ impl ActiveGroup {
                 messages.push(held.packet.clone());
             }
         }
-        messages.push(commit_packet.to_vec());
+        Ok(messages)
+    }
 
-        // Added members: key packages checked like queue uploads.
+    /// The members the commit adds (handle and key package reference, each key package
+    /// checked like a queue upload) and removes (by handle, while their leaves are still in
+    /// the tree); new or changed leaves of members and external joiners are checked too.
+    fn members_changed(
+        &self,
+        staged: &StagedCommit,
+        rules: &MemberRules<'_>,
+    ) -> Result<(Added, Vec<String>), GroupError> {
         let mut added = Vec::new();
         for (index, add) in staged.add_proposals().enumerate() {
             let member = check_member_key_package(add.add_proposal().key_package(), rules)
                 .map_err(|error| GroupError::KeyPackage { index, error })?;
             added.push((member.handle, member.reference));
         }
-        // New or changed leaves of existing members and external joiners.
         for update in staged.update_proposals() {
             leaf_handle(update.update_proposal().leaf_node(), rules)?;
         }
         if let Some(leaf) = staged.update_path_leaf_node() {
             leaf_handle(leaf, rules)?;
         }
-        // Removed members, by handle, while their leaves are still in the tree.
         let mut removed_handles = Vec::new();
         for remove in staged.remove_proposals() {
             if let Some(leaf) = self.public.leaf(remove.remove_proposal().removed())
@@ -568,64 +611,75 @@ impl ActiveGroup {
                 removed_handles.push(handle);
             }
         }
+        Ok((added, removed_handles))
+    }
 
-        let welcome = match (added.is_empty(), welcome_packet) {
-            (true, None) => None,
+    /// The Welcome that must come with a commit adding members (when `joining` requires one):
+    /// of the group's cipher suite, for exactly the added key packages.
+    fn checked_welcome(
+        &self,
+        added: &[(String, Vec<u8>)],
+        welcome_packet: Option<&[u8]>,
+        joining: Joining,
+    ) -> Result<Option<Vec<u8>>, GroupError> {
+        let packet = match (added.is_empty(), welcome_packet) {
+            (true, None) => return Ok(None),
             (false, None) if joining == Joining::WelcomeRequired => {
                 return Err(GroupError::WelcomeRequired);
             }
-            (false, None) => None,
+            (false, None) => return Ok(None),
             (true, Some(_)) => {
                 return Err(GroupError::WelcomeRecipientsMismatch(
                     "the commit adds no member".into(),
                 ));
             }
-            (false, Some(packet)) => {
-                let welcome = match decode(packet)? {
-                    MlsMessageBodyIn::Welcome(welcome) => welcome,
-                    _ => return Err(GroupError::Malformed("not a Welcome".into())),
-                };
-                if welcome.ciphersuite() != self.public.ciphersuite() {
-                    return Err(GroupError::WelcomeRecipientsMismatch(
-                        "cipher suite differs from the group's".into(),
-                    ));
-                }
-                let recipients: BTreeSet<Vec<u8>> = welcome
-                    .secrets()
-                    .iter()
-                    .map(|secrets| secrets.new_member().as_slice().to_vec())
-                    .collect();
-                let expected: BTreeSet<Vec<u8>> = added
-                    .iter()
-                    .map(|(_, reference)| reference.clone())
-                    .collect();
-                if recipients != expected || welcome.secrets().len() != added.len() {
-                    return Err(GroupError::WelcomeRecipientsMismatch(format!(
-                        "{} recipients for {} added key packages",
-                        welcome.secrets().len(),
-                        added.len()
-                    )));
-                }
-                Some(packet.to_vec())
-            }
+            (false, Some(packet)) => packet,
         };
+        let welcome = match decode(packet)? {
+            MlsMessageBodyIn::Welcome(welcome) => welcome,
+            _ => return Err(GroupError::Malformed("not a Welcome".into())),
+        };
+        if welcome.ciphersuite() != self.public.ciphersuite() {
+            return Err(GroupError::WelcomeRecipientsMismatch(
+                "cipher suite differs from the group's".into(),
+            ));
+        }
+        let recipients: BTreeSet<Vec<u8>> = welcome
+            .secrets()
+            .iter()
+            .map(|secrets| secrets.new_member().as_slice().to_vec())
+            .collect();
+        let expected: BTreeSet<Vec<u8>> = added
+            .iter()
+            .map(|(_, reference)| reference.clone())
+            .collect();
+        if recipients != expected || welcome.secrets().len() != added.len() {
+            return Err(GroupError::WelcomeRecipientsMismatch(format!(
+                "{} recipients for {} added key packages",
+                welcome.secrets().len(),
+                added.len()
+            )));
+        }
+        Ok(Some(packet.to_vec()))
+    }
 
-        let shape = if describe {
-            Some(self.describe_commit(&sender, &staged, rules)?)
-        } else {
-            None
-        };
-        // The leaf that signs the new epoch's GroupInfo: the committer's.
-        let signer = match &sender {
+    /// The leaf that signs the new epoch's GroupInfo: the committer's.
+    fn committer_leaf(&self, sender: &Sender, staged: &StagedCommit) -> Option<u32> {
+        match sender {
             Sender::Member(index) => Some(index.u32()),
             Sender::NewMemberCommit => self
                 .public
-                .ext_commit_sender_index(&staged)
+                .ext_commit_sender_index(staged)
                 .ok()
                 .map(|index| index.u32()),
             _ => None,
-        };
+        }
+    }
 
+    /// Merges `staged` into this copy and answers the change to store; the copy is spoiled
+    /// until the caller clears it. Test builds check the recorded change against a full
+    /// comparison of the trees.
+    fn merge(&mut self, staged: StagedCommit) -> Result<StateChange, GroupError> {
         #[cfg(debug_assertions)]
         let before = self.storage.snapshot();
         self.storage.clear_change();
@@ -634,14 +688,19 @@ impl ActiveGroup {
             .merge_commit(&self.storage, staged)
             .map_err(|error| GroupError::InvalidCommit(error.to_string()))?;
         let change = self.storage.take_change();
-        // Test builds check the recorded change against a full comparison of the trees.
         #[cfg(debug_assertions)]
         assert_eq!(change, before.change_to(&self.storage.snapshot()));
-        let from_epoch = self.epoch;
-        self.epoch += 1;
-        self.proposals.clear();
+        Ok(change)
+    }
 
-        let group_info = match group_info {
+    /// The new epoch's GroupInfo: as uploaded, or rebuilt from its extensions and the
+    /// committer's signature, and checked against the merged state either way.
+    fn new_group_info(
+        &self,
+        upload: GroupInfoUpload<'_>,
+        signer: Option<u32>,
+    ) -> Result<Option<Vec<u8>>, GroupError> {
+        let group_info = match upload {
             GroupInfoUpload::Absent => None,
             GroupInfoUpload::Whole(bytes) => Some(bytes.to_vec()),
             GroupInfoUpload::Partial {
@@ -662,24 +721,10 @@ impl ActiveGroup {
                 MlsMessageBodyIn::GroupInfo(group_info) => group_info,
                 _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
             };
-            check_group_info(&self.public, group_info_in, crypto)
+            check_group_info(&self.public, group_info_in, super::crypto().crypto())
                 .map_err(GroupError::GroupInfoMismatch)?;
         }
-        let welcome = welcome.map(|packet| {
-            let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
-            (packet, self.storage.ratchet_tree(), handles)
-        });
-        self.spoiled = false;
-        Ok(StagedCommitOutcome {
-            from_epoch,
-            change,
-            messages,
-            group_info,
-            welcome,
-            removed_handles,
-            added,
-            shape,
-        })
+        Ok(group_info)
     }
 
     /// What a staged (not yet merged) commit does, in the operations' terms.
