@@ -548,7 +548,7 @@ impl ActiveGroup {
         let from_epoch = self.epoch;
         self.epoch += 1;
         self.proposals.clear();
-        let group_info = self.new_group_info(group_info, signer)?;
+        let group_info = self.new_group_info(group_info, signer, provider.crypto())?;
         let welcome = welcome.map(|packet| {
             let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
             (packet, self.storage.ratchet_tree(), handles)
@@ -699,6 +699,7 @@ impl ActiveGroup {
         &self,
         upload: GroupInfoUpload<'_>,
         signer: Option<u32>,
+        crypto: &impl openmls_traits::crypto::OpenMlsCrypto,
     ) -> Result<Option<Vec<u8>>, GroupError> {
         let group_info = match upload {
             GroupInfoUpload::Absent => None,
@@ -721,7 +722,7 @@ impl ActiveGroup {
                 MlsMessageBodyIn::GroupInfo(group_info) => group_info,
                 _ => return Err(GroupError::Malformed("not a GroupInfo".into())),
             };
-            check_group_info(&self.public, group_info_in, super::crypto().crypto())
+            check_group_info(&self.public, group_info_in, crypto)
                 .map_err(GroupError::GroupInfoMismatch)?;
         }
         Ok(group_info)
