@@ -3,26 +3,26 @@
 //! command line; everything else lives here so tests can start the gateway in-process.
 #![forbid(unsafe_code)]
 
-pub mod applications;
-pub mod auth;
-pub mod client_queues;
+pub(crate) mod applications;
+pub(crate) mod auth;
+pub(crate) mod client_queues;
 pub mod config;
 pub mod dev_certs;
-pub mod error;
-pub mod federation;
+pub(crate) mod error;
+pub(crate) mod federation;
 pub mod fuzz;
-pub mod group_cache;
-pub mod handlers;
+pub(crate) mod group_cache;
+pub(crate) mod handlers;
 pub mod identity;
 pub mod keys;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod mls;
-pub mod rate_limits;
-pub mod reply;
-pub mod router;
+pub(crate) mod rate_limits;
+pub(crate) mod reply;
+pub(crate) mod router;
 pub mod serve;
-pub mod server;
-pub mod service;
-pub mod state;
+pub(crate) mod server;
+pub(crate) mod service;
+pub(crate) mod state;
 pub mod store;
 pub mod tls;

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
 
@@ -17,9 +17,6 @@ pub type Reply = Result<HttpResponse, GatewayError>;
 
 /// A request as handlers see it: fully read, and authenticated when the endpoint says so.
 pub struct Request {
-    pub method: Method,
-    pub path_and_query: String,
-    pub headers: HeaderMap,
     pub body: Bytes,
     pub caller: Option<Authenticated>,
 }

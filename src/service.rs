@@ -278,13 +278,7 @@ async fn run(
         }
         (caller, _) => caller.map(|(caller, _)| caller),
     };
-    let request = Request {
-        method: parts.method,
-        path_and_query,
-        headers: parts.headers,
-        body,
-        caller,
-    };
+    let request = Request { body, caller };
     let timeout = state.config.request_timeout();
     // The handler runs as its own task: a panic there is caught and answered as an internal
     // error instead of dropping the connection. The task carries the request's span, so its
