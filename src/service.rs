@@ -244,15 +244,7 @@ async fn run(
         (Some((caller, count)), Some(class)) => {
             let scope = caller.scope();
             let limits = &state.caller_limits;
-            // The body's bytes also count against the caller's share of the budget while it
-            // waits and runs, so that one caller cannot keep the whole budget.
-            if let Some(reserved) = &reserved {
-                share = Some(
-                    limits
-                        .hold_body(&scope, reserved.num_permits() as u32)
-                        .ok_or(GatewayError::Overloaded)?,
-                );
-            }
+
             let count_limited = |outcome| {
                 state
                     .metrics
@@ -263,6 +255,17 @@ async fn run(
                 count_limited("refused");
                 tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
                 return Err(GatewayError::RateLimited { retry_after_secs });
+            }
+            // The body's bytes also count against the caller's share of the budget while it
+            // waits, is delayed and runs, so that one caller cannot keep the whole budget.
+            if reserved.is_some() && !body.is_empty() {
+                let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
+                share = Some(limits.hold_body(&scope, bytes).ok_or_else(|| {
+                    count_limited("body_share");
+                    GatewayError::RateLimited {
+                        retry_after_secs: 1,
+                    }
+                })?);
             }
             turn = limits.enter(&scope).await.map_err(|()| {
                 count_limited("concurrency_refused");

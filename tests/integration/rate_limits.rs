@@ -388,8 +388,8 @@ async fn new_connections_per_address_are_limited() {
 }
 
 /// Once authenticated, one caller holds at most a quarter of the shared body budget: X's
-/// large body held in a delay keeps X's share, so X's next large body is 503 `Overloaded`,
-/// while Y's is answered.
+/// large body held in a delay keeps X's share, so X's next large body is 429 `RateLimited`
+/// (`Retry-After: 1`), while Y's is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_holds_at_most_its_share_of_the_body_budget() {
     let mut other = None;
@@ -421,7 +421,8 @@ async fn a_caller_holds_at_most_its_share_of_the_body_budget() {
         "X's large body is held in a delay"
     );
     let refused = x.call(Method::POST, "/whoami", large.clone()).await;
-    assert_eq!(refused.error_code(), ErrorCode::Overloaded);
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert_eq!(retry_after(&refused), 1);
     assert_eq!(
         y.call(Method::POST, "/whoami", large).await.status,
         StatusCode::OK,
