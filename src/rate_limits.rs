@@ -175,14 +175,35 @@ pub enum Verdict {
     },
 }
 
+/// One semaphore per caller, made on first use with its permits; when the table is full,
+/// callers with nothing held (only the table holds their semaphore) are forgotten.
+#[derive(Default)]
+struct PerCaller(Mutex<HashMap<String, Arc<Semaphore>>>);
+
+impl PerCaller {
+    fn of(&self, caller: &str, permits: usize) -> Arc<Semaphore> {
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if table.len() >= MAX_TRACKED {
+            table.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        }
+        table
+            .entry(caller.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
+}
+
 /// The caller limits of one gateway process.
 pub struct CallerLimits {
     config: RateLimitsConfig,
     /// Requests being handled per caller (`concurrent_per_caller`).
-    handling: Mutex<HashMap<String, Arc<Semaphore>>>,
+    handling: PerCaller,
     /// Body bytes each caller holds once authenticated, at most `body_share` of them: one
     /// caller cannot keep the whole shared body budget while its requests wait or run.
-    body_bytes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    body_bytes: PerCaller,
     body_share: usize,
     /// Counters this process saw reach their fresh key-package cap, with the window they
     /// reached it in: until it ends, no fresh package is assigned for them.
@@ -280,21 +301,10 @@ impl CallerLimits {
     }
 
     /// `bytes` of `caller`'s share of the body budget, held with the request's body; `None`
-    /// when the caller holds its whole share already (the request is refused as
-    /// `Overloaded`, and others are not).
+    /// when the caller holds its whole share already (the request is refused, and others'
+    /// are not).
     pub fn hold_body(&self, caller: &str, bytes: u32) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut held = self
-                .body_bytes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if held.len() >= MAX_TRACKED {
-                held.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
-            }
-            held.entry(caller.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.body_share)))
-                .clone()
-        };
+        let semaphore = self.body_bytes.of(caller, self.body_share);
         semaphore.try_acquire_many_owned(bytes).ok()
     }
 
@@ -306,20 +316,7 @@ impl CallerLimits {
         if per_caller == 0 {
             return Ok(None);
         }
-        let semaphore = {
-            let mut handling = self
-                .handling
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if handling.len() >= MAX_TRACKED {
-                // Callers with nothing in flight: only the table holds their semaphore.
-                handling.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
-            }
-            handling
-                .entry(caller.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(per_caller)))
-                .clone()
-        };
+        let semaphore = self.handling.of(caller, per_caller);
         let wait = Duration::from_millis(self.config.concurrency_wait_ms);
         match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Some(permit)),

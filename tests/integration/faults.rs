@@ -32,17 +32,7 @@ async fn try_call(
     body: &[u8],
 ) -> Option<(StatusCode, Bytes)> {
     let headers = signed_headers(&app.key, app.claims(), &method, path, body);
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(address).await.ok()?;
-        let tls = client.handshake(tcp).await.ok()?;
-        let body = Full::new(Bytes::from(body.to_vec()));
-        let answer = client.exchange(tls, method, path, headers, body).await?;
-        Some((answer.status, answer.body))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
+    try_call_with(client, address, method, path, headers, body).await
 }
 
 /// `try_call` until the gateway answers with a status other than 503 or 504 (at most ~20 s).
@@ -357,7 +347,7 @@ async fn try_call_with(
 /// B holds every message once, in the order Alice sent them, and each decrypts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_killed_mid_fanout_receives_every_message_once_in_order() {
-    use crate::federation::{Federation, key_package_ok, publish_key_packages, welcome_for};
+    use crate::federation::{Federation, alice_at_a_adds_carol_at_b};
     use crate::group_client::GroupApi;
     const MESSAGES: usize = 40;
     let redis = RedisServer::start();
@@ -366,21 +356,7 @@ async fn a_follower_killed_mid_fanout_receives_every_message_once_in_order() {
         _ => StoreSpec::Redis(redis.url()),
     })
     .await;
-    let mut carol = federation.cas[1].member("carol");
-    let carol_id = publish_key_packages(&federation.gateways[1], "carol", &carol, 1).await;
-    let a = &federation.gateways[0];
-    let mut alice = federation.cas[0].member("alice");
-    crate::key_queues::register(a, "alice").await;
-    let (group_info, tree) = alice.create_group();
-    assert_eq!(
-        GroupApi::create(a, &group_info, &tree).await.status,
-        StatusCode::CREATED
-    );
-    let group = GroupApi::new(a, &alice.group_id());
-    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
-    let (commit, welcome, info) = alice.add(&[package]);
-    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
-    carol.join(&welcome_for(&federation.gateways[1], "carol").await);
+    let (mut alice, mut carol) = alice_at_a_adds_carol_at_b(&federation, "alice", "carol").await;
 
     // B from now on is a process of its own, with the same configuration, keys and Redis.
     let b_dir = federation.gateways[1].dir.path().to_path_buf();

@@ -206,6 +206,32 @@ pub async fn key_package_ok(
         .to_vec()
 }
 
+/// Alice (`alice`, at A) creates a group at A and adds Carol (`carol`, at B) with a key
+/// package A fetched from B; Carol joins from the Welcome B serves. Answers both members.
+pub async fn alice_at_a_adds_carol_at_b(
+    federation: &Federation,
+    alice: &str,
+    carol: &str,
+) -> (Member, Member) {
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let mut carol_member = federation.cas[1].member(carol);
+    let carol_id = publish_key_packages(b, carol, &carol_member, 1).await;
+    let mut alice_member = federation.cas[0].member(alice);
+    crate::key_queues::register(a, alice).await;
+    let (group_info, tree) = alice_member.create_group();
+    assert_eq!(
+        GroupApi::create(a, &group_info, &tree).await.status,
+        StatusCode::CREATED
+    );
+    let package = key_package_ok(a, carol_id, "b.localhost", alice).await;
+    let (commit, welcome, info) = alice_member.add(&[package]);
+    GroupApi::new(a, &alice_member.group_id())
+        .commit_ok(&commit, Some(&info), Some(&welcome))
+        .await;
+    carol_member.join(&welcome_for(b, carol).await);
+    (alice_member, carol_member)
+}
+
 /// Waits (bounded) until `handle` has a welcome at `harness`.
 pub async fn welcome_for(harness: &Harness, handle: &str) -> JoinInfo {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -388,21 +414,8 @@ async fn a_peer_key_package_naming_another_domain_is_refused() {
 async fn a_follower_down_during_three_commits_catches_up_in_order() {
     let redis = [RedisServer::start(), RedisServer::start()];
     let mut federation = Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
-    let mut carol = federation.cas[1].member("carol");
-    let carol_id = publish_key_packages(&federation.gateways[1], "carol", &carol, 1).await;
-    let a = &federation.gateways[0];
-    let mut alice = federation.cas[0].member("alice");
-    crate::key_queues::register(a, "alice").await;
-    let (group_info, tree) = alice.create_group();
-    assert_eq!(
-        GroupApi::create(a, &group_info, &tree).await.status,
-        StatusCode::CREATED
-    );
-    let group = GroupApi::new(a, &alice.group_id());
-    let package = key_package_ok(a, carol_id, "b.localhost", "alice").await;
-    let (commit, welcome, info) = alice.add(&[package]);
-    group.commit_ok(&commit, Some(&info), Some(&welcome)).await;
-    carol.join(&welcome_for(&federation.gateways[1], "carol").await);
+    let (mut alice, mut carol) = alice_at_a_adds_carol_at_b(&federation, "alice", "carol").await;
+    let group = GroupApi::new(&federation.gateways[0], &alice.group_id());
 
     let config = federation.gateways[1].stop().await;
     let mut commits = Vec::new();
@@ -921,22 +934,12 @@ async fn two_hub_processes_deliver_every_commit_once_in_order() {
 
     let mut groups = Vec::new();
     for index in 0..GROUPS {
-        let mut carol = federation.cas[1].member(&format!("carol{index}"));
-        let carol_id = publish_key_packages(b, &format!("carol{index}"), &carol, 1).await;
-        let handle = format!("alice{index}");
-        let mut alice = federation.cas[0].member(&handle);
-        crate::key_queues::register(a, &handle).await;
-        let (group_info, tree) = alice.create_group();
-        assert_eq!(
-            GroupApi::create(a, &group_info, &tree).await.status,
-            StatusCode::CREATED
-        );
-        let package = key_package_ok(a, carol_id, "b.localhost", &handle).await;
-        let (commit, welcome, info) = alice.add(&[package]);
-        GroupApi::new(a, &alice.group_id())
-            .commit_ok(&commit, Some(&info), Some(&welcome))
-            .await;
-        carol.join(&welcome_for(b, &format!("carol{index}")).await);
+        let (alice, carol) = alice_at_a_adds_carol_at_b(
+            &federation,
+            &format!("alice{index}"),
+            &format!("carol{index}"),
+        )
+        .await;
         groups.push((alice, carol));
     }
 

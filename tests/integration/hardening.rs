@@ -385,54 +385,101 @@ async fn a_commit_whose_answer_was_lost_is_resolved_from_the_group() {
 /// does) are served to new connections without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_served_without_a_restart() {
-    let certs = tempfile::tempdir().unwrap();
-    let (first, second, live) = (
-        certs.path().join("first"),
-        certs.path().join("second"),
-        certs.path().join("live"),
+    let renewal = Renewal::new();
+    let harness = Harness::start_with(StoreSpec::Memory, |config| renewal.configure(config)).await;
+    let served = || renewal.served(harness.federation);
+    assert_eq!(served().await, renewal.leaf(&renewal.first));
+    renewal.renew();
+    assert!(
+        renewal.until_served(harness.federation).await,
+        "new connections get the renewed certificate"
     );
-    for dir in [&first, &second] {
-        mimi_gateway::dev_certs::generate(&["localhost".to_owned()], dir).unwrap();
-    }
-    std::fs::create_dir_all(&live).unwrap();
-    let install = |from: &std::path::Path| {
-        for name in ["localhost.pem", "localhost-key.pem"] {
-            let staged = live.join(format!("{name}.new"));
-            std::fs::copy(from.join(name), &staged).unwrap();
-            std::fs::rename(&staged, live.join(name)).unwrap();
+}
+
+/// Two certificate pairs for `localhost` (each with its CA, both CAs in `roots`), the first
+/// installed in `live` where the gateway's configuration points; `renew` writes the second
+/// over it as an ACME client does (staged, then renamed).
+struct Renewal {
+    dir: tempfile::TempDir,
+    first: std::path::PathBuf,
+    second: std::path::PathBuf,
+    live: std::path::PathBuf,
+    roots: std::path::PathBuf,
+}
+
+impl Renewal {
+    fn new() -> Renewal {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let (first, second, live, roots) = (
+            path("first"),
+            path("second"),
+            path("live"),
+            path("roots.pem"),
+        );
+        for pair in [&first, &second] {
+            mimi_gateway::dev_certs::generate(&["localhost".to_owned()], pair).unwrap();
         }
-    };
-    install(&first);
-    let roots = certs.path().join("roots.pem");
-    let both = [&first, &second]
-        .iter()
-        .map(|dir| std::fs::read_to_string(dir.join("ca.pem")).unwrap())
-        .collect::<String>();
-    std::fs::write(&roots, both).unwrap();
-    let harness = Harness::start_with(StoreSpec::Memory, |config| {
-        config.tls.cert = Some(live.join("localhost.pem"));
-        config.tls.key = Some(live.join("localhost-key.pem"));
+        std::fs::create_dir_all(&live).unwrap();
+        let both = [&first, &second]
+            .iter()
+            .map(|pair| std::fs::read_to_string(pair.join("ca.pem")).unwrap())
+            .collect::<String>();
+        std::fs::write(&roots, both).unwrap();
+        let renewal = Renewal {
+            dir,
+            first,
+            second,
+            live,
+            roots,
+        };
+        renewal.install(&renewal.first);
+        renewal
+    }
+
+    fn install(&self, from: &std::path::Path) {
+        for name in ["localhost.pem", "localhost-key.pem"] {
+            let staged = self.live.join(format!("{name}.new"));
+            std::fs::copy(from.join(name), &staged).unwrap();
+            std::fs::rename(&staged, self.live.join(name)).unwrap();
+        }
+    }
+
+    fn renew(&self) {
+        self.install(&self.second);
+    }
+
+    /// The gateway serves the live pair and checks it for changes every 100 ms.
+    fn configure(&self, config: &mut mimi_gateway::config::Config) {
+        config.tls.cert = Some(self.live.join("localhost.pem"));
+        config.tls.key = Some(self.live.join("localhost-key.pem"));
         config.auth.key_reload_ms = 100;
-    })
-    .await;
-    let leaf = |dir: &std::path::Path| {
-        mimi_gateway::tls::load_certificates(&dir.join("localhost.pem")).unwrap()[0].clone()
-    };
-    let client = TlsClient::new(&roots, Protocol::Http1);
-    let served = || async {
-        let stream = client.connect(harness.federation).await;
+    }
+
+    fn leaf(&self, pair: &std::path::Path) -> rustls_pki_types::CertificateDer<'static> {
+        mimi_gateway::tls::load_certificates(&pair.join("localhost.pem")).unwrap()[0].clone()
+    }
+
+    /// The leaf a new connection to `address` is shown.
+    async fn served(
+        &self,
+        address: std::net::SocketAddr,
+    ) -> rustls_pki_types::CertificateDer<'static> {
+        let stream = TlsClient::new(&self.roots, Protocol::Http1)
+            .connect(address)
+            .await;
         stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-    };
-    assert_eq!(served().await, leaf(&first));
-    install(&second);
-    let renewed = leaf(&second);
-    let seen = eventually(Duration::from_secs(10), || {
-        let renewed = renewed.clone();
-        let served = served();
-        async move { served.await == renewed }
-    })
-    .await;
-    assert!(seen, "new connections get the renewed certificate");
+    }
+
+    /// Whether new connections to `address` are shown the second pair within 10 s.
+    async fn until_served(&self, address: std::net::SocketAddr) -> bool {
+        let renewed = self.leaf(&self.second);
+        eventually(Duration::from_secs(10), || {
+            let renewed = renewed.clone();
+            async move { self.served(address).await == renewed }
+        })
+        .await
+    }
 }
 
 /// One GET over a new connection from the loopback address `source`.
@@ -599,47 +646,20 @@ async fn recording_peer(
 /// outbound connections (mutual TLS towards peers), without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_presented_to_peers_without_a_restart() {
-    let certs = tempfile::tempdir().unwrap();
-    let (first, second, live, peer) = (
-        certs.path().join("first"),
-        certs.path().join("second"),
-        certs.path().join("live"),
-        certs.path().join("peer"),
-    );
-    for dir in [&first, &second] {
-        mimi_gateway::dev_certs::generate(&["localhost".to_owned()], dir).unwrap();
-    }
+    let renewal = Renewal::new();
+    let peer = renewal.dir.path().join("peer");
     let peers = ["peer.localhost".to_owned(), "peer2.localhost".to_owned()];
     mimi_gateway::dev_certs::generate(&peers, &peer).unwrap();
-    std::fs::create_dir_all(&live).unwrap();
-    let install = |from: &std::path::Path| {
-        for name in ["localhost.pem", "localhost-key.pem"] {
-            let staged = live.join(format!("{name}.new"));
-            std::fs::copy(from.join(name), &staged).unwrap();
-            std::fs::rename(&staged, live.join(name)).unwrap();
-        }
-    };
-    install(&first);
-    let client_roots = certs.path().join("roots.pem");
-    let both = [&first, &second]
-        .iter()
-        .map(|dir| std::fs::read_to_string(dir.join("ca.pem")).unwrap())
-        .collect::<String>();
-    std::fs::write(&client_roots, both).unwrap();
+    let client_roots = renewal.roots.clone();
     let (address, seen) = recording_peer(&peer, &peers, &client_roots).await;
     let harness = Harness::start_with(StoreSpec::Memory, |config| {
-        config.tls.cert = Some(live.join("localhost.pem"));
-        config.tls.key = Some(live.join("localhost-key.pem"));
-        config.auth.key_reload_ms = 100;
+        renewal.configure(config);
         config.federation.ca_file = Some(peer.join("ca.pem"));
         for domain in &peers {
             config.federation.resolve.insert(domain.clone(), address);
         }
     })
     .await;
-    let leaf = |dir: &std::path::Path| {
-        mimi_gateway::tls::load_certificates(&dir.join("localhost.pem")).unwrap()[0].clone()
-    };
     // A request naming a peer whose keys the gateway has not seen makes it look them up at
     // that peer: one outbound connection, presenting the client certificate.
     let look_up = |sender: &str| {
@@ -672,23 +692,12 @@ async fn a_renewed_certificate_is_presented_to_peers_without_a_restart() {
     };
     look_up("peer.localhost").await;
     assert!(eventually(Duration::from_secs(10), || presented(1)).await);
-    assert_eq!(seen.lock().unwrap()[0], leaf(&first));
-    install(&second);
+    assert_eq!(seen.lock().unwrap()[0], renewal.leaf(&renewal.first));
+    renewal.renew();
     // Once the gateway serves the renewed pair, a lookup of another peer connects anew and
     // presents it.
-    let renewed = leaf(&second);
-    let served = || async {
-        let stream = TlsClient::new(&client_roots, Protocol::Http1)
-            .connect(harness.federation)
-            .await;
-        stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-    };
-    let reloaded = eventually(Duration::from_secs(10), || {
-        let renewed = renewed.clone();
-        let served = served();
-        async move { served.await == renewed }
-    })
-    .await;
+    let renewed = renewal.leaf(&renewal.second);
+    let reloaded = renewal.until_served(harness.federation).await;
     assert!(reloaded, "the renewed pair is in use");
     look_up("peer2.localhost").await;
     assert!(eventually(Duration::from_secs(10), || presented(2)).await);
