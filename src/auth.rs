@@ -122,14 +122,9 @@ pub struct Authenticated {
     pub sender_kind: SenderKind,
     pub sender: String,
     pub key_id: String,
-}
-
-impl Authenticated {
     /// The caller as the store's replay records and rate counters name it:
-    /// `app:<id>` or `peer:<domain>`.
-    pub fn scope(&self) -> String {
-        caller_scope(self.sender_kind, &self.sender)
-    }
+    /// `app:<id>` or `peer:<domain>` (one name however the envelope spells the sender).
+    pub scope: String,
 }
 
 /// One name per caller however its envelope spells it: a domain in lower case, an
@@ -290,11 +285,11 @@ impl Authenticator {
             .map_err(|_| AuthError::BadSignature)?;
         let claims = envelope.claims;
         let caller = Authenticated {
+            scope: caller_scope(claims.sender_kind, &claims.sender),
             sender_kind: claims.sender_kind,
             sender: claims.sender,
             key_id: claims.key_id,
         };
-        let scope = caller.scope();
         let window = window.map(|spec| RequestWindow {
             name: spec.name,
             window_secs: spec.window_secs,
@@ -302,7 +297,7 @@ impl Authenticator {
         });
         let recorded = self
             .store
-            .record_request(&scope, &claims.request_id, self.replay_ttl(), window)
+            .record_request(&caller.scope, &claims.request_id, self.replay_ttl(), window)
             .await
             .map_err(AuthError::Store)?;
         match recorded {

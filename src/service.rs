@@ -242,15 +242,15 @@ async fn run(
     let mut share = None;
     let caller = match (caller, class) {
         (Some((caller, count)), Some(class)) => {
-            let scope = caller.scope();
+            let scope = caller.scope.as_str();
             let limits = &state.caller_limits;
 
             let count_limited = |outcome| {
                 state
                     .metrics
-                    .count_rate_limited(&scope, class.name(), outcome)
+                    .count_rate_limited(scope, class.name(), outcome)
             };
-            let verdict = limits.judge_caller(&scope, class, count, now);
+            let verdict = limits.judge_caller(scope, class, count, now);
             if let Verdict::Refuse { retry_after_secs } = verdict {
                 count_limited("refused");
                 tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
@@ -260,14 +260,14 @@ async fn run(
             // waits, is delayed and runs, so that one caller cannot keep the whole budget.
             if reserved.is_some() && !body.is_empty() {
                 let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
-                share = Some(limits.hold_body(&scope, bytes).ok_or_else(|| {
+                share = Some(limits.hold_body(scope, bytes).ok_or_else(|| {
                     count_limited("body_share");
                     GatewayError::RateLimited {
                         retry_after_secs: 1,
                     }
                 })?);
             }
-            turn = limits.enter(&scope).await.map_err(|()| {
+            turn = limits.enter(scope).await.map_err(|()| {
                 count_limited("concurrency_refused");
                 GatewayError::RateLimited {
                     retry_after_secs: 1,

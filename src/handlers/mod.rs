@@ -201,7 +201,7 @@ fn caller_scope(request: &Request) -> String {
     request
         .caller
         .as_ref()
-        .map(crate::auth::Authenticated::scope)
+        .map(|caller| caller.scope.clone())
         .unwrap_or_default()
 }
 
