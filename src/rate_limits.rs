@@ -113,9 +113,9 @@ pub fn jittered(delay: Duration) -> Duration {
 /// `.key_packages`); `None` for endpoints that need no signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateClass {
-    Read,
-    Write,
-    KeyPackages,
+    Read = 0,
+    Write = 1,
+    KeyPackages = 2,
 }
 
 impl RateClass {
@@ -211,7 +211,9 @@ pub struct CallerLimits {
     /// (caller, class) this process saw refused, with the window: until it ends their
     /// requests are refused as soon as the envelope names them, before the body is read or
     /// the signature verified (a forged request naming a refused caller is refused with it).
-    refused: Mutex<HashMap<(String, RateClass), u64>>,
+    /// Keyed by caller alone, so that the check before the body allocates nothing; one
+    /// window per class (`RateClass as usize`).
+    refused: Mutex<HashMap<String, [Option<u64>; 3]>>,
 }
 
 impl CallerLimits {
@@ -255,8 +257,11 @@ impl CallerLimits {
             .refused
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (refused.get(&(scope.to_owned(), class)) == Some(&self.window_index(now)))
-            .then(|| self.remaining_secs(class, now))
+        (refused
+            .get(scope)
+            .and_then(|windows| windows[class as usize])
+            == Some(self.window_index(now)))
+        .then(|| self.remaining_secs(class, now))
     }
 
     /// The verdict on `scope`'s `count`th request of `class` in the window holding `now`; a
@@ -270,9 +275,9 @@ impl CallerLimits {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             if refused.len() >= MAX_TRACKED {
-                refused.retain(|_, at| *at >= index);
+                refused.retain(|_, windows| windows.iter().flatten().any(|at| *at >= index));
             }
-            refused.insert((scope.to_owned(), class), index);
+            refused.entry(scope.to_owned()).or_default()[class as usize] = Some(index);
         }
         verdict
     }
