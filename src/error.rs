@@ -5,10 +5,10 @@
 use mimi_wire::registry::NameError;
 use mimi_wire::{DecodeError, ErrorCode};
 
-use crate::auth::AuthError;
 use crate::identity::IdentityError;
 use crate::mls::group::GroupError;
 use crate::mls::key_package::KeyPackageError;
+use crate::net::auth::AuthError;
 use crate::store::{GroupStoreError, KeyQueueError, RegistryError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,11 +129,13 @@ pub enum GatewayError {
     PeerRateLimited { peer: String, retry_after_secs: u64 },
 }
 
-impl From<crate::group_cache::CheckoutError> for GatewayError {
-    fn from(error: crate::group_cache::CheckoutError) -> Self {
+impl From<crate::service::group_cache::CheckoutError> for GatewayError {
+    fn from(error: crate::service::group_cache::CheckoutError) -> Self {
         match error {
-            crate::group_cache::CheckoutError::Store(error) => GatewayError::GroupStore(error),
-            crate::group_cache::CheckoutError::Group(error) => GatewayError::Group(error),
+            crate::service::group_cache::CheckoutError::Store(error) => {
+                GatewayError::GroupStore(error)
+            }
+            crate::service::group_cache::CheckoutError::Group(error) => GatewayError::Group(error),
         }
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::api::endpoints::Endpoint;
 use crate::config::{RateClassConfig, RateLimitsConfig};
-use crate::router::Endpoint;
 use crate::store::{RateCounters, RequestWindow, StoreError};
 
 /// Most addresses or callers tracked in one table; past it, entries that are done go first.
@@ -54,7 +54,9 @@ impl PerAddressPerMinute {
             return None;
         }
         let windows = self.windows.lock().ok()?;
-        let (start, count) = windows.counts.get(&crate::auth::address_key(address))?;
+        let (start, count) = windows
+            .counts
+            .get(&crate::net::auth::address_key(address))?;
         let elapsed = start.elapsed();
         (elapsed < MINUTE && *count >= self.per_minute)
             .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
@@ -68,7 +70,7 @@ impl PerAddressPerMinute {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        let key = crate::auth::address_key(address);
+        let key = crate::net::auth::address_key(address);
         if windows.counts.len() >= MAX_TRACKED && !windows.counts.contains_key(&key) {
             if windows
                 .swept
@@ -283,8 +285,8 @@ impl CallerLimits {
     }
 
     /// The window a request of `class` is counted in at `now`.
-    pub fn window(&self, class: RateClass, now: u64) -> crate::auth::WindowSpec {
-        crate::auth::WindowSpec {
+    pub fn window(&self, class: RateClass, now: u64) -> crate::net::auth::WindowSpec {
+        crate::net::auth::WindowSpec {
             name: class.name(),
             window_secs: self.config.window_secs,
             now,

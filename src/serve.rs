@@ -10,15 +10,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::endpoints::ListenerKind;
 use crate::config::Config;
 use crate::dev_certs::{CertError, DevCa};
-use crate::federation::peer_client::PeerClient;
+use crate::federation::client::PeerClient;
 use crate::keys::{KeyError, KeyRing};
-use crate::router::ListenerKind;
-use crate::server::{self, Listener};
+use crate::net::listener::{self, Listener};
+use crate::net::tls::{self, TlsError};
 use crate::state::State;
 use crate::store::{self, StoreError};
-use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -59,7 +59,7 @@ impl Gateway {
     /// Starts a gateway: its TLS material, signing keys, store, listeners, the state they
     /// share, and the workers (fan-out delivery, key and certificate reload).
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
-        let applications = crate::applications::Applications::from_config(&config)?;
+        let applications = crate::service::applications::Applications::from_config(&config)?;
         let tls = TlsMaterial::load(&config)?;
         // Taken before the keys are read, not when the watcher first runs: any change after
         // it (even right after start, before the watcher ran) is seen as one; at worst the
@@ -85,7 +85,7 @@ impl Gateway {
         let (shutdown, signal) = watch::channel(false);
         let mut listeners = JoinSet::new();
         for (_, listener) in bound {
-            listeners.spawn(server::run(listener, state.clone(), signal.clone()));
+            listeners.spawn(listener::run(listener, state.clone(), signal.clone()));
         }
         listeners.spawn(crate::federation::delivery::run(
             state.delivery.clone(),

@@ -3,14 +3,14 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::applications::Applications;
-use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::federation::client::PeerClient;
 use crate::federation::delivery::Delivery;
-use crate::federation::peer_client::PeerClient;
-use crate::group_cache::GroupCache;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
+use crate::net::auth::Authenticator;
+use crate::service::applications::Applications;
+use crate::service::group_cache::GroupCache;
 use crate::store::SharedStore;
 
 pub struct State {

@@ -15,7 +15,7 @@ use http::StatusCode;
 use tokio::sync::{Notify, watch};
 
 use crate::config::FederationConfig;
-use crate::federation::peer_client::PeerClient;
+use crate::federation::client::PeerClient;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::store::SharedStore;

@@ -2,12 +2,10 @@
 //! over the delivery-service draft's structs): requests to peers, durable outbound fan-out,
 //! and what a hub and a follower do with a group's messages.
 
+pub mod client;
 pub mod delivery;
-pub mod follower;
-pub mod forward;
-pub mod hub;
+pub mod fanout;
 pub mod key_packages;
-pub mod peer_client;
 
 use mimi_wire::ErrorResponse;
 use mimi_wire::ds::{ClientId, ClientRef, DS_PROTOCOL_VERSION, DSRequest, DSResponse};

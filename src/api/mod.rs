@@ -1,0 +1,224 @@
+//! The endpoints (MIMI Transport, "Endpoints"; architecture draft, "REST API"): one module per
+//! endpoint or endpoint family, under `app/` for the application API and `federation/` for the
+//! gateway-to-gateway API; `dispatch` sends a routed, read and authenticated request there.
+//! An endpoint decodes, authorizes, calls a service and encodes; it never reaches the store.
+
+mod admin;
+mod app;
+pub(crate) mod endpoints;
+mod federation;
+pub(crate) mod reply;
+
+use mimi_wire::DecodeError;
+use mimi_wire::codec::{check_version, decode_exact};
+use tls_codec::Deserialize;
+use uuid::Uuid;
+
+use crate::api::endpoints::Endpoint;
+use crate::api::reply::{Reply, Request};
+use crate::error::GatewayError;
+use crate::mls::key_package::MemberRules;
+use crate::service::applications::Application;
+use crate::state::State;
+
+pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Reply {
+    match endpoint {
+        Endpoint::DsDomain => federation::ds_domain::handle(state),
+        Endpoint::VerificationKey => federation::verification_key::handle(state, &request),
+        Endpoint::WhoAmI => app::whoami::handle(&request),
+        Endpoint::ListApplications => federation::applications::handle(state),
+        Endpoint::RegisterClient { app } => {
+            app::register_client::handle(state, &request, app).await
+        }
+        Endpoint::DiscoverClients { app } => {
+            app::discover_clients::handle(state, &request, app).await
+        }
+        Endpoint::ReadClient { app, client } => {
+            app::client::read(state, &request, app, client).await
+        }
+        Endpoint::UpdateClient { app, client } => {
+            app::update_client::handle(state, &request, app, client).await
+        }
+        Endpoint::DeleteClient { app, client } => {
+            app::client::delete(state, &request, app, client).await
+        }
+        Endpoint::CreateKeyQueue { app, client } => {
+            app::key_queues::create(state, &request, app, client).await
+        }
+        Endpoint::UpdateKeyQueue { app, client, queue } => {
+            app::key_queues::update(state, &request, app, client, queue).await
+        }
+        Endpoint::DeleteKeyQueue { app, client, queue } => {
+            app::key_queues::delete(state, &request, app, client, queue).await
+        }
+        Endpoint::RetrieveKeyPackage { app, client } => {
+            app::retrieve_key_package::handle(state, &request, app, client).await
+        }
+        Endpoint::CreateGroup { app } => app::create_group::handle(state, &request, app).await,
+        Endpoint::UploadProposal { app, group } => {
+            app::proposals::upload(state, &request, app, &group).await
+        }
+        Endpoint::ListProposals { app, group } => {
+            app::proposals::list(state, &request, app, &group).await
+        }
+        Endpoint::UploadCommit { app, group } => {
+            app::commits::upload(state, &request, app, &group).await
+        }
+        Endpoint::ControlMessages { app, group } => {
+            app::control_messages::handle(state, &request, app, &group).await
+        }
+        Endpoint::GroupInfo { app, group } => {
+            app::group_info::handle(state, &request, app, &group).await
+        }
+        Endpoint::GroupStatus { app, group } => {
+            app::group_info::status(state, &request, app, &group).await
+        }
+        Endpoint::WelcomeMessages { app, handle } => {
+            app::welcomes::list(state, &request, app, &handle).await
+        }
+        Endpoint::AcknowledgeWelcome {
+            app,
+            handle,
+            welcome,
+        } => app::welcomes::acknowledge(state, &request, app, &handle, welcome).await,
+        Endpoint::SendGroupMessage { app, group } => {
+            app::messages::send(state, &request, app, &group).await
+        }
+        Endpoint::FetchMessages { app, handle } => {
+            app::messages::fetch(state, &request, app, &handle).await
+        }
+        Endpoint::AcknowledgeMessages { app, handle } => {
+            app::messages::acknowledge(state, &request, app, &handle).await
+        }
+        Endpoint::SendConnectionRequest { app } => {
+            app::connection_requests::send(state, &request, app).await
+        }
+        Endpoint::ConnectionRequest => app::connection_requests::receive(state, &request).await,
+        Endpoint::ConnectionKeyPackages => {
+            app::connection_key_packages::for_peer(state, &request).await
+        }
+        Endpoint::RetrieveConnectionKeyPackages { app } => {
+            app::connection_key_packages::for_application(state, &request, app).await
+        }
+        Endpoint::DeliverMessage => federation::deliver_message::handle(state, &request).await,
+        Endpoint::ExternalCommitInformation => {
+            federation::group_information::external_commit(state, &request).await
+        }
+        Endpoint::WelcomeInformation => {
+            federation::group_information::welcome(state, &request).await
+        }
+        Endpoint::GroupKeyPackages => {
+            federation::group_key_packages::key_packages(state, &request).await
+        }
+        Endpoint::FederatedDiscovery => {
+            federation::group_key_packages::discover(state, &request).await
+        }
+        Endpoint::GroupOperation => federation::group_operation::handle(state, &request).await,
+        Endpoint::Healthz => Ok(admin::healthz()),
+        Endpoint::Readyz => Ok(admin::readyz(state).await),
+        Endpoint::Metrics => Ok(admin::metrics(state)),
+    }
+}
+
+/// The application named in the path, which must be the one that signed the request
+/// (architecture draft, "Security Considerations": an application only touches its own data).
+fn authorize<'s>(
+    state: &'s State,
+    request: &Request,
+    app: Uuid,
+) -> Result<&'s Application, GatewayError> {
+    let application = state
+        .applications
+        .get(&app)
+        .ok_or(GatewayError::UnknownApplication)?;
+    let caller = request
+        .caller
+        .as_ref()
+        .ok_or_else(|| GatewayError::Internal("unauthenticated request".into()))?;
+    if caller.sender != app.to_string() {
+        return Err(GatewayError::Forbidden(format!(
+            "application {} asked for {app}",
+            caller.sender
+        )));
+    }
+    Ok(application)
+}
+
+/// The body of a `DSRequest` of this protocol version (the federation endpoints that take
+/// one: `docs/federation-wire.md`).
+fn decode_ds_request(request: &Request) -> Result<mimi_wire::ds::DSRequestBody, GatewayError> {
+    Ok(decode_ds_request_with_auth(request)?.0)
+}
+
+/// As [`decode_ds_request`], with the request's `DSAuthData`.
+fn decode_ds_request_with_auth(
+    request: &Request,
+) -> Result<(mimi_wire::ds::DSRequestBody, mimi_wire::ds::DSAuthData), GatewayError> {
+    let ds: mimi_wire::ds::DSRequest = decode_exact(&request.body)?;
+    mimi_wire::ds::check_version(ds.version)?;
+    Ok((ds.body, ds.auth))
+}
+
+/// A `DSResponse` of this protocol version.
+fn ds_response(body: mimi_wire::ds::DSResponseBody) -> Reply {
+    crate::api::reply::encoded(&mimi_wire::ds::DSResponse {
+        version: mimi_wire::ds::DS_PROTOCOL_VERSION,
+        body,
+    })
+}
+
+/// The hub of a group this gateway only mirrors (its hub on another domain orders its
+/// proposals and commits), `None` for a group hosted here. Only federating applications have
+/// mirrors, so only they pay the store read.
+async fn mirrored_from(
+    state: &State,
+    app: Uuid,
+    group_id: &[u8],
+    rules: &MemberRules<'_>,
+) -> Result<Option<String>, GatewayError> {
+    if !rules.federated {
+        return Ok(None);
+    }
+    Ok(state.store.group_hub(app, group_id).await?)
+}
+
+/// `201 Created` with a `GroupEpochResponse`: the group and the epoch a request left it at
+/// (or, for a proposal or message, the epoch it belongs to).
+fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
+    let mut response = crate::api::reply::encoded(&mimi_wire::groups::GroupEpochResponse {
+        version: mimi_wire::WIRE_VERSION,
+        group_id: tls_codec::VLBytes::new(group_id.to_vec()),
+        epoch,
+    })?;
+    *response.status_mut() = http::StatusCode::CREATED;
+    Ok(response)
+}
+
+/// The authenticated caller as rate limits count it (`app:<id>`, `peer:<domain>`).
+fn caller_scope(request: &Request) -> String {
+    request
+        .caller
+        .as_ref()
+        .map(|caller| caller.scope.clone())
+        .unwrap_or_default()
+}
+
+/// The peer domain that signed a federation request.
+fn peer(request: &Request) -> Result<&str, GatewayError> {
+    request
+        .caller
+        .as_ref()
+        .filter(|caller| caller.sender_kind == mimi_wire::signing::SenderKind::Provider)
+        .map(|caller| caller.sender.as_str())
+        .ok_or_else(|| GatewayError::Internal("federation request without a peer".into()))
+}
+
+/// Decodes a versioned request body exactly.
+fn decode_body<T: Deserialize>(
+    request: &Request,
+    version: impl Fn(&T) -> u16,
+) -> Result<T, GatewayError> {
+    let body: T = decode_exact(&request.body)?;
+    check_version(version(&body)).map_err(|error: DecodeError| GatewayError::Decode(error))?;
+    Ok(body)
+}

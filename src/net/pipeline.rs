@@ -1,0 +1,371 @@
+//! The per-request pipeline shared by all listeners: route, check the signed-request
+//! envelope as far as it goes without the body, read the body under its cap, the shared
+//! body budget and its timeouts, verify the signature, run the handler, answer (errors as TLS-serialized `ErrorResponse`),
+//! and record metrics. Each request gets an id that tags every log line and the
+//! `x-request-id` response header.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use mimi_wire::CONTENT_TYPE as OCTET_STREAM;
+use tracing::Instrument;
+
+use crate::api;
+use crate::api::endpoints::{self, Endpoint, ListenerKind};
+use crate::api::reply::{HttpResponse, Reply, Request, error_response_with};
+use crate::error::GatewayError;
+use crate::rate_limits::{RateClass, Verdict, jittered};
+use crate::state::State;
+
+/// The largest body a request that needs no signature may carry (`VerificationKeyRequest`
+/// is a few bytes; discovery takes none).
+const UNSIGNED_BODY_CAP: usize = 4096;
+
+fn request_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Answers one HTTP request. Never fails: every error becomes an error response.
+pub async fn handle(
+    state: Arc<State>,
+    listener: ListenerKind,
+    request: hyper::Request<Incoming>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let id = request_id();
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        listener = listener.name(),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    async move {
+        let route = endpoints::route(
+            listener,
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        let endpoint_name = route
+            .as_ref()
+            .map_or(endpoints::UNMATCHED, |endpoint| endpoint.name());
+        // On the application listener every request must be signed, even one for a path
+        // that does not exist; elsewhere an unknown path is answered without reading the body.
+        let result = match route {
+            Err(error) if listener != ListenerKind::Application => Err(error),
+            route => run(state.clone(), listener, route, request).await,
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                if let GatewayError::Auth(auth) = &error {
+                    state.metrics.count_auth_failure(auth.reason());
+                }
+                let code = error.code();
+                if code.http_status() >= 500 {
+                    tracing::warn!(%error, code = code.code(), "request failed");
+                } else {
+                    tracing::info!(%error, code = code.code(), "request refused");
+                }
+                let mut response = error_response_with(code, error.detail(), error.fields());
+                if let Some(retry_after_secs) = error.retry_after_secs()
+                    && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+                {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, value);
+                }
+                response
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .observe_request(listener.name(), endpoint_name, status, elapsed);
+        tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(
+    state: Arc<State>,
+    listener: ListenerKind,
+    route: Result<Endpoint, GatewayError>,
+    request: hyper::Request<Incoming>,
+) -> Reply {
+    let (parts, body) = request.into_parts();
+    check_content_type(&parts.headers)?;
+    let cap = state.config.limits.max_body_bytes;
+    let declared = declared_length(&parts.headers);
+    if declared.is_some_and(|length| length > cap as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let must_sign = match &route {
+        Ok(endpoint) => endpoint.requires_signature(),
+        Err(_) => true,
+    };
+    // An address that failed authentication too often this minute gets no more work.
+    let address = parts
+        .extensions
+        .get::<crate::net::auth::ClientAddress>()
+        .map(|address| address.0);
+    let signed = must_sign && listener.signer().is_some();
+    if signed
+        && let Some(address) = address
+        && let Some(retry_after_secs) = state.failed_authentications.refused(address)
+    {
+        return Err(GatewayError::RateLimited { retry_after_secs });
+    }
+    let count_failure = |error: GatewayError| {
+        if let (GatewayError::Auth(auth), Some(address)) = (&error, address)
+            && !matches!(auth, crate::net::auth::AuthError::Store(_))
+        {
+            state.failed_authentications.record(address);
+        }
+        error
+    };
+    // Everything the envelope allows is checked before the body is read: a request failing
+    // these checks has no body read (a forged envelope naming a real key id passes them, and
+    // is refused at the signature after its body was read under the budget).
+    let checked = match (must_sign, listener.signer()) {
+        (true, Some(expected)) => Some(
+            state
+                .authenticator
+                .precheck(expected, &parts.headers, crate::keys::unix_now())
+                .await
+                .map_err(|error| count_failure(error.into()))?,
+        ),
+        _ => None,
+    };
+    // A caller this process refused in this window is refused again before its body is read
+    // or its signature verified, after the class's delay: a flooding caller costs next to
+    // nothing.
+    let now = crate::keys::unix_now();
+    // A signed request for a path that does not exist costs what a write does: it counts.
+    let class = route.as_ref().map_or(Some(RateClass::Write), RateClass::of);
+    if let (Some(checked), Some(class)) = (&checked, class) {
+        let scope = checked.claimed_scope();
+        if let Some(retry_after_secs) = state.caller_limits.refused_before(&scope, class, now) {
+            state
+                .metrics
+                .count_rate_limited(&scope, class.name(), "refused");
+            tokio::time::sleep(jittered(state.caller_limits.refusal_delay(class))).await;
+            return Err(GatewayError::RateLimited { retry_after_secs });
+        }
+    }
+    // Mutual TLS (federation listener): the client certificate must name the envelope's
+    // sender, also known before the body.
+    if listener == ListenerKind::Federation
+        && state.config.federation.require_client_cert
+        && let Some(checked) = &checked
+    {
+        let certificate = parts.extensions.get::<crate::net::auth::PeerCertificate>();
+        crate::net::auth::check_client_certificate(certificate, checked.sender())
+            .map_err(|error| count_failure(error.into()))?;
+    }
+    // Requests that need no signature (discovery, `/verification_key`) carry at most a few
+    // bytes and stay out of the shared budget; signed ones reserve what they will read
+    // (nothing for a body already ended, the declared length, else the cap) while it is read.
+    let (cap, budgeted) = if checked.is_some() {
+        (cap, true)
+    } else {
+        (cap.min(UNSIGNED_BODY_CAP), false)
+    };
+    if declared.is_some_and(|length| length > cap as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let reserve = if !budgeted || body.is_end_stream() {
+        0
+    } else {
+        body.size_hint()
+            .exact()
+            .or(declared)
+            .map_or(cap, |length| (length as usize).min(cap))
+    };
+    let reserved = match u32::try_from(reserve) {
+        Ok(0) => None,
+        Ok(bytes) => Some(
+            state
+                .body_budget
+                .clone()
+                .try_acquire_many_owned(bytes)
+                .map_err(|_| GatewayError::Overloaded)?,
+        ),
+        Err(_) => return Err(GatewayError::BodyTooLarge),
+    };
+    let body = read_body(
+        body,
+        cap,
+        state.config.request_timeout(),
+        state.config.body_stall_timeout(),
+    )
+    .await?;
+    let window = class.map(|class| state.caller_limits.window(class, now));
+    let caller = match checked {
+        Some(checked) => Some(
+            state
+                .authenticator
+                .finish(
+                    checked,
+                    parts.method.as_str(),
+                    &path_and_query,
+                    &body,
+                    window,
+                )
+                .await
+                .map_err(|error| count_failure(error.into()))?,
+        ),
+        None => None,
+    };
+    let endpoint = route?;
+    // Limits per authenticated caller: its count in this window refuses it, or it waits for
+    // its turn among the caller's requests in handling (a delayed request holds its turn,
+    // so a caller's delayed requests cannot pile up) and is delayed.
+    let mut turn = None;
+    let mut share = None;
+    let caller = match (caller, class) {
+        (Some((caller, count)), Some(class)) => {
+            let scope = caller.scope.as_str();
+            let limits = &state.caller_limits;
+
+            let count_limited = |outcome| {
+                state
+                    .metrics
+                    .count_rate_limited(scope, class.name(), outcome)
+            };
+            let verdict = limits.judge_caller(scope, class, count, now);
+            if let Verdict::Refuse { retry_after_secs } = verdict {
+                count_limited("refused");
+                tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
+                return Err(GatewayError::RateLimited { retry_after_secs });
+            }
+            // The body's bytes also count against the caller's share of the budget while it
+            // waits, is delayed and runs, so that one caller cannot keep the whole budget.
+            if reserved.is_some() && !body.is_empty() {
+                let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
+                share = Some(limits.hold_body(scope, bytes).ok_or_else(|| {
+                    count_limited("body_share");
+                    GatewayError::RateLimited {
+                        retry_after_secs: 1,
+                    }
+                })?);
+            }
+            turn = limits.enter(scope).await.map_err(|()| {
+                count_limited("concurrency_refused");
+                GatewayError::RateLimited {
+                    retry_after_secs: 1,
+                }
+            })?;
+            if let Verdict::Delay(delay) = verdict {
+                count_limited("delayed");
+                tokio::time::sleep(jittered(delay)).await;
+            }
+            Some(caller)
+        }
+        (caller, _) => caller.map(|(caller, _)| caller),
+    };
+    let request = Request { body, caller };
+    let timeout = state.config.request_timeout();
+    // The handler runs as its own task: a panic there is caught and answered as an internal
+    // error instead of dropping the connection. The task carries the request's span, so its
+    // log lines carry the request id too, the caller's turn and the body's share of the
+    // budget, given back when it ends.
+    let task = tokio::spawn(
+        async move {
+            // The body's share of the budget is held until the handler is done with it, also
+            // past the request timeout.
+            let _held = (turn, reserved, share);
+            api::dispatch(&state, endpoint, request).await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(join_error)) => Err(GatewayError::Internal(format!(
+            "handler failed: {join_error}"
+        ))),
+        // The task goes on (an atomic store step may be under way): the outcome is unknown.
+        Err(_) => Err(GatewayError::OutcomeUnknown),
+    }
+}
+
+/// Bodies are `application/octet-stream`; a request that names another type is refused, one
+/// that names none is accepted.
+fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    match headers.get(CONTENT_TYPE) {
+        None => Ok(()),
+        Some(value) => {
+            let media_type = value
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if media_type.eq_ignore_ascii_case(OCTET_STREAM) {
+                Ok(())
+            } else {
+                Err(GatewayError::UnsupportedMediaType)
+            }
+        }
+    }
+}
+
+/// The `Content-Length` a request declares, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// Reads the body under the cap (refused as soon as it is crossed), within the request
+/// timeout overall and `stall` between two reads.
+async fn read_body(
+    mut body: Incoming,
+    cap: usize,
+    timeout: Duration,
+    stall: Duration,
+) -> Result<Bytes, GatewayError> {
+    let read = async {
+        let mut collected = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(stall, body.frame()).await {
+                Err(_) => return Err(GatewayError::RequestTimeout),
+                Ok(None) => return Ok(Bytes::from(collected)),
+                Ok(Some(Err(error))) => {
+                    return Err(GatewayError::Decode(mimi_wire::DecodeError::Malformed(
+                        format!("body could not be read: {error}"),
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > cap {
+                    return Err(GatewayError::BodyTooLarge);
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(GatewayError::RequestTimeout))
+}
