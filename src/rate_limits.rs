@@ -14,12 +14,35 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::endpoints::Endpoint;
 use crate::config::{RateClassConfig, RateLimitsConfig};
 use crate::store::{RateCounters, RequestWindow, StoreError};
 
 /// Most addresses or callers tracked in one table; past it, entries that are done go first.
 const MAX_TRACKED: usize = 100_000;
+
+/// What per-address limits count by: an IPv4 address, or the /64 of an IPv6 one (one host
+/// or site usually holds a whole /64, so counting per /128 would limit nothing).
+pub fn address_key(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !(u128::MAX >> 64),
+        )),
+        v4 => v4,
+    }
+}
+
+/// A peer domain as the store's replay records and rate counters name it (in lower case).
+pub fn peer_scope(peer: &str) -> String {
+    format!("peer:{}", peer.to_ascii_lowercase())
+}
+
+/// The rate counter a request is counted in with its replay record.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSpec {
+    pub name: &'static str,
+    pub window_secs: u64,
+    pub now: u64,
+}
 
 /// Events per client address (an IPv4 address or an IPv6 /64, `auth::address_key`) in fixed
 /// one-minute windows: failed authentications, new connections.
@@ -54,9 +77,7 @@ impl PerAddressPerMinute {
             return None;
         }
         let windows = self.windows.lock().ok()?;
-        let (start, count) = windows
-            .counts
-            .get(&crate::net::auth::address_key(address))?;
+        let (start, count) = windows.counts.get(&address_key(address))?;
         let elapsed = start.elapsed();
         (elapsed < MINUTE && *count >= self.per_minute)
             .then(|| 60u64.saturating_sub(elapsed.as_secs()).max(1))
@@ -70,7 +91,7 @@ impl PerAddressPerMinute {
         let Ok(mut windows) = self.windows.lock() else {
             return;
         };
-        let key = crate::net::auth::address_key(address);
+        let key = address_key(address);
         if windows.counts.len() >= MAX_TRACKED && !windows.counts.contains_key(&key) {
             if windows
                 .swept
@@ -121,32 +142,6 @@ pub enum RateClass {
 }
 
 impl RateClass {
-    pub fn of(endpoint: &Endpoint) -> Option<RateClass> {
-        if !endpoint.requires_signature() {
-            return None;
-        }
-        Some(match endpoint {
-            Endpoint::RetrieveKeyPackage { .. }
-            | Endpoint::RetrieveConnectionKeyPackages { .. }
-            | Endpoint::ConnectionKeyPackages
-            | Endpoint::GroupKeyPackages => RateClass::KeyPackages,
-            Endpoint::WhoAmI
-            | Endpoint::ListApplications
-            | Endpoint::DiscoverClients { .. }
-            | Endpoint::ReadClient { .. }
-            | Endpoint::ListProposals { .. }
-            | Endpoint::ControlMessages { .. }
-            | Endpoint::GroupInfo { .. }
-            | Endpoint::GroupStatus { .. }
-            | Endpoint::WelcomeMessages { .. }
-            | Endpoint::FetchMessages { .. }
-            | Endpoint::WelcomeInformation
-            | Endpoint::ExternalCommitInformation
-            | Endpoint::FederatedDiscovery => RateClass::Read,
-            _ => RateClass::Write,
-        })
-    }
-
     /// The name of the class's counter in the store and in metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -285,8 +280,8 @@ impl CallerLimits {
     }
 
     /// The window a request of `class` is counted in at `now`.
-    pub fn window(&self, class: RateClass, now: u64) -> crate::net::auth::WindowSpec {
-        crate::net::auth::WindowSpec {
+    pub fn window(&self, class: RateClass, now: u64) -> WindowSpec {
+        WindowSpec {
             name: class.name(),
             window_secs: self.config.window_secs,
             now,
@@ -535,5 +530,15 @@ mod tests {
         assert!(!table.admit(address));
         assert!(table.admit("192.0.2.2".parse().unwrap()));
         assert!(PerAddressPerMinute::new(0).admit(address));
+    }
+
+    #[test]
+    fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {
+        let key = |text: &str| address_key(text.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
     }
 }

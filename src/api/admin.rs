@@ -12,7 +12,7 @@ pub fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: &State) -> HttpResponse {
-    match state.store.ping().await {
+    match state.services.health.store_answers().await {
         Ok(()) => text(StatusCode::OK, "ready\n"),
         Err(error) => {
             tracing::warn!(%error, "not ready");

@@ -4,6 +4,7 @@
 //! operator's application servers, the federation listener serves peers and the MIMI
 //! Transport endpoints, the admin listener serves operators.
 
+use crate::rate_limits::RateClass;
 use http::Method;
 use mimi_wire::signing::SenderKind;
 use uuid::Uuid;
@@ -186,6 +187,34 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The class of caller limits the endpoint counts in (`rate_limits.read`, `.write`,
+    /// `.key_packages`); `None` for endpoints that need no signature.
+    pub fn rate_class(&self) -> Option<RateClass> {
+        if !self.requires_signature() {
+            return None;
+        }
+        Some(match self {
+            Endpoint::RetrieveKeyPackage { .. }
+            | Endpoint::RetrieveConnectionKeyPackages { .. }
+            | Endpoint::ConnectionKeyPackages
+            | Endpoint::GroupKeyPackages => RateClass::KeyPackages,
+            Endpoint::WhoAmI
+            | Endpoint::ListApplications
+            | Endpoint::DiscoverClients { .. }
+            | Endpoint::ReadClient { .. }
+            | Endpoint::ListProposals { .. }
+            | Endpoint::ControlMessages { .. }
+            | Endpoint::GroupInfo { .. }
+            | Endpoint::GroupStatus { .. }
+            | Endpoint::WelcomeMessages { .. }
+            | Endpoint::FetchMessages { .. }
+            | Endpoint::WelcomeInformation
+            | Endpoint::ExternalCommitInformation
+            | Endpoint::FederatedDiscovery => RateClass::Read,
+            _ => RateClass::Write,
+        })
+    }
+
     /// The endpoint's label in metrics and logs (bounded: never the raw path).
     pub fn name(&self) -> &'static str {
         match self {

@@ -6,6 +6,7 @@
 mod admin;
 mod app;
 pub(crate) mod endpoints;
+pub(crate) mod error;
 mod federation;
 pub(crate) mod reply;
 
@@ -17,7 +18,6 @@ use uuid::Uuid;
 use crate::api::endpoints::Endpoint;
 use crate::api::reply::{Reply, Request};
 use crate::error::GatewayError;
-use crate::mls::key_package::MemberRules;
 use crate::service::applications::Application;
 use crate::state::State;
 
@@ -167,21 +167,6 @@ fn ds_response(body: mimi_wire::ds::DSResponseBody) -> Reply {
     })
 }
 
-/// The hub of a group this gateway only mirrors (its hub on another domain orders its
-/// proposals and commits), `None` for a group hosted here. Only federating applications have
-/// mirrors, so only they pay the store read.
-async fn mirrored_from(
-    state: &State,
-    app: Uuid,
-    group_id: &[u8],
-    rules: &MemberRules<'_>,
-) -> Result<Option<String>, GatewayError> {
-    if !rules.federated {
-        return Ok(None);
-    }
-    Ok(state.store.group_hub(app, group_id).await?)
-}
-
 /// `201 Created` with a `GroupEpochResponse`: the group and the epoch a request left it at
 /// (or, for a proposal or message, the epoch it belongs to).
 fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
@@ -195,12 +180,11 @@ fn group_epoch_created(group_id: &[u8], epoch: u64) -> Reply {
 }
 
 /// The authenticated caller as rate limits count it (`app:<id>`, `peer:<domain>`).
-fn caller_scope(request: &Request) -> String {
+fn caller_scope(request: &Request) -> &str {
     request
         .caller
         .as_ref()
-        .map(|caller| caller.scope.clone())
-        .unwrap_or_default()
+        .map_or("", |caller| caller.scope.as_str())
 }
 
 /// The peer domain that signed a federation request.

@@ -5,14 +5,16 @@
 pub mod client;
 pub mod delivery;
 pub mod fanout;
-pub mod key_packages;
+
+use std::sync::{Arc, RwLock};
 
 use mimi_wire::ErrorResponse;
 use mimi_wire::ds::{ClientId, ClientRef, DS_PROTOCOL_VERSION, DSRequest, DSResponse};
 use uuid::Uuid;
 
 use crate::error::GatewayError;
-use crate::state::State;
+use crate::federation::client::PeerClient;
+use crate::keys::KeyRing;
 
 pub const WELCOME_INFORMATION_PATH: &str = "/welcome_information";
 pub const EXTERNAL_COMMIT_INFORMATION_PATH: &str = "/external_commit_information";
@@ -30,80 +32,72 @@ pub fn client_id_text(client: &ClientId) -> String {
     }
 }
 
-/// The handle of the client of this gateway a ClientID names (by handle or by id), if it is
-/// registered in `app`.
-pub async fn local_handle(
-    state: &State,
-    app: Uuid,
-    client: &ClientId,
-) -> Result<Option<String>, GatewayError> {
-    Ok(match &client.client {
-        ClientRef::Handle(handle) => state
-            .store
-            .client_by_handle(app, handle)
-            .await?
-            .map(|_| handle.clone()),
-        ClientRef::ClientId(id) => state
-            .store
-            .client(app, Uuid::from_bytes(*id))
-            .await?
-            .map(|client| client.handle),
-    })
+/// Signed requests to peer gateways and their answers decoded: the outbound client with
+/// this gateway's signing keys.
+pub struct Peers {
+    peers: Arc<PeerClient>,
+    keys: Arc<RwLock<KeyRing>>,
 }
 
-/// Sends `body` to `peer`'s `path` and decodes the answer as `T`: the peer's error answer
-/// becomes `PeerRefused` with its code, an unreachable peer `PeerUnavailable`.
-pub async fn post<T: tls_codec::Deserialize>(
-    state: &State,
-    peer: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> Result<T, GatewayError> {
-    let answer = state
-        .peers
-        .post(&state.keys, peer, path, body)
-        .await
-        .map_err(|error| GatewayError::PeerUnavailable {
-            peer: peer.to_owned(),
-            reason: error.to_string(),
-        })?;
-    if !answer.status.is_success() {
-        let (code, detail, fields) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
-            .map(|error| (error.code, error.detail, error.fields))
-            .unwrap_or_default();
-        // The peer limits this gateway: the application is told to come back when the peer
-        // said (bounded: a peer's header must not park the caller for days).
-        if answer.status == http::StatusCode::TOO_MANY_REQUESTS
-            && code == mimi_wire::ErrorCode::RateLimited.code()
-        {
-            return Err(GatewayError::PeerRateLimited {
+impl Peers {
+    pub fn new(peers: Arc<PeerClient>, keys: Arc<RwLock<KeyRing>>) -> Peers {
+        Peers { peers, keys }
+    }
+
+    /// Sends `body` to `peer`'s `path` and decodes the answer as `T`: the peer's error answer
+    /// becomes `PeerRefused` with its code, an unreachable peer `PeerUnavailable`.
+    pub async fn post<T: tls_codec::Deserialize>(
+        &self,
+        peer: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, GatewayError> {
+        let answer = self
+            .peers
+            .post(&self.keys, peer, path, body)
+            .await
+            .map_err(|error| GatewayError::PeerUnavailable {
                 peer: peer.to_owned(),
-                retry_after_secs: answer.retry_after_secs.unwrap_or(1).clamp(1, 3_600),
+                reason: error.to_string(),
+            })?;
+        if !answer.status.is_success() {
+            let (code, detail, fields) = mimi_wire::decode_exact::<ErrorResponse>(&answer.body)
+                .map(|error| (error.code, error.detail, error.fields))
+                .unwrap_or_default();
+            // The peer limits this gateway: the application is told to come back when the peer
+            // said (bounded: a peer's header must not park the caller for days).
+            if answer.status == http::StatusCode::TOO_MANY_REQUESTS
+                && code == mimi_wire::ErrorCode::RateLimited.code()
+            {
+                return Err(GatewayError::PeerRateLimited {
+                    peer: peer.to_owned(),
+                    retry_after_secs: answer.retry_after_secs.unwrap_or(1).clamp(1, 3_600),
+                });
+            }
+            return Err(GatewayError::PeerRefused {
+                peer: peer.to_owned(),
+                code,
+                detail,
+                fields,
             });
         }
-        return Err(GatewayError::PeerRefused {
-            peer: peer.to_owned(),
-            code,
-            detail,
-            fields,
-        });
+        mimi_wire::decode_exact(&answer.body)
+            .map_err(|_| GatewayError::PeerMalformedAnswer(peer.to_owned()))
     }
-    mimi_wire::decode_exact(&answer.body)
-        .map_err(|_| GatewayError::PeerMalformedAnswer(peer.to_owned()))
-}
 
-/// A `DSRequest` to `peer`, answered by a `DSResponse` of this protocol version.
-pub async fn call(
-    state: &State,
-    peer: &str,
-    path: &str,
-    request: &DSRequest,
-) -> Result<DSResponse, GatewayError> {
-    let body =
-        mimi_wire::encode(request).map_err(|error| GatewayError::Internal(error.to_string()))?;
-    let answer: DSResponse = post(state, peer, path, body).await?;
-    if answer.version != DS_PROTOCOL_VERSION {
-        return Err(GatewayError::PeerMalformedAnswer(peer.to_owned()));
+    /// A `DSRequest` to `peer`, answered by a `DSResponse` of this protocol version.
+    pub async fn call(
+        &self,
+        peer: &str,
+        path: &str,
+        request: &DSRequest,
+    ) -> Result<DSResponse, GatewayError> {
+        let body = mimi_wire::encode(request)
+            .map_err(|error| GatewayError::Internal(error.to_string()))?;
+        let answer: DSResponse = self.post(peer, path, body).await?;
+        if answer.version != DS_PROTOCOL_VERSION {
+            return Err(GatewayError::PeerMalformedAnswer(peer.to_owned()));
+        }
+        Ok(answer)
     }
-    Ok(answer)
 }

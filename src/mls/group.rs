@@ -876,3 +876,27 @@ fn processing_error(
         other => invalid(other.to_string()),
     }
 }
+
+/// An application message's group and epoch, refused unless it is a PrivateMessage of
+/// content type application (the only thing routed without being read).
+pub fn application_message(message: &[u8]) -> Result<(Vec<u8>, u64), GroupError> {
+    let protocol = openmls::prelude::MlsMessageIn::tls_deserialize_exact(message)
+        .map_err(|error| GroupError::Malformed(error.to_string()))?
+        .try_into_protocol_message()
+        .map_err(|_| GroupError::Malformed("not a PrivateMessage".into()))?;
+    if protocol.is_handshake_message()
+        || protocol.content_type() != openmls::prelude::ContentType::Application
+    {
+        return Err(GroupError::Malformed("not an application message".into()));
+    }
+    if !matches!(
+        protocol,
+        openmls::prelude::ProtocolMessage::PrivateMessage(_)
+    ) {
+        return Err(GroupError::Malformed("not a PrivateMessage".into()));
+    }
+    Ok((
+        protocol.group_id().as_slice().to_vec(),
+        protocol.epoch().as_u64(),
+    ))
+}

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use mimi_well_known::{PeerKeyError, PeerKeys};
 
 use crate::config::Config;
+use crate::rate_limits::{WindowSpec, peer_scope};
 use crate::store::{RequestWindow, SharedStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,17 +85,6 @@ impl AuthError {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub std::net::IpAddr);
 
-/// What per-address limits count by: an IPv4 address, or the /64 of an IPv6 one (one host
-/// or site usually holds a whole /64, so counting per /128 would limit nothing).
-pub fn address_key(address: std::net::IpAddr) -> std::net::IpAddr {
-    match address.to_canonical() {
-        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(v6) & !(u128::MAX >> 64),
-        )),
-        v4 => v4,
-    }
-}
-
 /// A request whose envelope passed every check but the signature (`Authenticator::precheck`).
 pub struct Checked {
     envelope: RequestSignature,
@@ -138,19 +128,6 @@ fn caller_scope(kind: SenderKind, sender: &str) -> String {
         },
         SenderKind::Provider => peer_scope(sender),
     }
-}
-
-/// A peer domain as the store's replay records and rate counters name it (in lower case).
-pub fn peer_scope(peer: &str) -> String {
-    format!("peer:{}", peer.to_ascii_lowercase())
-}
-
-/// The rate counter a request is counted in with its replay record.
-#[derive(Debug, Clone, Copy)]
-pub struct WindowSpec {
-    pub name: &'static str,
-    pub window_secs: u64,
-    pub now: u64,
 }
 
 /// A public key trusted for one sender, with its validity window (Unix seconds).
@@ -417,15 +394,5 @@ mod tests {
             caller_scope(SenderKind::Provider, "PEER.Example"),
             "peer:peer.example"
         );
-    }
-
-    #[test]
-    fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {
-        let key = |text: &str| address_key(text.parse().unwrap());
-        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
-        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
-        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
-        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
     }
 }

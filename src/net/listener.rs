@@ -203,7 +203,7 @@ impl PerAddress {
     }
 
     fn enter(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
-        let address = crate::net::auth::address_key(address);
+        let address = crate::rate_limits::address_key(address);
         let mut open = self
             .open
             .lock()

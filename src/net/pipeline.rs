@@ -159,7 +159,9 @@ async fn run(
     // nothing.
     let now = crate::keys::unix_now();
     // A signed request for a path that does not exist costs what a write does: it counts.
-    let class = route.as_ref().map_or(Some(RateClass::Write), RateClass::of);
+    let class = route
+        .as_ref()
+        .map_or(Some(RateClass::Write), Endpoint::rate_class);
     if let (Some(checked), Some(class)) = (&checked, class) {
         let scope = checked.claimed_scope();
         if let Some(retry_after_secs) = state.caller_limits.refused_before(&scope, class, now) {

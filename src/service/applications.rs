@@ -141,5 +141,12 @@ fn identity_provider(
 }
 
 fn load_roots(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
-    crate::net::tls::load_certificates(path).map_err(|error| error.to_string())
+    use rustls_pki_types::pem::PemObject as _;
+    let roots = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate in file", path.display()));
+    }
+    Ok(roots)
 }

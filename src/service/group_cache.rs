@@ -105,3 +105,12 @@ impl GroupCache {
         })?)
     }
 }
+
+impl From<CheckoutError> for crate::error::GatewayError {
+    fn from(error: CheckoutError) -> Self {
+        match error {
+            CheckoutError::Store(error) => crate::error::GatewayError::GroupStore(error),
+            CheckoutError::Group(error) => crate::error::GatewayError::Group(error),
+        }
+    }
+}

@@ -196,3 +196,49 @@ fn a_circle_is_found() {
     graph.insert("c".to_owned(), BTreeSet::new());
     assert_eq!(circle(&graph), None);
 }
+
+/// The layer a module belongs to: its top folder (`api::app::commits` is in `api`).
+fn layer(module: &str) -> &str {
+    module.split("::").next().unwrap_or(module)
+}
+
+/// Issue 15, "The shape to reach": data flows one way, `net` -> `api` -> `service` ->
+/// `store` and `federation`. The endpoints never reach the store (they call a service); no
+/// rule below the endpoints sees the whole gateway context (`state`) or the layers above it;
+/// the store, MLS and identity modules know nothing of the rules built on them. The one
+/// exception is named: `api::error`, THE mapping of every layer's errors (the store's among
+/// them) to wire codes, reads the store's error types and nothing else of it.
+#[test]
+fn each_layer_refers_only_to_the_layers_below_it() {
+    let graph = graph();
+    let forbidden: [(&[&str], &[&str]); 3] = [
+        (&["api"], &["store"]),
+        (
+            &["service", "federation", "store", "mls", "identity", "rate_limits"],
+            &["net", "api", "state", "serve"],
+        ),
+        (&["store", "mls", "identity"], &["service", "federation"]),
+    ];
+    let mut broken = Vec::new();
+    for (module, references) in &graph {
+        for (from, to) in forbidden {
+            if !from.contains(&layer(module)) {
+                continue;
+            }
+            for other in references {
+                if module == "api::error" && other == "store" {
+                    continue;
+                }
+                if to.contains(&layer(other)) {
+                    broken.push(format!("{module} -> {other}"));
+                }
+            }
+        }
+    }
+    assert!(
+        graph["api::app::key_queues"].contains("service::key_queues"),
+        "references are seen: {:?}",
+        graph["api::app::key_queues"]
+    );
+    assert!(broken.is_empty(), "refers upward or past its layer: {broken:#?}");
+}

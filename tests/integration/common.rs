@@ -188,7 +188,7 @@ impl Harness {
     /// Stops the gateway (draining it) and answers its configuration, for `start_again`.
     pub async fn stop(&mut self) -> Config {
         let gateway = self.gateway.take().expect("a running gateway");
-        let config = gateway.state.config.clone();
+        let config = gateway.state.config.as_ref().clone();
         gateway.shutdown().await;
         config
     }

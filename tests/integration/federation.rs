@@ -918,7 +918,7 @@ async fn two_hub_processes_deliver_every_commit_once_in_order() {
     let federation = Federation::start(2, |index| StoreSpec::Redis(redis[index].url())).await;
     let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
     // The second process of a.localhost: same configuration, keys and Redis, other ports.
-    let mut second = a.gateway.as_ref().unwrap().state.config.clone();
+    let mut second = a.gateway.as_ref().unwrap().state.config.as_ref().clone();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     second.listeners.application = loopback;
     second.listeners.federation = loopback;

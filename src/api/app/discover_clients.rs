@@ -4,35 +4,24 @@
 //! gateway's `/discover_clients` and its answer passed back.
 
 use mimi_wire::WIRE_VERSION;
-use mimi_wire::registry::{DiscoverClientsRequest, DiscoverClientsResponse, check_tag};
+use mimi_wire::registry::{DiscoverClientsRequest, DiscoverClientsResponse};
 use uuid::Uuid;
 
 use crate::api::reply::{Reply, Request, encoded};
-use crate::error::GatewayError;
-use crate::state::State;
-
-use crate::api::app::client::client_record;
 use crate::api::{authorize, decode_body};
+use crate::state::State;
 
 pub async fn handle(state: &State, request: &Request, app: Uuid) -> Reply {
     authorize(state, request, app)?;
     let body: DiscoverClientsRequest =
         decode_body(request, |body: &DiscoverClientsRequest| body.version)?;
-    check_tag(&body.tag).map_err(GatewayError::InvalidTag)?;
-    if let Some(domain) = &body.domain
-        && !state.config.serves(domain)
-    {
-        let identities =
-            crate::federation::key_packages::discover_at_peer(state, app, domain, &body.tag)
-                .await?;
-        return encoded(&DiscoverClientsResponse {
-            version: WIRE_VERSION,
-            identities,
-        });
-    }
-    let clients = state.store.clients_with_tag(app, &body.tag).await?;
+    let identities = state
+        .services
+        .registry
+        .discover(app, body.domain.as_deref(), &body.tag)
+        .await?;
     encoded(&DiscoverClientsResponse {
         version: WIRE_VERSION,
-        identities: clients.iter().map(client_record).collect(),
+        identities,
     })
 }

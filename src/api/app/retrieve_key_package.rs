@@ -8,70 +8,36 @@
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::codec::WireBool;
-use mimi_wire::key_queues::{
-    MAX_RECEIVER_BYTES, RetrieveKeyPackageRequest, RetrieveKeyPackageResponse,
-};
+use mimi_wire::key_queues::{RetrieveKeyPackageRequest, RetrieveKeyPackageResponse};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
 use crate::api::reply::{Reply, Request, encoded};
-use crate::error::GatewayError;
+use crate::api::{authorize, caller_scope, decode_body};
+use crate::service::key_queues::KeyQueueAttributes;
 use crate::state::State;
-use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
-
-use crate::api::app::key_queues::{check_label, retrieve_capped};
-use crate::api::{authorize, decode_body};
 
 pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
     authorize(state, request, app)?;
     let body: RetrieveKeyPackageRequest =
         decode_body(request, |body: &RetrieveKeyPackageRequest| body.version)?;
-    let foreign = body
-        .domain
-        .as_ref()
-        .filter(|domain| !state.config.serves(domain));
-    let receiver = &body.receiver_client_id;
-    if receiver.is_empty() || receiver.len() > MAX_RECEIVER_BYTES {
-        return Err(GatewayError::InvalidReceiver(format!(
-            "must be 1 to {MAX_RECEIVER_BYTES} bytes"
-        )));
-    }
-    let app_label = body.app_label.unwrap_or_default();
-    check_label(&app_label)?;
     let attributes = KeyQueueAttributes {
         protocol_version: body.protocol_version,
         cipher_suite: body.cipher_suite,
-        app_label,
+        app_label: body.app_label.unwrap_or_default(),
     };
-    let (bytes, is_final) = match foreign {
-        Some(domain) => {
-            crate::federation::key_packages::retrieve_from_peer(
-                state,
-                app,
-                domain,
-                client,
-                &attributes,
-                receiver,
-            )
-            .await?
-        }
-        None => match retrieve_capped(
-            state,
-            &crate::api::caller_scope(request),
+    let (bytes, is_final) = state
+        .services
+        .key_queues
+        .retrieve(
+            caller_scope(request),
             app,
             client,
+            body.domain.as_deref(),
             &attributes,
-            receiver,
-            crate::keys::unix_now(),
+            &body.receiver_client_id,
         )
-        .await?
-        {
-            RetrievedKeyPackage::Assigned(bytes) | RetrievedKeyPackage::AssignedBefore(bytes) => {
-                (bytes, false)
-            }
-            RetrievedKeyPackage::FinalKey(bytes) => (bytes, true),
-        },
-    };
+        .await?;
     encoded(&RetrieveKeyPackageResponse {
         version: WIRE_VERSION,
         key_package: VLBytes::new(bytes),

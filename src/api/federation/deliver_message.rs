@@ -11,7 +11,7 @@ use crate::api::peer;
 
 pub async fn handle(state: &State, request: &Request) -> Reply {
     let hub = peer(request)?;
-    crate::service::mirror::deliver(state, hub, &request.body).await?;
+    state.services.mirror.deliver(hub, &request.body).await?;
     encoded(&DSFanoutResponse {
         version: DS_PROTOCOL_VERSION,
         body: DSFanoutResponseBody::Ok,
