@@ -120,7 +120,7 @@ impl Messages {
         self.registered(app, handle).await?;
         Ok(self
             .store
-            .acknowledge_messages(app, handle, up_to_sequence)
+            .acknowledge_messages(app, handle, up_to_sequence, crate::keys::unix_now())
             .await?)
     }
 
@@ -214,7 +214,9 @@ impl Messages {
     ) -> Result<(), GatewayError> {
         let (id, entry) = queue_entry(kind, group_id, message)?;
         for handle in handles {
-            self.store.enqueue_message(app, handle, &id, &entry).await?;
+            self.store
+                .enqueue_message(app, handle, &id, &entry, crate::keys::unix_now())
+                .await?;
         }
         Ok(())
     }
@@ -310,7 +312,15 @@ impl Messages {
         let (id, entry) = queue_entry(QueuedMessageKind::Application, group_id, message)?;
         // Accepted in one atomic step with every recipient's share: nothing accepted is lost.
         self.store
-            .route_message(app, group_id, &local, &id, &entry, &fanout)
+            .route_message(
+                app,
+                group_id,
+                &local,
+                &id,
+                &entry,
+                &fanout,
+                crate::keys::unix_now(),
+            )
             .await?;
         if !fanout.is_empty() {
             self.delivery.wake();

@@ -44,11 +44,10 @@ struct ClientMessages {
 
 impl ClientMessages {
     /// Appends `entry` unless `id` is still queued; answers its sequence number.
-    fn enqueue(&mut self, id: &[u8], entry: &[u8]) -> u64 {
+    fn enqueue(&mut self, id: &[u8], entry: &[u8], now: u64) -> u64 {
         if let Some(sequence) = self.ids.get(id) {
             return *sequence;
         }
-        let now = crate::keys::unix_now();
         if self
             .acked
             .get(id)
@@ -858,6 +857,7 @@ impl Groups for MemoryStore {
         id: &[u8],
         entry: &[u8],
         fanout: &[(String, Vec<Vec<u8>>)],
+        now: u64,
     ) -> Result<(), GroupStoreError> {
         let table = self.group_table()?;
         if !table.groups.contains_key(&(app, group_id.to_vec())) {
@@ -869,7 +869,7 @@ impl Groups for MemoryStore {
             messages
                 .entry((app, handle.clone()))
                 .or_default()
-                .enqueue(id, entry);
+                .enqueue(id, entry, now);
         }
         outbound.extend(fanout);
         Ok(())
@@ -1170,12 +1170,13 @@ impl MessageQueues for MemoryStore {
         handle: &str,
         id: &[u8],
         entry: &[u8],
+        now: u64,
     ) -> Result<u64, StoreError> {
         let mut table = self.messages.lock().map_err(|_| poisoned())?;
         Ok(table
             .entry((app, handle.to_owned()))
             .or_default()
-            .enqueue(id, entry))
+            .enqueue(id, entry, now))
     }
 
     async fn queued_messages(
@@ -1207,6 +1208,7 @@ impl MessageQueues for MemoryStore {
         app: Uuid,
         handle: &str,
         up_to: u64,
+        now: u64,
     ) -> Result<u64, StoreError> {
         let mut table = self.messages.lock().map_err(|_| poisoned())?;
         let Some(queue) = table.get_mut(&(app, handle.to_owned())) else {
@@ -1214,7 +1216,6 @@ impl MessageQueues for MemoryStore {
         };
         let kept = queue.entries.split_off(&up_to.saturating_add(1));
         let removed = std::mem::replace(&mut queue.entries, kept);
-        let now = crate::keys::unix_now();
         for (id, _) in removed.values() {
             queue.ids.remove(id);
             queue.acked.insert(id.clone(), now);

@@ -429,7 +429,10 @@ pub trait Groups: Send + Sync {
     /// An application message the hub accepted for the group: `entry` (id `id`) queued for
     /// each of this gateway's `recipients` and `fanout` for peers, accepted in one atomic step
     /// (the queues are filled right after, or by the next operation on the group, or at the
-    /// next start: nothing accepted is lost). `UnknownGroup` if the group is gone.
+    /// next start: nothing accepted is lost). `UnknownGroup` if the group is gone. `now` is
+    /// the gateway's clock, which the queues' dedup window is measured on
+    /// ([`MessageQueues::enqueue_message`]).
+    #[allow(clippy::too_many_arguments)]
     async fn route_message(
         &self,
         app: Uuid,
@@ -438,6 +441,7 @@ pub trait Groups: Send + Sync {
         id: &[u8],
         entry: &[u8],
         fanout: &[(String, Vec<Vec<u8>>)],
+        now: u64,
     ) -> Result<(), GroupStoreError>;
 
     /// The current epoch's proposal packets, in upload order.
@@ -556,16 +560,21 @@ pub struct QueuedMessage {
 /// sequence numbers from 1, entries removed only by acknowledgement. An entry carries an id
 /// (a digest of the message): enqueuing an id the queue still holds, or acknowledged within
 /// [`DEDUP_WINDOW_SECS`], changes nothing, which is how a redelivered fan-out is dropped.
+/// The window is measured on one clock, the gateway's: `now` (Unix seconds) is passed in and
+/// recorded with each acknowledgement; no backend reads a clock of its own. An id
+/// acknowledged at `t` is dropped by an enqueue at `now < t + DEDUP_WINDOW_SECS` and taken
+/// again from `t + DEDUP_WINDOW_SECS` on.
 #[async_trait]
 pub trait MessageQueues: Send + Sync {
     /// Appends `entry` to the queue of `handle`; answers its sequence number (the earlier
-    /// one if `id` is still queued, 0 if it was acknowledged within the window).
+    /// one if `id` is still queued, 0 if it was acknowledged within the window before `now`).
     async fn enqueue_message(
         &self,
         app: Uuid,
         handle: &str,
         id: &[u8],
         entry: &[u8],
+        now: u64,
     ) -> Result<u64, StoreError>;
 
     /// Up to `limit` entries from sequence number `from` on, in order.
@@ -577,12 +586,15 @@ pub trait MessageQueues: Send + Sync {
         limit: usize,
     ) -> Result<Vec<QueuedMessage>, StoreError>;
 
-    /// Removes every entry up to and including sequence number `up_to`; answers how many.
+    /// Removes every entry up to and including sequence number `up_to`, remembering their
+    /// ids as acknowledged at `now` (and forgetting those acknowledged a window before it);
+    /// answers how many.
     async fn acknowledge_messages(
         &self,
         app: Uuid,
         handle: &str,
         up_to: u64,
+        now: u64,
     ) -> Result<u64, StoreError>;
 }
 

@@ -214,7 +214,14 @@ fn each_layer_refers_only_to_the_layers_below_it() {
     let forbidden: [(&[&str], &[&str]); 3] = [
         (&["api"], &["store"]),
         (
-            &["service", "federation", "store", "mls", "identity", "rate_limits"],
+            &[
+                "service",
+                "federation",
+                "store",
+                "mls",
+                "identity",
+                "rate_limits",
+            ],
             &["net", "api", "state", "serve"],
         ),
         (&["store", "mls", "identity"], &["service", "federation"]),
@@ -240,5 +247,8 @@ fn each_layer_refers_only_to_the_layers_below_it() {
         "references are seen: {:?}",
         graph["api::app::key_queues"]
     );
-    assert!(broken.is_empty(), "refers upward or past its layer: {broken:#?}");
+    assert!(
+        broken.is_empty(),
+        "refers upward or past its layer: {broken:#?}"
+    );
 }

@@ -705,7 +705,15 @@ async fn routing_contract(store: SharedStore) {
     let fanout = |body: &[u8]| vec![("b.localhost".to_string(), vec![body.to_vec()])];
     assert!(matches!(
         store
-            .route_message(app, group, &["hana".into()], b"id", b"entry", &fanout(b"m"))
+            .route_message(
+                app,
+                group,
+                &["hana".into()],
+                b"id",
+                b"entry",
+                &fanout(b"m"),
+                1_700_000_000,
+            )
             .await,
         Err(GroupStoreError::UnknownGroup)
     ));
@@ -739,6 +747,7 @@ async fn routing_contract(store: SharedStore) {
             b"id",
             b"entry",
             &fanout(b"message fan-out"),
+            1_700_000_000,
         )
         .await
         .unwrap();

@@ -16,12 +16,20 @@ use crate::common::*;
 /// A handle with braces and a colon, which must not end a hash tag.
 const CAROL: &str = "c{a}:rol";
 
+/// The gateway's clock as the contract passes it in (Unix seconds).
+const NOW: u64 = 1_700_000_000;
+
 async fn contract(store: SharedStore) -> Vec<String> {
     let app = Uuid::from_u128(0x9e0e);
     let mut transcript = Vec::new();
     let enqueue = |handle: &'static str, id: &'static [u8], entry: &'static [u8]| {
         let store = store.clone();
-        async move { store.enqueue_message(app, handle, id, entry).await.unwrap() }
+        async move {
+            store
+                .enqueue_message(app, handle, id, entry, NOW)
+                .await
+                .unwrap()
+        }
     };
     let sequences_of = |messages: &[store::QueuedMessage]| {
         messages
@@ -37,7 +45,10 @@ async fn contract(store: SharedStore) -> Vec<String> {
             .is_empty()
     );
     for (id, entry) in [(b"id-1", b"one"), (b"id-2", b"two"), (b"id-3", b"six")] {
-        let sequence = store.enqueue_message(app, CAROL, id, entry).await.unwrap();
+        let sequence = store
+            .enqueue_message(app, CAROL, id, entry, NOW)
+            .await
+            .unwrap();
         transcript.push(format!("enqueued {sequence}"));
     }
     // A redelivered message (same id) is queued once, under its first number.
@@ -55,8 +66,20 @@ async fn contract(store: SharedStore) -> Vec<String> {
     );
     let page = store.queued_messages(app, CAROL, 2, 1).await.unwrap();
     assert_eq!(sequences_of(&page), [(2, b"two".to_vec())]);
-    assert_eq!(store.acknowledge_messages(app, CAROL, 2).await.unwrap(), 2);
-    assert_eq!(store.acknowledge_messages(app, CAROL, 2).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .acknowledge_messages(app, CAROL, 2, NOW)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .acknowledge_messages(app, CAROL, 2, NOW)
+            .await
+            .unwrap(),
+        0
+    );
     let left = store.queued_messages(app, CAROL, 0, 10).await.unwrap();
     assert_eq!(sequences_of(&left), [(3, b"six".to_vec())]);
     // A late redelivery of an acknowledged message is dropped too (the dedup window); a new
@@ -66,7 +89,7 @@ async fn contract(store: SharedStore) -> Vec<String> {
     assert_eq!(enqueue(CAROL, b"id-4", b"new").await, 4);
     assert_eq!(
         store
-            .acknowledge_messages(app, CAROL, u64::MAX - 1)
+            .acknowledge_messages(app, CAROL, u64::MAX - 1, NOW)
             .await
             .unwrap(),
         2
@@ -88,6 +111,32 @@ async fn contract(store: SharedStore) -> Vec<String> {
             .len(),
         1
     );
+    // The window, on the clock passed in: an id acknowledged at NOW is dropped until the
+    // window ends and taken again from then on.
+    let window = store::DEDUP_WINDOW_SECS;
+    let at = |now: u64, id: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            store
+                .enqueue_message(app, CAROL, id, b"late", now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(at(NOW + window - 1, b"id-3").await, 0);
+    assert_eq!(at(NOW + window, b"id-3").await, 5);
+    // An acknowledgement a window later forgets the ids acknowledged before it: id-4,
+    // acknowledged at NOW, is taken again even by an enqueue that says it is earlier.
+    assert_eq!(
+        store
+            .acknowledge_messages(app, CAROL, 5, NOW + window)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(at(NOW + 1, b"id-4").await, 6);
+    // id-3, acknowledged just now (NOW + window), is dropped again.
+    assert_eq!(at(NOW + window + 1, b"id-3").await, 0);
     transcript.push(format!("{left:?}"));
     transcript
 }
@@ -141,14 +190,14 @@ async fn a_corrupt_entry_never_blocks_a_queue() {
     .unwrap();
     assert_eq!(
         store
-            .enqueue_message(app, "kai", b"bad", b"\xff\xff")
+            .enqueue_message(app, "kai", b"bad", b"\xff\xff", NOW)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
         store
-            .enqueue_message(app, "kai", b"good", &good)
+            .enqueue_message(app, "kai", b"good", &good, NOW)
             .await
             .unwrap(),
         2

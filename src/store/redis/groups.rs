@@ -227,10 +227,13 @@ enum OutboxAction {
         peer: String,
         bodies: Vec<Vec<u8>>,
     },
+    /// `now`: when the hub accepted the message, on the gateway's clock, which the queues'
+    /// dedup window is measured on whenever the action is carried out.
     Enqueue {
         handles: Vec<String>,
         id: Vec<u8>,
         entry: Vec<u8>,
+        now: u64,
     },
 }
 
@@ -247,12 +250,17 @@ impl OutboxAction {
                 let bodies: Vec<String> = bodies.iter().map(|body| hex(body)).collect();
                 format!("f {} {}", hex(peer.as_bytes()), bodies.join(","))
             }
-            OutboxAction::Enqueue { handles, id, entry } => {
+            OutboxAction::Enqueue {
+                handles,
+                id,
+                entry,
+                now,
+            } => {
                 let handles: Vec<String> = handles
                     .iter()
                     .map(|handle| hex(handle.as_bytes()))
                     .collect();
-                format!("m {} {}.{}", handles.join(","), hex(id), hex(entry))
+                format!("m {} {}.{}.{now}", handles.join(","), hex(id), hex(entry))
             }
         }
     }
@@ -274,7 +282,14 @@ impl OutboxAction {
                 bodies: second.split(',').map(unhex).collect::<Option<_>>()?,
             }),
             "m" => {
-                let (id, entry) = second.split_once('.')?;
+                let mut parts = second.splitn(3, '.');
+                let (id, entry) = (parts.next()?, parts.next()?);
+                // An action written before the time was recorded: carried out as new (a
+                // possible duplicate rather than a lost message).
+                let now = match parts.next() {
+                    Some(now) => now.parse().ok()?,
+                    None => u64::MAX,
+                };
                 Some(OutboxAction::Enqueue {
                     handles: first
                         .split(',')
@@ -286,6 +301,7 @@ impl OutboxAction {
                         .collect::<Option<_>>()?,
                     id: unhex(id)?,
                     entry: unhex(entry)?,
+                    now,
                 })
             }
             _ => None,
@@ -486,9 +502,14 @@ impl RedisStore {
                     self.enqueue_outbound(&peer, &bodies).await?;
                 }
                 // Carried out twice, the queue keeps one: the message's id is still queued.
-                Some(OutboxAction::Enqueue { handles, id, entry }) => {
+                Some(OutboxAction::Enqueue {
+                    handles,
+                    id,
+                    entry,
+                    now,
+                }) => {
                     for handle in &handles {
-                        self.enqueue_message(app, handle, &id, &entry).await?;
+                        self.enqueue_message(app, handle, &id, &entry, now).await?;
                     }
                 }
                 None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
@@ -932,6 +953,7 @@ impl Groups for RedisStore {
         id: &[u8],
         entry: &[u8],
         fanout: &[(String, Vec<Vec<u8>>)],
+        now: u64,
     ) -> Result<(), GroupStoreError> {
         let prefix = group_prefix(app, group_id);
         // The entry once per chunk of recipients: the outbox grows slowly with the group, and
@@ -943,6 +965,7 @@ impl Groups for RedisStore {
                 handles: handles.to_vec(),
                 id: id.to_vec(),
                 entry: entry.to_vec(),
+                now,
             })
             .chain(fanout_actions(fanout))
             .collect();
@@ -1251,6 +1274,7 @@ mod tests {
                 handles: vec!["a,b".into(), "c.d e".into(), "ü".into()],
                 id: vec![7; 32],
                 entry: vec![],
+                now: 1_700_000_000,
             },
         ];
         for action in actions {
@@ -1262,5 +1286,16 @@ mod tests {
         assert!(OutboxAction::decode("m  07.").is_none());
         assert!(OutboxAction::decode("m 61, 07.").is_none());
         assert!(OutboxAction::decode("m 61 07").is_none());
+        assert!(OutboxAction::decode("m 61 07.08.soon").is_none());
+        // Written before the acceptance time was recorded: carried out as new.
+        assert_eq!(
+            OutboxAction::decode("m 61 07.08"),
+            Some(OutboxAction::Enqueue {
+                handles: vec!["a".into()],
+                id: vec![7],
+                entry: vec![8],
+                now: u64::MAX,
+            })
+        );
     }
 }

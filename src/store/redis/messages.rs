@@ -22,14 +22,15 @@ fn keys(app: Uuid, handle: &str) -> [String; 6] {
     ["seq", "entries", "order", "ids", "id-of", "acked"].map(|name| format!("{prefix}{name}"))
 }
 
-/// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry, dedup window (seconds).
+/// KEYS: seq, entries, order, ids, id-of, acked. ARGV: id, entry, dedup window (seconds),
+/// now (the gateway's clock).
 /// Returns the sequence number, 0 for an id acknowledged within the window.
 pub(super) const ENQUEUE_MESSAGE: &str = include_str!("lua/enqueue_message.lua");
 
 /// KEYS: entries, order. ARGV: from, limit. Returns sequence, entry, sequence, entry, ...
 pub(super) const QUEUED_MESSAGES: &str = include_str!("lua/queued_messages.lua");
 
-/// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds). Returns how
+/// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds), now (the gateway's clock). Returns how
 /// many entries went; their ids are remembered for the window (by the server's clock).
 pub(super) const ACKNOWLEDGE_MESSAGES: &str = include_str!("lua/acknowledge_messages.lua");
 
@@ -41,6 +42,7 @@ impl MessageQueues for RedisStore {
         handle: &str,
         id: &[u8],
         entry: &[u8],
+        now: u64,
     ) -> Result<u64, StoreError> {
         let keys = keys(app, handle);
         let script = &self.scripts.enqueue_message;
@@ -55,6 +57,7 @@ impl MessageQueues for RedisStore {
                 .arg(id)
                 .arg(entry)
                 .arg(crate::store::DEDUP_WINDOW_SECS)
+                .arg(now)
                 .invoke_async(&mut connection)
                 .await
         })
@@ -102,6 +105,7 @@ impl MessageQueues for RedisStore {
         app: Uuid,
         handle: &str,
         up_to: u64,
+        now: u64,
     ) -> Result<u64, StoreError> {
         let keys = keys(app, handle);
         let script = &self.scripts.acknowledge_messages;
@@ -114,6 +118,7 @@ impl MessageQueues for RedisStore {
                 .key(&keys[5])
                 .arg(up_to)
                 .arg(crate::store::DEDUP_WINDOW_SECS)
+                .arg(now)
                 .invoke_async(&mut connection)
                 .await
         })

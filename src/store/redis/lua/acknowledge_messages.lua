@@ -1,4 +1,4 @@
-local now = tonumber(redis.call('TIME')[1])
+local now = tonumber(ARGV[3])
 local sequences = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, sequence in ipairs(sequences) do
   redis.call('HDEL', KEYS[1], sequence)

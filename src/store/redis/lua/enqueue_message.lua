@@ -1,7 +1,7 @@
 local queued = redis.call('HGET', KEYS[4], ARGV[1])
 if queued then return tonumber(queued) end
 local acked = redis.call('ZSCORE', KEYS[6], ARGV[1])
-if acked and tonumber(acked) > tonumber(redis.call('TIME')[1]) - tonumber(ARGV[3]) then
+if acked and tonumber(acked) > tonumber(ARGV[4]) - tonumber(ARGV[3]) then
   return 0
 end
 local sequence = redis.call('INCR', KEYS[1])
