@@ -16,32 +16,24 @@
 //! and 120 seconds.
 
 #[allow(dead_code, unused_imports)]
-#[path = "../integration/common.rs"]
-mod common;
 #[allow(dead_code, unused_imports)]
-#[path = "../integration/federation.rs"]
-mod federation;
 #[allow(dead_code, unused_imports)]
-#[path = "../integration/group_client.rs"]
-mod group_client;
 #[allow(dead_code, unused_imports)]
-#[path = "../integration/key_queues.rs"]
-mod key_queues;
 #[path = "machine.rs"]
 mod machine;
+#[allow(dead_code)]
+#[path = "../integration/support/mod.rs"]
+mod support;
 #[allow(dead_code, unused_imports)]
-#[path = "../integration/mls_client.rs"]
-mod mls_client;
-
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use mimi_wire::messages::{FetchMessagesRequest, QueuedMessagesResponse, SendGroupMessageRequest};
 use mimi_wire::{decode_exact, encode};
 
-use common::*;
-use federation::{Federation, key_package_ok, publish_key_packages, welcome_for};
-use group_client::*;
+use support::federation::{Federation, key_package_ok, publish_key_packages, welcome_for};
+use support::group_client::*;
+use support::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -117,7 +109,7 @@ async fn run() {
     let mut carol = federation.cas[1].member("carol");
     let carol_id = publish_key_packages(b, "carol", &carol, 1).await;
     let mut alice = federation.cas[0].member("alice");
-    key_queues::register(a, "alice").await;
+    support::key_queues::register(a, "alice").await;
     let (group_info, tree) = alice.create_group();
     assert_eq!(
         GroupApi::create(a, &group_info, &tree).await.status,

@@ -16,11 +16,11 @@
 //! `X_TURNS` 8). Bounded: per phase `SECONDS` and `X_REQUESTS`. Every caller has the same
 //! limits, so Y's rate must stay under `X_ALLOWED` per window.
 
-#[allow(dead_code)]
-#[path = "../integration/common.rs"]
-mod common;
 #[path = "machine.rs"]
 mod machine;
+#[allow(dead_code)]
+#[path = "../integration/support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mimi_gateway::config::{Config, RateClassConfig, RateLimitsConfig};
 
-use common::*;
+use support::*;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)

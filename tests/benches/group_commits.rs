@@ -9,17 +9,11 @@
 //! Run: `cargo bench --bench group_commits` (env `SIZES`, default `2,100,1000`; `COMMITS`
 //! per size, default 30). Bounded by those counts.
 
-#[allow(dead_code)]
-#[path = "../integration/common.rs"]
-mod common;
-#[allow(dead_code)]
-#[path = "../integration/group_client.rs"]
-mod group_client;
 #[path = "machine.rs"]
 mod machine;
 #[allow(dead_code)]
-#[path = "../integration/mls_client.rs"]
-mod mls_client;
+#[path = "../integration/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +31,8 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::OpenMlsProvider;
 use tls_codec::VLBytes;
 
-use common::*;
-use group_client::*;
+use support::group_client::*;
+use support::*;
 
 fn setting(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())

@@ -5,14 +5,11 @@
 //! Run: `cargo bench --bench key_packages` (env `RETRIEVALS`, `CONCURRENCY`, `CLIENTS`).
 //! Bounded: at most `RETRIEVALS` requests and 60 seconds.
 
-#[allow(dead_code)]
-#[path = "../integration/common.rs"]
-mod common;
 #[path = "machine.rs"]
 mod machine;
 #[allow(dead_code)]
-#[path = "../integration/mls_client.rs"]
-mod mls_client;
+#[path = "../integration/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +26,7 @@ use mimi_wire::{decode_exact, encode};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
-use common::*;
+use support::*;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -100,7 +97,7 @@ async fn run() {
                 .unwrap()
                 .key_queue_id,
         );
-        let mls = mls_client::MlsClient::basic(&handle);
+        let mls = support::mls_client::MlsClient::basic(&handle);
         let packages: Vec<VLBytes> = (0..per_client)
             .map(|_| VLBytes::new(mls.key_package(86_400)))
             .collect();

@@ -1,0 +1,10 @@
+//! The application API, by the architecture draft's sections.
+
+mod connections;
+mod group_info;
+mod group_races;
+mod group_rejections;
+mod groups;
+mod identity;
+mod key_queues;
+mod registry;

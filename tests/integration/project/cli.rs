@@ -1,0 +1,430 @@
+//! The command line as an operator uses it: `serve` with no configuration, `keygen`
+//! (create, refuse to overwrite, rotate), `certs`, `discover`, and configuration errors.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode};
+use mimi_gateway::keys::KeyRing;
+use mimi_wire::decode_exact;
+use mimi_wire::verification_key::VerificationKeyResponse;
+
+use crate::support::*;
+
+/// `cargo run --release -- serve` with no configuration: the README's first command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_config_prints_listeners_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateway = GatewayProcess::serve(dir.path(), &[], &[]);
+    assert!(
+        gateway.banner.contains("serving domain localhost"),
+        "{}",
+        gateway.banner
+    );
+    assert!(gateway.banner.contains("memory"), "{}", gateway.banner);
+    assert_eq!(gateway.address("application").to_string(), "127.0.0.1:7443");
+    assert_eq!(gateway.address("federation").to_string(), "0.0.0.0:8443");
+    assert_eq!(gateway.address("admin").to_string(), "127.0.0.1:9090");
+    let ca = dir.path().join("mimi-data/dev-certs/ca.pem");
+    assert!(ca.exists(), "development CA generated in ./mimi-data");
+    let answer = TlsClient::new(&ca, Protocol::Http1)
+        .send(
+            "127.0.0.1:8443".parse().unwrap(),
+            Method::GET,
+            "/.well-known/mimi/ds-domain",
+            HeaderMap::new(),
+            vec![],
+        )
+        .await;
+    assert_eq!(&answer.body[..], b"localhost");
+    gateway.terminate();
+    assert!(
+        gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits")
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_creates_a_private_key_file_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    let path_arg = path.to_str().unwrap();
+    let created = run_cli(&["keygen", "--key-file", path_arg]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let first = KeyRing::load(&path).unwrap().keys()[0].id.clone();
+
+    let refused = run_cli(&["keygen", "--key-file", path_arg]);
+    assert!(
+        !refused.status.success(),
+        "an existing key file is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rotate"));
+    assert_eq!(KeyRing::load(&path).unwrap().keys().len(), 1);
+
+    let rotated = run_cli(&["keygen", "--key-file", path_arg, "--rotate"]);
+    assert!(rotated.status.success());
+    let ring = KeyRing::load(&path).unwrap();
+    assert_eq!(ring.keys().len(), 2);
+    let current = ring.current(now()).unwrap().id.clone();
+    assert_ne!(current, first);
+
+    // A gateway on that key file publishes the new key first and the old one beside it.
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.auth.key_file = Some(path.clone())
+    })
+    .await;
+    let answer = harness
+        .client(Protocol::Http1)
+        .send(
+            harness.federation,
+            Method::GET,
+            "/verification_key",
+            HeaderMap::new(),
+            vec![],
+        )
+        .await;
+    let keys: VerificationKeyResponse = decode_exact(&answer.body).unwrap();
+    let ids: Vec<&str> = keys.keys.iter().map(|key| key.key_id.as_str()).collect();
+    assert_eq!(ids, [current.as_str(), first.as_str()]);
+    let old = keys.key(&first).unwrap();
+    assert!(
+        old.not_after <= now() + 7 * 86_400 + 5,
+        "old key retires within the grace period"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_makes_a_ca_and_certificates_a_gateway_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let made = run_cli(&[
+        "certs",
+        "--domains",
+        "a.localhost,b.localhost",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for file in [
+        "ca.pem",
+        "ca-key.pem",
+        "a.localhost.pem",
+        "a.localhost-key.pem",
+        "b.localhost.pem",
+    ] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    // Running again reuses the CA.
+    let ca_before = std::fs::read(out.join("ca.pem")).unwrap();
+    assert!(
+        run_cli(&[
+            "certs",
+            "--domains",
+            "c.localhost",
+            "--out",
+            out.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), ca_before);
+
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.domain = "b.localhost".into();
+        config.tls.cert = Some(out.join("b.localhost.pem"));
+        config.tls.key = Some(out.join("b.localhost-key.pem"));
+    })
+    .await;
+    assert!(harness.gateway.as_ref().unwrap().dev_ca.is_none());
+    let client = mimi_well_known::HttpsClient::new(Some(&out.join("ca.pem")))
+        .unwrap()
+        .with_override("b.localhost", harness.federation);
+    let port = harness.federation.port();
+    let discovery = mimi_well_known::Resolver::new(client)
+        .discover(&format!("b.localhost:{port}"))
+        .await
+        .unwrap();
+    assert_eq!(discovery.ds_domain, "b.localhost");
+    // The c.localhost certificate does not name b.localhost: a client refuses it.
+    let wrong = Harness::start_with(StoreSpec::Memory, |config| {
+        config.tls.cert = Some(out.join("c.localhost.pem"));
+        config.tls.key = Some(out.join("c.localhost-key.pem"));
+    })
+    .await;
+    let client = mimi_well_known::HttpsClient::new(Some(&out.join("ca.pem")))
+        .unwrap()
+        .with_override("b.localhost", wrong.federation);
+    let port = wrong.federation.port();
+    assert!(
+        mimi_well_known::Resolver::new(client)
+            .discover(&format!("b.localhost:{port}"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_prints_the_ds_domain_and_keys() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.domain = "a.localhost".into()
+    })
+    .await;
+    let port = harness.federation.port();
+    let output = tokio::task::spawn_blocking({
+        let ca = harness.ca.clone();
+        move || {
+            run_cli(&[
+                "discover",
+                &format!("a.localhost:{port}"),
+                "--ca",
+                ca.to_str().unwrap(),
+                "--resolve",
+                &format!("a.localhost=127.0.0.1:{port}"),
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ds domain   a.localhost"), "{stdout}");
+    let ring = KeyRing::load(&harness.dir.path().join("signing-keys.toml")).unwrap();
+    assert!(stdout.contains(&ring.keys()[0].id), "{stdout}");
+
+    // Without the development CA the certificate is not trusted.
+    let untrusted = tokio::task::spawn_blocking(move || {
+        run_cli(&[
+            "discover",
+            &format!("a.localhost:{port}"),
+            "--resolve",
+            &format!("a.localhost=127.0.0.1:{port}"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!untrusted.status.success());
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4();
+    let roots = dir.path().join("roots.pem");
+    mimi_gateway::dev_certs::DevCa::open_or_create(dir.path()).unwrap();
+    std::fs::copy(dir.path().join("ca.pem"), &roots).unwrap();
+    // An X.509 application with the given identity lines (trust roots given unless the lines
+    // name their own).
+    let x509 = |lines: &str| {
+        let roots_line = if lines.contains("trust_roots") {
+            String::new()
+        } else {
+            format!("trust_roots = [{roots:?}]\n")
+        };
+        format!(
+            "[[applications]]\nid = \"{id}\"\n[applications.identity]\nprovider = \"x509\"\n{roots_line}{lines}\n"
+        )
+    };
+    let cases = [
+        (
+            format!("[[applications]]\nid = \"{id}\"\n[[applications]]\nid = \"{id}\"\n"),
+            "applications[1].id",
+        ),
+        (
+            "[[applications]]\nid = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"\n".to_string(),
+            "applications[0].id",
+        ),
+        ("domain = \"not a domain\"\n".to_string(), "domain"),
+        (
+            "[limits]\nmax_body_bytes = 0\n".to_string(),
+            "limits.max_body_bytes",
+        ),
+        ("[tls]\ncert = \"x.pem\"\n".to_string(), "tls"),
+        ("typo_key = 1\n".to_string(), "typo_key"),
+        (x509(""), "applications[0].identity.device_handle_range"),
+        (
+            x509("device_handle_range = { start = 1, end = 0 }"),
+            "applications[0].identity.device_handle_range",
+        ),
+        (
+            x509("device_handle_range = { start = 0, end = 0 }\nsupports_accounts = true"),
+            "applications[0].identity.account_handle_offset",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 1 }\nsupports_accounts = true\naccount_handle_offset = 1",
+            ),
+            "applications[0].identity.account_handle_offset",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 0 }\nsupports_accounts = true\naccount_handle_offset = 2\n\
+                 supports_domains = true\ndomain_name_offset = 2",
+            ),
+            "applications[0].identity.domain_name_offset",
+        ),
+        (
+            format!(
+                "[[applications]]\nid = \"{id}\"\n[applications.identity]\nprovider = \"x509\"\n\
+                 device_handle_range = {{ start = 0, end = 0 }}\n"
+            ),
+            "applications[0].identity.trust_roots",
+        ),
+        (
+            x509(
+                "device_handle_range = { start = 0, end = 0 }\ntrust_roots = [\"/nonexistent/root.pem\"]",
+            ),
+            "applications[0].identity.trust_roots[0]",
+        ),
+        (
+            format!(
+                "[[applications]]\nid = \"{id}\"\n[applications.identity]\nsupports_accounts = true\n"
+            ),
+            "applications[0].identity",
+        ),
+    ];
+    for (text, field) in cases {
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = run_cli(&["serve", "--config", path.to_str().unwrap()]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(field), "names `{field}`: {stderr}");
+    }
+}
+
+/// Every key can be set from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_overrides_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "domain = \"file.localhost\"\n").unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("MIMI_DOMAIN", "env.localhost".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    assert!(
+        gateway.banner.contains("serving domain env.localhost"),
+        "{}",
+        gateway.banner
+    );
+    let (status, _) = admin_get(gateway.address("admin"), "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Other software's `MIMI_*` variables in the environment do not stop the gateway: each is
+/// named in a warning. A misspelt key under a known section is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_mimi_variables_are_ignored_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("MIMI_RELEASE_CHANNEL", "beta".into()));
+    env.push(("MIMI_HOME", "/opt/mimi".into()));
+    env.push(("RUST_LOG", "warn".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &[], &env);
+    let (status, _) = admin_get(gateway.address("admin"), "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    for name in ["MIMI_RELEASE_CHANNEL", "MIMI_HOME"] {
+        assert!(
+            log.contains(name) && log.contains("ignoring an environment variable"),
+            "{name} named in a warning: {log}"
+        );
+    }
+    drop(gateway);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+        .args(["serve"])
+        .current_dir(dir.path())
+        .envs(loopback_env(dir.path()))
+        .env("MIMI_STORE__REDIS_ULR", "redis://127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("redis_ulr"),
+        "names the misspelt key: {stderr}"
+    );
+}
+
+/// Every log line of a request carries its id (the `x-request-id` answer header), including
+/// lines the handler writes; and a log file gets no terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_of_a_request_carry_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::new();
+    let key = hex::encode(app.key.verifying_key().as_bytes());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("[[applications]]\nid = \"{}\"\n[[applications.keys]]\nid = \"{}\"\npublic_key = \"{key}\"\n", app.id, app.key_id),
+    )
+    .unwrap();
+    let mut env = loopback_env(dir.path());
+    env.push(("RUST_LOG", "info".into()));
+    let gateway = GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    let path = format!("/apps/{}/clients", app.id);
+    let body = mimi_wire::encode(&mimi_wire::registry::RegisterClientRequest {
+        version: 1,
+        client_handle: "logged".into(),
+        tags: vec![],
+    })
+    .unwrap();
+    let headers = signed_headers(&app.key, app.claims(), &Method::POST, &path, &body);
+    let answer = TlsClient::new(&dir.path().join("dev-certs/ca.pem"), Protocol::Http1)
+        .send(
+            gateway.address("application"),
+            Method::POST,
+            &path,
+            headers,
+            body,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let id = answer
+        .headers
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut lines = Vec::new();
+    let found = eventually(Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+        lines = log
+            .lines()
+            .filter(|line| line.contains(&format!("id={id}")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let complete = lines.iter().any(|line| line.contains("client registered"))
+            && lines.iter().any(|line| line.contains("answered"));
+        async move { complete }
+    })
+    .await;
+    assert!(
+        found,
+        "request id {id} on the handler's and the pipeline's lines: {lines:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+}

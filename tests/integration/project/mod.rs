@@ -1,0 +1,6 @@
+//! The house itself: the module graph, the command line, the docs, the fuzz corpus.
+
+mod architecture;
+mod cli;
+mod docs;
+mod fuzz_corpus;

@@ -1,0 +1,432 @@
+//! Issue 14, "Rate limits": per authenticated caller and class of endpoint, requests past a
+//! first threshold in a window are delayed and past a second refused (429, `RateLimited`,
+//! `Retry-After`), counted in the store so that gateways sharing it count together (memory,
+//! Redis, Redis Cluster); at most N requests per caller in handling at once; fresh key-package
+//! assignments capped per receiver and per caller (an application's and a peer's), final keys
+//! still served; new connections per address per minute. Another caller is never affected.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use mimi_gateway::config::{Config, RateClassConfig};
+use mimi_wire::ErrorCode;
+use mimi_wire::decode_exact;
+use mimi_wire::key_queues::RetrieveKeyPackageResponse;
+
+use crate::support::federation::{Federation, publish_key_packages, retrieve_key_package};
+use crate::support::key_queues::QueueFixture;
+use crate::support::mls_client::SUITE;
+use crate::support::*;
+
+/// A window no test run straddles (a counter lives for its window).
+const LONG_WINDOW_SECS: u64 = 100_000;
+
+/// Two applications on one gateway: `harness.app` (X) and the returned Y.
+fn with_second_application(config: &mut Config) -> TestApp {
+    let other = TestApp::new();
+    config.applications.push(other.config());
+    other
+}
+
+fn reads_delayed_after_2_refused_after_4(config: &mut Config) {
+    config.rate_limits.window_secs = LONG_WINDOW_SECS;
+    config.rate_limits.read = RateClassConfig {
+        delay_after: 2,
+        delay_ms: 1,
+        reject_after: 4,
+    };
+}
+
+async fn whoami(target: &Target) -> Answer {
+    target.call(Method::GET, "/whoami", Vec::new()).await
+}
+
+fn retry_after(answer: &Answer) -> u64 {
+    answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn target_of(harness: &Harness, app: &TestApp) -> Target {
+    Target {
+        application: harness.application,
+        ca: harness.ca.clone(),
+        app: app.clone(),
+    }
+}
+
+fn limited(app: &TestApp, class: &str, outcome: &str) -> String {
+    format!(
+        "mimi_rate_limited_total{{caller=\"app:{}\",class=\"{class}\",outcome=\"{outcome}\"}}",
+        app.id
+    )
+}
+
+/// X's fifth read in the window is refused, its third and fourth delayed; Y's reads and X's
+/// writes (another class) all pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_application_is_delayed_then_refused_and_another_is_not() {
+    let mut other = None;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        reads_delayed_after_2_refused_after_4(config);
+        other = Some(with_second_application(config));
+    })
+    .await;
+    let (x, y) = (harness.target(), target_of(&harness, &other.unwrap()));
+    for _ in 0..4 {
+        assert_eq!(whoami(&x).await.status, StatusCode::OK);
+    }
+    let refused = whoami(&x).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert!((1..=LONG_WINDOW_SECS).contains(&retry_after(&refused)));
+    // Now refused before any work: even a request naming X with another key's signature
+    // (its body unread, its signature unchecked) is answered 429, not 401.
+    let forged = signed_headers(
+        &TestApp::new().key,
+        x.app.claims(),
+        &Method::GET,
+        "/whoami",
+        b"",
+    );
+    let answer = harness
+        .client(Protocol::Http1)
+        .send(
+            harness.application,
+            Method::GET,
+            "/whoami",
+            forged,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(answer.error_code(), ErrorCode::RateLimited);
+    for _ in 0..4 {
+        assert_eq!(whoami(&y).await.status, StatusCode::OK, "Y is not limited");
+    }
+    // Writes are another class (registration asserts its 201).
+    crate::support::key_queues::register(&harness, "alice").await;
+    let read = "requests:read";
+    assert_eq!(harness.metric(&limited(&x.app, read, "delayed")).await, 2);
+    assert_eq!(harness.metric(&limited(&x.app, read, "refused")).await, 2);
+    assert_eq!(harness.metric(&limited(&y.app, read, "refused")).await, 0);
+}
+
+/// However the envelope spells the application's id (case, braces, no hyphens, URN), it is
+/// one caller with one count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_is_counted_once_however_its_envelope_spells_it() {
+    let harness =
+        Harness::start_with(StoreSpec::Memory, reads_delayed_after_2_refused_after_4).await;
+    let id = harness.app.id;
+    let spellings = [
+        id.hyphenated().to_string().to_uppercase(),
+        id.simple().to_string(),
+        id.braced().to_string(),
+        id.urn().to_string(),
+        id.to_string(),
+    ];
+    let mut statuses = Vec::new();
+    for spelling in spellings {
+        let mut claims = harness.app.claims();
+        claims.sender = spelling;
+        statuses.push(
+            harness
+                .signed(Method::GET, "/whoami", b"", claims)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
+/// Two gateways sharing one store count one application's requests together.
+async fn gateways_sharing_a_store_count_together(store: StoreSpec) {
+    let first = Harness::start_with(store.clone(), reads_delayed_after_2_refused_after_4).await;
+    let second = Harness::start_for(
+        store,
+        first.app.clone(),
+        reads_delayed_after_2_refused_after_4,
+    )
+    .await;
+    let (one, two) = (first.target(), second.target());
+    for target in [&one, &two, &one, &two] {
+        assert_eq!(whoami(target).await.status, StatusCode::OK);
+    }
+    for target in [&one, &two] {
+        let refused = whoami(target).await;
+        assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_on_one_redis_count_together() {
+    let redis = RedisServer::start();
+    gateways_sharing_a_store_count_together(StoreSpec::Redis(redis.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_on_one_redis_cluster_count_together() {
+    let cluster = RedisCluster::start();
+    gateways_sharing_a_store_count_together(StoreSpec::Cluster(cluster.urls())).await;
+}
+
+/// One request per caller in handling at once, a delayed one included: X's request while
+/// its delayed one waits is refused after `concurrency_wait_ms`; Y's is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gets_at_most_its_share_of_turns() {
+    let mut other = None;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.read = RateClassConfig {
+            delay_after: 1,
+            delay_ms: 3_000,
+            reject_after: 0,
+        };
+        config.rate_limits.concurrent_per_caller = 1;
+        config.rate_limits.concurrency_wait_ms = 200;
+        other = Some(with_second_application(config));
+    })
+    .await;
+    let (x, y) = (harness.target(), target_of(&harness, &other.unwrap()));
+    assert_eq!(whoami(&x).await.status, StatusCode::OK);
+    let delayed = tokio::spawn({
+        let x = x.clone();
+        async move { whoami(&x).await.status }
+    });
+    let delayed_metric = limited(&x.app, "requests:read", "delayed");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            harness.metric(&delayed_metric).await == 1
+        })
+        .await,
+        "X's second read is being delayed"
+    );
+    let refused = whoami(&x).await;
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert_eq!(retry_after(&refused), 1);
+    assert_eq!(
+        whoami(&y).await.status,
+        StatusCode::OK,
+        "Y has its own turns"
+    );
+    assert_eq!(
+        delayed.await.unwrap(),
+        StatusCode::OK,
+        "the delayed one is answered"
+    );
+    assert_eq!(
+        harness
+            .metric(&limited(&x.app, "requests:read", "concurrency_refused"))
+            .await,
+        1
+    );
+}
+
+fn fresh_caps(config: &mut Config) {
+    config.rate_limits.fresh_key_packages_per_receiver = 2;
+    config.rate_limits.fresh_key_packages_per_caller = 3;
+    config.rate_limits.key_package_window_secs = LONG_WINDOW_SECS;
+}
+
+/// (package, is final key) or the error code.
+async fn take(fixture: &QueueFixture<'_>, receiver: &str) -> Result<(Vec<u8>, bool), Answer> {
+    let answer = fixture.retrieve_with(receiver, None, 1).await;
+    if answer.status != StatusCode::OK {
+        return Err(answer);
+    }
+    let response: RetrieveKeyPackageResponse = decode_exact(&answer.body).unwrap();
+    Ok((
+        response.key_package.as_slice().to_vec(),
+        response.is_final_key.0,
+    ))
+}
+
+/// Past a receiver's or the application's cap on fresh assignments only what was assigned
+/// before and final keys are served, though ordinary packages remain; a queue without a
+/// final key answers 429 with `Retry-After`.
+async fn fresh_assignments_are_capped(store: StoreSpec) {
+    let harness = Harness::start_with(store, fresh_caps).await;
+    let mut queues = Vec::new();
+    for (index, handle) in ["c1", "c2", "c3", "c4"].iter().enumerate() {
+        let fixture = QueueFixture::new(&harness, handle).await;
+        let mls = &fixture.mls;
+        let final_key = (index < 3).then(|| mls.key_package_with(SUITE, 5_000, true));
+        let packages = [mls.key_package(5_000), mls.key_package(5_000)];
+        let answer = fixture
+            .update(&packages, false, None, final_key.clone())
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        queues.push((fixture, final_key));
+    }
+    let (c1, c2, c3, c4) = (&queues[0].0, &queues[1].0, &queues[2].0, &queues[3].0);
+    let first = take(c1, "r1").await.unwrap();
+    assert!(!first.1, "fresh");
+    assert_eq!(
+        take(c1, "r1").await.unwrap(),
+        first,
+        "assigned before: not counted"
+    );
+    assert!(
+        !take(c2, "r1").await.unwrap().1,
+        "r1's second fresh package"
+    );
+    assert_eq!(
+        take(c3, "r1").await.unwrap(),
+        (queues[2].1.clone().unwrap(), true),
+        "r1 is at its cap: c3's final key though c3 has ordinary packages"
+    );
+    assert!(!take(c3, "r2").await.unwrap().1, "the application's third");
+    assert_eq!(
+        take(c1, "r3").await.unwrap(),
+        (queues[0].1.clone().unwrap(), true),
+        "the application is at its cap"
+    );
+    let withheld = take(c4, "r3").await.unwrap_err();
+    assert_eq!(withheld.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(withheld.error_code(), ErrorCode::RateLimited);
+    assert!((1..=LONG_WINDOW_SECS).contains(&retry_after(&withheld)));
+    assert_eq!(
+        take(c1, "r1").await.unwrap(),
+        first,
+        "still served after the cap"
+    );
+    assert_eq!(
+        harness
+            .metric(&limited(
+                &harness.app,
+                "fresh_key_packages",
+                "fresh_withheld"
+            ))
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_assignments_are_capped_on_memory() {
+    fresh_assignments_are_capped(StoreSpec::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_assignments_are_capped_on_redis() {
+    let redis = RedisServer::start();
+    fresh_assignments_are_capped(StoreSpec::Redis(redis.url())).await;
+}
+
+/// A peer draining key packages: B assigns peer A one fresh package in the window; A's
+/// request for another receiver is refused by B, the first receiver's is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_capped_on_fresh_key_packages() {
+    let federation = Federation::start_with(
+        2,
+        |_| StoreSpec::Memory,
+        |index, config| {
+            if index == 1 {
+                config.rate_limits.fresh_key_packages_per_caller = 1;
+                config.rate_limits.key_package_window_secs = LONG_WINDOW_SECS;
+            }
+        },
+    )
+    .await;
+    let (a, b) = (&federation.gateways[0], &federation.gateways[1]);
+    let carol = federation.cas[1].member("carol");
+    let carol_id = publish_key_packages(b, "carol", &carol, 3).await;
+    let first = retrieve_key_package(a, carol_id, "b.localhost", "alice").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let refused = retrieve_key_package(a, carol_id, "b.localhost", "bob").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert!(
+        (1..=3_600).contains(&retry_after(&refused)),
+        "B's Retry-After, bounded"
+    );
+    assert!(
+        crate::support::group_client::error(&refused)
+            .detail
+            .starts_with("b.localhost is rate-limiting"),
+        "names the peer"
+    );
+    let again = retrieve_key_package(a, carol_id, "b.localhost", "alice").await;
+    assert_eq!(again.body, first.body, "alice's package is served again");
+    let series = "mimi_rate_limited_total{caller=\"peer:a.localhost\",class=\"fresh_key_packages\",outcome=\"fresh_withheld\"}";
+    assert_eq!(b.metric(series).await, 1);
+}
+
+/// Before authentication: an address opening more new connections in a minute than allowed
+/// has the next closed at accept; another address is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_connections_per_address_are_limited() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.new_connections_per_ip_per_minute = 3;
+    })
+    .await;
+    let client = harness.client(Protocol::Http1);
+    let churner: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    for _ in 0..3 {
+        let tcp = TlsClient::tcp_from(harness.application, churner).await;
+        assert!(client.handshake(tcp).await.is_ok());
+    }
+    let tcp = TlsClient::tcp_from(harness.application, churner).await;
+    assert!(client.handshake(tcp).await.is_err(), "closed at accept");
+    let other: std::net::IpAddr = "127.0.0.4".parse().unwrap();
+    let tcp = TlsClient::tcp_from(harness.application, other).await;
+    assert!(client.handshake(tcp).await.is_ok(), "another address");
+    let series =
+        "mimi_refused_connections_total{listener=\"application\",reason=\"connection_rate\"}";
+    assert_eq!(harness.metric(series).await, 1);
+}
+
+/// Once authenticated, one caller holds at most a quarter of the shared body budget: X's
+/// large body held in a delay keeps X's share, so X's next large body is 429 `RateLimited`
+/// (`Retry-After: 1`), while Y's is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holds_at_most_its_share_of_the_body_budget() {
+    let mut other = None;
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.max_body_bytes = 1 << 20;
+        config.limits.body_memory_budget_bytes = 4 << 20;
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.read = RateClassConfig {
+            delay_after: 1,
+            delay_ms: 3_000,
+            reject_after: 0,
+        };
+        other = Some(with_second_application(config));
+    })
+    .await;
+    let (x, y) = (harness.target(), target_of(&harness, &other.unwrap()));
+    let large = vec![7u8; 1 << 20];
+    assert_eq!(whoami(&x).await.status, StatusCode::OK);
+    let held = tokio::spawn({
+        let (x, large) = (x.clone(), large.clone());
+        async move { x.call(Method::POST, "/whoami", large).await.status }
+    });
+    let delayed = limited(&x.app, "requests:read", "delayed");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            harness.metric(&delayed).await == 1
+        })
+        .await,
+        "X's large body is held in a delay"
+    );
+    let refused = x.call(Method::POST, "/whoami", large.clone()).await;
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert_eq!(retry_after(&refused), 1);
+    assert_eq!(
+        y.call(Method::POST, "/whoami", large).await.status,
+        StatusCode::OK,
+        "Y has its own share"
+    );
+    assert_eq!(held.await.unwrap(), StatusCode::OK);
+}
