@@ -15,13 +15,9 @@
 //! Run: `cargo bench --bench federation` (env `ROUNDS`, default 20). Bounded by that count
 //! and 120 seconds.
 
-#[allow(dead_code, unused_imports)]
-#[allow(dead_code, unused_imports)]
-#[allow(dead_code, unused_imports)]
-#[allow(dead_code, unused_imports)]
 #[path = "machine.rs"]
 mod machine;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../integration/support/mod.rs"]
 mod support;
 #[allow(dead_code, unused_imports)]

@@ -11,7 +11,7 @@
 
 #[path = "machine.rs"]
 mod machine;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../integration/support/mod.rs"]
 mod support;
 
