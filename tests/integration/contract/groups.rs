@@ -116,12 +116,38 @@ fn package(seed: u8, not_after: u64) -> StoredKeyPackage {
     }
 }
 
-/// The contract; answers its transcript.
-async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
-    let mut t = Transcript::default();
-    let other_app = Uuid::from_u128(app.as_u128() ^ 1);
+/// One run of the contract on a store: its transcript is compared across backends.
+struct Run {
+    store: SharedStore,
+    app: Uuid,
+    other_app: Uuid,
+    t: Transcript,
+}
 
-    // Unknown groups.
+/// The contract, step by named step; answers its transcript.
+async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
+    let mut run = Run {
+        store,
+        app,
+        other_app: Uuid::from_u128(app.as_u128() ^ 1),
+        t: Transcript::default(),
+    };
+    let proposal = unknown_groups(&mut run).await;
+    let created = creation(&mut run).await;
+    proposals(&mut run, &proposal).await;
+    let (mut expected, epoch1) = first_commit(&mut run, &proposal, &created).await;
+    control_messages_by_range(&mut run, epoch1).await;
+    welcomes_acknowledged_once(&mut run).await;
+    removal_withdraws_the_pending_welcome(&mut run, &mut expected).await;
+    expiry_and_pruning(&mut run).await;
+    oldest_first_across_groups(&mut run).await;
+    concurrent_commits_one_winner(&mut run).await;
+    run.t
+}
+
+/// Unknown groups refuse everything but creation.
+async fn unknown_groups(run: &mut Run) -> HeldProposal {
+    let (store, app) = (run.store.clone(), run.app);
     assert!(store.group_head(app, G1).await.unwrap().is_none());
     assert!(store.load_group(app, G1).await.unwrap().is_none());
     assert!(store.proposals(app, G1).await.unwrap().is_none());
@@ -144,8 +170,12 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         store.control_messages(app, G1, 0, None).await,
         Err(GroupStoreError::UnknownGroup)
     ));
+    proposal
+}
 
-    // Creation, once per application and id.
+/// Creation, once per application and id.
+async fn creation(run: &mut Run) -> PublicState {
+    let (store, app, other_app, t) = (run.store.clone(), run.app, run.other_app, &mut run.t);
     let created = state(9);
     let new_group = NewGroup {
         group_id: G1.to_vec(),
@@ -185,8 +215,13 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         ),
         Err(GroupStoreError::EpochOutOfRange { current: 0 })
     ));
+    created
+}
 
-    // Proposals: current epoch only, each reference once, in upload order.
+/// Proposals: current epoch only, each reference once, in upload order; another
+/// application's group is another group.
+async fn proposals(run: &mut Run, proposal: &HeldProposal) {
+    let (store, app, other_app, t) = (run.store.clone(), run.app, run.other_app, &mut run.t);
     assert_eq!(
         t.note(
             "propose",
@@ -243,8 +278,16 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
             .unwrap()
             .is_empty()
     );
+}
 
-    // A key queue whose package a commit uses.
+/// Commit 1, a compare-and-set on epoch 0, using a key queue's package: a rival for the
+/// same epoch changes nothing, and the used package leaves the queue.
+async fn first_commit(
+    run: &mut Run,
+    proposal: &HeldProposal,
+    created: &PublicState,
+) -> (PublicState, Vec<Vec<u8>>) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
     let client = Uuid::from_u128(0xc1);
     let queue = Uuid::from_u128(0xc2);
     store
@@ -316,9 +359,13 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     let info = store.current_group_info(app, G1).await.unwrap().unwrap();
     assert_eq!(info.group_info.as_deref(), Some(&b"group info 1"[..]));
     assert_eq!(info.ratchet_tree, expected.ratchet_tree());
-
-    // Control messages by epoch range.
     let epoch1 = first.messages.clone();
+    (expected, epoch1)
+}
+
+/// Control messages by epoch range.
+async fn control_messages_by_range(run: &mut Run, epoch1: Vec<Vec<u8>>) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
     assert_eq!(
         store.control_messages(app, G1, 0, None).await.unwrap(),
         epoch1
@@ -343,8 +390,11 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
             Err(GroupStoreError::EpochOutOfRange { current: 1 })
         ));
     }
+}
 
-    // Welcomes: per recipient, acknowledged once.
+/// Welcomes: per recipient, acknowledged once.
+async fn welcomes_acknowledged_once(run: &mut Run) {
+    let (store, app, other_app, t) = (run.store.clone(), run.app, run.other_app, &mut run.t);
     let bob = t.note("bob", store.welcomes(app, "bob", NOW).await.unwrap());
     assert_eq!(ids(&bob), [1]);
     assert_eq!(
@@ -386,8 +436,12 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         ids(&store.welcomes(app, HANDLE_CAROL, NOW).await.unwrap()),
         [1]
     );
+}
 
-    // Commit 2 removes carol: her pending welcome into the group goes.
+/// Commit 2 removes carol: her pending welcome into the group goes.
+async fn removal_withdraws_the_pending_welcome(run: &mut Run, expected: &mut PublicState) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
+    let one = Uuid::from_u128(1);
     let mut second_commit = commit(1, change(2, &[(4, None)]), NOW);
     second_commit.group_info = None;
     second_commit.removed_handles = vec![HANDLE_CAROL.to_owned(), "not a member".to_owned()];
@@ -413,8 +467,12 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
     assert_eq!(info.group_info, None, "no group info given");
     expected.apply(&second_commit.change);
     assert_eq!(info.ratchet_tree, expected.ratchet_tree());
+}
 
-    // Expiry: unexpired only; an expired reference is dropped.
+/// Expiry: unexpired only; an expired reference is dropped, and the group's next commit
+/// prunes it.
+async fn expiry_and_pruning(run: &mut Run) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
     assert_eq!(
         ids(&store.welcomes(app, "dave", NOW + 9).await.unwrap()),
         [2]
@@ -456,8 +514,11 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         .unwrap(),
         vec![b"commit from 1".to_vec()]
     );
+}
 
-    // Oldest first, across groups.
+/// Welcomes oldest first, across groups; a removal withdraws every welcome of the group.
+async fn oldest_first_across_groups(run: &mut Run) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
     let mut fourth = commit(3, change(4, &[(6, Some(vec![4; 3]))]), NOW + 20);
     fourth.welcome = Some(welcome(4, &["frank"], NOW + 1000));
     assert_eq!(store.apply_commit(app, G1, &fourth).await.unwrap(), 4);
@@ -500,8 +561,11 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
             .unwrap()
             .is_empty()
     );
+}
 
-    // Concurrent commits on one epoch: exactly one wins; the others see its epoch.
+/// Concurrent commits on one epoch: exactly one wins; the others see its epoch.
+async fn concurrent_commits_one_winner(run: &mut Run) {
+    let (store, app, t) = (run.store.clone(), run.app, &mut run.t);
     let attempts: Vec<_> = (0..16u8)
         .map(|attempt| {
             let store = store.clone();
@@ -544,7 +608,6 @@ async fn groups_contract(store: SharedStore, app: Uuid) -> Transcript {
         "all messages",
         store.control_messages(app, G1, 0, None).await.unwrap(),
     );
-    t
 }
 
 async fn memory() -> SharedStore {
