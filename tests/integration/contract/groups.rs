@@ -225,7 +225,7 @@ async fn proposals(run: &mut Run, proposal: &HeldProposal) {
     assert_eq!(
         t.note(
             "propose",
-            store.add_proposal(app, G1, 0, &proposal, &[]).await
+            store.add_proposal(app, G1, 0, proposal, &[]).await
         )
         .unwrap(),
         1
@@ -233,7 +233,7 @@ async fn proposals(run: &mut Run, proposal: &HeldProposal) {
     assert!(matches!(
         t.note(
             "stale proposal",
-            store.add_proposal(app, G1, 1, &proposal, &[]).await
+            store.add_proposal(app, G1, 1, proposal, &[]).await
         ),
         Err(GroupStoreError::StaleEpoch { current: 0 })
     ));
