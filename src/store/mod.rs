@@ -258,7 +258,9 @@ pub trait KeyQueues: Send + Sync {
     ) -> Result<Option<KeyQueueAttributes>, StoreError>;
 
     /// Applies an update; answers the number of ordinary packages in the queue after it.
-    /// Expired packages are dropped first. At most `max_packages` may be held.
+    /// Expired packages (`not_after <= now`) are dropped first, so they count toward no
+    /// cap; then the update is refused whole (`TooManyPackages`) if the queue would hold
+    /// more than `max_packages`.
     async fn update_key_queue(
         &self,
         app: Uuid,

@@ -170,6 +170,9 @@ impl KeyQueues for MemoryStore {
         {
             return Err(KeyQueueError::QueueExists);
         }
+        // Expired packages go first (unusable, so dropping them changes nothing an
+        // application can see): they count toward no cap.
+        found.purge_expired(now);
         let kept = if update.reset {
             0
         } else {
@@ -186,7 +189,6 @@ impl KeyQueues for MemoryStore {
         if update.reset {
             found.clear();
         }
-        found.purge_expired(now);
         for StoredKeyPackage {
             reference,
             not_after,

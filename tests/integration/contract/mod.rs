@@ -2,5 +2,6 @@
 //! `redis-server` and a real three-master Redis Cluster, with the same answers on each.
 
 mod groups;
+mod key_queues;
 mod messages;
 mod replay_rates_leases;

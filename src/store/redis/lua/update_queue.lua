@@ -5,6 +5,9 @@ local base = ARGV[1]
 local relabel = ARGV[5] == '1' and ARGV[6] ~= queue[4]
 local new_field = queue[2] .. ':' .. queue[3] .. ':' .. ARGV[6]
 if relabel and redis.call('HEXISTS', KEYS[2], new_field) == 1 then return {2} end
+-- Expired packages go first (unusable, so dropping them changes nothing an application can
+-- see): they count toward no cap.
+purge(base, ARGV[3])
 local kept = 0
 if ARGV[4] ~= '1' then kept = redis.call('HLEN', base .. ':pkg') end
 if kept + (#ARGV - 11) / 3 > tonumber(ARGV[10]) then return {3} end
@@ -16,7 +19,6 @@ end
 if ARGV[4] == '1' then
   redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
 end
-purge(base, ARGV[3])
 for i = 12, #ARGV, 3 do
   if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
     redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])

@@ -1,0 +1,175 @@
+//! The key queue contract (`KeyQueues` in `store/mod.rs`), directly on the trait: one
+//! sequence on the memory store, a real `redis-server` and a real three-master Redis
+//! Cluster, with the same answers on each. It pins the rules both backends write (Lua and
+//! `store/memory/key_queues.rs`): the package cap per queue, expired packages dropped before
+//! they count or are handed out, retrieval by earliest `not_after`, a receiver's package
+//! handed to it again, the final key after the pool, and nothing handed out twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mimi_gateway::config::StoreConfig;
+use mimi_gateway::store::redis::RedisStore;
+use mimi_gateway::store::{
+    self, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage, SharedStore,
+    StoredKeyPackage,
+};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// The gateway's clock as the contract passes it in (Unix seconds).
+const NOW: u64 = 1_700_000_000;
+
+fn package(seed: u8, not_after: u64) -> StoredKeyPackage {
+    StoredKeyPackage {
+        reference: vec![seed; 32],
+        not_after,
+        bytes: vec![0x4b, seed],
+    }
+}
+
+fn attributes() -> KeyQueueAttributes {
+    KeyQueueAttributes {
+        protocol_version: 1,
+        cipher_suite: 1,
+        app_label: "contract".into(),
+    }
+}
+
+async fn contract(store: SharedStore) -> Vec<String> {
+    let mut transcript = Vec::new();
+    let (app, client, queue) = (
+        Uuid::from_u128(0x6b0),
+        Uuid::from_u128(0x6b1),
+        Uuid::from_u128(0x6b2),
+    );
+    store
+        .create_key_queue(app, client, queue, &attributes())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_key_queue(app, client, Uuid::from_u128(0x6b3), &attributes())
+            .await,
+        Err(KeyQueueError::QueueExists)
+    ));
+    let update = |packages: Vec<StoredKeyPackage>| KeyQueueUpdate {
+        packages,
+        ..KeyQueueUpdate::default()
+    };
+    // Three packages, uploaded latest first; one expires at NOW + 10.
+    let three = update(vec![
+        package(3, NOW + 3_000),
+        package(1, NOW + 10),
+        package(2, NOW + 2_000),
+    ]);
+    // The cap counts what the queue would hold: three over a cap of two is refused whole.
+    assert!(matches!(
+        store
+            .update_key_queue(app, client, queue, &three, NOW, 2)
+            .await,
+        Err(KeyQueueError::TooManyPackages(2))
+    ));
+    assert_eq!(
+        store
+            .update_key_queue(app, client, queue, &three, NOW, 3)
+            .await
+            .unwrap(),
+        3
+    );
+    // Once a package has expired it no longer counts: one more fits under the cap of three.
+    let fourth = update(vec![package(4, NOW + 4_000)]);
+    assert!(matches!(
+        store
+            .update_key_queue(app, client, queue, &fourth, NOW, 3)
+            .await,
+        Err(KeyQueueError::TooManyPackages(3))
+    ));
+    assert_eq!(
+        store
+            .update_key_queue(app, client, queue, &fourth, NOW + 10, 3)
+            .await
+            .unwrap(),
+        3
+    );
+    let final_key = KeyQueueUpdate {
+        final_key: Some(package(9, NOW + 9_000)),
+        ..KeyQueueUpdate::default()
+    };
+    store
+        .update_key_queue(app, client, queue, &final_key, NOW + 10, 3)
+        .await
+        .unwrap();
+    let wanted = attributes();
+    let retrieve = |receiver: &'static str, now: u64| {
+        let (store, wanted) = (store.clone(), wanted.clone());
+        async move {
+            store
+                .retrieve_key_package(app, client, &wanted, receiver, now, true)
+                .await
+        }
+    };
+    // Earliest `not_after` first, the expired one skipped; a receiver gets its own again.
+    for (receiver, expected) in [
+        ("ann", RetrievedKeyPackage::Assigned(vec![0x4b, 2])),
+        ("ann", RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2])),
+        ("ben", RetrievedKeyPackage::Assigned(vec![0x4b, 3])),
+        ("cy", RetrievedKeyPackage::Assigned(vec![0x4b, 4])),
+        // The pool spent: the final key, to anyone, as often as asked.
+        ("dee", RetrievedKeyPackage::FinalKey(vec![0x4b, 9])),
+        ("eve", RetrievedKeyPackage::FinalKey(vec![0x4b, 9])),
+    ] {
+        let got = retrieve(receiver, NOW + 20).await.unwrap();
+        assert_eq!(got, expected, "{receiver}");
+        transcript.push(format!("{receiver}: {got:?}"));
+    }
+    // Another suite has no queue.
+    let other = KeyQueueAttributes {
+        cipher_suite: 3,
+        ..attributes()
+    };
+    assert!(matches!(
+        store
+            .retrieve_key_package(app, client, &other, "ann", NOW, true)
+            .await,
+        Err(KeyQueueError::NoMatchingQueue)
+    ));
+    // Not fresh: only what the receiver had before and final keys.
+    assert_eq!(
+        store
+            .retrieve_key_package(app, client, &wanted, "ann", NOW + 20, false)
+            .await
+            .unwrap(),
+        RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2])
+    );
+    assert!(store.delete_key_queue(app, client, queue).await.unwrap());
+    assert!(!store.delete_key_queue(app, client, queue).await.unwrap());
+    assert!(matches!(
+        retrieve("ann", NOW + 20).await,
+        Err(KeyQueueError::NoMatchingQueue)
+    ));
+    transcript
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_queues_on_memory_redis_and_cluster() {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let expected = contract(store::open(&StoreConfig::default()).await.unwrap()).await;
+    let single = RedisServer::start();
+    let on_redis = contract(Arc::new(
+        RedisStore::connect_single(&single.url(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    assert_eq!(on_redis, expected);
+    let cluster = RedisCluster::start();
+    let on_cluster = contract(Arc::new(
+        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+            .await
+            .unwrap(),
+    ))
+    .await;
+    assert_eq!(on_cluster, expected);
+}
