@@ -44,7 +44,7 @@ pub struct WindowSpec {
     pub now: u64,
 }
 
-/// Events per client address (an IPv4 address or an IPv6 /64, `auth::address_key`) in fixed
+/// Events per client address (an IPv4 address or an IPv6 /64, [`address_key`]) in fixed
 /// one-minute windows: failed authentications, new connections.
 pub struct PerAddressPerMinute {
     per_minute: u32,

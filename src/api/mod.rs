@@ -26,7 +26,7 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::DsDomain => federation::ds_domain::handle(state),
         Endpoint::VerificationKey => federation::verification_key::handle(state, &request),
         Endpoint::WhoAmI => app::whoami::handle(&request),
-        Endpoint::ListApplications => federation::applications::handle(state),
+        Endpoint::ListApplications => app::applications::handle(state),
         Endpoint::RegisterClient { app } => {
             app::register_client::handle(state, &request, app).await
         }
@@ -93,9 +93,11 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::SendConnectionRequest { app } => {
             app::connection_requests::send(state, &request, app).await
         }
-        Endpoint::ConnectionRequest => app::connection_requests::receive(state, &request).await,
+        Endpoint::ConnectionRequest => {
+            federation::connection_request::receive(state, &request).await
+        }
         Endpoint::ConnectionKeyPackages => {
-            app::connection_key_packages::for_peer(state, &request).await
+            federation::connection_key_packages::for_peer(state, &request).await
         }
         Endpoint::RetrieveConnectionKeyPackages { app } => {
             app::connection_key_packages::for_application(state, &request, app).await

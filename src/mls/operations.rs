@@ -2,7 +2,7 @@
 //! add users, remove users, add clients, remove clients, self remove, update client, external
 //! join, delete group, re-initialize): which operation a commit or proposal is, and each
 //! operation's validation rules. A follower classifies what its applications upload and
-//! forwards it to the hub as that operation (`federation::forward`); the hub checks the rules
+//! forwards it to the hub as that operation (`service::forward`); the hub checks the rules
 //! of the operation the follower named before it applies anything.
 
 use std::collections::BTreeMap;

@@ -295,7 +295,7 @@ impl Groups {
     /// The group deleted after the commit removing everyone else was applied and fanned out.
     /// The commit stands whatever happens here: a failed deletion is not the peer's to retry (its
     /// commit would now be stale); the state stays and the operator is told.
-    pub async fn delete_after_commit(&self, peer: &str, app: Uuid, group_id: &[u8]) {
+    async fn delete_after_commit(&self, peer: &str, app: Uuid, group_id: &[u8]) {
         self.groups.take_unchecked(app, group_id);
         match self.store.delete_group(app, group_id).await {
             Ok(_) => tracing::info!(peer, "group deleted"),
@@ -648,18 +648,17 @@ impl Groups {
         }
         Err(GatewayError::GroupStore(GroupStoreError::UnknownGroup))
     }
-}
 
-impl Groups {
-    /// A commit forwarded as one of the delivery-service draft's operations: applied as the hub applies its own applications' commits, with the
-    /// GroupInfo rebuilt from the `PartialGroupInfo`.
+    /// A commit forwarded as one of the delivery-service draft's operations: applied as the
+    /// hub applies its own applications' commits, with the GroupInfo rebuilt from the
+    /// `PartialGroupInfo`. After a `DeleteGroup` the group goes.
     pub async fn operation_commit(
         &self,
         peer: &str,
         operation: DSRequestType,
         update: &MLSGroupUpdate,
         welcomes: &[mimi_wire::ds::MlsMessage],
-    ) -> Result<(Uuid, Vec<u8>), GatewayError> {
+    ) -> Result<(), GatewayError> {
         // Ours carries at most the one Welcome MLS makes: refused before any work.
         if operation == DSRequestType::Commit && welcomes.len() > 1 {
             return Err(crate::mls::operations::OperationError::WelcomeCount.into());
@@ -684,11 +683,12 @@ impl Groups {
         };
         self.accept_commit(app, &group_id, &upload, &rules, Some(forwarded))
             .await?;
-        Ok((app, group_id))
+        if operation == DSRequestType::DeleteGroup {
+            self.delete_after_commit(peer, app, &group_id).await;
+        }
+        Ok(())
     }
-}
 
-impl Groups {
     /// The application, id and member rules of the group a forwarded message is for: a group
     /// this gateway is the hub of (`UnknownGroup` for one it does not host or only mirrors).
     async fn hosted_group(
@@ -713,9 +713,7 @@ impl Groups {
             .ok_or(GatewayError::UnknownApplication)?;
         Ok((app, group_id, application.member_rules(&self.config)))
     }
-}
 
-impl Groups {
     /// The federating application that hosts `group_id` here as its hub, if any (groups of
     /// applications that do not federate are invisible to peers).
     async fn hosting_application(&self, group_id: &[u8]) -> Result<Option<Uuid>, GatewayError> {

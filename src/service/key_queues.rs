@@ -258,9 +258,7 @@ impl KeyQueues {
         }
         retrieved
     }
-}
 
-impl KeyQueues {
     /// The clients (handle, id) of `account` in `app`.
     async fn account_clients(
         &self,
@@ -409,9 +407,7 @@ impl KeyQueues {
             }
         }
     }
-}
 
-impl KeyQueues {
     /// A peer's `SelectKeyPackagesRequest`: of each client named, a package of the queue the
     /// selector names, for the peer's receiver.
     pub async fn selected_for_peer(

@@ -185,7 +185,7 @@ impl Mirror {
             }
             (ContentType::Commit, Some(head)) if epoch < head.epoch => Ok(()),
             (ContentType::Commit, Some(head)) if epoch > head.epoch => {
-                // A gap the mirror cannot bridge: it would need re-importing over its own self.
+                // A gap the mirror cannot bridge: it would need re-importing over its own state.
                 Err(GatewayError::GroupStore(GroupStoreError::EpochOutOfRange {
                     current: head.epoch,
                 }))
@@ -213,7 +213,7 @@ impl Mirror {
                 Ok(())
             }
             // A proposal for a group not mirrored yet, or for another epoch: the commit that
-            // follows brings the self.
+            // follows brings the state.
             _ => Ok(()),
         }
     }

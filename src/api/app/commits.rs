@@ -1,3 +1,18 @@
+//! `PUT /apps/{appId}/groups/{groupId}/epochs` (architecture draft, "Commits"; DESIGN.md
+//! "Ordering commits: exactly one winner per epoch").
+//!
+//! The commit is validated against the group's current epoch as a member would (openmls'
+//! `PublicGroup`, without group secrets): proposals by reference must be held, added key
+//! packages are checked like queue uploads, a commit with Adds needs a Welcome addressed to
+//! exactly the added key packages, and an uploaded GroupInfo must describe the new epoch.
+//! The store then applies it as one compare-and-set on the epoch: of concurrent commits for
+//! one epoch exactly one wins, the others get "stale epoch" with the current epoch.
+//!
+//! `service::groups::Groups::accept_commit` is the hub's one way to apply a commit: for its own applications here, and for
+//! the commits followers forward (`POST /group_operation`, the delivery-service draft's
+//! operations). A commit for a group mirrored from another hub is forwarded there
+//! (`service::forward`).
+
 use mimi_wire::groups::UploadCommitRequest;
 use tls_codec::VLBytes;
 use uuid::Uuid;

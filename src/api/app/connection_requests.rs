@@ -1,10 +1,17 @@
+//! Connection requests (delivery-service draft, "Connection establishment flow"; MIMI
+//! Transport `POST /connection_request` with the draft's 2023-05 `QueueingServiceRequest`):
+//! an application hands a connection request (an MLSMessage, typically the Welcome of a
+//! connection group) to a client of this or another gateway, with
+//! `POST /apps/{appId}/connection-requests` (`mimi_wire::messages::SendConnectionRequest`);
+//! this gateway queues it for its own client, or delivers it to the client's gateway, which
+//! queues it in that client's message queue.
+
 use http::StatusCode;
-use mimi_wire::ds::{QueueingServiceRequest, QueueingServiceResponse};
 use mimi_wire::messages::SendConnectionRequest;
 use uuid::Uuid;
 
-use crate::api::reply::{Reply, Request, encoded, octet_stream_response};
-use crate::api::{authorize, decode_body, peer};
+use crate::api::reply::{Reply, Request, octet_stream_response};
+use crate::api::{authorize, decode_body};
 use crate::service::forward::mls_message;
 use crate::state::State;
 
@@ -20,16 +27,4 @@ pub async fn send(state: &State, request: &Request, app: Uuid) -> Reply {
         .send_connection_request(app, &body.domain, &body.client_handle, message)
         .await?;
     Ok(octet_stream_response(StatusCode::CREATED, Vec::new()))
-}
-
-/// `POST /connection_request` from a peer: the request goes into the named client's queue.
-pub async fn receive(state: &State, request: &Request) -> Reply {
-    let peer = peer(request)?;
-    let queued: QueueingServiceRequest = mimi_wire::decode_exact(&request.body)?;
-    state
-        .services
-        .messages
-        .receive_connection_request(peer, &queued)
-        .await?;
-    encoded(&QueueingServiceResponse::Ok)
 }

@@ -1,3 +1,8 @@
+//! `GET|POST /apps/{appId}/groups/{groupId}/control-msgs` (architecture draft, "Commits"):
+//! every commit, preceded by the proposals it committed by reference, of the epochs
+//! `startEpochId..=endEpochId` (`endEpochId` defaults to the current epoch), in order. An
+//! empty range or one reaching past the current epoch is "epoch out of range".
+
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::groups::{ControlMessagesRequest, MessagesResponse};
 use tls_codec::VLBytes;

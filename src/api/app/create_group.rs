@@ -1,3 +1,9 @@
+//! `PUT /apps/{appId}/groups` (architecture draft, "Group Creation"): a one-member group at
+//! epoch 0 from the creator's GroupInfo and ratchet tree. Each check has its own code: the
+//! GroupInfo decodes and verifies, the tree is valid and the GroupInfo's, epoch 0 and one
+//! member, the creator's credential valid under the application's identity provider, and
+//! the group id not in use by the application.
+
 use mimi_wire::groups::CreateGroupRequest;
 use uuid::Uuid;
 

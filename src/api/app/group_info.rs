@@ -1,3 +1,11 @@
+//! `GET /apps/{appId}/groups/{groupId}/group-info` (architecture draft, "Joining"): the
+//! current GroupInfo, if the last committer uploaded one, with the current ratchet tree,
+//! for a client joining by external commit. No GroupInfo means an empty list.
+//!
+//! `GET /apps/{appId}/groups/{groupId}` (ours): what a client cannot learn otherwise: the
+//! group's epoch, its hub and whether this gateway is that hub or mirrors it, how many members
+//! it has and whether a GroupInfo is held (`mimi_wire::groups::GroupStatusResponse`).
+
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::codec::WireBool;
 use mimi_wire::groups::{GroupInfoEntry, GroupInfoResponse, GroupRole, GroupStatusResponse};

@@ -1,3 +1,12 @@
+//! `POST /apps/{appId}/groups/{groupId}/messages` (architecture draft, "Group Messaging"; the
+//! delivery-service draft's "Send an application message to a group"): an application
+//! message, a PrivateMessage the gateway routes without reading, for every member of the
+//! group: at the hub straight into the members' queues (other domains' through their
+//! gateways), at a follower forwarded to the hub; the sender the application names
+//! (`sender`) is skipped, wherever its queue is. And each client's queue:
+//! `GET|POST /apps/{appId}/clients/{clientHandle}/messages` fetches from a sequence number,
+//! `POST .../messages/acknowledge` removes everything up to one (`mimi_wire::messages`).
+
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::messages::{
     AcknowledgeMessagesRequest, AcknowledgeMessagesResponse, FetchMessagesRequest, MAX_FETCH,

@@ -1,5 +1,6 @@
 //! The application API (architecture draft, "REST API"): what an application server calls.
 
+pub(super) mod applications;
 pub(super) mod client;
 pub(super) mod commits;
 pub(super) mod connection_key_packages;

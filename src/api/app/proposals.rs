@@ -1,3 +1,9 @@
+//! `PUT /apps/{appId}/groups/{groupId}/proposals` and `GET` on the same path (architecture
+//! draft, "Proposals"): a PublicMessage proposal valid in the current epoch is held until
+//! the next commit; `GET` answers the current epoch's proposals in upload order. For a group
+//! mirrored from a hub on another domain, the proposal is forwarded to the hub
+//! (`service::forward`).
+
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::groups::{MessagesResponse, UploadProposalRequest};
 use tls_codec::VLBytes;

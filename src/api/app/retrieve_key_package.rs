@@ -4,7 +4,7 @@
 //! answers the final key (`is_final_key`), else "queue exhausted". One atomic store step, so
 //! no package ever goes to two receivers. A `domain` of another gateway is passed to that
 //! gateway's `/group_key_packages` and its answer, checked to name that domain, passed back
-//! (`federation::key_packages`).
+//! (`service::remote`).
 
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::codec::WireBool;

@@ -1,3 +1,13 @@
+//! `GET /apps/{appId}/clients/{clientHandle}/welcome-msgs` (architecture draft, "Joining"):
+//! for every group the client was added to, the Welcome and the ratchet tree of that epoch
+//! (always served: the Welcome may lack the ratchet tree extension).
+//!
+//! The draft's TODO about downloading the same welcomes again and again: a welcome stays
+//! listed until `DELETE .../welcome-msgs/{welcomeId}` acknowledges it (or it expires after
+//! `groups.welcome_retention_secs`); the tree stored for it is pruned once every recipient
+//! has acknowledged or the welcome expired. A client removed from the group before it
+//! fetched its welcome no longer sees it.
+
 use http::StatusCode;
 use mimi_wire::WIRE_VERSION;
 use mimi_wire::groups::{JoinInfo, WelcomeMessagesResponse};

@@ -1,6 +1,6 @@
 //! `POST /deliver_message` (MIMI Transport; DS draft "Server to server requests"): a hub's
 //! `DSFanoutRequest`, signed by the hub, for clients of this gateway. Answers a
-//! `DSFanoutResponse` `Ok` once the message is mirrored or filed (`federation::follower`).
+//! `DSFanoutResponse` `Ok` once the message is mirrored or filed (`service::mirror`).
 
 use mimi_wire::ds::{DS_PROTOCOL_VERSION, DSFanoutResponse, DSFanoutResponseBody};
 

@@ -1,3 +1,9 @@
+//! `GET|POST /external_commit_information` and `GET|POST /welcome_information` (MIMI
+//! Transport; DS draft "DS assisted joining"): the hub answers a follower the GroupInfo and
+//! ratchet tree of a group's current epoch, or the tree of the epoch a Welcome brings its
+//! recipients into. Only a peer with members in the group may ask (the hub keeps each
+//! welcome's tree until its recipients acknowledge it or it expires).
+
 use mimi_wire::DecodeError;
 use mimi_wire::ds::{DSRequestBody, DSResponseBody, ExternalCommitInfo, MlsMessage, RatchetTree};
 

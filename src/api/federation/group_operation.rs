@@ -21,7 +21,7 @@
 
 use mimi_wire::DecodeError;
 use mimi_wire::ds::{
-    ClientRef, DSAuthData, DSRequestBody, DSRequestType, DSResponseBody, SelfRemoveClientRequest,
+    ClientRef, DSAuthData, DSRequestBody, DSResponseBody, SelfRemoveClientRequest,
     UploadProposalRequest,
 };
 use tls_codec::VLBytes;
@@ -112,7 +112,7 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
         }
         DSRequestBody::ConnectionKeyPackages(asked) => {
             let receiver = fresh_receiver(peer);
-            return crate::api::app::connection_key_packages::answer_peer(
+            return crate::api::federation::connection_key_packages::answer_peer(
                 state, peer, asked, &receiver,
             )
             .await;
@@ -128,13 +128,11 @@ pub async fn handle(state: &State, request: &Request) -> Reply {
             .into());
         }
     };
-    let groups = &state.services.groups;
-    let (app, group_id) = groups
+    state
+        .services
+        .groups
         .operation_commit(peer, operation, &update, &welcomes)
         .await?;
-    if operation == DSRequestType::DeleteGroup {
-        groups.delete_after_commit(peer, app, &group_id).await;
-    }
     ds_response(DSResponseBody::Ok)
 }
 

@@ -155,7 +155,8 @@ impl KeyQueues for MemoryStore {
             .filter(|found| found.app == app && found.client == client)
             .ok_or(KeyQueueError::UnknownQueue)?;
         let index = index.entry((app, client)).or_default();
-        // Every check before any change: the update is all or nothing.
+        // Every check before any change: the update is all or nothing (but for dropping
+        // expired packages, below, which no application can see).
         let relabel = update
             .app_label
             .as_ref()

@@ -284,11 +284,11 @@ impl OutboxAction {
             "m" => {
                 let mut parts = second.splitn(3, '.');
                 let (id, entry) = (parts.next()?, parts.next()?);
-                // An action written before the time was recorded: carried out as new (a
-                // possible duplicate rather than a lost message).
+                // An action written by a gateway before the acceptance time was recorded
+                // (an upgrade mid-flight): measured from now, as that gateway would have.
                 let now = match parts.next() {
                     Some(now) => now.parse().ok()?,
-                    None => u64::MAX,
+                    None => crate::keys::unix_now(),
                 };
                 Some(OutboxAction::Enqueue {
                     handles: first
@@ -1287,15 +1287,22 @@ mod tests {
         assert!(OutboxAction::decode("m 61, 07.").is_none());
         assert!(OutboxAction::decode("m 61 07").is_none());
         assert!(OutboxAction::decode("m 61 07.08.soon").is_none());
-        // Written before the acceptance time was recorded: carried out as new.
+        // Written before the acceptance time was recorded: measured from the time it is
+        // carried out.
+        let before = crate::keys::unix_now();
+        let Some(OutboxAction::Enqueue {
+            handles,
+            id,
+            entry,
+            now,
+        }) = OutboxAction::decode("m 61 07.08")
+        else {
+            panic!("a legacy entry decodes");
+        };
         assert_eq!(
-            OutboxAction::decode("m 61 07.08"),
-            Some(OutboxAction::Enqueue {
-                handles: vec!["a".into()],
-                id: vec![7],
-                entry: vec![8],
-                now: u64::MAX,
-            })
+            (handles, id, entry),
+            (vec!["a".to_owned()], vec![7], vec![8])
         );
+        assert!((before..=before + 5).contains(&now), "{now}");
     }
 }

@@ -30,8 +30,9 @@ pub(super) const ENQUEUE_MESSAGE: &str = include_str!("lua/enqueue_message.lua")
 /// KEYS: entries, order. ARGV: from, limit. Returns sequence, entry, sequence, entry, ...
 pub(super) const QUEUED_MESSAGES: &str = include_str!("lua/queued_messages.lua");
 
-/// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds), now (the gateway's clock). Returns how
-/// many entries went; their ids are remembered for the window (by the server's clock).
+/// KEYS: entries, order, ids, id-of, acked. ARGV: up_to, dedup window (seconds), now (the
+/// gateway's clock). Returns how many entries went; their ids are remembered for the window,
+/// as acknowledged at `now`.
 pub(super) const ACKNOWLEDGE_MESSAGES: &str = include_str!("lua/acknowledge_messages.lua");
 
 #[async_trait]
