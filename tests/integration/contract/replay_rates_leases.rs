@@ -1,5 +1,7 @@
-//! One behaviour on every store: the replay cache on the memory store, a real `redis-server`
-//! and a real three-master Redis Cluster, directly and through the gateway.
+//! One behaviour on every store: the replay cache, the rate counters, the outbound queues and
+//! their leases (`ReplayCache`, `RateCounters`, `OutboundQueues`) on the memory store, a real
+//! `redis-server` and a real three-master Redis Cluster, directly and (the replay cache)
+//! through the gateway.
 
 use std::time::Duration;
 
@@ -136,6 +138,80 @@ async fn lease_contract(store: SharedStore) {
     );
 }
 
+/// Outbound queues: one FIFO per peer, the head removed only when it is the body delivered,
+/// the peers with deliveries listed, and a follower's named notes replaced or cleared.
+async fn outbound_contract(store: SharedStore) {
+    let (peer, other) = (
+        format!("{}.example", uuid::Uuid::new_v4()),
+        format!("{}.example", uuid::Uuid::new_v4()),
+    );
+    assert_eq!(store.outbound_head(&peer).await.unwrap(), None);
+    store
+        .enqueue_outbound(&peer, &[b"one".to_vec(), b"two".to_vec()])
+        .await
+        .unwrap();
+    store
+        .enqueue_outbound(&peer, &[b"six".to_vec()])
+        .await
+        .unwrap();
+    store
+        .enqueue_outbound(&other, &[b"else".to_vec()])
+        .await
+        .unwrap();
+    let peers = store.outbound_peers().await.unwrap();
+    assert!(peers.contains(&peer) && peers.contains(&other), "{peers:?}");
+    assert_eq!(
+        store.outbound_head(&peer).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    // A pop naming another body (a walker behind the queue) changes nothing.
+    store.pop_outbound(&peer, b"two").await.unwrap();
+    assert_eq!(
+        store.outbound_head(&peer).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    for body in [&b"one"[..], b"two", b"six"] {
+        assert_eq!(
+            store.outbound_head(&peer).await.unwrap().as_deref(),
+            Some(body)
+        );
+        store.pop_outbound(&peer, body).await.unwrap();
+    }
+    assert_eq!(store.outbound_head(&peer).await.unwrap(), None);
+    store.pop_outbound(&peer, b"one").await.unwrap();
+    assert!(!store.outbound_peers().await.unwrap().contains(&peer));
+    assert_eq!(
+        store.outbound_head(&other).await.unwrap().as_deref(),
+        Some(&b"else"[..])
+    );
+    // Notes: per peer and name, replaced, cleared by an empty one.
+    assert_eq!(store.peer_note(&peer, "group-info").await.unwrap(), None);
+    store
+        .set_peer_note(&peer, "group-info", b"gi 1")
+        .await
+        .unwrap();
+    store
+        .set_peer_note(&peer, "group-info", b"gi 2")
+        .await
+        .unwrap();
+    store.set_peer_note(&peer, "welcome", b"w").await.unwrap();
+    assert_eq!(
+        store
+            .peer_note(&peer, "group-info")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"gi 2"[..])
+    );
+    assert_eq!(store.peer_note(&other, "group-info").await.unwrap(), None);
+    store.set_peer_note(&peer, "group-info", b"").await.unwrap();
+    assert_eq!(store.peer_note(&peer, "group-info").await.unwrap(), None);
+    assert_eq!(
+        store.peer_note(&peer, "welcome").await.unwrap().as_deref(),
+        Some(&b"w"[..])
+    );
+}
+
 /// Concurrent first uses of one id: exactly one wins.
 async fn replay_cache_is_atomic(store: SharedStore) {
     let id: [u8; 16] = rand::random();
@@ -161,6 +237,7 @@ async fn replay_cache_on_memory() {
     replay_cache_is_atomic(open(&StoreSpec::Memory).await).await;
     rate_counter_contract(open(&StoreSpec::Memory).await).await;
     lease_contract(open(&StoreSpec::Memory).await).await;
+    outbound_contract(open(&StoreSpec::Memory).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,6 +248,7 @@ async fn replay_cache_on_redis() {
     replay_cache_is_atomic(open(&spec).await).await;
     rate_counter_contract(open(&spec).await).await;
     lease_contract(open(&spec).await).await;
+    outbound_contract(open(&spec).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,6 +258,7 @@ async fn replay_cache_on_redis_cluster() {
     replay_cache_atomic_and_contract(&spec).await;
     rate_counter_contract(open(&spec).await).await;
     lease_contract(open(&spec).await).await;
+    outbound_contract(open(&spec).await).await;
     let store = open(&spec).await;
     for sender in 0..64 {
         let id: [u8; 16] = rand::random();
