@@ -7,8 +7,8 @@ use mimi_wire::{DecodeError, ErrorCode};
 use crate::identity::IdentityError;
 use crate::mls::group::GroupError;
 use crate::mls::key_package::KeyPackageError;
-use crate::net::auth::AuthError;
 use crate::store::{GroupStoreError, KeyQueueError, RegistryError, StoreError};
+use mimi_wire::signing::{SenderKind, SignatureError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -126,4 +126,65 @@ pub enum GatewayError {
     /// The peer a request needed refused this gateway under its own rate limits.
     #[error("{peer} is rate-limiting this gateway for {retry_after_secs}s")]
     PeerRateLimited { peer: String, retry_after_secs: u64 },
+}
+
+/// Why a request was not authenticated (`net::auth`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("request is not signed")]
+    Unsigned,
+    #[error("signature envelope is malformed: {0}")]
+    MalformedEnvelope(SignatureError),
+    #[error("sender kind {0:?} is not accepted on this listener")]
+    WrongSenderKind(SenderKind),
+    #[error("request is meant for `{0}`, not this gateway")]
+    WrongRecipient(String),
+    #[error("timestamp {timestamp} is more than {window}s away from now ({now})")]
+    StaleTimestamp {
+        timestamp: u64,
+        now: u64,
+        window: u64,
+    },
+    #[error("request id was already used")]
+    Replayed,
+    #[error("sender `{0}` is not known")]
+    UnknownSender(String),
+    #[error("peer `{0}` is not on the federation allow-list")]
+    PeerNotAllowed(String),
+    #[error("peer keys: {0}")]
+    PeerKeys(String),
+    #[error("key `{0}` is not known for this sender")]
+    UnknownKey(String),
+    #[error("key `{0}` is not valid at the request's time")]
+    ExpiredKey(String),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("replay cache: {0}")]
+    Store(StoreError),
+    /// Mutual TLS on the federation listener: the client certificate does not name the
+    /// sender domain of the signed request (or there is none).
+    #[error("client certificate does not name `{0}`")]
+    ClientCertificateMismatch(String),
+}
+
+impl AuthError {
+    /// The label of the reason in metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Unsigned => "unsigned",
+            AuthError::MalformedEnvelope(_) => "malformed_envelope",
+            AuthError::WrongSenderKind(_) => "wrong_sender_kind",
+            AuthError::WrongRecipient(_) => "wrong_recipient",
+            AuthError::StaleTimestamp { .. } => "stale_timestamp",
+            AuthError::Replayed => "replayed_request_id",
+            AuthError::UnknownSender(_) => "unknown_sender",
+            AuthError::PeerNotAllowed(_) => "peer_not_allowed",
+            AuthError::PeerKeys(_) => "peer_keys_unavailable",
+            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::ExpiredKey(_) => "expired_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Store(_) => "store_unavailable",
+            AuthError::ClientCertificateMismatch(_) => "client_certificate_mismatch",
+        }
+    }
 }

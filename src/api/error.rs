@@ -5,8 +5,7 @@
 
 use mimi_wire::{DecodeError, ErrorCode};
 
-use crate::error::GatewayError;
-use crate::net::auth::AuthError;
+use crate::error::{AuthError, GatewayError};
 use crate::store::{GroupStoreError, KeyQueueError, RegistryError, StoreError};
 
 /// A store failure's code: nothing changed, or the change may have been applied.

@@ -10,7 +10,7 @@ use http_body_util::Full;
 use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
 
 use crate::error::GatewayError;
-use crate::net::auth::Authenticated;
+use mimi_wire::signing::SenderKind;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 pub type Reply = Result<HttpResponse, GatewayError>;
@@ -64,4 +64,15 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Who a request was authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub sender_kind: SenderKind,
+    pub sender: String,
+    pub key_id: String,
+    /// The caller as the store's replay records and rate counters name it:
+    /// `app:<id>` or `peer:<domain>` (one name however the envelope spells the sender).
+    pub scope: String,
 }

@@ -12,74 +12,16 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use http::HeaderMap;
-use mimi_wire::signing::{RequestSignature, SIGNATURE_HEADER, SenderKind, SignatureError};
+use mimi_wire::signing::{RequestSignature, SIGNATURE_HEADER, SenderKind};
 use uuid::Uuid;
 
 use mimi_well_known::{PeerKeyError, PeerKeys};
 
+pub use crate::api::reply::Authenticated;
 use crate::config::Config;
+pub use crate::error::AuthError;
 use crate::rate_limits::{WindowSpec, peer_scope};
-use crate::store::{RequestWindow, SharedStore, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("request is not signed")]
-    Unsigned,
-    #[error("signature envelope is malformed: {0}")]
-    MalformedEnvelope(SignatureError),
-    #[error("sender kind {0:?} is not accepted on this listener")]
-    WrongSenderKind(SenderKind),
-    #[error("request is meant for `{0}`, not this gateway")]
-    WrongRecipient(String),
-    #[error("timestamp {timestamp} is more than {window}s away from now ({now})")]
-    StaleTimestamp {
-        timestamp: u64,
-        now: u64,
-        window: u64,
-    },
-    #[error("request id was already used")]
-    Replayed,
-    #[error("sender `{0}` is not known")]
-    UnknownSender(String),
-    #[error("peer `{0}` is not on the federation allow-list")]
-    PeerNotAllowed(String),
-    #[error("peer keys: {0}")]
-    PeerKeys(String),
-    #[error("key `{0}` is not known for this sender")]
-    UnknownKey(String),
-    #[error("key `{0}` is not valid at the request's time")]
-    ExpiredKey(String),
-    #[error("signature does not verify")]
-    BadSignature,
-    #[error("replay cache: {0}")]
-    Store(StoreError),
-    /// Mutual TLS on the federation listener: the client certificate does not name the
-    /// sender domain of the signed request (or there is none).
-    #[error("client certificate does not name `{0}`")]
-    ClientCertificateMismatch(String),
-}
-
-impl AuthError {
-    /// The label of the reason in metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Unsigned => "unsigned",
-            AuthError::MalformedEnvelope(_) => "malformed_envelope",
-            AuthError::WrongSenderKind(_) => "wrong_sender_kind",
-            AuthError::WrongRecipient(_) => "wrong_recipient",
-            AuthError::StaleTimestamp { .. } => "stale_timestamp",
-            AuthError::Replayed => "replayed_request_id",
-            AuthError::UnknownSender(_) => "unknown_sender",
-            AuthError::PeerNotAllowed(_) => "peer_not_allowed",
-            AuthError::PeerKeys(_) => "peer_keys_unavailable",
-            AuthError::UnknownKey(_) => "unknown_key",
-            AuthError::ExpiredKey(_) => "expired_key",
-            AuthError::BadSignature => "bad_signature",
-            AuthError::Store(_) => "store_unavailable",
-            AuthError::ClientCertificateMismatch(_) => "client_certificate_mismatch",
-        }
-    }
-}
+use crate::store::{RequestWindow, SharedStore};
 
 /// The client address a request came from (set by the listener).
 #[derive(Debug, Clone, Copy)]
@@ -104,17 +46,6 @@ impl Checked {
             &self.envelope.claims.sender,
         )
     }
-}
-
-/// Who a request was authenticated as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authenticated {
-    pub sender_kind: SenderKind,
-    pub sender: String,
-    pub key_id: String,
-    /// The caller as the store's replay records and rate counters name it:
-    /// `app:<id>` or `peer:<domain>` (one name however the envelope spells the sender).
-    pub scope: String,
 }
 
 /// One name per caller however its envelope spells it: a domain in lower case, an
