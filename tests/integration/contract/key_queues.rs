@@ -5,13 +5,8 @@
 //! they count or are handed out, retrieval by earliest `not_after`, a receiver's package
 //! handed to it again, the final key after the pool, and nothing handed out twice.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use mimi_gateway::config::StoreConfig;
-use mimi_gateway::store::redis::RedisStore;
 use mimi_gateway::store::{
-    self, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage, SharedStore,
+    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage, SharedStore,
     StoredKeyPackage,
 };
 use uuid::Uuid;
@@ -154,22 +149,5 @@ async fn contract(store: SharedStore) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_queues_on_memory_redis_and_cluster() {
-    const TIMEOUT: Duration = Duration::from_secs(5);
-    let expected = contract(store::open(&StoreConfig::default()).await.unwrap()).await;
-    let single = RedisServer::start();
-    let on_redis = contract(Arc::new(
-        RedisStore::connect_single(&single.url(), TIMEOUT)
-            .await
-            .unwrap(),
-    ))
-    .await;
-    assert_eq!(on_redis, expected);
-    let cluster = RedisCluster::start();
-    let on_cluster = contract(Arc::new(
-        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
-            .await
-            .unwrap(),
-    ))
-    .await;
-    assert_eq!(on_cluster, expected);
+    same_on_every_store(contract).await;
 }

@@ -3,10 +3,8 @@
 //! answers on each and the answers the contract promises (issue 7, "nothing is deleted
 //! before acknowledgement", duplicates dropped by message id).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use mimi_gateway::config::StoreConfig;
 use mimi_gateway::store::redis::RedisStore;
 use mimi_gateway::store::{self, MessageQueues, SharedStore};
 use uuid::Uuid;
@@ -143,24 +141,7 @@ async fn contract(store: SharedStore) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_queues_on_memory_redis_and_cluster() {
-    const TIMEOUT: Duration = Duration::from_secs(5);
-    let expected = contract(store::open(&StoreConfig::default()).await.unwrap()).await;
-    let single = RedisServer::start();
-    let on_redis = contract(Arc::new(
-        RedisStore::connect_single(&single.url(), TIMEOUT)
-            .await
-            .unwrap(),
-    ))
-    .await;
-    assert_eq!(on_redis, expected);
-    let cluster = RedisCluster::start();
-    let on_cluster = contract(Arc::new(
-        RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
-            .await
-            .unwrap(),
-    ))
-    .await;
-    assert_eq!(on_cluster, expected);
+    same_on_every_store(contract).await;
 }
 
 /// An entry that no longer decodes (written by a broken or older gateway) is skipped, never

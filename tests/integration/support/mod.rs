@@ -896,3 +896,34 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run mimi-gateway")
 }
+
+/// Runs a store contract on the memory store, a real `redis-server` and a real three-master
+/// Redis Cluster (each started here, stopped at the end) and asserts each answers the same
+/// transcript.
+pub async fn same_on_every_store<T, F, Fut>(contract: F)
+where
+    F: Fn(mimi_gateway::store::SharedStore) -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: PartialEq + std::fmt::Debug,
+{
+    use mimi_gateway::store::redis::RedisStore;
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let memory = mimi_gateway::store::open(&mimi_gateway::config::StoreConfig::default())
+        .await
+        .unwrap();
+    let expected = contract(memory).await;
+    let single = RedisServer::start();
+    let redis = RedisStore::connect_single(&single.url(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(contract(Arc::new(redis)).await, expected, "on Redis");
+    let cluster = RedisCluster::start();
+    let clustered = RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        contract(Arc::new(clustered)).await,
+        expected,
+        "on a Redis Cluster"
+    );
+}
