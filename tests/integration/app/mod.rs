@@ -1,5 +1,6 @@
 //! The application API, by the architecture draft's sections.
 
+mod client_crate;
 mod connections;
 mod group_info;
 mod group_races;
