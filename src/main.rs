@@ -1,11 +1,13 @@
 //! `mimi-gateway`: parses the command line and hands over to the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mimi_client::{Client, ClientConfig, TrustRoots};
 use mimi_gateway::config::Config;
+use mimi_gateway::dev_app::DevApplication;
 use mimi_gateway::keys::{self, KeyRing};
 
 #[derive(Parser)]
@@ -21,7 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway (with no config: domain localhost, memory store, dev certificate).
+    /// Run the gateway. With no configuration file and no application configured: domain
+    /// localhost, memory store, a development certificate and a development application
+    /// (kept in <data_dir>/dev-application.toml, printed with a command to try).
     Serve {
         /// TOML configuration file; every key can also be set as MIMI_<KEY> (nesting with __).
         #[arg(long)]
@@ -53,6 +57,24 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Call the gateway's application API as an application (signed requests, through the
+    /// mimi-client crate), for scripts and debugging.
+    Call {
+        /// The application's credentials: app id, key id, signing key, and the gateway's URL
+        /// and CA (a development application's file, as `serve` with no configuration
+        /// writes it).
+        #[arg(long, default_value = "mimi-data/dev-application.toml")]
+        app_file: PathBuf,
+        /// The gateway's application listener, e.g. https://localhost:7443 (default: the
+        /// file's).
+        #[arg(long)]
+        url: Option<String>,
+        /// Trust this PEM CA (default: the file's, else the web's roots).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[command(subcommand)]
+        call: Call,
+    },
     /// Resolve a peer: its DS domain from /.well-known/mimi/ds-domain, then its keys.
     Discover {
         /// The provider domain, optionally with a port (development).
@@ -64,6 +86,67 @@ enum Command {
         #[arg(long, value_parser = parse_resolve)]
         resolve: Vec<(String, SocketAddr)>,
     },
+}
+
+/// The application API calls `mimi-gateway call` makes.
+#[derive(Subcommand)]
+enum Call {
+    /// How the gateway authenticates this application's requests.
+    Whoami,
+    /// Register a client; prints its id.
+    RegisterClient {
+        handle: String,
+        /// A tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+    },
+    /// A client's handle and tags.
+    ReadClient { client: uuid::Uuid },
+    /// Clients with a tag (of another gateway's domain with --domain).
+    Discover {
+        tag: String,
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Create a key queue for a client; prints its id.
+    CreateKeyQueue {
+        client: uuid::Uuid,
+        /// Cipher suite (1: MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519).
+        #[arg(long, default_value_t = 1)]
+        suite: u16,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Upload key packages (files holding one MLSMessage each) to a queue; prints the pool.
+    UploadKeyPackages {
+        client: uuid::Uuid,
+        queue: uuid::Uuid,
+        files: Vec<PathBuf>,
+    },
+    /// Retrieve a key package of a client for a receiver; writes it to --out or prints hex.
+    KeyPackage {
+        client: uuid::Uuid,
+        #[arg(long)]
+        receiver: String,
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        suite: u16,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The Welcomes waiting for a client.
+    Welcomes { handle: String },
+    /// Messages queued for a client, from a sequence number on.
+    FetchMessages {
+        handle: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
+    /// A group's epoch, role and member count (the group id in hex).
+    GroupStatus { group: String },
 }
 
 fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
@@ -105,6 +188,12 @@ fn main() -> ExitCode {
             ca,
             resolve,
         } => discover(&domain, ca, resolve),
+        Command::Call {
+            app_file,
+            url,
+            ca,
+            call,
+        } => call_api(&app_file, url, ca, call),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,10 +212,165 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn serve(config: Option<PathBuf>) -> CliResult {
-    let config = Config::load(config.as_deref())?;
-    runtime()?.block_on(mimi_gateway::serve::run(config))?;
+fn serve(path: Option<PathBuf>) -> CliResult {
+    let mut config = Config::load(path.as_deref())?;
+    if path.is_some() || !config.applications.is_empty() {
+        runtime()?.block_on(mimi_gateway::serve::run(config))?;
+        return Ok(());
+    }
+    // The first run, unconfigured: one development application, usable at once.
+    let (mut dev, created) = DevApplication::open_or_create(&config.data_dir)?;
+    config.applications.push(dev.config());
+    runtime()?.block_on(mimi_gateway::serve::run_with(config, |gateway| {
+        dev.url = Some(format!("https://localhost:{}", gateway.application.port()));
+        dev.ca = gateway
+            .dev_ca
+            .as_ref()
+            .map(|ca| std::fs::canonicalize(ca).unwrap_or_else(|_| ca.clone()));
+        if let Err(error) = dev.save() {
+            eprintln!("mimi-gateway: cannot record the gateway's address: {error}");
+        }
+        dev.greeting(created)
+    }))?;
     Ok(())
+}
+
+fn call_api(app_file: &Path, url: Option<String>, ca: Option<PathBuf>, call: Call) -> CliResult {
+    let dev = DevApplication::load(app_file)?;
+    let url = url
+        .or(dev.url.clone())
+        .ok_or("no --url, and the application file names none")?;
+    let roots = match ca.or(dev.ca.clone()) {
+        Some(path) => TrustRoots::PemFile(path),
+        None => TrustRoots::Web,
+    };
+    let client = Client::new(ClientConfig {
+        url,
+        app: dev.app,
+        key: dev.key.clone(),
+        key_id: dev.key_id.clone(),
+        roots,
+        gateway_domain: None,
+    })?;
+    runtime()?.block_on(async move {
+        match call {
+            Call::Whoami => {
+                let me = client.whoami().await?;
+                println!("sender      {:?} {}", me.sender_kind, me.sender);
+                println!("key id      {}", me.key_id);
+            }
+            Call::RegisterClient { handle, tag } => {
+                let tags: Vec<&str> = tag.iter().map(String::as_str).collect();
+                println!("{}", client.register_client(&handle, &tags).await?);
+            }
+            Call::ReadClient { client: id } => print_client(&client.read_client(id).await?),
+            Call::Discover { tag, domain } => {
+                for record in client.discover_clients(&tag, domain.as_deref()).await? {
+                    print_client(&record);
+                }
+            }
+            Call::CreateKeyQueue {
+                client: id,
+                suite,
+                label,
+            } => println!("{}", client.create_key_queue(id, 1, suite, &label).await?),
+            Call::UploadKeyPackages {
+                client: id,
+                queue,
+                files,
+            } => {
+                let packages = files
+                    .iter()
+                    .map(std::fs::read)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let pool = client
+                    .update_key_queue(id, queue, &packages, false, None, None)
+                    .await?;
+                println!("{pool} key packages in the pool");
+            }
+            Call::KeyPackage {
+                client: id,
+                receiver,
+                domain,
+                suite,
+                label,
+                out,
+            } => {
+                let got = client
+                    .retrieve_key_package(
+                        id,
+                        domain.as_deref(),
+                        1,
+                        suite,
+                        label.as_deref(),
+                        &receiver,
+                    )
+                    .await?;
+                let kind = if got.is_final_key {
+                    "final key"
+                } else {
+                    "key package"
+                };
+                match out {
+                    Some(path) => {
+                        std::fs::write(&path, &got.key_package)?;
+                        println!(
+                            "{kind}, {} bytes, in {}",
+                            got.key_package.len(),
+                            path.display()
+                        );
+                    }
+                    None => println!("{kind} {}", hex::encode(&got.key_package)),
+                }
+            }
+            Call::Welcomes { handle } => {
+                for welcome in client.welcomes(&handle).await? {
+                    println!(
+                        "welcome {}  group {}  epoch {}  {} bytes",
+                        uuid::Uuid::from_bytes(welcome.welcome_id),
+                        hex::encode(welcome.group_id.as_slice()),
+                        welcome.epoch,
+                        welcome.welcome.as_slice().len()
+                    );
+                }
+            }
+            Call::FetchMessages { handle, from } => {
+                let page = client.fetch_messages(&handle, from, 100).await?;
+                for message in &page.messages {
+                    println!(
+                        "{}  {:?}  group {}  {} bytes",
+                        message.sequence,
+                        message.kind,
+                        hex::encode(message.group_id.as_slice()),
+                        message.message.as_slice().len()
+                    );
+                }
+                println!("next sequence {}", page.next_sequence);
+            }
+            Call::GroupStatus { group } => {
+                let id = hex::decode(&group).map_err(|_| "the group id is not hex")?;
+                let status = client.group_status(&id).await?;
+                println!(
+                    "epoch {}  {:?} (hub {})  {} members  group info {}",
+                    status.epoch,
+                    status.role,
+                    status.hub_domain,
+                    status.member_count,
+                    if status.has_group_info.0 { "yes" } else { "no" }
+                );
+            }
+        }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+fn print_client(record: &mimi_wire::registry::ClientRecord) {
+    println!(
+        "{}  {}  tags {}",
+        uuid::Uuid::from_bytes(record.client_id),
+        record.client_handle,
+        record.tags.join(",")
+    );
 }
 
 fn keygen(

@@ -391,7 +391,17 @@ fn server_certificate(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathB
 
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    run_with(config, |_| String::new()).await
+}
+
+/// As [`run`], printing what `greeting` answers for the started gateway before the banner
+/// (the first run's development application).
+pub async fn run_with(
+    config: Config,
+    greeting: impl FnOnce(&Gateway) -> String,
+) -> Result<(), StartError> {
     let gateway = Gateway::start(config).await?;
+    print!("{}", greeting(&gateway));
     print!("{}", gateway.banner());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

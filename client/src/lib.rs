@@ -116,7 +116,7 @@ pub struct ClientConfig {
 pub enum Error {
     /// The gateway refused the request: its stable code, the HTTP status, the detail it sent
     /// and the structured fields.
-    #[error("{status} {code:?}: {detail}")]
+    #[error("{status}, {}: {detail}", code_name(.code, *.raw_code))]
     Gateway {
         status: StatusCode,
         /// `None` for a code this version of `mimi-wire` does not know (see `raw_code`).
@@ -142,6 +142,13 @@ pub enum Error {
     /// The `upload_commit_retrying` callback refused to go on.
     #[error("{0}")]
     Callback(String),
+}
+
+fn code_name(code: &Option<ErrorCode>, raw: u16) -> String {
+    match code {
+        Some(code) => format!("{code:?} ({raw})"),
+        None => format!("code {raw}"),
+    }
 }
 
 impl Error {

@@ -428,3 +428,164 @@ async fn log_lines_of_a_request_carry_its_id() {
     let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
     assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
 }
+
+/// Runs `mimi-gateway call --app-file FILE ARGS...`; answers (success, stdout, stderr).
+fn call(app_file: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+        .arg("call")
+        .arg("--app-file")
+        .arg(app_file)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Issue 16, "A first `serve` that can be used at once": with no configuration the gateway
+/// hosts a development application, prints its id and key with a command to try, and that
+/// command works as printed; the application is kept across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_serve_creates_a_development_application_that_call_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = loopback_env(dir.path());
+    let mut gateway = GatewayProcess::serve(dir.path(), &[], &env);
+    let banner = gateway.banner.clone();
+    assert!(
+        banner.contains("development application created"),
+        "{banner}"
+    );
+    let app_file = dir.path().join("dev-application.toml");
+    let dev = mimi_gateway::dev_app::DevApplication::load(&app_file).unwrap();
+    assert!(banner.contains(&dev.app.to_string()), "{banner}");
+    assert!(
+        banner.contains(&hex::encode(dev.key.to_bytes())),
+        "{banner}"
+    );
+    let port = gateway.address("application").port();
+    assert_eq!(dev.url, Some(format!("https://localhost:{port}")));
+    let try_line = banner
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("try"))
+        .expect("a command to try");
+    assert_eq!(
+        try_line.trim(),
+        format!("mimi-gateway call --app-file {} whoami", app_file.display())
+    );
+
+    let (ok, out, err) = call(&app_file, &["whoami"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&dev.app.to_string()), "{out}");
+    let (ok, out, err) = call(&app_file, &["register-client", "carol", "--tag", "team"]);
+    assert!(ok, "{err}");
+    let carol: uuid::Uuid = out.trim().parse().expect("a client id");
+    let (ok, out, _) = call(&app_file, &["discover", "team"]);
+    assert!(
+        ok && out.contains(&carol.to_string()) && out.contains("carol"),
+        "{out}"
+    );
+    let (ok, out, _) = call(&app_file, &["read-client", &carol.to_string()]);
+    assert!(ok && out.contains("carol") && out.contains("team"), "{out}");
+    // A refusal: exit status 1, the code named.
+    let (ok, _, err) = call(&app_file, &["register-client", "carol"]);
+    assert!(!ok);
+    assert!(err.contains("HandleTaken"), "{err}");
+
+    gateway.terminate();
+    assert!(
+        gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits")
+            .success()
+    );
+    // Started again, the same application.
+    let mut gateway = GatewayProcess::serve(dir.path(), &[], &env);
+    assert!(
+        gateway.banner.contains("development application reused"),
+        "{}",
+        gateway.banner
+    );
+    assert!(gateway.banner.contains(&dev.app.to_string()));
+    gateway.terminate();
+    assert!(
+        gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits")
+            .success()
+    );
+}
+
+/// A configured gateway never creates a development application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_gateway_makes_no_development_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "domain = \"localhost\"\n").unwrap();
+    let env = loopback_env(dir.path());
+    let mut gateway =
+        GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+    assert!(
+        !gateway.banner.contains("development application"),
+        "{}",
+        gateway.banner
+    );
+    assert!(!dir.path().join("dev-application.toml").exists());
+    gateway.terminate();
+    assert!(
+        gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits")
+            .success()
+    );
+}
+
+/// Every subcommand's `--help` runs and says what it does (its one-line summary, as the top
+/// level lists it).
+#[test]
+fn every_subcommand_has_a_help() {
+    let help = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let top = help(&[]);
+    for (command, summary) in [
+        ("serve", "Run the gateway"),
+        ("keygen", "Create the request-signing key file"),
+        ("certs", "Generate a development CA"),
+        ("call", "Call the gateway's application API"),
+        ("discover", "Resolve a peer"),
+    ] {
+        assert!(
+            top.contains(summary),
+            "top-level help lists {command}: {top}"
+        );
+        assert!(help(&[command]).starts_with(summary), "{command} --help");
+    }
+    let calls = help(&["call"]);
+    for (call, summary) in [
+        ("whoami", "How the gateway authenticates"),
+        ("register-client", "Register a client"),
+        ("read-client", "A client's handle and tags"),
+        ("discover", "Clients with a tag"),
+        ("create-key-queue", "Create a key queue"),
+        ("upload-key-packages", "Upload key packages"),
+        ("key-package", "Retrieve a key package"),
+        ("welcomes", "The Welcomes waiting"),
+        ("fetch-messages", "Messages queued for a client"),
+        ("group-status", "A group's epoch"),
+    ] {
+        assert!(calls.contains(call), "call --help lists {call}");
+        assert!(
+            help(&["call", call]).starts_with(summary),
+            "call {call} --help"
+        );
+    }
+}
