@@ -31,6 +31,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check a configuration file without starting: prints what the gateway would do
+    /// (listeners, TLS, keys, store, applications and their identity providers, federation
+    /// policy), or the first error with the field it is in.
+    CheckConfig {
+        /// TOML configuration file (MIMI_ environment variables apply too, as for serve).
+        file: PathBuf,
+    },
     /// Create the request-signing key file, or add a new key to it with --rotate.
     Keygen {
         #[arg(long)]
@@ -175,6 +182,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
+        Command::CheckConfig { file } => check_config(&file),
         Command::Keygen {
             config,
             key_file,
@@ -232,6 +240,12 @@ fn serve(path: Option<PathBuf>) -> CliResult {
         }
         dev.greeting(created)
     }))?;
+    Ok(())
+}
+
+fn check_config(file: &Path) -> CliResult {
+    let config = Config::load(Some(file))?;
+    print!("{}", mimi_gateway::serve::check(&config)?);
     Ok(())
 }
 

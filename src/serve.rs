@@ -389,6 +389,104 @@ fn server_certificate(config: &Config) -> Result<(PathBuf, PathBuf, Option<PathB
     Ok((issued.cert, issued.key, Some(ca.cert_path)))
 }
 
+/// What a gateway started with `config` would do, checked without starting it (`mimi-gateway
+/// check-config`): the applications' identity providers are built (trust roots read), a
+/// configured TLS certificate and key are loaded, as are the signing keys if their file
+/// exists. Touches no store and binds nothing. The first error found names its field.
+pub fn check(config: &Config) -> Result<String, StartError> {
+    let applications = crate::service::applications::Applications::from_config(config)?;
+    let certificate = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            tls::ServerCertificate::load(cert, key)?;
+            format!("{} (key {})", cert.display(), key.display())
+        }
+        _ => format!(
+            "a development certificate from a CA in {}",
+            config.data_dir.join("dev-certs").display()
+        ),
+    };
+    let key_file = config.key_file();
+    let keys = if key_file.exists() {
+        let ring = KeyRing::load(&key_file)?;
+        format!("{} ({} keys)", key_file.display(), ring.keys().len())
+    } else {
+        format!("{} (created at start)", key_file.display())
+    };
+    let store = if let Some(url) = &config.store.redis_url {
+        format!("redis {url}")
+    } else if !config.store.redis_cluster_urls.is_empty() {
+        format!(
+            "redis cluster {}",
+            config.store.redis_cluster_urls.join(", ")
+        )
+    } else {
+        "memory (embedded; state is lost at exit)".to_owned()
+    };
+    let federation = &config.federation;
+    let peers = if federation.allowed_peers.is_empty() {
+        "any peer found by discovery".to_owned()
+    } else {
+        format!("only {}", federation.allowed_peers.join(", "))
+    };
+    let mut out = format!(
+        "configuration valid\n  \
+         domain       {} (DS domain {})\n  \
+         application  https://{}\n  \
+         federation   https://{}{}\n  \
+         admin        http://{}\n  \
+         tls          {certificate}\n  \
+         signing keys {keys}\n  \
+         store        {store}\n  \
+         peers        {peers}\n",
+        config.domain,
+        config.ds_domain(),
+        config.listeners.application,
+        config.listeners.federation,
+        if federation.require_client_cert {
+            " (peers must present a client certificate)"
+        } else {
+            ""
+        },
+        config.listeners.admin,
+    );
+    if config.applications.is_empty() {
+        out.push_str("  applications none (a gateway with no application serves only peers)\n");
+    }
+    for application in &config.applications {
+        let hosted = applications.get(&application.id);
+        let identity = hosted.map_or_else(String::new, |hosted| {
+            let configuration = hosted.identity.configuration();
+            format!(
+                "{:?}{}{}",
+                configuration.identity_provider_type,
+                if configuration.supports_accounts.0 {
+                    ", accounts"
+                } else {
+                    ""
+                },
+                if configuration.supports_domains.0 {
+                    ", domains (federates)"
+                } else {
+                    ""
+                },
+            )
+        });
+        out.push_str(&format!(
+            "  application  {} ({}; {} key{}; {})\n",
+            application.id,
+            if application.public {
+                "listed"
+            } else {
+                "private"
+            },
+            application.keys.len(),
+            if application.keys.len() == 1 { "" } else { "s" },
+            identity,
+        ));
+    }
+    Ok(out)
+}
+
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<(), StartError> {
     run_with(config, |_| String::new()).await
