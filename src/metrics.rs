@@ -38,6 +38,11 @@ pub struct Metrics {
     rate_limited: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     /// Outbound fan-out attempts by outcome: `delivered`, `retried`, `refused` (dropped).
     fanout: Mutex<BTreeMap<&'static str, u64>>,
+    /// Bodies waiting per peer, as the delivery scan last measured them.
+    outbound_depths: Mutex<Vec<(String, u64)>>,
+    /// Requests answered with a store failure, by outcome (`unavailable`: nothing changed;
+    /// `outcome_unknown`: the change may have been applied).
+    store_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -89,6 +94,21 @@ impl Metrics {
     pub fn count_fanout(&self, outcome: &'static str) {
         if let Ok(mut fanout) = self.fanout.lock() {
             *fanout.entry(outcome).or_default() += 1;
+        }
+    }
+
+    /// The outbound queues' depths, replacing the last measurement (peers with an empty
+    /// queue are not listed; at most `MAX_CALLER_SERIES` peers).
+    pub fn set_outbound_depths(&self, mut depths: Vec<(String, u64)>) {
+        depths.truncate(MAX_CALLER_SERIES);
+        if let Ok(mut kept) = self.outbound_depths.lock() {
+            *kept = depths;
+        }
+    }
+
+    pub fn count_store_error(&self, outcome: &'static str) {
+        if let Ok(mut errors) = self.store_errors.lock() {
+            *errors.entry(outcome).or_default() += 1;
         }
     }
 
@@ -177,6 +197,25 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP mimi_outbound_queue_depth Fan-out bodies waiting for a peer.\n");
+        out.push_str("# TYPE mimi_outbound_queue_depth gauge\n");
+        if let Ok(depths) = self.outbound_depths.lock() {
+            for (peer, depth) in depths.iter() {
+                let _ = writeln!(out, "mimi_outbound_queue_depth{{peer=\"{peer}\"}} {depth}");
+            }
+        }
+        out.push_str(
+            "# HELP mimi_store_errors_total Requests answered with a store failure, by outcome.\n",
+        );
+        out.push_str("# TYPE mimi_store_errors_total counter\n");
+        if let Ok(errors) = self.store_errors.lock() {
+            for (outcome, count) in errors.iter() {
+                let _ = writeln!(
+                    out,
+                    "mimi_store_errors_total{{outcome=\"{outcome}\"}} {count}"
+                );
+            }
+        }
         out
     }
 }
@@ -201,5 +240,22 @@ mod tests {
             "mimi_request_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2"
         )));
         assert!(text.contains("mimi_auth_failures_total{reason=\"replayed_request_id\"} 1"));
+    }
+
+    #[test]
+    fn renders_outbound_depths_and_store_errors() {
+        let metrics = Metrics::default();
+        let text = metrics.render();
+        assert!(text.contains("# TYPE mimi_outbound_queue_depth gauge"));
+        assert!(text.contains("# TYPE mimi_store_errors_total counter"));
+        metrics.set_outbound_depths(vec![("b.example".into(), 7)]);
+        metrics.count_store_error("unavailable");
+        metrics.count_store_error("unavailable");
+        let text = metrics.render();
+        assert!(text.contains("mimi_outbound_queue_depth{peer=\"b.example\"} 7"));
+        assert!(text.contains("mimi_store_errors_total{outcome=\"unavailable\"} 2"));
+        // A new measurement replaces the last: a drained peer is gone.
+        metrics.set_outbound_depths(Vec::new());
+        assert!(!metrics.render().contains("b.example"));
     }
 }

@@ -116,6 +116,16 @@ pub async fn run(delivery: Arc<Delivery>, mut shutdown: watch::Receiver<bool>) {
     loop {
         match delivery.store.outbound_peers().await {
             Ok(peers) => {
+                let mut depths = Vec::with_capacity(peers.len());
+                for peer in &peers {
+                    match delivery.store.outbound_len(peer).await {
+                        Ok(depth) => depths.push((peer.clone(), depth)),
+                        Err(error) => {
+                            tracing::warn!(%error, peer, "cannot measure an outbound queue")
+                        }
+                    }
+                }
+                delivery.metrics.set_outbound_depths(depths);
                 for peer in peers {
                     let started = delivery
                         .running

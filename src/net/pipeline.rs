@@ -69,6 +69,15 @@ pub async fn handle(
                     state.metrics.count_auth_failure(auth.reason());
                 }
                 let code = error.code();
+                match code {
+                    mimi_wire::ErrorCode::StoreUnavailable => {
+                        state.metrics.count_store_error("unavailable")
+                    }
+                    mimi_wire::ErrorCode::OutcomeUnknown => {
+                        state.metrics.count_store_error("outcome_unknown")
+                    }
+                    _ => {}
+                }
                 if code.http_status() >= 500 {
                     tracing::warn!(%error, code = code.code(), "request failed");
                 } else {

@@ -519,6 +519,9 @@ pub trait OutboundQueues: Send + Sync {
     /// The oldest undelivered body for `peer`.
     async fn outbound_head(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// How many bodies wait for `peer` (the outbound queue's depth, for metrics).
+    async fn outbound_len(&self, peer: &str) -> Result<u64, StoreError>;
+
     /// Removes the oldest body for `peer` if it is `body` (the peer acknowledged it).
     async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError>;
 

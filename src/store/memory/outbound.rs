@@ -79,6 +79,14 @@ impl OutboundQueues for MemoryStore {
             .and_then(|queue| queue.front().cloned()))
     }
 
+    async fn outbound_len(&self, peer: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .outbound_table()?
+            .queues
+            .get(peer)
+            .map_or(0, |queue| queue.len() as u64))
+    }
+
     async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError> {
         let mut table = self.outbound_table()?;
         if let Some(queue) = table.queues.get_mut(peer)

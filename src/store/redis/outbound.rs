@@ -93,6 +93,14 @@ impl OutboundQueues for RedisStore {
         .await
     }
 
+    async fn outbound_len(&self, peer: &str) -> Result<u64, StoreError> {
+        self.command(
+            "LLEN",
+            vec![format!("{}queue", peer_prefix(peer)).into_bytes()],
+        )
+        .await
+    }
+
     async fn pop_outbound(&self, peer: &str, body: &[u8]) -> Result<(), StoreError> {
         let key = format!("{}queue", peer_prefix(peer));
         let script = &self.scripts.pop_outbound;

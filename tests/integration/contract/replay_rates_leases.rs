@@ -158,6 +158,8 @@ async fn outbound_contract(store: SharedStore) {
         .enqueue_outbound(&other, &[b"else".to_vec()])
         .await
         .unwrap();
+    assert_eq!(store.outbound_len(&peer).await.unwrap(), 3);
+    assert_eq!(store.outbound_len(&other).await.unwrap(), 1);
     let peers = store.outbound_peers().await.unwrap();
     assert!(peers.contains(&peer) && peers.contains(&other), "{peers:?}");
     assert_eq!(
@@ -178,6 +180,7 @@ async fn outbound_contract(store: SharedStore) {
         store.pop_outbound(&peer, body).await.unwrap();
     }
     assert_eq!(store.outbound_head(&peer).await.unwrap(), None);
+    assert_eq!(store.outbound_len(&peer).await.unwrap(), 0);
     store.pop_outbound(&peer, b"one").await.unwrap();
     assert!(!store.outbound_peers().await.unwrap().contains(&peer));
     assert_eq!(

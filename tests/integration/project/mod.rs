@@ -2,5 +2,6 @@
 
 mod architecture;
 mod cli;
+mod contrib;
 mod docs;
 mod fuzz_corpus;

@@ -26,6 +26,13 @@ async fn redis_outage_answers_503_and_recovers_without_restart() {
         .signed(Method::POST, "/whoami", b"", harness.app.claims())
         .await;
     assert_eq!(answer.error_code(), ErrorCode::StoreUnavailable);
+    // Operators see it in the metrics (contrib's dashboard and `MimiStoreErrors` alert).
+    assert_eq!(
+        harness
+            .metric("mimi_store_errors_total{outcome=\"unavailable\"}")
+            .await,
+        1
+    );
     assert_eq!(
         admin_get(harness.admin, "/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
