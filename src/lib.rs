@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod federation;
 pub mod fuzz;
 pub mod identity;
+pub mod inspect;
 pub mod keys;
 pub(crate) mod metrics;
 pub mod mls;

@@ -38,6 +38,18 @@ enum Command {
         /// TOML configuration file (MIMI_ environment variables apply too, as for serve).
         file: PathBuf,
     },
+    /// Decode a captured body, header or MLS message and print it readably: a
+    /// mimi-signature header, an error body, an MLSMessage (key package, commit, welcome,
+    /// GroupInfo, application message), a DSRequest / DSResponse, a fan-out request or
+    /// answer, a QueueingServiceRequest. Raw bytes or hex, from FILE or stdin.
+    Inspect {
+        /// What it is (signature, error, mls, ds-request, ds-response, fanout-request,
+        /// fanout-response, queueing-request); every kind is tried when not given.
+        #[arg(long = "as")]
+        kind: Option<String>,
+        /// The file (stdin when not given).
+        file: Option<PathBuf>,
+    },
     /// Create the request-signing key file, or add a new key to it with --rotate.
     Keygen {
         #[arg(long)]
@@ -183,6 +195,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Inspect { kind, file } => inspect(kind.as_deref(), file.as_deref()),
         Command::Keygen {
             config,
             key_file,
@@ -240,6 +253,20 @@ fn serve(path: Option<PathBuf>) -> CliResult {
         }
         dev.greeting(created)
     }))?;
+    Ok(())
+}
+
+fn inspect(kind: Option<&str>, file: Option<&Path>) -> CliResult {
+    let input = match file {
+        Some(path) => std::fs::read(path)?,
+        None => {
+            let mut input = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)?;
+            input
+        }
+    };
+    let (kind, text) = mimi_gateway::inspect::inspect(&input, kind)?;
+    println!("{kind}\n{text}");
     Ok(())
 }
 

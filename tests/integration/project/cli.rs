@@ -653,3 +653,59 @@ fn check_config_describes_a_valid_file_and_names_the_bad_field() {
         "{err}"
     );
 }
+
+/// `inspect`: a key package file, a signature header on stdin, an error body in hex; bytes
+/// that are none of these exit 1.
+#[test]
+fn inspect_names_and_prints_what_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+            .arg("inspect")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let key_package = crate::support::mls_client::MlsClient::basic("carol").key_package(3_600);
+    let file = dir.path().join("kp.bin");
+    std::fs::write(&file, &key_package).unwrap();
+    let (ok, out, err) = run(&[file.to_str().unwrap()], b"");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("mls\nMLSMessage KeyPackage"), "{out}");
+
+    let app = TestApp::new();
+    let headers = signed_headers(&app.key, app.claims(), &http::Method::POST, "/whoami", b"");
+    let header = headers[mimi_wire::signing::SIGNATURE_HEADER]
+        .as_bytes()
+        .to_vec();
+    let (ok, out, err) = run(&[], &header);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("signature\n"), "{out}");
+    assert!(
+        out.contains(&app.id.to_string()) && out.contains(&app.key_id),
+        "{out}"
+    );
+
+    let body = mimi_wire::encode(&mimi_wire::ErrorResponse {
+        code: mimi_wire::ErrorCode::UnknownClient.code(),
+        detail: "unknown client".into(),
+        fields: Vec::new(),
+    })
+    .unwrap();
+    let (ok, out, _) = run(&["--as", "error"], hex::encode(&body).as_bytes());
+    assert!(ok && out.contains("UnknownClient"), "{out}");
+    let (ok, _, err) = run(&[], b"\x01\x02\x03 certainly nothing");
+    assert!(!ok);
+    assert!(err.contains("decode as none of"), "{err}");
+}
