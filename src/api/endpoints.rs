@@ -184,6 +184,16 @@ pub enum Endpoint {
     Healthz,
     Readyz,
     Metrics,
+    /// `GET /admin/peers`: each peer's delivery state (JSON, for operators' tools).
+    AdminPeers,
+    /// `POST /admin/peers/{domain}/retry`: ends the peer's backoff at once.
+    AdminRetryPeer {
+        peer: String,
+    },
+    /// `GET /admin/groups/{groupId}`: a group's state here (JSON).
+    AdminGroup {
+        group: Vec<u8>,
+    },
 }
 
 impl Endpoint {
@@ -256,6 +266,9 @@ impl Endpoint {
             Endpoint::Healthz => "healthz",
             Endpoint::Readyz => "readyz",
             Endpoint::Metrics => "metrics",
+            Endpoint::AdminPeers => "admin_peers",
+            Endpoint::AdminRetryPeer { .. } => "admin_retry_peer",
+            Endpoint::AdminGroup { .. } => "admin_group",
         }
     }
 
@@ -270,6 +283,9 @@ impl Endpoint {
                 | Endpoint::Healthz
                 | Endpoint::Readyz
                 | Endpoint::Metrics
+                | Endpoint::AdminPeers
+                | Endpoint::AdminRetryPeer { .. }
+                | Endpoint::AdminGroup { .. }
         )
     }
 }
@@ -349,7 +365,22 @@ pub fn route(
             "/healthz" => get_only(method, Endpoint::Healthz),
             "/readyz" => get_only(method, Endpoint::Readyz),
             "/metrics" => get_only(method, Endpoint::Metrics),
-            _ => Err(GatewayError::NotFound),
+            "/admin/peers" => get_only(method, Endpoint::AdminPeers),
+            _ => match path.split('/').collect::<Vec<_>>().as_slice() {
+                ["", "admin", "peers", peer, "retry"] => post_only(
+                    method,
+                    Endpoint::AdminRetryPeer {
+                        peer: (*peer).to_owned(),
+                    },
+                ),
+                ["", "admin", "groups", group] => get_only(
+                    method,
+                    Endpoint::AdminGroup {
+                        group: path_group(group)?,
+                    },
+                ),
+                _ => Err(GatewayError::NotFound),
+            },
         },
         ListenerKind::Application => route_application(method, path, query),
     }

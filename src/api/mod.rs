@@ -119,6 +119,9 @@ pub async fn dispatch(state: &State, endpoint: Endpoint, request: Request) -> Re
         Endpoint::Healthz => Ok(admin::healthz()),
         Endpoint::Readyz => Ok(admin::readyz(state).await),
         Endpoint::Metrics => Ok(admin::metrics(state)),
+        Endpoint::AdminPeers => Ok(admin::peers(state)),
+        Endpoint::AdminRetryPeer { peer } => Ok(admin::retry_peer(state, &peer)),
+        Endpoint::AdminGroup { group } => admin::group(state, &group).await,
     }
 }
 

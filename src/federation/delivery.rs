@@ -7,7 +7,7 @@
 //! in order; a peer that is down only delays its own queue. A delivery the peer refuses as
 //! malformed can never succeed: it is dropped, logged and counted.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -42,6 +42,32 @@ pub struct Delivery {
     // A std Mutex: held only to insert or remove a name.
     running: Mutex<HashSet<String>>,
     holder: String,
+    /// What operators see of each peer this process delivered to (`GET /admin/peers`).
+    // A std Mutex: held for a few instructions, never across an await.
+    peer_states: Mutex<BTreeMap<String, PeerState>>,
+}
+
+/// One peer as an operator sees it (`GET /admin/peers`); times in Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub last_success: Option<u64>,
+    pub last_failure: Option<u64>,
+    pub last_failure_reason: Option<String>,
+    /// Fan-out bodies waiting, as the last scan measured them.
+    pub queue_depth: u64,
+    /// Since when this process has seen the queue non-empty: its oldest entry is at least
+    /// that old.
+    pub waiting_since: Option<u64>,
+    /// Until when the worker waits before trying again (`POST /admin/peers/{peer}/retry`
+    /// ends it).
+    pub backoff_until: Option<u64>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    status: PeerStatus,
+    retry: Arc<Notify>,
 }
 
 /// `federation.delivery_scan_ms`, `retry_initial_ms` and `retry_max_ms`.
@@ -75,6 +101,71 @@ impl Delivery {
             wake: Notify::default(),
             running: Mutex::default(),
             holder: uuid::Uuid::new_v4().to_string(),
+            peer_states: Mutex::default(),
+        }
+    }
+
+    /// Every peer this process delivered to or found queued deliveries for.
+    pub fn peer_statuses(&self) -> Vec<PeerStatus> {
+        self.peer_states.lock().map_or_else(
+            |_| Vec::new(),
+            |states| states.values().map(|state| state.status.clone()).collect(),
+        )
+    }
+
+    /// Ends `peer`'s backoff at once: its worker tries again now. `false` for a peer this
+    /// process knows nothing of.
+    pub fn retry_now(&self, peer: &str) -> bool {
+        let retry = self.peer_states.lock().ok().and_then(|states| {
+            states
+                .get(&peer.to_ascii_lowercase())
+                .map(|state| state.retry.clone())
+        });
+        match retry {
+            Some(retry) => {
+                retry.notify_one();
+                self.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Changes `peer`'s status (created on first use); answers its retry signal.
+    fn update(&self, peer: &str, change: impl FnOnce(&mut PeerStatus)) -> Arc<Notify> {
+        let Ok(mut states) = self.peer_states.lock() else {
+            return Arc::default();
+        };
+        if states.len() >= MAX_PEER_STATES && !states.contains_key(peer) {
+            return Arc::default();
+        }
+        let state = states.entry(peer.to_owned()).or_insert_with(|| PeerState {
+            status: PeerStatus {
+                peer: peer.to_owned(),
+                ..PeerStatus::default()
+            },
+            retry: Arc::default(),
+        });
+        change(&mut state.status);
+        state.retry.clone()
+    }
+
+    /// The scan's measurement: `depths` of the peers with queued deliveries; every other
+    /// known peer's queue is empty.
+    fn record_depths(&self, depths: &[(String, u64)], now: u64) {
+        if let Ok(mut states) = self.peer_states.lock() {
+            for state in states.values_mut() {
+                state.status.queue_depth = 0;
+                state.status.waiting_since = None;
+            }
+        }
+        for (peer, depth) in depths {
+            self.update(peer, |status| {
+                status.queue_depth = *depth;
+                if *depth > 0 {
+                    status.waiting_since.get_or_insert(now);
+                }
+            });
         }
     }
 
@@ -125,6 +216,7 @@ pub async fn run(delivery: Arc<Delivery>, mut shutdown: watch::Receiver<bool>) {
                         }
                     }
                 }
+                delivery.record_depths(&depths, crate::keys::unix_now());
                 delivery.metrics.set_outbound_depths(depths);
                 for peer in peers {
                     let started = delivery
@@ -168,7 +260,7 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(false) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
-                if wait(&mut shutdown, backoff).await {
+                if wait(&mut shutdown, backoff, &Notify::new()).await {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
@@ -180,14 +272,14 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot read the outbound queue");
-                if wait(&mut shutdown, backoff).await {
+                if wait(&mut shutdown, backoff, &Notify::new()).await {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
                 continue;
             }
         };
-        let outcome = match delivery
+        let (outcome, reason) = match delivery
             .peers
             .post(&delivery.keys, &peer, DELIVER_MESSAGE_PATH, head.clone())
             .await
@@ -197,13 +289,14 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
                 if outcome != Outcome::Delivered {
                     tracing::warn!(peer, status = %answer.status, "fan-out not accepted");
                 }
-                outcome
+                (outcome, format!("answered {}", answer.status))
             }
             Err(error) => {
                 tracing::warn!(%error, peer, "fan-out delivery failed");
-                Outcome::Retry
+                (Outcome::Retry, error.to_string())
             }
         };
+        let now = crate::keys::unix_now();
         match outcome {
             Outcome::Delivered | Outcome::Refused => {
                 delivery
@@ -217,13 +310,28 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
                     tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
                     // The next attempt sends it again; the peer drops the duplicate.
                 }
+                delivery.update(&peer, |status| {
+                    if outcome == Outcome::Delivered {
+                        status.last_success = Some(now);
+                    } else {
+                        status.last_failure = Some(now);
+                        status.last_failure_reason = Some(format!("dropped: {reason}"));
+                    }
+                    status.backoff_until = None;
+                });
                 backoff = initial;
             }
             Outcome::Retry => {
                 delivery.metrics.count_fanout("retried");
-                if wait(&mut shutdown, backoff).await {
+                let retry = delivery.update(&peer, |status| {
+                    status.last_failure = Some(now);
+                    status.last_failure_reason = Some(reason);
+                    status.backoff_until = Some(now + backoff.as_secs_f64().ceil() as u64);
+                });
+                if wait(&mut shutdown, backoff, &retry).await {
                     break;
                 }
+                delivery.update(&peer, |status| status.backoff_until = None);
                 backoff = (backoff * 2).min(max);
             }
         }
@@ -243,13 +351,19 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
     // next scan.
 }
 
-/// Sleeps for `duration`; `true` if shutdown began meanwhile.
-async fn wait(shutdown: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+/// Sleeps for `duration`, or until an operator asks for a retry (`retry`, when given);
+/// `true` if shutdown began meanwhile.
+async fn wait(shutdown: &mut watch::Receiver<bool>, duration: Duration, retry: &Notify) -> bool {
     tokio::select! {
         _ = shutdown.changed() => true,
         _ = tokio::time::sleep(duration) => *shutdown.borrow(),
+        _ = retry.notified() => *shutdown.borrow(),
     }
 }
+
+/// Most peers whose status is kept (peers are as many as the domains that have members in
+/// this gateway's groups).
+const MAX_PEER_STATES: usize = 1_000;
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,13 @@ pub struct GroupStatus {
     pub has_group_info: bool,
 }
 
+/// A group found by id alone, for operators (`GET /admin/groups/{groupId}`).
+pub struct AdminGroupStatus {
+    pub app: Uuid,
+    pub status: GroupStatus,
+    pub pending_proposals: usize,
+}
+
 /// The groups of this gateway's applications: the hub's rules and the way to the hub.
 #[derive(Clone)]
 pub struct Groups {
@@ -188,6 +195,28 @@ impl Groups {
             hub,
             has_group_info: current.group_info.is_some(),
         })
+    }
+
+    /// The group of this id in whichever hosted application has one, for operators.
+    pub async fn admin_status(
+        &self,
+        group_id: &[u8],
+    ) -> Result<Option<AdminGroupStatus>, GatewayError> {
+        for app in self.applications.ids() {
+            let Some(head) = self.store.group_head(*app, group_id).await? else {
+                continue;
+            };
+            let Some(application) = self.applications.get(app) else {
+                continue;
+            };
+            let status = self.status(application, group_id).await?;
+            return Ok(Some(AdminGroupStatus {
+                app: *app,
+                status,
+                pending_proposals: head.proposals,
+            }));
+        }
+        Ok(None)
     }
 
     /// The Welcomes waiting for `handle`, unexpired.

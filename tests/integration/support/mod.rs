@@ -466,12 +466,18 @@ impl TlsClient {
 
 /// A plain HTTP GET on the admin listener: (status, body).
 pub async fn admin_get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    admin_request(addr, Method::GET, path).await
+}
+
+/// A plain HTTP request with no body on the admin listener: (status, body).
+pub async fn admin_request(addr: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
     let tcp = TcpStream::connect(addr).await.expect("connect admin");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(connection);
     let request = Request::builder()
+        .method(method)
         .uri(path)
         .header(http::header::HOST, "localhost")
         .body(Full::new(Bytes::new()))
