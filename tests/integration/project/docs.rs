@@ -26,3 +26,54 @@ fn error_table_matches_the_code() {
         "no undocumented or stale rows"
     );
 }
+
+/// The configuration keys of `Config` (its defaults serialized), as `section.key`.
+fn configuration_keys() -> Vec<(String, String)> {
+    let defaults = toml::Value::try_from(mimi_gateway::config::Config::default()).unwrap();
+    let mut keys = Vec::new();
+    fn walk(prefix: &str, value: &toml::Value, keys: &mut Vec<(String, String)>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (name, inner) in table {
+                    let key = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    match inner {
+                        toml::Value::Table(_) if !inner.as_table().unwrap().is_empty() => {
+                            walk(&key, inner, keys)
+                        }
+                        _ => keys.push((key, inner.to_string())),
+                    }
+                }
+            }
+            other => keys.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    walk("", &defaults, &mut keys);
+    keys
+}
+
+/// `docs/configuration.md` documents every configuration key, with its default and its
+/// environment variable.
+#[test]
+fn every_configuration_key_is_documented() {
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let mut missing = Vec::new();
+    for (key, default) in configuration_keys() {
+        let env = format!("MIMI_{}", key.replace('.', "__").to_ascii_uppercase());
+        if !reference.contains(&format!("`{key}`")) || !reference.contains(&env) {
+            missing.push(format!("{key} (default {default}, {env})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented keys:\n{}",
+        missing.join("\n")
+    );
+}
