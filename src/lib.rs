@@ -5,6 +5,7 @@
 
 pub(crate) mod api;
 pub mod config;
+pub mod demo;
 pub mod dev_app;
 pub mod dev_certs;
 pub(crate) mod error;

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Play the architecture draft's federated flow: two gateways in this process
+    /// (a.localhost, b.localhost) on loopback, real openmls clients through mimi-client;
+    /// one line per step; exit status 0 only if every step checked out.
+    Demo {
+        /// Run both gateways on this Redis server (databases 1 and 2 of it) instead of
+        /// embedded memory stores, e.g. redis://127.0.0.1:6379.
+        #[arg(long)]
+        redis: Option<String>,
+    },
     /// Call the gateway's application API as an application (signed requests, through the
     /// mimi-client crate), for scripts and debugging.
     Call {
@@ -177,9 +186,9 @@ fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
     ))
 }
 
-fn init_logging() {
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -191,10 +200,16 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo prints its own steps; its gateways' request lines would bury them.
+    init_logging(if matches!(cli.command, Command::Demo { .. }) {
+        "error"
+    } else {
+        "info"
+    });
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Demo { redis } => demo(redis),
         Command::Inspect { kind, file } => inspect(kind.as_deref(), file.as_deref()),
         Command::Keygen {
             config,
@@ -270,6 +285,15 @@ fn inspect(kind: Option<&str>, file: Option<&Path>) -> CliResult {
     Ok(())
 }
 
+fn demo(redis: Option<String>) -> CliResult {
+    let redis = redis.map(|url| {
+        let base = url.trim_end_matches('/').to_owned();
+        [format!("{base}/1"), format!("{base}/2")]
+    });
+    runtime()?.block_on(mimi_gateway::demo::run(redis))?;
+    Ok(())
+}
+
 fn check_config(file: &Path) -> CliResult {
     let config = Config::load(Some(file))?;
     print!("{}", mimi_gateway::serve::check(&config)?);
@@ -292,6 +316,7 @@ fn call_api(app_file: &Path, url: Option<String>, ca: Option<PathBuf>, call: Cal
         key_id: dev.key_id.clone(),
         roots,
         gateway_domain: None,
+        connect_to: None,
     })?;
     runtime()?.block_on(async move {
         match call {

@@ -19,6 +19,7 @@
 //!     key_id: "k1".into(),
 //!     roots: TrustRoots::PemFile("data/dev-ca.pem".into()),
 //!     gateway_domain: None,
+//!     connect_to: None,
 //! })?;
 //! let me = client.whoami().await?;
 //! println!("the gateway knows us as {}", me.sender);
@@ -109,6 +110,9 @@ pub struct ClientConfig {
     /// The gateway's domain, which every request names as its recipient; the URL's host
     /// when `None`.
     pub gateway_domain: Option<String>,
+    /// Connect to this address instead of resolving the URL's host (the certificate is
+    /// still checked against the host), like curl's `--resolve`.
+    pub connect_to: Option<std::net::SocketAddr>,
 }
 
 /// What went wrong.
@@ -309,11 +313,13 @@ impl Client {
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
         let inner = &self.inner;
-        let tcp = TcpStream::connect((inner.host.as_str(), inner.port))
-            .await
-            .map_err(|error| {
-                Error::Transport(format!("connect {}:{}: {error}", inner.host, inner.port))
-            })?;
+        let connected = match inner.config.connect_to {
+            Some(address) => TcpStream::connect(address).await,
+            None => TcpStream::connect((inner.host.as_str(), inner.port)).await,
+        };
+        let tcp = connected.map_err(|error| {
+            Error::Transport(format!("connect {}:{}: {error}", inner.host, inner.port))
+        })?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(inner.host.clone())
             .map_err(|error| Error::Config(format!("host `{}`: {error}", inner.host)))?;

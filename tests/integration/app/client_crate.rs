@@ -19,6 +19,7 @@ fn client_for(harness: &Harness) -> Client {
         key_id: harness.app.key_id.clone(),
         roots: TrustRoots::PemFile(harness.ca.clone()),
         gateway_domain: Some(harness.app.recipient.clone()),
+        connect_to: None,
     })
     .unwrap()
 }

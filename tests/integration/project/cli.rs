@@ -565,6 +565,7 @@ fn every_subcommand_has_a_help() {
             "Check a configuration file without starting",
         ),
         ("call", "Call the gateway's application API"),
+        ("demo", "Play the architecture draft's federated flow"),
         ("discover", "Resolve a peer"),
     ] {
         assert!(
@@ -708,4 +709,45 @@ fn inspect_names_and_prints_what_it_reads() {
     let (ok, _, err) = run(&[], b"\x01\x02\x03 certainly nothing");
     assert!(!ok);
     assert!(err.contains("decode as none of"), "{err}");
+}
+
+/// `mimi-gateway demo`: the whole federated flow on two in-process gateways, embedded stores
+/// and then Redis, exits 0 having printed every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_plays_the_federated_flow_on_memory_and_on_redis() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+            .arg("demo")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[]);
+    assert!(ok, "{out}\n{err}");
+    for step in [
+        "carol  POST /apps/{app}/clients",
+        "alice  discover tag friends @ b.localhost",
+        "alice  key package of carol @ b.localhost",
+        "carol  GET .../welcome-msgs, join",
+        "\"hello carol\"",
+        "\"hi alice\"",
+        "409 StaleEpoch",
+        "1 member",
+        "all 13 steps checked out",
+    ] {
+        assert!(out.contains(step), "{step:?} in\n{out}");
+    }
+    assert!(out.contains("store memory"), "{out}");
+    let redis = RedisServer::start();
+    let (ok, out, err) = run(&["--redis", &redis.url()]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("store redis") && out.contains("all 13 steps checked out"),
+        "{out}"
+    );
 }
