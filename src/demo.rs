@@ -4,9 +4,11 @@
 //! registers at B and uploads key packages; Alice at A discovers her by tag across domains
 //! and fetches one of her key packages; creates a group; commits the add with a Welcome;
 //! Carol joins from what gateway B serves; they exchange application messages that each
-//! decrypts; Carol updates her keys through B (forwarded to the hub); a stale concurrent
-//! commit is refused and retried; Alice removes Carol. One line per step; `Ok(false)` unless
-//! every check held (texts decrypted, epochs and exported secrets equal).
+//! decrypts; Carol updates her keys through B (forwarded to the hub); Bob at A joins,
+//! proposes an update and Alice commits it by reference; a stale concurrent commit is
+//! refused and retried; Dave at B joins by external commit; Alice removes Carol. One line
+//! per step; an error unless every check held (texts decrypted, epochs and exported secrets
+//! equal).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -180,6 +182,70 @@ impl Member {
         })
     }
 
+    /// A self-update proposal, to be committed by reference.
+    fn propose_update(&mut self) -> DemoResult<Vec<u8>> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self.group.as_mut().ok_or_else(|| fail("not in a group"))?;
+        let (proposal, _) = group
+            .propose_self_update(provider, signer, LeafNodeParameters::default())
+            .map_err(fail)?;
+        serialize(&proposal)
+    }
+
+    /// A commit of the pending proposals (by reference), merged.
+    fn commit_pending(&mut self) -> DemoResult<Commit> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self.group.as_mut().ok_or_else(|| fail("not in a group"))?;
+        let (commit, _, _) = group
+            .commit_to_pending_proposals(provider, signer)
+            .map_err(fail)?;
+        group.merge_pending_commit(provider).map_err(fail)?;
+        Ok(Commit {
+            commit: serialize(&commit)?,
+            welcome: None,
+            group_info: Some(self.group_info()?),
+        })
+    }
+
+    /// Joins by external commit from the GroupInfo and tree a gateway served.
+    fn join_external(&mut self, group_info: &[u8], tree: &[u8]) -> DemoResult<Commit> {
+        let MlsMessageBodyIn::GroupInfo(group_info) =
+            MlsMessageIn::tls_deserialize_exact(group_info)
+                .map_err(fail)?
+                .extract()
+        else {
+            return Err(fail("not a GroupInfo"));
+        };
+        let tree = RatchetTreeIn::tls_deserialize_exact(tree).map_err(fail)?;
+        let provider = &self.provider;
+        let config = MlsGroupJoinConfig::builder()
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build();
+        let (group, bundle) = MlsGroup::external_commit_builder()
+            .with_ratchet_tree(tree)
+            .with_config(config)
+            .build_group(provider, group_info, self.credential.clone())
+            .map_err(fail)?
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(capabilities())
+                    .build(),
+            )
+            .load_psks(provider.storage())
+            .map_err(fail)?
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .map_err(fail)?
+            .finalize(provider)
+            .map_err(fail)?;
+        self.group = Some(group);
+        let (commit, _, _) = bundle.into_contents();
+        Ok(Commit {
+            commit: serialize(&commit)?,
+            welcome: None,
+            group_info: Some(self.group_info()?),
+        })
+    }
+
     fn join(&mut self, join: &JoinInfo) -> DemoResult<()> {
         let MlsMessageBodyIn::Welcome(welcome) =
             MlsMessageIn::tls_deserialize_exact(join.welcome.as_slice())
@@ -212,6 +278,12 @@ impl Member {
             .map_err(fail)?;
         let provider = &self.provider;
         let group = self.group.as_mut().ok_or_else(|| fail("not in a group"))?;
+        // Its own proposal a member holds already.
+        if let ProtocolMessage::PublicMessage(public) = &message
+            && matches!(public.sender(), Sender::Member(leaf) if *leaf == group.own_leaf_index())
+        {
+            return Ok(());
+        }
         let processed = group.process_message(provider, message).map_err(fail)?;
         match processed.into_content() {
             ProcessedMessageContent::StagedCommitMessage(staged) => {
@@ -359,6 +431,32 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Brings `member` to `epoch` from the control messages its gateway (`client`) serves,
+/// waiting for a follower's mirror to have them.
+async fn catch_up(
+    member: &mut Member,
+    client: &Client,
+    group: &[u8],
+    epoch: u64,
+) -> DemoResult<()> {
+    if member.epoch() >= epoch {
+        return Ok(());
+    }
+    let from = member.epoch() + 1;
+    let packets = eventually(|| async {
+        match client.control_messages(group, from, Some(epoch)).await {
+            Ok(packets) => Ok(Some(packets)),
+            Err(error) if error.code() == Some(mimi_wire::ErrorCode::EpochOutOfRange) => Ok(None),
+            Err(error) => Err(fail(error)),
+        }
+    })
+    .await?;
+    for packet in packets {
+        member.apply(&packet)?;
+    }
+    Ok(())
 }
 
 fn check(what: &str, holds: bool) -> DemoResult<()> {
@@ -640,6 +738,77 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         at,
     );
 
+    // Bob joins at A; then he proposes an update and Alice commits it by reference.
+    let at = Instant::now();
+    let mut bob = Member::new("bob", ga)?;
+    let bob_id = a.client.register_client("bob", &[]).await.map_err(fail)?;
+    let bob_queue = a
+        .client
+        .create_key_queue(bob_id, 1, 1, "")
+        .await
+        .map_err(fail)?;
+    a.client
+        .update_key_queue(bob_id, bob_queue, &[bob.key_package()?], false, None, None)
+        .await
+        .map_err(fail)?;
+    let bob_package = a
+        .client
+        .retrieve_key_package(bob_id, None, 1, 1, None, "alice")
+        .await
+        .map_err(fail)?;
+    let add = alice.add(&bob_package.key_package)?;
+    let epoch = a.client.upload_commit(&group, &add).await.map_err(fail)?;
+    let welcome = eventually(|| async {
+        Ok(a.client
+            .welcomes("bob")
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .next())
+    })
+    .await?;
+    bob.join(&welcome)?;
+    catch_up(&mut carol, &b.client, &group, epoch).await?;
+    check(
+        "bob joined the epoch",
+        bob.secret()? == alice.secret()? && carol.secret()? == alice.secret()?,
+    )?;
+    steps.line(
+        "alice",
+        "PUT .../epochs (add bob), bob joins",
+        ga,
+        &format!("201 epoch {epoch}"),
+        at,
+    );
+    let at = Instant::now();
+    let proposal = bob.propose_update()?;
+    a.client
+        .upload_proposal(&group, &proposal)
+        .await
+        .map_err(fail)?;
+    for held in a.client.list_proposals(&group).await.map_err(fail)? {
+        alice.apply(&held)?;
+    }
+    let by_reference = alice.commit_pending()?;
+    let epoch = a
+        .client
+        .upload_commit(&group, &by_reference)
+        .await
+        .map_err(fail)?;
+    catch_up(&mut bob, &a.client, &group, epoch).await?;
+    catch_up(&mut carol, &b.client, &group, epoch).await?;
+    check(
+        "the commit by reference keeps one epoch secret",
+        bob.secret()? == alice.secret()? && carol.secret()? == alice.secret()?,
+    )?;
+    steps.line(
+        "bob",
+        "PUT .../proposals, alice commits by ref",
+        ga,
+        &format!("201 epoch {epoch}"),
+        at,
+    );
+
     // Two concurrent commits for one epoch: the loser is refused and retried.
     let at = Instant::now();
     let mut lost = alice.update_pending()?;
@@ -675,6 +844,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     for packet in &missed {
         alice.apply(packet)?;
     }
+    catch_up(&mut bob, &a.client, &group, alice.epoch()).await?;
     let mut retry = alice.update_pending()?;
     retry.group_info = alice.confirm()?;
     let epoch = a.client.upload_commit(&group, &retry).await.map_err(fail)?;
@@ -690,14 +860,46 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     for packet in packets {
         carol.apply(&packet)?;
     }
+    catch_up(&mut bob, &a.client, &group, epoch).await?;
     check(
         "after the retry one epoch secret",
-        carol.secret()? == alice.secret()?,
+        carol.secret()? == alice.secret()? && bob.secret()? == alice.secret()?,
     )?;
     steps.line(
         "alice",
         "caught up, PUT .../epochs again",
         ga,
+        &format!("201 epoch {epoch}"),
+        at,
+    );
+
+    // Dave at B joins by external commit, from the GroupInfo and tree B serves.
+    let at = Instant::now();
+    let mut dave = Member::new("dave", gb)?;
+    b.client.register_client("dave", &[]).await.map_err(fail)?;
+    let served = b.client.group_info(&group).await.map_err(fail)?;
+    let entry = served
+        .group_infos
+        .first()
+        .ok_or_else(|| fail("no GroupInfo served"))?;
+    let tree = entry
+        .ratchet_tree
+        .as_ref()
+        .ok_or_else(|| fail("no tree served"))?;
+    let join = dave.join_external(entry.group_info.as_slice(), tree.as_slice())?;
+    let epoch = b.client.upload_commit(&group, &join).await.map_err(fail)?;
+    catch_up(&mut alice, &a.client, &group, epoch).await?;
+    catch_up(&mut bob, &a.client, &group, epoch).await?;
+    catch_up(&mut carol, &b.client, &group, epoch).await?;
+    let secret = alice.secret()?;
+    check(
+        "four members, one epoch secret",
+        bob.secret()? == secret && carol.secret()? == secret && dave.secret()? == secret,
+    )?;
+    steps.line(
+        "dave",
+        "PUT .../epochs (external join, via b)",
+        gb,
         &format!("201 epoch {epoch}"),
         at,
     );
@@ -717,13 +919,19 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     .await?;
     check(
         "b's mirror follows to the removal",
-        status.member_count == 1,
+        status.member_count == 3,
+    )?;
+    catch_up(&mut bob, &a.client, &group, epoch).await?;
+    catch_up(&mut dave, &b.client, &group, epoch).await?;
+    check(
+        "the remaining members agree",
+        bob.secret()? == alice.secret()? && dave.secret()? == alice.secret()?,
     )?;
     steps.line(
         "alice",
         "PUT .../epochs (remove carol)",
         ga,
-        &format!("201 epoch {epoch}, 1 member"),
+        &format!("201 epoch {epoch}, 3 members"),
         at,
     );
 

@@ -737,8 +737,10 @@ async fn the_demo_plays_the_federated_flow_on_memory_and_on_redis() {
         "\"hello carol\"",
         "\"hi alice\"",
         "409 StaleEpoch",
-        "1 member",
-        "all 13 steps checked out",
+        "alice commits by ref",
+        "external join, via b",
+        "3 members",
+        "all 16 steps checked out",
     ] {
         assert!(out.contains(step), "{step:?} in\n{out}");
     }
@@ -747,7 +749,7 @@ async fn the_demo_plays_the_federated_flow_on_memory_and_on_redis() {
     let (ok, out, err) = run(&["--redis", &redis.url()]);
     assert!(ok, "{out}\n{err}");
     assert!(
-        out.contains("store redis") && out.contains("all 13 steps checked out"),
+        out.contains("store redis") && out.contains("all 16 steps checked out"),
         "{out}"
     );
 }
