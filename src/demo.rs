@@ -356,9 +356,15 @@ impl Steps {
     }
 }
 
-fn free_port() -> DemoResult<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
-    Ok(listener.local_addr().map_err(fail)?.port())
+/// Two free loopback ports for the federation listeners (each gateway must know the other's
+/// before it starts), taken together so they differ.
+fn free_ports() -> DemoResult<[u16; 2]> {
+    let first = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    let second = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    Ok([
+        first.local_addr().map_err(fail)?.port(),
+        second.local_addr().map_err(fail)?.port(),
+    ])
 }
 
 struct Site {
@@ -415,19 +421,19 @@ async fn start_site(
     Ok(Site { gateway, client })
 }
 
-/// Polls `fetch` until it answers something, at most 10 s.
+/// Polls `fetch` until it answers something, at most 30 s.
 async fn eventually<T, F, Fut>(mut fetch: F) -> DemoResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = DemoResult<Option<T>>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(found) = fetch().await? {
             return Ok(found);
         }
         if Instant::now() > deadline {
-            return Err(fail("nothing arrived within 10 s"));
+            return Err(fail("nothing arrived within 30 s"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -469,11 +475,25 @@ fn check(what: &str, holds: bool) -> DemoResult<()> {
 
 /// Runs the demo; `Ok(())` only if every step checked out.
 pub async fn run(redis: Option<[String; 2]>) -> DemoResult<()> {
-    let dir: PathBuf = std::env::temp_dir().join(format!("mimi-demo-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(fail)?;
-    let result = play(&dir, redis).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let dir = TempDir::new()?;
+    play(&dir.0, redis).await
+}
+
+/// The demo's certificates and data, removed when it ends however it ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> DemoResult<TempDir> {
+        let dir = std::env::temp_dir().join(format!("mimi-demo-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
@@ -494,7 +514,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
             not_after: None,
         }],
     };
-    let ports = [free_port()?, free_port()?];
+    let ports = free_ports()?;
     let a = start_site(
         0,
         dir,

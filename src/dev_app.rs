@@ -144,17 +144,29 @@ impl DevApplication {
         }
     }
 
-    /// What to print at start: the application, its key, and a command to try.
+    /// What to print at start: the application, its key, and a command to try. The secret
+    /// key is printed once, when it was just created; afterwards only its public half (logs
+    /// keep what a restart prints).
     pub fn greeting(&self, created: bool) -> String {
+        let key = if created {
+            format!(
+                "signing key  {} (secret; ",
+                hex::encode(self.key.to_bytes())
+            )
+        } else {
+            format!(
+                "public key   {} (",
+                hex::encode(self.key.verifying_key().as_bytes())
+            )
+        };
         format!(
             "development application {} ({})\n  \
              app id       {}\n  \
-             signing key  {} (key id {}; in {})\n  \
+             {key}key id {}; in {})\n  \
              try          mimi-gateway call --app-file {} whoami\n",
             if created { "created" } else { "reused" },
             "no configuration given; a configured gateway hosts only its own applications",
             self.app,
-            hex::encode(self.key.to_bytes()),
             self.key_id,
             self.path.display(),
             self.path.display(),

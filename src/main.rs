@@ -80,8 +80,9 @@ enum Command {
     /// (a.localhost, b.localhost) on loopback, real openmls clients through mimi-client;
     /// one line per step; exit status 0 only if every step checked out.
     Demo {
-        /// Run both gateways on this Redis server (databases 1 and 2 of it) instead of
-        /// embedded memory stores, e.g. redis://127.0.0.1:6379.
+        /// Run both gateways on this Redis server instead of embedded memory stores, e.g.
+        /// redis://127.0.0.1:6379: gateway a.localhost in its database 1, b.localhost in 2
+        /// (each run uses a new application id; what a run leaves there stays).
         #[arg(long)]
         redis: Option<String>,
     },
@@ -250,7 +251,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn serve(path: Option<PathBuf>) -> CliResult {
     let mut config = Config::load(path.as_deref())?;
-    if path.is_some() || !config.applications.is_empty() {
+    // Configured: a file, an application, or a domain of its own (set in the environment,
+    // as containers do). Only an unconfigured localhost gateway gets a development one.
+    if path.is_some() || !config.applications.is_empty() || config.domain != "localhost" {
         runtime()?.block_on(mimi_gateway::serve::run(config))?;
         return Ok(());
     }
@@ -286,10 +289,21 @@ fn inspect(kind: Option<&str>, file: Option<&Path>) -> CliResult {
 }
 
 fn demo(redis: Option<String>) -> CliResult {
-    let redis = redis.map(|url| {
-        let base = url.trim_end_matches('/').to_owned();
-        [format!("{base}/1"), format!("{base}/2")]
-    });
+    let redis = match redis {
+        Some(url) => {
+            let base = url.trim_end_matches('/');
+            let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+            if after_scheme.contains('/') || after_scheme.contains('?') {
+                return Err(format!(
+                    "--redis takes a server's URL without a database or options (the demo \
+                     uses databases 1 and 2): {url}"
+                )
+                .into());
+            }
+            Some([format!("{base}/1"), format!("{base}/2")])
+        }
+        None => None,
+    };
     runtime()?.block_on(mimi_gateway::demo::run(redis))?;
     Ok(())
 }

@@ -179,6 +179,7 @@ impl Metrics {
         out.push_str("# TYPE mimi_rate_limited_total counter\n");
         if let Ok(limited) = self.rate_limited.lock() {
             for ((caller, class, outcome), count) in limited.iter() {
+                let caller = label(caller);
                 let _ = writeln!(
                     out,
                     "mimi_rate_limited_total{{caller=\"{caller}\",class=\"{class}\",outcome=\"{outcome}\"}} {count}"
@@ -201,6 +202,7 @@ impl Metrics {
         out.push_str("# TYPE mimi_outbound_queue_depth gauge\n");
         if let Ok(depths) = self.outbound_depths.lock() {
             for (peer, depth) in depths.iter() {
+                let peer = label(peer);
                 let _ = writeln!(out, "mimi_outbound_queue_depth{{peer=\"{peer}\"}} {depth}");
             }
         }
@@ -218,6 +220,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value as Prometheus' text format writes it (backslash, quote, newline escaped).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -254,6 +264,13 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains("mimi_outbound_queue_depth{peer=\"b.example\"} 7"));
         assert!(text.contains("mimi_store_errors_total{outcome=\"unavailable\"} 2"));
+        // Label values are escaped: a peer name cannot break the scrape.
+        metrics.set_outbound_depths(vec![("b\"x\ny".into(), 1)]);
+        assert!(
+            metrics
+                .render()
+                .contains("mimi_outbound_queue_depth{peer=\"b\\\"x\\ny\"} 1")
+        );
         // A new measurement replaces the last: a drained peer is gone.
         metrics.set_outbound_depths(Vec::new());
         assert!(!metrics.render().contains("b.example"));

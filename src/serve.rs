@@ -412,13 +412,21 @@ pub fn check(config: &Config) -> Result<String, StartError> {
     } else {
         format!("{} (created at start)", key_file.display())
     };
+    // A URL's user and password never get printed (the output goes to logs).
+    let redact = |url: &str| match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    };
     let store = if let Some(url) = &config.store.redis_url {
-        format!("redis {url}")
+        format!("redis {}", redact(url))
     } else if !config.store.redis_cluster_urls.is_empty() {
-        format!(
-            "redis cluster {}",
-            config.store.redis_cluster_urls.join(", ")
-        )
+        let urls: Vec<String> = config
+            .store
+            .redis_cluster_urls
+            .iter()
+            .map(|url| redact(url))
+            .collect();
+        format!("redis cluster {}", urls.join(", "))
     } else {
         "memory (embedded; state is lost at exit)".to_owned()
     };

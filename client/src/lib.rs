@@ -224,6 +224,9 @@ struct Inner {
     connection: Mutex<Option<SendRequest<Full<Bytes>>>>,
 }
 
+/// How long connecting (TCP, TLS, HTTP/2) and each request's exchange may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -344,9 +347,23 @@ impl Client {
         if let Some(sender) = kept.as_ref().filter(|sender| !sender.is_closed()) {
             return Ok(sender.clone());
         }
-        let sender = self.connect().await?;
+        let sender = tokio::time::timeout(TIMEOUT, self.connect())
+            .await
+            .map_err(|_| Error::Transport(format!("no connection within {TIMEOUT:?}")))??;
         *kept = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// Drops the kept connection if it is still `failed` (another call may have made a new
+    /// one meanwhile).
+    async fn forget(&self, failed: &SendRequest<Full<Bytes>>) {
+        let mut kept = self.inner.connection.lock().await;
+        if kept
+            .as_ref()
+            .is_some_and(|sender| sender.is_closed() || failed.is_closed())
+        {
+            *kept = None;
+        }
     }
 
     fn signed(
@@ -369,10 +386,16 @@ impl Client {
         let header = envelope
             .to_header_value()
             .map_err(|error| Error::Config(format!("signing: {error}")))?;
-        let authority = if self.inner.port == 443 {
-            self.inner.host.clone()
+        // An IPv6 literal goes back into its brackets.
+        let host = if self.inner.host.contains(':') {
+            format!("[{}]", self.inner.host)
         } else {
-            format!("{}:{}", self.inner.host, self.inner.port)
+            self.inner.host.clone()
+        };
+        let authority = if self.inner.port == 443 {
+            host
+        } else {
+            format!("{host}:{}", self.inner.port)
         };
         Request::builder()
             .method(method.clone())
@@ -387,28 +410,37 @@ impl Client {
     }
 
     /// Sends one signed request and answers the body of a 2xx; an error answer becomes
-    /// [`Error::Gateway`]. A connection found broken before the request went out is made
-    /// again once.
+    /// [`Error::Gateway`]. A kept connection found closed before the request goes out is made
+    /// again; a request that went out is never sent twice (a failure after it is
+    /// `Error::Transport`: for a commit, read the group's epoch before sending it again).
+    /// Connecting and the whole exchange are each bounded by [`TIMEOUT`].
     pub async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, Error> {
-        let mut attempts = 0;
-        let response = loop {
-            attempts += 1;
-            let mut sender = self.sender().await?;
-            let request = self.signed(&method, path, body.clone())?;
-            match sender.send_request(request).await {
-                Ok(response) => break response,
-                Err(error) if attempts < 2 && (error.is_closed() || error.is_canceled()) => {
-                    *self.inner.connection.lock().await = None;
-                }
-                Err(error) => return Err(Error::Transport(format!("HTTP/2: {error}"))),
-            }
+        let mut sender = self.sender().await?;
+        if sender.ready().await.is_err() {
+            self.forget(&sender).await;
+            sender = self.sender().await?;
+            sender
+                .ready()
+                .await
+                .map_err(|error| Error::Transport(format!("HTTP/2: {error}")))?;
+        }
+        let request = self.signed(&method, path, body)?;
+        let exchange = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|error| Error::Transport(format!("HTTP/2: {error}")))?;
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|error| Error::Transport(format!("reading the answer: {error}")))?
+                .to_bytes();
+            Ok::<_, Error>((parts, bytes))
         };
-        let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
+        let (parts, bytes) = tokio::time::timeout(TIMEOUT, exchange)
             .await
-            .map_err(|error| Error::Transport(format!("reading the answer: {error}")))?
-            .to_bytes();
+            .map_err(|_| Error::Transport(format!("no answer within {TIMEOUT:?}")))??;
         if parts.status.is_success() {
             return Ok(bytes);
         }
@@ -779,11 +811,11 @@ impl Client {
         Ok(answer.epoch)
     }
 
-    /// The commit `remake` makes, retried after `StaleEpoch` up to `attempts` times: each
-    /// time the handshake messages the client missed (from its epoch, the one the refused
-    /// commit was for, to the current one) are fetched and handed to `remake`, which
-    /// processes them and answers the commit made again on top of them. Answers the new
-    /// epoch. `remake` is called first with no messages for the first commit.
+    /// The commit `remake` makes, sent at most `attempts` times in all: after each
+    /// `StaleEpoch` the handshake messages the client missed (from the epoch after the one
+    /// the refused commit was made in, to the current one) are fetched and handed to
+    /// `remake`, which processes them and answers the commit made again on top of them.
+    /// Answers the new epoch. `remake` is called first with no messages for the first commit.
     pub async fn upload_commit_retrying(
         &self,
         group_id: &[u8],
@@ -796,11 +828,16 @@ impl Client {
             tried += 1;
             match self.upload_commit(group_id, &commit).await {
                 Err(error) if error.code() == Some(ErrorCode::StaleEpoch) && tried < attempts => {
-                    let current = error.current_epoch().unwrap_or(0);
-                    let from = commit_epoch(&commit.commit)
-                        .unwrap_or(current)
-                        .saturating_add(1);
-                    let missed = self.control_messages(group_id, from, Some(current)).await?;
+                    // Without the current epoch or the commit's own, the range is unknown:
+                    // the refusal itself is the answer.
+                    let (Some(current), Some(made_at)) =
+                        (error.current_epoch(), commit_epoch(&commit.commit))
+                    else {
+                        return Err(error);
+                    };
+                    let missed = self
+                        .control_messages(group_id, made_at.saturating_add(1), Some(current))
+                        .await?;
                     commit = remake(&missed).map_err(Error::Callback)?;
                 }
                 other => return other,

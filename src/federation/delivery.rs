@@ -119,11 +119,15 @@ impl Delivery {
         let retry = self.peer_states.lock().ok().and_then(|states| {
             states
                 .get(&peer.to_ascii_lowercase())
-                .map(|state| state.retry.clone())
+                .map(|state| (state.retry.clone(), state.status.backoff_until.is_some()))
         });
         match retry {
-            Some(retry) => {
-                retry.notify_one();
+            Some((retry, waiting)) => {
+                // Only a worker in its backoff is woken: a permit stored for a worker that is
+                // not waiting would cut a later outage's first backoff short.
+                if waiting {
+                    retry.notify_one();
+                }
                 self.wake();
                 true
             }
@@ -153,19 +157,38 @@ impl Delivery {
     /// The scan's measurement: `depths` of the peers with queued deliveries; every other
     /// known peer's queue is empty.
     fn record_depths(&self, depths: &[(String, u64)], now: u64) {
-        if let Ok(mut states) = self.peer_states.lock() {
-            for state in states.values_mut() {
+        let Ok(mut states) = self.peer_states.lock() else {
+            return;
+        };
+        let measured: BTreeMap<&str, u64> = depths
+            .iter()
+            .map(|(peer, depth)| (peer.as_str(), *depth))
+            .collect();
+        // Peers that no longer have deliveries queued: empty, waiting for nothing.
+        for (peer, state) in states.iter_mut() {
+            if !measured.contains_key(peer.as_str()) {
                 state.status.queue_depth = 0;
                 state.status.waiting_since = None;
             }
         }
-        for (peer, depth) in depths {
-            self.update(peer, |status| {
-                status.queue_depth = *depth;
-                if *depth > 0 {
-                    status.waiting_since.get_or_insert(now);
-                }
+        for (peer, depth) in measured {
+            if states.len() >= MAX_PEER_STATES && !states.contains_key(peer) {
+                continue;
+            }
+            let state = states.entry(peer.to_owned()).or_insert_with(|| PeerState {
+                status: PeerStatus {
+                    peer: peer.to_owned(),
+                    ..PeerStatus::default()
+                },
+                retry: Arc::default(),
             });
+            state.status.queue_depth = depth;
+            if depth == 0 {
+                state.status.waiting_since = None;
+            } else {
+                // Kept from the first scan that saw the queue non-empty.
+                state.status.waiting_since.get_or_insert(now);
+            }
         }
     }
 
@@ -260,7 +283,11 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(false) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
-                if wait(&mut shutdown, backoff, &Notify::new()).await {
+                let retry = delivery.update(&peer, |status| {
+                    status.backoff_until =
+                        Some(crate::keys::unix_now() + backoff.as_secs_f64().ceil() as u64);
+                });
+                if wait(&mut shutdown, backoff, &retry).await {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
@@ -272,7 +299,11 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot read the outbound queue");
-                if wait(&mut shutdown, backoff, &Notify::new()).await {
+                let retry = delivery.update(&peer, |status| {
+                    status.backoff_until =
+                        Some(crate::keys::unix_now() + backoff.as_secs_f64().ceil() as u64);
+                });
+                if wait(&mut shutdown, backoff, &retry).await {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
@@ -336,6 +367,7 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             }
         }
     }
+    delivery.update(&peer, |status| status.backoff_until = None);
     if let Err(error) = delivery
         .store
         .release_outbound(&peer, &delivery.holder)

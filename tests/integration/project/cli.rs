@@ -509,6 +509,13 @@ async fn a_first_serve_creates_a_development_application_that_call_can_use() {
         gateway.banner
     );
     assert!(gateway.banner.contains(&dev.app.to_string()));
+    // The secret key is printed once, at creation; a restart shows its public half.
+    assert!(!gateway.banner.contains(&hex::encode(dev.key.to_bytes())));
+    assert!(
+        gateway
+            .banner
+            .contains(&hex::encode(dev.key.verifying_key().as_bytes()))
+    );
     gateway.terminate();
     assert!(
         gateway
@@ -620,7 +627,7 @@ fn check_config_describes_a_valid_file_and_names_the_bad_field() {
     let (ok, out, err) = check(&format!(
         "domain = \"a.example\"\n\
          [listeners]\napplication = \"127.0.0.1:17443\"\n\
-         [store]\nredis_url = \"redis://127.0.0.1:1/\"\n\
+         [store]\nredis_url = \"redis://user:hunter2@127.0.0.1:1/\"\n\
          [federation]\nallowed_peers = [\"b.example\"]\n\
          [[applications]]\nid = \"{app}\"\npublic = false\n\
          [applications.identity]\nprovider = \"basic_with_domains\"\n\
@@ -631,12 +638,13 @@ fn check_config_describes_a_valid_file_and_names_the_bad_field() {
         "configuration valid",
         "domain       a.example",
         "application  https://127.0.0.1:17443",
-        "store        redis redis://127.0.0.1:1/",
+        "store        redis redis://***@127.0.0.1:1/",
         "peers        only b.example",
         &format!("application  {app} (private; 1 key; BasicWithDomains, domains (federates))"),
     ] {
         assert!(out.contains(expected), "{expected:?} in\n{out}");
     }
+    assert!(!out.contains("hunter2"), "no password printed: {out}");
     // Nothing was started or written: no key file, no certificates.
     assert!(!dir.path().join("mimi-data").exists());
 
