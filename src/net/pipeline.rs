@@ -60,6 +60,16 @@ pub async fn handle(
         // that does not exist; elsewhere an unknown path is answered without reading the body.
         let result = match route {
             Err(error) if listener != ListenerKind::Application => Err(error),
+            // The admin listener has no authentication: an operators' endpoint a web page in
+            // the operator's browser calls (another Host, DNS rebinding) is refused. Health
+            // and metrics stay open to the network the listener is on (probes, Prometheus).
+            Ok(
+                Endpoint::AdminPeers
+                | Endpoint::AdminRetryPeer { .. }
+                | Endpoint::AdminGroup { .. },
+            ) if !loopback_host(request.headers()) => Err(GatewayError::Forbidden(
+                "admin requests name a loopback host".into(),
+            )),
             route => run(state.clone(), listener, route, request).await,
         };
         let mut response = match result {
@@ -315,6 +325,26 @@ async fn run(
         // The task goes on (an atomic store step may be under way): the outcome is unknown.
         Err(_) => Err(GatewayError::OutcomeUnknown),
     }
+}
+
+/// Whether the request's `Host` (or HTTP/2 authority) names this machine: `localhost`, a
+/// loopback address, with or without a port; no Host (a bare HTTP/1.0 client) too.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(http::header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// Bodies are `application/octet-stream`; a request that names another type is refused, one

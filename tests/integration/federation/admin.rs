@@ -110,4 +110,19 @@ async fn the_admin_listener_shows_a_peer_going_down_and_recovering() {
     assert_eq!(follower["epoch"], 2);
     let (status, _) = admin_get(a_admin, "/admin/groups/00ff").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A request naming another host (a web page, DNS rebinding) is refused.
+    let (status, _) = admin_request_for(
+        a_admin,
+        Method::POST,
+        "/admin/peers/b.localhost/retry",
+        "evil.example",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) =
+        admin_request_for(a_admin, Method::GET, "/admin/peers", "127.0.0.1:9090").await;
+    assert_eq!(status, StatusCode::OK);
+    // Health and metrics stay open to the listener's network (probes, Prometheus).
+    let (status, _) = admin_request_for(a_admin, Method::GET, "/metrics", "10.0.0.5:9090").await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -471,6 +471,16 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
 
 /// A plain HTTP request with no body on the admin listener: (status, body).
 pub async fn admin_request(addr: SocketAddr, method: Method, path: &str) -> (StatusCode, String) {
+    admin_request_for(addr, method, path, "localhost").await
+}
+
+/// As `admin_request`, naming `host` in the Host header.
+pub async fn admin_request_for(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    host: &str,
+) -> (StatusCode, String) {
     let tcp = TcpStream::connect(addr).await.expect("connect admin");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -479,7 +489,7 @@ pub async fn admin_request(addr: SocketAddr, method: Method, path: &str) -> (Sta
     let request = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, "localhost")
+        .header(http::header::HOST, host)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = sender.send_request(request).await.expect("admin answer");
