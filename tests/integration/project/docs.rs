@@ -77,3 +77,40 @@ fn every_configuration_key_is_documented() {
         missing.join("\n")
     );
 }
+
+/// `docs/endpoints.md` lists every endpoint `src/api/endpoints.rs` declares (by its metric
+/// name), and every error code it names exists.
+#[test]
+fn the_endpoint_reference_lists_every_endpoint_and_real_codes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("docs/endpoints.md")).unwrap();
+    let source = std::fs::read_to_string(root.join("src/api/endpoints.rs")).unwrap();
+    let names: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Endpoint::"))
+        .filter_map(|rest| rest.split("=> \"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(names.len() > 35, "{names:?}");
+    for name in names {
+        assert!(
+            reference.contains(&format!("| `{name}` |")),
+            "docs/endpoints.md lacks {name}"
+        );
+    }
+    let codes: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|code| format!("{code:?}"))
+        .collect();
+    for row in reference.lines().filter(|line| line.starts_with("| `")) {
+        let refusals = row.rsplit('|').nth(1).unwrap_or_default();
+        for word in refusals.split('`').skip(1).step_by(2) {
+            if word.chars().next().is_some_and(char::is_uppercase) && !word.contains(' ') {
+                assert!(
+                    codes.iter().any(|code| code == word),
+                    "{word} is no ErrorCode ({row})"
+                );
+            }
+        }
+    }
+}
