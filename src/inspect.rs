@@ -1,7 +1,8 @@
 //! `mimi-gateway inspect` (issue 16, "Operator tools"): what a captured body, header or MLS
 //! message holds, printed readably. Input is the raw bytes, or their hex, or (for a
-//! `mimi-signature` header) its base64url text. Without a kind, every kind is tried and the
-//! first that decodes exactly is printed, named.
+//! `mimi-signature` header) its base64url text. Without a kind, the envelope, error, MLS and
+//! DS kinds are tried and the first that decodes exactly is printed, named; the application
+//! API's bodies are decoded when named (`--as register-client-request`, ...).
 
 use mimi_wire::ds::{
     DSFanoutRequest, DSFanoutResponse, DSRequest, DSResponse, QueueingServiceRequest,
@@ -22,6 +23,66 @@ pub const KINDS: [&str; 8] = [
     "fanout-response",
     "queueing-request",
 ];
+
+/// The application API's bodies (`mimi-wire`), decoded only when named with `--as`: small
+/// structs decode from many byte strings, so guessing among them would mislead.
+pub const BODY_KINDS: [&str; 24] = [
+    "register-client-request",
+    "register-client-response",
+    "update-client-request",
+    "client-response",
+    "discover-clients-request",
+    "discover-clients-response",
+    "create-key-queue-request",
+    "update-key-queue-request",
+    "retrieve-key-package-request",
+    "retrieve-key-package-response",
+    "create-group-request",
+    "group-epoch-response",
+    "upload-proposal-request",
+    "upload-commit-request",
+    "control-messages-request",
+    "messages-response",
+    "welcome-messages-response",
+    "group-info-response",
+    "group-status-response",
+    "send-group-message-request",
+    "fetch-messages-request",
+    "queued-messages-response",
+    "acknowledge-messages-request",
+    "whoami-response",
+];
+
+fn body(kind: &str, bytes: &[u8]) -> Option<String> {
+    use mimi_wire::{groups, key_queues, messages, registry, whoami};
+    match kind {
+        "register-client-request" => decode::<registry::RegisterClientRequest>(bytes),
+        "register-client-response" => decode::<registry::RegisterClientResponse>(bytes),
+        "update-client-request" => decode::<registry::UpdateClientRequest>(bytes),
+        "client-response" => decode::<registry::ClientResponse>(bytes),
+        "discover-clients-request" => decode::<registry::DiscoverClientsRequest>(bytes),
+        "discover-clients-response" => decode::<registry::DiscoverClientsResponse>(bytes),
+        "create-key-queue-request" => decode::<key_queues::CreateKeyQueueRequest>(bytes),
+        "update-key-queue-request" => decode::<key_queues::UpdateKeyQueueRequest>(bytes),
+        "retrieve-key-package-request" => decode::<key_queues::RetrieveKeyPackageRequest>(bytes),
+        "retrieve-key-package-response" => decode::<key_queues::RetrieveKeyPackageResponse>(bytes),
+        "create-group-request" => decode::<groups::CreateGroupRequest>(bytes),
+        "group-epoch-response" => decode::<groups::GroupEpochResponse>(bytes),
+        "upload-proposal-request" => decode::<groups::UploadProposalRequest>(bytes),
+        "upload-commit-request" => decode::<groups::UploadCommitRequest>(bytes),
+        "control-messages-request" => decode::<groups::ControlMessagesRequest>(bytes),
+        "messages-response" => decode::<groups::MessagesResponse>(bytes),
+        "welcome-messages-response" => decode::<groups::WelcomeMessagesResponse>(bytes),
+        "group-info-response" => decode::<groups::GroupInfoResponse>(bytes),
+        "group-status-response" => decode::<groups::GroupStatusResponse>(bytes),
+        "send-group-message-request" => decode::<messages::SendGroupMessageRequest>(bytes),
+        "fetch-messages-request" => decode::<messages::FetchMessagesRequest>(bytes),
+        "queued-messages-response" => decode::<messages::QueuedMessagesResponse>(bytes),
+        "acknowledge-messages-request" => decode::<messages::AcknowledgeMessagesRequest>(bytes),
+        "whoami-response" => decode::<whoami::WhoAmIResponse>(bytes),
+        _ => None,
+    }
+}
 
 /// The bytes `input` stands for: hex text is decoded, anything else is taken as it is.
 fn bytes_of(input: &[u8]) -> Vec<u8> {
@@ -112,13 +173,14 @@ pub fn inspect(input: &[u8], kind: Option<&str>) -> Result<(String, String), Str
             "fanout-request" => decode::<DSFanoutRequest>(&bytes),
             "fanout-response" => decode::<DSFanoutResponse>(&bytes),
             "queueing-request" => decode::<QueueingServiceRequest>(&bytes),
-            _ => None,
+            other => body(other, &bytes),
         }
     };
     match kind {
-        Some(kind) if !KINDS.contains(&kind) => Err(format!(
-            "unknown kind `{kind}`; one of {}",
-            KINDS.join(", ")
+        Some(kind) if !KINDS.contains(&kind) && !BODY_KINDS.contains(&kind) => Err(format!(
+            "unknown kind `{kind}`; one of {}, {}",
+            KINDS.join(", "),
+            BODY_KINDS.join(", ")
         )),
         Some(kind) => attempt(kind)
             .map(|text| (kind.to_owned(), text))

@@ -44,7 +44,9 @@ enum Command {
     /// answer, a QueueingServiceRequest. Raw bytes or hex, from FILE or stdin.
     Inspect {
         /// What it is (signature, error, mls, ds-request, ds-response, fanout-request,
-        /// fanout-response, queueing-request); every kind is tried when not given.
+        /// fanout-response, queueing-request; these are tried when not given), or an
+        /// application API body (register-client-request, upload-commit-request,
+        /// queued-messages-response, ...: the full list in the error for an unknown kind).
         #[arg(long = "as")]
         kind: Option<String>,
         /// The file (stdin when not given).
