@@ -465,6 +465,41 @@ async fn catch_up(
     Ok(())
 }
 
+/// `from` sends `text` to the group through its gateway; `to` fetches it from its own
+/// gateway's queue, decrypts and acknowledges it. Answers the text `to` read, checked.
+async fn exchange(
+    from: (&mut Member, &Client, &str),
+    to: (&mut Member, &Client, &str),
+    group: &[u8],
+    text: &str,
+) -> DemoResult<String> {
+    let (sender, sender_gateway, sender_handle) = from;
+    let (receiver, receiver_gateway, receiver_handle) = to;
+    let message = sender.send(text)?;
+    sender_gateway
+        .send_message(group, &message, Some(sender_handle))
+        .await
+        .map_err(fail)?;
+    let queued = eventually(|| async {
+        let (messages, _) = receiver_gateway
+            .fetch_all_messages(receiver_handle, 0)
+            .await
+            .map_err(fail)?;
+        Ok(messages.into_iter().next())
+    })
+    .await?;
+    let read = receiver.read(queued.message.as_slice())?;
+    check(
+        &format!("{receiver_handle} reads {sender_handle}'s text"),
+        read == text,
+    )?;
+    receiver_gateway
+        .acknowledge_messages(receiver_handle, queued.sequence)
+        .await
+        .map_err(fail)?;
+    Ok(read)
+}
+
 fn check(what: &str, holds: bool) -> DemoResult<()> {
     if holds {
         Ok(())
@@ -672,26 +707,13 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
 
     // Messages both ways, each decrypted.
     let at = Instant::now();
-    let hello = alice.send("hello carol")?;
-    a.client
-        .send_message(&group, &hello, Some("alice"))
-        .await
-        .map_err(fail)?;
-    let queued = eventually(|| async {
-        let (messages, _) = b
-            .client
-            .fetch_all_messages("carol", 0)
-            .await
-            .map_err(fail)?;
-        Ok(messages.into_iter().next())
-    })
+    let text = exchange(
+        (&mut alice, &a.client, "alice"),
+        (&mut carol, &b.client, "carol"),
+        &group,
+        "hello carol",
+    )
     .await?;
-    let text = carol.read(queued.message.as_slice())?;
-    check("carol reads alice's text", text == "hello carol")?;
-    b.client
-        .acknowledge_messages("carol", queued.sequence)
-        .await
-        .map_err(fail)?;
     steps.line(
         "carol",
         "message from alice, decrypted",
@@ -700,26 +722,13 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         at,
     );
     let at = Instant::now();
-    let reply = carol.send("hi alice")?;
-    b.client
-        .send_message(&group, &reply, Some("carol"))
-        .await
-        .map_err(fail)?;
-    let queued = eventually(|| async {
-        let (messages, _) = a
-            .client
-            .fetch_all_messages("alice", 0)
-            .await
-            .map_err(fail)?;
-        Ok(messages.into_iter().next())
-    })
+    let text = exchange(
+        (&mut carol, &b.client, "carol"),
+        (&mut alice, &a.client, "alice"),
+        &group,
+        "hi alice",
+    )
     .await?;
-    let text = alice.read(queued.message.as_slice())?;
-    check("alice reads carol's text", text == "hi alice")?;
-    a.client
-        .acknowledge_messages("alice", queued.sequence)
-        .await
-        .map_err(fail)?;
     steps.line(
         "alice",
         "message from carol (via b), decrypted",
