@@ -421,6 +421,35 @@ async fn start_site(
     Ok(Site { gateway, client })
 }
 
+/// Both gateways, on two federation ports found free. Another program may take a port
+/// between finding and binding it: then both start again on new ports (at most 5 times).
+async fn start_both(
+    dir: &Path,
+    app: &ApplicationConfig,
+    key: &ed25519_dalek::SigningKey,
+    redis: Option<&[String; 2]>,
+) -> DemoResult<(Site, Site)> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let ports = free_ports()?;
+        let a = match start_site(0, dir, &ports, app, key, redis.map(|r| r[0].as_str())).await {
+            Ok(site) => site,
+            Err(error) => {
+                last = error;
+                continue;
+            }
+        };
+        match start_site(1, dir, &ports, app, key, redis.map(|r| r[1].as_str())).await {
+            Ok(b) => return Ok((a, b)),
+            Err(error) => {
+                a.gateway.shutdown().await;
+                last = error;
+            }
+        }
+    }
+    Err(format!("the gateways did not start: {last}"))
+}
+
 /// Polls `fetch` until it answers something, at most 30 s.
 async fn eventually<T, F, Fut>(mut fetch: F) -> DemoResult<T>
 where
@@ -549,25 +578,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
             not_after: None,
         }],
     };
-    let ports = free_ports()?;
-    let a = start_site(
-        0,
-        dir,
-        &ports,
-        &app,
-        &key,
-        redis.as_ref().map(|r| r[0].as_str()),
-    )
-    .await?;
-    let b = start_site(
-        1,
-        dir,
-        &ports,
-        &app,
-        &key,
-        redis.as_ref().map(|r| r[1].as_str()),
-    )
-    .await?;
+    let (a, b) = start_both(dir, &app, &key, redis.as_ref()).await?;
     println!(
         "gateways: a.localhost (application {}, federation {}) and b.localhost (application {}, federation {}); store {}",
         a.gateway.application,
