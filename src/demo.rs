@@ -398,6 +398,9 @@ async fn start_site(
     config.federation.retry_max_ms = 400;
     config.federation.delivery_scan_ms = 100;
     config.federation.mirror_wait_ms = 10_000;
+    // A first request from the other gateway waits for its keys to be discovered; on a busy
+    // machine that may take more than the default 2 s.
+    config.federation.key_lookup_wait_ms = 10_000;
     let other = 1 - index;
     config.federation.resolve.insert(
         DOMAINS[other].to_owned(),
