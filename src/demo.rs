@@ -761,14 +761,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         .upload_commit(&group, &update)
         .await
         .map_err(fail)?;
-    for packet in a
-        .client
-        .control_messages(&group, epoch, Some(epoch))
-        .await
-        .map_err(fail)?
-    {
-        alice.apply(&packet)?;
-    }
+    catch_up(&mut alice, &a.client, &group, epoch).await?;
     check(
         "an update keeps one epoch secret",
         carol.secret()? == alice.secret()?,
@@ -879,30 +872,12 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         at,
     );
     let at = Instant::now();
-    let missed = a
-        .client
-        .control_messages(&group, alice.epoch() + 1, Some(epoch))
-        .await
-        .map_err(fail)?;
-    for packet in &missed {
-        alice.apply(packet)?;
-    }
-    catch_up(&mut bob, &a.client, &group, alice.epoch()).await?;
+    catch_up(&mut alice, &a.client, &group, epoch).await?;
+    catch_up(&mut bob, &a.client, &group, epoch).await?;
     let mut retry = alice.update_pending()?;
     retry.group_info = alice.confirm()?;
     let epoch = a.client.upload_commit(&group, &retry).await.map_err(fail)?;
-    // B's mirror follows the hub's fan-out: wait until it has the epoch.
-    let packets = eventually(|| async {
-        match b.client.control_messages(&group, epoch, Some(epoch)).await {
-            Ok(packets) => Ok(Some(packets)),
-            Err(error) if error.code() == Some(mimi_wire::ErrorCode::EpochOutOfRange) => Ok(None),
-            Err(error) => Err(fail(error)),
-        }
-    })
-    .await?;
-    for packet in packets {
-        carol.apply(&packet)?;
-    }
+    catch_up(&mut carol, &b.client, &group, epoch).await?;
     catch_up(&mut bob, &a.client, &group, epoch).await?;
     check(
         "after the retry one epoch secret",

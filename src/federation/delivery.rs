@@ -140,18 +140,31 @@ impl Delivery {
         let Ok(mut states) = self.peer_states.lock() else {
             return Arc::default();
         };
-        if states.len() >= MAX_PEER_STATES && !states.contains_key(peer) {
+        let Some(state) = state_of(&mut states, peer) else {
             return Arc::default();
-        }
-        let state = states.entry(peer.to_owned()).or_insert_with(|| PeerState {
-            status: PeerStatus {
-                peer: peer.to_owned(),
-                ..PeerStatus::default()
-            },
-            retry: Arc::default(),
-        });
+        };
         change(&mut state.status);
         state.retry.clone()
+    }
+
+    /// Waits out `backoff` for `peer` (or until an operator's retry), showing it as the
+    /// peer's `backoff_until` meanwhile, with `change` recorded first; `true` if shutdown
+    /// began.
+    async fn back_off(
+        &self,
+        peer: &str,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: Duration,
+        change: impl FnOnce(&mut PeerStatus),
+    ) -> bool {
+        let until = crate::keys::unix_now() + backoff.as_secs_f64().ceil() as u64;
+        let retry = self.update(peer, |status| {
+            change(status);
+            status.backoff_until = Some(until);
+        });
+        let stopping = wait(shutdown, backoff, &retry).await;
+        self.update(peer, |status| status.backoff_until = None);
+        stopping
     }
 
     /// The scan's measurement: `depths` of the peers with queued deliveries; every other
@@ -172,16 +185,9 @@ impl Delivery {
             }
         }
         for (peer, depth) in measured {
-            if states.len() >= MAX_PEER_STATES && !states.contains_key(peer) {
+            let Some(state) = state_of(&mut states, peer) else {
                 continue;
-            }
-            let state = states.entry(peer.to_owned()).or_insert_with(|| PeerState {
-                status: PeerStatus {
-                    peer: peer.to_owned(),
-                    ..PeerStatus::default()
-                },
-                retry: Arc::default(),
-            });
+            };
             state.status.queue_depth = depth;
             if depth == 0 {
                 state.status.waiting_since = None;
@@ -283,11 +289,10 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(false) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
-                let retry = delivery.update(&peer, |status| {
-                    status.backoff_until =
-                        Some(crate::keys::unix_now() + backoff.as_secs_f64().ceil() as u64);
-                });
-                if wait(&mut shutdown, backoff, &retry).await {
+                if delivery
+                    .back_off(&peer, &mut shutdown, backoff, |_| {})
+                    .await
+                {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
@@ -299,11 +304,10 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(%error, peer, "cannot read the outbound queue");
-                let retry = delivery.update(&peer, |status| {
-                    status.backoff_until =
-                        Some(crate::keys::unix_now() + backoff.as_secs_f64().ceil() as u64);
-                });
-                if wait(&mut shutdown, backoff, &retry).await {
+                if delivery
+                    .back_off(&peer, &mut shutdown, backoff, |_| {})
+                    .await
+                {
                     break;
                 }
                 backoff = (backoff * 2).min(max);
@@ -348,26 +352,25 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
                         status.last_failure = Some(now);
                         status.last_failure_reason = Some(format!("dropped: {reason}"));
                     }
-                    status.backoff_until = None;
                 });
                 backoff = initial;
             }
             Outcome::Retry => {
                 delivery.metrics.count_fanout("retried");
-                let retry = delivery.update(&peer, |status| {
+                let failed = |status: &mut PeerStatus| {
                     status.last_failure = Some(now);
                     status.last_failure_reason = Some(reason);
-                    status.backoff_until = Some(now + backoff.as_secs_f64().ceil() as u64);
-                });
-                if wait(&mut shutdown, backoff, &retry).await {
+                };
+                if delivery
+                    .back_off(&peer, &mut shutdown, backoff, failed)
+                    .await
+                {
                     break;
                 }
-                delivery.update(&peer, |status| status.backoff_until = None);
                 backoff = (backoff * 2).min(max);
             }
         }
     }
-    delivery.update(&peer, |status| status.backoff_until = None);
     if let Err(error) = delivery
         .store
         .release_outbound(&peer, &delivery.holder)
@@ -391,6 +394,23 @@ async fn wait(shutdown: &mut watch::Receiver<bool>, duration: Duration, retry: &
         _ = tokio::time::sleep(duration) => *shutdown.borrow(),
         _ = retry.notified() => *shutdown.borrow(),
     }
+}
+
+/// `peer`'s state, made on first use unless `MAX_PEER_STATES` are kept already.
+fn state_of<'a>(
+    states: &'a mut BTreeMap<String, PeerState>,
+    peer: &str,
+) -> Option<&'a mut PeerState> {
+    if states.len() >= MAX_PEER_STATES && !states.contains_key(peer) {
+        return None;
+    }
+    Some(states.entry(peer.to_owned()).or_insert_with(|| PeerState {
+        status: PeerStatus {
+            peer: peer.to_owned(),
+            ..PeerStatus::default()
+        },
+        retry: Arc::default(),
+    }))
 }
 
 /// Most peers whose status is kept (peers are as many as the domains that have members in
