@@ -92,15 +92,13 @@ impl DevApplication {
             reason,
         };
         let file: DevAppFile = toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
-        let seed: [u8; 32] = hex::decode(&file.signing_key)
-            .ok()
-            .and_then(|bytes| bytes.try_into().ok())
+        let key = crate::keys::parse_secret_key(&file.signing_key)
             .ok_or_else(|| invalid("signing_key: not 32 bytes of hex".into()))?;
         Ok(DevApplication {
             path: path.to_path_buf(),
             app: file.app,
             key_id: file.key_id,
-            key: SigningKey::from_bytes(&seed),
+            key,
             url: file.url,
             ca: file.ca,
         })

@@ -161,11 +161,7 @@ impl KeyRing {
         })?;
         let mut keys = Vec::with_capacity(file.keys.len());
         for entry in &file.keys {
-            let mut secret = [0u8; 32];
-            let decoded = hex::decode_to_slice(&entry.secret, &mut secret);
-            let key = SigningKey::from_bytes(&secret);
-            secret.zeroize();
-            decoded.map_err(|_| KeyError::Format {
+            let key = parse_secret_key(&entry.secret).ok_or_else(|| KeyError::Format {
                 path: display.clone(),
                 reason: format!("key {}: secret must be 32 bytes of hex", entry.id),
             })?;
@@ -242,6 +238,15 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     }
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// An Ed25519 signing key given as its 32-byte seed in hex; the seed's copy is wiped.
+pub fn parse_secret_key(text: &str) -> Option<SigningKey> {
+    let mut secret = [0u8; 32];
+    let decoded = hex::decode_to_slice(text, &mut secret);
+    let key = SigningKey::from_bytes(&secret);
+    secret.zeroize();
+    decoded.ok().map(|()| key)
 }
 
 /// Parses an Ed25519 public key given as 64 hex digits.
