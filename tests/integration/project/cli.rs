@@ -760,4 +760,10 @@ async fn the_demo_plays_the_federated_flow_on_memory_and_on_redis() {
         out.contains("store redis") && out.contains("all 16 steps checked out"),
         "{out}"
     );
+    // A URL naming a database (the demo takes databases 1 and 2) is refused before any work.
+    let with_database = format!("{}/3", redis.url().trim_end_matches('/'));
+    let (ok, out, err) = run(&["--redis", &with_database]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("without a database"), "{err}");
+    assert!(!out.contains("gateways:"), "nothing started: {out}");
 }
