@@ -45,7 +45,32 @@ pub struct Config {
     pub groups: GroupsConfig,
     pub federation: FederationConfig,
     pub rate_limits: RateLimitsConfig,
+    pub logging: LoggingConfig,
     pub applications: Vec<ApplicationConfig>,
+}
+
+/// What the gateway logs for each request. Warnings and errors (answers >= 500, store and
+/// delivery trouble) are always logged; a line per ordinary request costs more than the
+/// request itself on the fast paths, so it is opt-in (`docs/performance.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// One `info` line per answered request (target `mimi_gateway::access`: listener,
+    /// method, path, endpoint, status, microseconds, request id); otherwise those lines are
+    /// `debug`.
+    pub access_log: bool,
+    /// With the access log on, one request in this many is logged (1: every request);
+    /// refusals are always logged.
+    pub access_log_sample: u32,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            access_log: false,
+            access_log_sample: 1,
+        }
+    }
 }
 
 /// Group state (architecture draft, "Managing Groups without Metadata Protection").
@@ -428,6 +453,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "groups",
     "federation",
     "rate_limits",
+    "logging",
     "applications",
 ];
 
@@ -472,6 +498,7 @@ impl Default for Config {
             groups: GroupsConfig::default(),
             federation: FederationConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            logging: LoggingConfig::default(),
             applications: Vec::new(),
         }
     }
@@ -568,6 +595,12 @@ impl Config {
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(invalid("tls", "set both `cert` and `key`, or neither"));
+        }
+        if self.logging.access_log_sample == 0 {
+            return Err(invalid(
+                "logging.access_log_sample",
+                "must be at least 1 (every request)",
+            ));
         }
         let limits = &self.limits;
         if limits.max_body_bytes == 0 {

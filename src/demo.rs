@@ -339,19 +339,48 @@ impl Member {
     }
 }
 
-/// The steps' printer and tally.
+/// The steps' printer and tally: each line says what the step's requests carried (bodies
+/// sent and received, over both gateways' clients) and how long it took.
 struct Steps {
     started: Instant,
     count: usize,
+    clients: [mimi_client::Client; 2],
+}
+
+/// Where a step began: its clock and the clients' traffic then.
+struct Mark {
+    at: Instant,
+    traffic: mimi_client::Traffic,
 }
 
 impl Steps {
-    fn line(&mut self, who: &str, what: &str, gateway: &str, detail: &str, at: Instant) {
+    fn traffic(&self) -> mimi_client::Traffic {
+        let [a, b] = [self.clients[0].traffic(), self.clients[1].traffic()];
+        mimi_client::Traffic {
+            requests: a.requests + b.requests,
+            body_bytes_sent: a.body_bytes_sent + b.body_bytes_sent,
+            body_bytes_received: a.body_bytes_received + b.body_bytes_received,
+        }
+    }
+
+    fn start(&self) -> Mark {
+        Mark {
+            at: Instant::now(),
+            traffic: self.traffic(),
+        }
+    }
+
+    fn line(&mut self, who: &str, what: &str, gateway: &str, detail: &str, mark: Mark) {
         self.count += 1;
+        let took = mark.at.elapsed();
+        let traffic = self.traffic() - mark.traffic;
         println!(
-            "{:>2}. {who:<6} {what:<40} {gateway:<12} {detail:<28} {:>7.1} ms",
+            "{:>2}. {who:<6} {what:<40} {gateway:<12} {detail:<28} {:>2} req {:>6} B out {:>6} B in {:>7.1} ms",
             self.count,
-            at.elapsed().as_secs_f64() * 1e3
+            traffic.requests,
+            traffic.body_bytes_sent,
+            traffic.body_bytes_received,
+            took.as_secs_f64() * 1e3
         );
     }
 }
@@ -593,12 +622,13 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     let mut steps = Steps {
         started: Instant::now(),
         count: 0,
+        clients: [a.client.clone(), b.client.clone()],
     };
     let (ga, gb) = ("a.localhost", "b.localhost");
 
     // Carol registers at B and uploads key packages.
     let mut carol = Member::new("carol", gb)?;
-    let at = Instant::now();
+    let at = steps.start();
     let carol_id = b
         .client
         .register_client("carol", &["friends"])
@@ -611,7 +641,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         "201 registered",
         at,
     );
-    let at = Instant::now();
+    let at = steps.start();
     let queue = b
         .client
         .create_key_queue(carol_id, 1, 1, "")
@@ -635,7 +665,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     // Alice at A discovers Carol by tag at B and fetches one of her key packages.
     let mut alice = Member::new("alice", ga)?;
     a.client.register_client("alice", &[]).await.map_err(fail)?;
-    let at = Instant::now();
+    let at = steps.start();
     let found = a
         .client
         .discover_clients("friends", Some(gb))
@@ -652,7 +682,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         &format!("200 {} client", found.len()),
         at,
     );
-    let at = Instant::now();
+    let at = steps.start();
     let retrieved = a
         .client
         .retrieve_key_package(carol_id, Some(gb), 1, 1, None, "alice")
@@ -671,7 +701,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Alice creates the group and adds Carol with a Welcome.
-    let at = Instant::now();
+    let at = steps.start();
     let (group_info, tree) = alice.create_group()?;
     let created = a
         .client
@@ -680,7 +710,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         .map_err(fail)?;
     let group = created.group_id.as_slice().to_vec();
     steps.line("alice", "PUT /apps/{app}/groups", ga, "201 epoch 0", at);
-    let at = Instant::now();
+    let at = steps.start();
     let add = alice.add(&retrieved.key_package)?;
     let epoch = a.client.upload_commit(&group, &add).await.map_err(fail)?;
     steps.line(
@@ -692,7 +722,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Carol joins from what B serves.
-    let at = Instant::now();
+    let at = steps.start();
     let welcome = eventually(|| async {
         Ok(b.client
             .welcomes("carol")
@@ -720,7 +750,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Messages both ways, each decrypted.
-    let at = Instant::now();
+    let at = steps.start();
     let text = exchange(
         (&mut alice, &a.client, "alice"),
         (&mut carol, &b.client, "carol"),
@@ -735,7 +765,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         &format!("\"{text}\""),
         at,
     );
-    let at = Instant::now();
+    let at = steps.start();
     let text = exchange(
         (&mut carol, &b.client, "carol"),
         (&mut alice, &a.client, "alice"),
@@ -752,7 +782,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Carol updates her keys through B, which forwards to the hub.
-    let at = Instant::now();
+    let at = steps.start();
     let mut update = carol.update_pending()?;
     // The GroupInfo of the new epoch: merge, then export (the hub checks it).
     update.group_info = carol.confirm()?;
@@ -775,7 +805,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Bob joins at A; then he proposes an update and Alice commits it by reference.
-    let at = Instant::now();
+    let at = steps.start();
     let mut bob = Member::new("bob", ga)?;
     let bob_id = a.client.register_client("bob", &[]).await.map_err(fail)?;
     let bob_queue = a
@@ -816,7 +846,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         &format!("201 epoch {epoch}"),
         at,
     );
-    let at = Instant::now();
+    let at = steps.start();
     let proposal = bob.propose_update()?;
     a.client
         .upload_proposal(&group, &proposal)
@@ -846,7 +876,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Two concurrent commits for one epoch: the loser is refused and retried.
-    let at = Instant::now();
+    let at = steps.start();
     let mut lost = alice.update_pending()?;
     alice.discard()?;
     let mut won = carol.update_pending()?;
@@ -871,7 +901,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
         &format!("409 StaleEpoch, epoch {epoch}"),
         at,
     );
-    let at = Instant::now();
+    let at = steps.start();
     catch_up(&mut alice, &a.client, &group, epoch).await?;
     catch_up(&mut bob, &a.client, &group, epoch).await?;
     let mut retry = alice.update_pending()?;
@@ -892,7 +922,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Dave at B joins by external commit, from the GroupInfo and tree B serves.
-    let at = Instant::now();
+    let at = steps.start();
     let mut dave = Member::new("dave", gb)?;
     b.client.register_client("dave", &[]).await.map_err(fail)?;
     let served = b.client.group_info(&group).await.map_err(fail)?;
@@ -923,7 +953,7 @@ async fn play(dir: &Path, redis: Option<[String; 2]>) -> DemoResult<()> {
     );
 
     // Alice removes Carol.
-    let at = Instant::now();
+    let at = steps.start();
     let remove = alice.remove(1)?;
     let epoch = a
         .client

@@ -46,6 +46,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -222,6 +223,31 @@ struct Inner {
     domain: String,
     tls: TlsConnector,
     connection: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    requests: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// What a client has exchanged with its gateway so far: requests answered (accepted or
+/// refused) and the bytes of their bodies each way (the TLS-serialized structs; headers and
+/// framing not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub body_bytes_sent: u64,
+    pub body_bytes_received: u64,
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+
+    fn sub(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            requests: self.requests - earlier.requests,
+            body_bytes_sent: self.body_bytes_sent - earlier.body_bytes_sent,
+            body_bytes_received: self.body_bytes_received - earlier.body_bytes_received,
+        }
+    }
 }
 
 /// How long connecting (TCP, TLS, HTTP/2) and each request's exchange may take.
@@ -305,6 +331,9 @@ impl Client {
                 domain,
                 tls: TlsConnector::from(Arc::new(tls)),
                 connection: Mutex::new(None),
+                requests: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
+                received: AtomicU64::new(0),
             }),
         })
     }
@@ -312,6 +341,16 @@ impl Client {
     /// The application this client speaks for.
     pub fn app(&self) -> Uuid {
         self.inner.config.app
+    }
+
+    /// What this client (and its clones) exchanged so far; subtract two readings for what
+    /// happened in between.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.inner.requests.load(Ordering::Relaxed),
+            body_bytes_sent: self.inner.sent.load(Ordering::Relaxed),
+            body_bytes_received: self.inner.received.load(Ordering::Relaxed),
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
@@ -424,6 +463,7 @@ impl Client {
                 .await
                 .map_err(|error| Error::Transport(format!("HTTP/2: {error}")))?;
         }
+        let sent = body.len() as u64;
         let request = self.signed(&method, path, body)?;
         let exchange = async {
             let response = sender
@@ -441,6 +481,11 @@ impl Client {
         let (parts, bytes) = tokio::time::timeout(TIMEOUT, exchange)
             .await
             .map_err(|_| Error::Transport(format!("no answer within {TIMEOUT:?}")))??;
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.sent.fetch_add(sent, Ordering::Relaxed);
+        self.inner
+            .received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if parts.status.is_success() {
             return Ok(bytes);
         }

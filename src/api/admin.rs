@@ -71,6 +71,7 @@ pub async fn group(state: &State, group: &[u8]) -> Reply {
             "epoch": found.status.epoch,
             "members": found.status.member_count,
             "pending_proposals": found.pending_proposals,
+            "pending_welcomes": found.pending_welcomes,
             "has_group_info": found.status.has_group_info,
         }),
     ))

@@ -39,13 +39,11 @@ pub async fn handle(
 ) -> HttpResponse {
     let started = Instant::now();
     let id = request_id();
-    let span = tracing::info_span!(
-        "request",
-        id = %id,
-        listener = listener.name(),
-        method = %request.method(),
-        path = %request.uri().path(),
-    );
+    // The span carries only the id (every line of the request's handling names it); what
+    // the request was goes on its access line, which is opt-in.
+    let span = tracing::info_span!("request", id = %id);
+    let method = request.method().clone();
+    let uri = request.uri().clone();
     async move {
         let route = endpoints::route(
             listener,
@@ -90,8 +88,10 @@ pub async fn handle(
                 }
                 if code.http_status() >= 500 {
                     tracing::warn!(%error, code = code.code(), "request failed");
+                } else if state.config.logging.access_log {
+                    tracing::info!(target: ACCESS_TARGET, %error, code = code.code(), "request refused");
                 } else {
-                    tracing::info!(%error, code = code.code(), "request refused");
+                    tracing::debug!(%error, code = code.code(), "request refused");
                 }
                 let mut response = error_response_with(code, error.detail(), error.fields());
                 if let Some(retry_after_secs) = error.retry_after_secs()
@@ -112,11 +112,78 @@ pub async fn handle(
         state
             .metrics
             .observe_request(listener.name(), endpoint_name, status, elapsed);
-        tracing::info!(status, elapsed_us = elapsed.as_micros() as u64, "answered");
+        log_answer(
+            &state.config.logging,
+            AccessLine {
+                listener,
+                method: &method,
+                path: uri.path(),
+                endpoint: endpoint_name,
+                status,
+                elapsed,
+            },
+        );
         response
     }
     .instrument(span)
     .await
+}
+
+/// The target of access-log lines, for filtering them (`RUST_LOG=mimi_gateway::access=off`).
+pub const ACCESS_TARGET: &str = "mimi_gateway::access";
+
+/// What the access line of one answered request says.
+struct AccessLine<'a> {
+    listener: ListenerKind,
+    method: &'a http::Method,
+    path: &'a str,
+    endpoint: &'a str,
+    status: u16,
+    elapsed: Duration,
+}
+
+/// Answers counted for the access log's sampling.
+static ANSWERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The request's access line: `info` when the access log is on (one in `access_log_sample`
+/// answers; every refusal), `debug` otherwise.
+fn log_answer(logging: &crate::config::LoggingConfig, line: AccessLine<'_>) {
+    let sampled = logging.access_log
+        && (line.status >= 400
+            || ANSWERED
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .is_multiple_of(u64::from(logging.access_log_sample.max(1))));
+    let AccessLine {
+        listener,
+        method,
+        path,
+        endpoint,
+        status,
+        elapsed,
+    } = line;
+    let elapsed_us = elapsed.as_micros() as u64;
+    if sampled {
+        tracing::info!(
+            target: ACCESS_TARGET,
+            listener = listener.name(),
+            %method,
+            path,
+            endpoint,
+            status,
+            elapsed_us,
+            "answered"
+        );
+    } else {
+        tracing::debug!(
+            listener = listener.name(),
+            %method,
+            path,
+            endpoint,
+            status,
+            elapsed_us,
+            "answered"
+        );
+    }
 }
 
 async fn run(

@@ -53,6 +53,8 @@ pub struct AdminGroupStatus {
     pub app: Uuid,
     pub status: GroupStatus,
     pub pending_proposals: usize,
+    /// Welcomes into the group still waiting for a recipient.
+    pub pending_welcomes: usize,
 }
 
 /// The groups of this gateway's applications: the hub's rules and the way to the hub.
@@ -210,10 +212,15 @@ impl Groups {
                 continue;
             };
             let status = self.status(application, group_id).await?;
+            let pending_welcomes = self
+                .store
+                .pending_welcomes(*app, group_id, crate::keys::unix_now())
+                .await?;
             return Ok(Some(AdminGroupStatus {
                 app: *app,
                 status,
                 pending_proposals: head.proposals,
+                pending_welcomes,
             }));
         }
         Ok(None)

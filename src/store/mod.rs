@@ -397,6 +397,15 @@ pub trait Groups: Send + Sync {
     async fn group_head(&self, app: Uuid, group_id: &[u8])
     -> Result<Option<GroupHead>, StoreError>;
 
+    /// How many Welcomes into the group still wait for a recipient (unexpired at `now`, not
+    /// yet acknowledged by all of theirs); 0 for an unknown group.
+    async fn pending_welcomes(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        now: u64,
+    ) -> Result<usize, StoreError>;
+
     /// The hub of a group this gateway mirrors; `None` for a group created here (or unknown).
     async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError>;
 

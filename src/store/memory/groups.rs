@@ -137,6 +137,25 @@ impl Groups for MemoryStore {
             }))
     }
 
+    async fn pending_welcomes(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        now: u64,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .group_table()?
+            .groups
+            .get(&(app, group_id.to_vec()))
+            .map_or(0, |group| {
+                group
+                    .welcomes
+                    .values()
+                    .filter(|welcome| welcome.expires_at > now && !welcome.pending.is_empty())
+                    .count()
+            }))
+    }
+
     async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError> {
         Ok(self
             .group_table()?

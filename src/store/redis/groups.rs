@@ -835,6 +835,26 @@ impl Groups for RedisStore {
         }
     }
 
+    async fn pending_welcomes(
+        &self,
+        app: Uuid,
+        group_id: &[u8],
+        now: u64,
+    ) -> Result<usize, StoreError> {
+        // The `welcomes` zset holds an epoch while its welcome has a pending recipient,
+        // scored by when it expires.
+        let prefix = group_prefix(app, group_id);
+        self.command(
+            "ZCOUNT",
+            vec![
+                format!("{prefix}welcomes").into_bytes(),
+                format!("({now}").into_bytes(),
+                b"+inf".to_vec(),
+            ],
+        )
+        .await
+    }
+
     async fn group_hub(&self, app: Uuid, group_id: &[u8]) -> Result<Option<String>, StoreError> {
         let prefix = group_prefix(app, group_id);
         self.command(

@@ -31,6 +31,16 @@ async fn an_application_server_uses_the_client_crate() {
 
     let me = client.whoami().await.unwrap();
     assert_eq!(me.sender, harness.app.id.to_string());
+    let first = client.traffic();
+    assert_eq!(
+        (first.requests, first.body_bytes_sent),
+        (1, 0),
+        "one request, no body"
+    );
+    assert_eq!(
+        first.body_bytes_received as usize,
+        mimi_wire::encode(&me).unwrap().len()
+    );
 
     // Registry.
     let alice = client.register_client("alice", &["team"]).await.unwrap();
@@ -193,4 +203,101 @@ async fn an_application_server_uses_the_client_crate() {
     client.delete_client(alice).await.unwrap();
     let gone = client.read_client(alice).await.unwrap_err();
     assert_eq!(gone.code(), Some(ErrorCode::UnknownClient), "{gone}");
+}
+
+/// The same crate with a member of another MLS implementation (mls-rs): Rita publishes
+/// mls-rs key packages through it, joins an openmls creator's group from the Welcome it
+/// fetches, and loses a commit race that `upload_commit_retrying` recovers by handing her
+/// what she missed; her message reaches Alice through `fetch_all_messages`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mls_rs_member_goes_through_the_client_crate() {
+    use crate::support::mls_rs_client::RsMember;
+
+    let harness = Harness::start(StoreSpec::Memory).await;
+    let client = client_for(&harness);
+    client.register_client("alice", &[]).await.unwrap();
+    let rita_id = client.register_client("rita", &[]).await.unwrap();
+    let mut rita = RsMember::basic("rita");
+    let queue = client.create_key_queue(rita_id, 1, 1, "").await.unwrap();
+    let packages = [rita.key_package(), rita.key_package()];
+    assert_eq!(
+        client
+            .update_key_queue(rita_id, queue, &packages, false, None, None)
+            .await
+            .unwrap(),
+        2
+    );
+    let package = client
+        .retrieve_key_package(rita_id, None, 1, 1, None, "alice")
+        .await
+        .unwrap();
+    assert!(packages.contains(&package.key_package));
+
+    let mut alice = Member::new("alice");
+    let (group_info, tree) = alice.create_group();
+    let group = client
+        .create_group(&group_info, &tree)
+        .await
+        .unwrap()
+        .group_id
+        .as_slice()
+        .to_vec();
+    let (commit, welcome, group_info) = alice.add(&[package.key_package]);
+    let add = Commit {
+        commit,
+        group_info: Some(group_info),
+        welcome: Some(welcome),
+    };
+    assert_eq!(client.upload_commit(&group, &add).await.unwrap(), 1);
+    let welcomes = client.welcomes("rita").await.unwrap();
+    rita.join(&welcomes[0]);
+    assert_eq!(rita.secret(), alice.secret());
+
+    // Alice's update lands first; Rita's, made at epoch 1, is refused and remade.
+    let (update, update_info) = alice.update();
+    let alices = Commit {
+        commit: update.clone(),
+        group_info: Some(update_info),
+        welcome: None,
+    };
+    assert_eq!(client.upload_commit(&group, &alices).await.unwrap(), 2);
+    let mut missed_seen = Vec::new();
+    let epoch = client
+        .upload_commit_retrying(&group, 2, |missed| {
+            missed_seen.push(missed.to_vec());
+            if !missed.is_empty() {
+                rita.discard();
+                for packet in missed {
+                    assert!(!rita.apply(packet), "rita stays");
+                }
+            }
+            let (commit, group_info) = rita.update();
+            Ok(Commit {
+                commit,
+                group_info: Some(group_info),
+                welcome: None,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(epoch, 3);
+    rita.confirm();
+    assert_eq!(missed_seen.len(), 2);
+    assert_eq!(missed_seen[1], [update], "epoch 2's commit, Alice's");
+    for packet in client.control_messages(&group, 3, None).await.unwrap() {
+        assert!(!alice.apply(&packet));
+    }
+    assert_eq!(alice.secret(), rita.secret());
+
+    let message = rita.send_message(b"hello from mls-rs");
+    client
+        .send_message(&group, &message, Some("rita"))
+        .await
+        .unwrap();
+    let (queued, _) = client.fetch_all_messages("alice", 0).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        alice.read_message(queued[0].message.as_slice()),
+        b"hello from mls-rs"
+    );
 }

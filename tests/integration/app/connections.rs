@@ -9,7 +9,7 @@ use mimi_wire::ds::{
     DSRequestBody, DSResponse, DSResponseBody, KeyPackagesRequest, MlsMessage,
     QueueingServiceRequest, QueueingServiceResponse, UserId,
 };
-use mimi_wire::key_queues::{ConnectionKeyPackagesResponse, RetrieveConnectionKeyPackagesRequest};
+use mimi_wire::key_queues::RetrieveConnectionKeyPackagesRequest;
 use mimi_wire::messages::{QueuedMessageKind, SendConnectionRequest};
 use mimi_wire::{ErrorCode, decode_exact, encode};
 
@@ -54,17 +54,20 @@ async fn connection_key_packages_ok(
     domain: &str,
     account: &str,
 ) -> Vec<Vec<u8>> {
-    connection_packages(connection_key_packages(harness, domain, account).await)
+    connection_key_packages_for_ok(harness, domain, account, "alice").await
 }
 
-fn connection_packages(answer: Answer) -> Vec<Vec<u8>> {
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    decode_exact::<ConnectionKeyPackagesResponse>(&answer.body)
-        .unwrap()
-        .key_packages
-        .into_iter()
-        .map(|package| package.as_slice().to_vec())
-        .collect()
+async fn connection_key_packages_for_ok(
+    harness: &Harness,
+    domain: &str,
+    account: &str,
+    receiver: &str,
+) -> Vec<Vec<u8>> {
+    harness
+        .app_client()
+        .connection_key_packages(account, Some(domain), receiver)
+        .await
+        .unwrap_or_else(|error| panic!("connection key packages of {account}@{domain}: {error}"))
 }
 
 /// Carol of B keeps connection key packages (a key queue labelled `connection`); Alice's
@@ -97,8 +100,7 @@ async fn connection_key_packages_across_domains() {
         connection_key_packages_ok(a, "b.localhost", "carol").await,
         first
     );
-    let other =
-        connection_packages(connection_key_packages_for(b, "b.localhost", "carol", "bob").await);
+    let other = connection_key_packages_for_ok(b, "b.localhost", "carol", "bob").await;
     assert_eq!(other.len(), 1);
     assert_ne!(other, first);
     assert_eq!(
@@ -263,14 +265,10 @@ async fn connection_requests_reach_the_clients_queue() {
         .unwrap()
     };
     let path = format!("/apps/{}/connection-requests", a.app.id);
-    let answer = a
-        .call(
-            Method::POST,
-            &path,
-            send("b.localhost", "carol", &request_message),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    a.app_client()
+        .send_connection_request("b.localhost", "carol", &request_message)
+        .await
+        .unwrap();
     let queued = queued_ok(b, "carol", 0).await;
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].kind, QueuedMessageKind::ConnectionRequest);

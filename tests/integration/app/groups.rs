@@ -388,6 +388,7 @@ async fn actions_left_by_a_dead_gateway_are_carried_out_at_start() {
     let second = Harness::start_for(StoreSpec::Redis(redis.url()), app, |_| {}).await;
     let queue = QueueFixture {
         harness: &second,
+        api: second.app_client(),
         client,
         queue: uuid::Uuid::nil(),
         mls: MlsClient::basic("bob"),

@@ -545,6 +545,7 @@ async fn x509_key_packages_need_this_gateways_domain() {
     let home = MlsClient::x509(&[home_leaf, home_cert.der().to_vec()], &home_seed);
     let fixture = QueueFixture {
         harness: &harness,
+        api: harness.app_client(),
         client,
         queue,
         mls: home,

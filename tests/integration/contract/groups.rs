@@ -415,6 +415,15 @@ async fn welcomes_acknowledged_once(run: &mut Run) {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(
+        t.note(
+            "pending",
+            store.pending_welcomes(app, G1, NOW).await.unwrap()
+        ),
+        1
+    );
+    assert_eq!(store.pending_welcomes(other_app, G1, NOW).await.unwrap(), 0);
+    assert_eq!(store.pending_welcomes(app, G3, NOW).await.unwrap(), 0);
     let one = Uuid::from_u128(1);
     assert!(t.note(
         "ack",
@@ -435,6 +444,11 @@ async fn welcomes_acknowledged_once(run: &mut Run) {
     assert_eq!(
         ids(&store.welcomes(app, HANDLE_CAROL, NOW).await.unwrap()),
         [1]
+    );
+    assert_eq!(
+        store.pending_welcomes(app, G1, NOW).await.unwrap(),
+        1,
+        "carol has not taken it yet"
     );
 }
 
@@ -463,6 +477,15 @@ async fn removal_withdraws_the_pending_welcome(run: &mut Run, expected: &mut Pub
             .await
             .unwrap()
     );
+    // Welcome 1 waited only for carol; welcome 2 waits for dave and erin until it expires.
+    assert_eq!(
+        t.note(
+            "pending",
+            store.pending_welcomes(app, G1, NOW).await.unwrap()
+        ),
+        1
+    );
+    assert_eq!(store.pending_welcomes(app, G1, NOW + 10).await.unwrap(), 0);
     let info = store.current_group_info(app, G1).await.unwrap().unwrap();
     assert_eq!(info.group_info, None, "no group info given");
     expected.apply(&second_commit.change);

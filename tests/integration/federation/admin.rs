@@ -108,6 +108,20 @@ async fn the_admin_listener_shows_a_peer_going_down_and_recovering() {
     assert_eq!(follower["role"], "mirror");
     assert_eq!(follower["hub"], "a.localhost");
     assert_eq!(follower["epoch"], 2);
+    // Carol's Welcome waits on both until she takes it from B.
+    assert_eq!(
+        (&hub["pending_welcomes"], &follower["pending_welcomes"]),
+        (&serde_json::json!(1), &serde_json::json!(1))
+    );
+    let b_client = federation.gateways[1].app_client();
+    let welcome = b_client.welcomes("carol").await.unwrap()[0].welcome_id;
+    b_client
+        .acknowledge_welcome("carol", uuid::Uuid::from_bytes(welcome))
+        .await
+        .unwrap();
+    let follower: serde_json::Value =
+        serde_json::from_str(&admin_get(federation.gateways[1].admin, &path).await.1).unwrap();
+    assert_eq!(follower["pending_welcomes"], 0, "{follower}");
     let (status, _) = admin_get(a_admin, "/admin/groups/00ff").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A request naming another host (a web page, DNS rebinding) is refused.

@@ -367,31 +367,22 @@ async fn unrelated_mimi_variables_are_ignored_with_a_warning() {
     );
 }
 
-/// Every log line of a request carries its id (the `x-request-id` answer header), including
-/// lines the handler writes; and a log file gets no terminal colour codes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_lines_of_a_request_carry_its_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::new();
-    let key = hex::encode(app.key.verifying_key().as_bytes());
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!("[[applications]]\nid = \"{}\"\n[[applications.keys]]\nid = \"{}\"\npublic_key = \"{key}\"\n", app.id, app.key_id),
-    )
-    .unwrap();
-    let mut env = loopback_env(dir.path());
-    env.push(("RUST_LOG", "info".into()));
-    let gateway = GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+/// Registers `handle` at a gateway process; answers the request's id (`x-request-id`).
+async fn register_logged(
+    gateway: &GatewayProcess,
+    dir: &std::path::Path,
+    app: &TestApp,
+    handle: &str,
+) -> String {
     let path = format!("/apps/{}/clients", app.id);
     let body = mimi_wire::encode(&mimi_wire::registry::RegisterClientRequest {
         version: 1,
-        client_handle: "logged".into(),
+        client_handle: handle.into(),
         tags: vec![],
     })
     .unwrap();
     let headers = signed_headers(&app.key, app.claims(), &Method::POST, &path, &body);
-    let answer = TlsClient::new(&dir.path().join("dev-certs/ca.pem"), Protocol::Http1)
+    let answer = TlsClient::new(&dir.join("dev-certs/ca.pem"), Protocol::Http1)
         .send(
             gateway.address("application"),
             Method::POST,
@@ -401,32 +392,79 @@ async fn log_lines_of_a_request_carry_its_id() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::CREATED);
-    let id = answer
+    answer
         .headers
         .get("x-request-id")
         .unwrap()
         .to_str()
         .unwrap()
-        .to_owned();
-    let mut lines = Vec::new();
-    let found = eventually(Duration::from_secs(10), || {
-        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
-        lines = log
-            .lines()
-            .filter(|line| line.contains(&format!("id={id}")))
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        let complete = lines.iter().any(|line| line.contains("client registered"))
-            && lines.iter().any(|line| line.contains("answered"));
-        async move { complete }
-    })
-    .await;
-    assert!(
-        found,
-        "request id {id} on the handler's and the pipeline's lines: {lines:?}"
-    );
-    let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
-    assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+        .to_owned()
+}
+
+/// Every log line of a request carries its id (the `x-request-id` answer header), including
+/// lines the handler writes; and a log file gets no terminal colour codes. At the default
+/// level a request writes no line of its own (issue 17: the per-request line cost more than
+/// the request); with `logging.access_log` each answer has one, on `mimi_gateway::access`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_of_a_request_carry_its_id() {
+    for access_log in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let app = TestApp::new();
+        let key = hex::encode(app.key.verifying_key().as_bytes());
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!("[[applications]]\nid = \"{}\"\n[[applications.keys]]\nid = \"{}\"\npublic_key = \"{key}\"\n", app.id, app.key_id),
+        )
+        .unwrap();
+        let mut env = loopback_env(dir.path());
+        env.push(("RUST_LOG", "info".into()));
+        if access_log {
+            env.push(("MIMI_LOGGING__ACCESS_LOG", "true".into()));
+        }
+        let gateway =
+            GatewayProcess::serve(dir.path(), &["--config", config.to_str().unwrap()], &env);
+        let id = register_logged(&gateway, dir.path(), &app, "logged").await;
+        let mut lines = Vec::new();
+        let found = eventually(Duration::from_secs(10), || {
+            let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+            lines = log
+                .lines()
+                .filter(|line| line.contains(&format!("id={id}")))
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            let complete = lines.iter().any(|line| line.contains("client registered"))
+                && (!access_log || lines.iter().any(|line| line.contains("answered")));
+            async move { complete }
+        })
+        .await;
+        assert!(
+            found,
+            "request id {id} on the handler's and the pipeline's lines: {lines:?}"
+        );
+        let answered: Vec<&String> = lines
+            .iter()
+            .filter(|line| line.contains("answered"))
+            .collect();
+        if access_log {
+            assert_eq!(answered.len(), 1, "{lines:?}");
+            for part in [
+                "mimi_gateway::access",
+                "status=201",
+                "endpoint=\"register_client\"",
+                "method=POST",
+            ] {
+                assert!(answered[0].contains(part), "{part} in {}", answered[0]);
+            }
+        } else {
+            assert!(
+                answered.is_empty(),
+                "no line per request by default: {lines:?}"
+            );
+        }
+        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
+        assert!(!log.contains('\u{1b}'), "no ANSI escapes in a log file");
+    }
 }
 
 /// Runs `mimi-gateway call --app-file FILE ARGS...`; answers (success, stdout, stderr).
@@ -753,6 +791,33 @@ async fn the_demo_plays_the_federated_flow_on_memory_and_on_redis() {
         assert!(out.contains(step), "{step:?} in\n{out}");
     }
     assert!(out.contains("store memory"), "{out}");
+    // Every step says what its requests carried: at least one request, bytes back.
+    let step_lines: Vec<&str> = out
+        .lines()
+        .filter(|line| {
+            line.trim_start()
+                .split('.')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert_eq!(step_lines.len(), 16, "{out}");
+    for line in step_lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |unit: &str| -> u64 {
+            let at = words
+                .iter()
+                .rposition(|word| *word == unit)
+                .unwrap_or_else(|| panic!("{unit} in {line}"));
+            words[at - 1]
+                .parse()
+                .unwrap_or_else(|_| panic!("a number before {unit} in {line}"))
+        };
+        assert!(after("req") >= 1, "{line}");
+        let at_in = words.iter().rposition(|word| *word == "in").unwrap();
+        assert_eq!(words[at_in - 1], "B", "{line}");
+        assert!(words[at_in - 2].parse::<u64>().unwrap() > 0, "{line}");
+    }
     let redis = RedisServer::start();
     let (ok, out, err) = run(&["--redis", &redis.url()]);
     assert!(ok, "{out}\n{err}");

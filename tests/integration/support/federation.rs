@@ -4,9 +4,9 @@ use crate::support::mls_client::MlsClient;
 use crate::support::*;
 use http::{Method, StatusCode};
 use mimi_gateway::config::{HandleRangeConfig, IdentityConfig, IdentityProviderKind};
+use mimi_wire::encode;
 use mimi_wire::groups::JoinInfo;
-use mimi_wire::key_queues::{RetrieveKeyPackageRequest, RetrieveKeyPackageResponse};
-use mimi_wire::{decode_exact, encode};
+use mimi_wire::key_queues::RetrieveKeyPackageRequest;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::time::Duration;
 use uuid::Uuid;
@@ -189,13 +189,12 @@ pub async fn key_package_ok(
     domain: &str,
     receiver: &str,
 ) -> Vec<u8> {
-    let answer = retrieve_key_package(harness, client, domain, receiver).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    decode_exact::<RetrieveKeyPackageResponse>(&answer.body)
-        .unwrap()
+    harness
+        .app_client()
+        .retrieve_key_package(client, Some(domain), 1, 1, None, receiver)
+        .await
+        .unwrap_or_else(|error| panic!("key package of {client}@{domain}: {error}"))
         .key_package
-        .as_slice()
-        .to_vec()
 }
 
 /// Alice (`alice`, at A) creates a group at A and adds Carol (`carol`, at B) with a key
@@ -211,10 +210,10 @@ pub async fn alice_at_a_adds_carol_at_b(
     let mut alice_member = federation.cas[0].member(alice);
     crate::support::key_queues::register(a, alice).await;
     let (group_info, tree) = alice_member.create_group();
-    assert_eq!(
-        GroupApi::create(a, &group_info, &tree).await.status,
-        StatusCode::CREATED
-    );
+    a.app_client()
+        .create_group(&group_info, &tree)
+        .await
+        .unwrap();
     let package = key_package_ok(a, carol_id, "b.localhost", alice).await;
     let (commit, welcome, info) = alice_member.add(&[package]);
     GroupApi::new(a, &alice_member.group_id())

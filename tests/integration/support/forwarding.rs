@@ -1,16 +1,15 @@
-use crate::support::group_client::{GroupApi, error};
+use crate::support::group_client::GroupApi;
 use crate::support::*;
-use http::{Method, StatusCode};
-use mimi_wire::messages::{
-    FetchMessagesRequest, QueuedMessage, QueuedMessagesResponse, SendGroupMessageRequest,
-};
-use mimi_wire::{decode_exact, encode};
+use http::Method;
+use mimi_wire::encode;
+use mimi_wire::messages::{FetchMessagesRequest, QueuedMessage, SendGroupMessageRequest};
 
 pub async fn queued_ok(harness: &Harness, handle: &str, from: u64) -> Vec<QueuedMessage> {
-    let answer = queued(harness, handle, from).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    decode_exact::<QueuedMessagesResponse>(&answer.body)
-        .unwrap()
+    harness
+        .app_client()
+        .fetch_messages(handle, from, 100)
+        .await
+        .unwrap_or_else(|error| panic!("messages of {handle}: {error}"))
         .messages
 }
 

@@ -4,9 +4,8 @@
 
 use http::{Method, StatusCode};
 use mimi_wire::groups::{
-    ControlMessagesRequest, CreateGroupRequest, GroupEpochResponse, GroupInfoResponse, JoinInfo,
-    MessagesResponse, UploadCommitRequest, UploadProposalRequest, WelcomeMessagesResponse,
-    group_id_to_path,
+    ControlMessagesRequest, CreateGroupRequest, GroupInfoResponse, JoinInfo, MessagesResponse,
+    UploadCommitRequest, UploadProposalRequest, group_id_to_path,
 };
 use mimi_wire::{ErrorResponse, decode_exact, encode};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
@@ -404,8 +403,11 @@ impl Member {
 /// The group endpoints of one gateway for its application.
 pub struct GroupApi {
     pub target: Target,
+    /// The `mimi-client` the accepted paths go through.
+    pub client: mimi_client::Client,
     pub app: Uuid,
     pub group: String,
+    pub group_id: Vec<u8>,
 }
 
 pub fn error(answer: &Answer) -> ErrorResponse {
@@ -420,8 +422,10 @@ impl GroupApi {
     pub fn at(target: Target, group_id: &[u8]) -> GroupApi {
         GroupApi {
             app: target.app.id,
+            client: target.client(),
             target,
             group: group_id_to_path(group_id),
+            group_id: group_id.to_vec(),
         }
     }
 
@@ -457,12 +461,10 @@ impl GroupApi {
     }
 
     pub async fn proposals(&self) -> Vec<Vec<u8>> {
-        let answer = self
-            .target
-            .call(Method::GET, &self.path("proposals"), Vec::new())
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-        messages(&answer)
+        self.client
+            .list_proposals(&self.group_id)
+            .await
+            .unwrap_or_else(|error| panic!("proposals: {error}"))
     }
 
     pub async fn commit(
@@ -490,11 +492,15 @@ impl GroupApi {
         group_info: Option<&[u8]>,
         welcome: Option<&[u8]>,
     ) -> u64 {
-        let answer = self.commit(commit, group_info, welcome).await;
-        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
-        decode_exact::<GroupEpochResponse>(&answer.body)
-            .unwrap()
-            .epoch
+        let commit = mimi_client::Commit {
+            commit: commit.to_vec(),
+            group_info: group_info.map(<[u8]>::to_vec),
+            welcome: welcome.map(<[u8]>::to_vec),
+        };
+        self.client
+            .upload_commit(&self.group_id, &commit)
+            .await
+            .unwrap_or_else(|error| panic!("commit: {error}"))
     }
 
     pub async fn control(&self, start: u64, end: Option<u64>) -> Answer {
@@ -510,18 +516,17 @@ impl GroupApi {
     }
 
     pub async fn control_ok(&self, start: u64, end: Option<u64>) -> Vec<Vec<u8>> {
-        let answer = self.control(start, end).await;
-        assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-        messages(&answer)
+        self.client
+            .control_messages(&self.group_id, start, end)
+            .await
+            .unwrap_or_else(|error| panic!("control messages {start}..{end:?}: {error}"))
     }
 
     pub async fn group_info(&self) -> GroupInfoResponse {
-        let answer = self
-            .target
-            .call(Method::GET, &self.path("group-info"), Vec::new())
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-        decode_exact(&answer.body).unwrap()
+        self.client
+            .group_info(&self.group_id)
+            .await
+            .unwrap_or_else(|error| panic!("group info: {error}"))
     }
 
     /// The current epoch, as the gateway's control messages show it.
@@ -559,13 +564,11 @@ fn handle_path(harness: &Harness, handle: &str) -> String {
 }
 
 pub async fn welcomes(harness: &Harness, handle: &str) -> Vec<JoinInfo> {
-    let answer = harness
-        .call(Method::GET, &handle_path(harness, handle), Vec::new())
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    decode_exact::<WelcomeMessagesResponse>(&answer.body)
-        .unwrap()
-        .join_infos
+    harness
+        .app_client()
+        .welcomes(handle)
+        .await
+        .unwrap_or_else(|error| panic!("welcomes of {handle}: {error}"))
 }
 
 pub async fn acknowledge(harness: &Harness, handle: &str, welcome: [u8; 16]) -> Answer {
@@ -578,14 +581,8 @@ pub async fn acknowledge(harness: &Harness, handle: &str, welcome: [u8; 16]) -> 
 }
 
 pub async fn group_status(api: &GroupApi) -> GroupStatusResponse {
-    let answer = api
-        .target
-        .call(
-            Method::GET,
-            &format!("/apps/{}/groups/{}", api.app, api.group),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", error(&answer));
-    decode_exact(&answer.body).unwrap()
+    api.client
+        .group_status(&api.group_id)
+        .await
+        .unwrap_or_else(|error| panic!("group status: {error}"))
 }

@@ -3,50 +3,37 @@ use crate::support::*;
 use http::{Method, StatusCode};
 use mimi_wire::codec::WireBool;
 use mimi_wire::key_queues::{
-    CreateKeyQueueRequest, CreateKeyQueueResponse, RetrieveKeyPackageRequest,
-    RetrieveKeyPackageResponse, UpdateKeyQueueRequest, UpdateKeyQueueResponse,
+    CreateKeyQueueRequest, CreateKeyQueueResponse, RetrieveKeyPackageRequest, UpdateKeyQueueRequest,
 };
-use mimi_wire::registry::{RegisterClientRequest, RegisterClientResponse};
-use mimi_wire::{ErrorResponse, decode_exact, encode};
+use mimi_wire::{decode_exact, encode};
 use tls_codec::VLBytes;
 use uuid::Uuid;
 
 /// One client of the harness's application with one key queue.
 pub struct QueueFixture<'h> {
     pub harness: &'h Harness,
+    pub api: mimi_client::Client,
     pub client: Uuid,
     pub queue: Uuid,
     pub mls: MlsClient,
 }
 
 pub async fn register(harness: &Harness, handle: &str) -> Uuid {
-    let body = encode(&RegisterClientRequest {
-        version: 1,
-        client_handle: handle.into(),
-        tags: vec![],
-    })
-    .unwrap();
-    let answer = harness
-        .call(
-            Method::POST,
-            &format!("/apps/{}/clients", harness.app.id),
-            body,
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED);
-    Uuid::from_bytes(
-        decode_exact::<RegisterClientResponse>(&answer.body)
-            .unwrap()
-            .client_id,
-    )
+    harness
+        .app_client()
+        .register_client(handle, &[])
+        .await
+        .unwrap_or_else(|error| panic!("register {handle}: {error}"))
 }
 
 impl<'h> QueueFixture<'h> {
     pub async fn new(harness: &'h Harness, handle: &str) -> QueueFixture<'h> {
-        let client = register(harness, handle).await;
-        let queue = queue_id(&create_queue(harness, client, 1, 1, "").await);
+        let api = harness.app_client();
+        let client = api.register_client(handle, &[]).await.unwrap();
+        let queue = api.create_key_queue(client, 1, 1, "").await.unwrap();
         QueueFixture {
             harness,
+            api,
             client,
             queue,
             mls: MlsClient::basic(handle),
@@ -83,16 +70,10 @@ impl<'h> QueueFixture<'h> {
 
     /// Uploads and answers the pool size.
     pub async fn upload(&self, packages: &[Vec<u8>]) -> u32 {
-        let answer = self.update(packages, false, None, None).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "{:?}",
-            decode_exact::<ErrorResponse>(&answer.body)
-        );
-        decode_exact::<UpdateKeyQueueResponse>(&answer.body)
-            .unwrap()
-            .key_packages_in_pool
+        self.api
+            .update_key_queue(self.client, self.queue, packages, false, None, None)
+            .await
+            .unwrap_or_else(|error| panic!("upload: {error}"))
     }
 
     pub async fn retrieve_with(&self, receiver: &str, label: Option<&str>, suite: u16) -> Answer {
@@ -114,18 +95,12 @@ impl<'h> QueueFixture<'h> {
 
     /// (key package bytes, is final key)
     pub async fn retrieve(&self, receiver: &str) -> (Vec<u8>, bool) {
-        let answer = self.retrieve_with(receiver, None, 1).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "{:?}",
-            decode_exact::<ErrorResponse>(&answer.body)
-        );
-        let response: RetrieveKeyPackageResponse = decode_exact(&answer.body).unwrap();
-        (
-            response.key_package.as_slice().to_vec(),
-            response.is_final_key.0,
-        )
+        let retrieved = self
+            .api
+            .retrieve_key_package(self.client, None, 1, 1, None, receiver)
+            .await
+            .unwrap_or_else(|error| panic!("retrieve for {receiver}: {error}"));
+        (retrieved.key_package, retrieved.is_final_key)
     }
 }
 

@@ -241,6 +241,11 @@ impl Harness {
         }
     }
 
+    /// The `mimi-client` of the test application at this gateway.
+    pub fn app_client(&self) -> mimi_client::Client {
+        self.target().client()
+    }
+
     /// The value of one metric line on the admin listener (0 when absent).
     pub async fn metric(&self, series: &str) -> u64 {
         let text = admin_get(self.admin, "/metrics").await.1;
@@ -263,6 +268,22 @@ pub struct Target {
 }
 
 impl Target {
+    /// The `mimi-client` of this target's application, as an application server would hold
+    /// it: the happy paths of the tests go through it; raw `call`s are for what the crate
+    /// would never send (bad bytes, bad signatures, refusals checked by status and body).
+    pub fn client(&self) -> mimi_client::Client {
+        mimi_client::Client::new(mimi_client::ClientConfig {
+            url: format!("https://{}:{}", self.app.recipient, self.application.port()),
+            app: self.app.id,
+            key: self.app.key.clone(),
+            key_id: self.app.key_id.clone(),
+            roots: mimi_client::TrustRoots::PemFile(self.ca.clone()),
+            gateway_domain: Some(self.app.recipient.clone()),
+            connect_to: Some(self.application),
+        })
+        .expect("a client for the test gateway")
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Vec<u8>) -> Answer {
         let headers = signed_headers(&self.app.key, self.app.claims(), &method, path, &body);
         TlsClient::new(&self.ca, Protocol::Http1)
