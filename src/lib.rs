@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod api;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod dev_app;

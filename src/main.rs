@@ -88,6 +88,60 @@ enum Command {
         #[arg(long)]
         redis: Option<String>,
     },
+    /// Measure the gateway against bare references (issue 17): starts redis-server, the
+    /// gateway on it and the floors (hyper + rustls answering a static path; the same doing
+    /// one Ed25519 verification and one Redis SET NX) as processes on loopback, and drives
+    /// them over TLS 1.3 / HTTP/2 with requests signed beforehand, scenarios interleaved in
+    /// rounds; prints req/s, p50/p90/p99, errors, CPU per request, Redis commands per
+    /// request and the ratio to each floor; writes every run to a CSV. Needs a release
+    /// build (`cargo run --release -- bench`) and redis-server.
+    Bench {
+        /// Scenarios to run, comma-separated: tls, signed, key-package.
+        #[arg(long, default_value = "tls,signed,key-package", value_delimiter = ',')]
+        scenarios: Vec<String>,
+        /// Rounds: each runs every scenario once, next to its floor, in alternating order.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        /// Longest time of one run, seconds.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// HTTP/2 connections to each server.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Most requests of one tls or signed run (signed ones are signed before the run).
+        #[arg(long, default_value_t = 40_000)]
+        requests: usize,
+        /// Most retrievals of one key-package run (key packages made beforehand: rounds
+        /// times this many).
+        #[arg(long, default_value_t = 12_000)]
+        key_packages: usize,
+        /// Directory for the CSV of every run.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// Run the gateway with logging.access_log on (one line per request).
+        #[arg(long)]
+        access_log: bool,
+    },
+    /// The benchmark's bare references as a process of their own (started by `bench`).
+    #[command(hide = true)]
+    BenchFloor {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        bare: SocketAddr,
+        #[arg(long)]
+        signed: SocketAddr,
+        #[arg(long)]
+        redis: String,
+        /// The application's public key, hex.
+        #[arg(long)]
+        app_key: String,
+    },
     /// Call the gateway's application API as an application (signed requests, through the
     /// mimi-client crate), for scripts and debugging.
     Call {
@@ -213,6 +267,38 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(&file),
         Command::Demo { redis } => demo(redis),
+        Command::Bench {
+            scenarios,
+            rounds,
+            seconds,
+            in_flight,
+            connections,
+            requests,
+            key_packages,
+            out,
+            access_log,
+        } => bench(
+            &scenarios,
+            mimi_gateway::bench::BenchOptions {
+                scenarios: Vec::new(),
+                rounds: rounds.max(1),
+                seconds: seconds.max(1),
+                in_flight: in_flight.max(1),
+                connections: connections.max(1),
+                requests: requests.max(1),
+                key_packages: key_packages.max(1),
+                out,
+                access_log,
+            },
+        ),
+        Command::BenchFloor {
+            cert,
+            key,
+            bare,
+            signed,
+            redis,
+            app_key,
+        } => bench_floor(&cert, &key, bare, signed, &redis, &app_key),
         Command::Inspect { kind, file } => inspect(kind.as_deref(), file.as_deref()),
         Command::Keygen {
             config,
@@ -307,6 +393,47 @@ fn demo(redis: Option<String>) -> CliResult {
         None => None,
     };
     runtime()?.block_on(mimi_gateway::demo::run(redis))?;
+    Ok(())
+}
+
+fn bench(scenarios: &[String], mut options: mimi_gateway::bench::BenchOptions) -> CliResult {
+    for name in scenarios {
+        let scenario = mimi_gateway::bench::Scenario::parse(name.trim())?;
+        if !options.scenarios.contains(&scenario) {
+            options.scenarios.push(scenario);
+        }
+    }
+    // The load client is one thread, on one core; the servers are processes of their own.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(mimi_gateway::bench::run(options))?;
+    Ok(())
+}
+
+fn bench_floor(
+    cert: &Path,
+    key: &Path,
+    bare: SocketAddr,
+    signed: SocketAddr,
+    redis: &str,
+    app_key: &str,
+) -> CliResult {
+    let bytes: [u8; 32] = hex::decode(app_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or("--app-key: 32 bytes in hex")?;
+    let app_key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)?;
+    runtime()?.block_on(mimi_gateway::bench::floor::run(
+        mimi_gateway::bench::floor::FloorOptions {
+            cert,
+            key,
+            bare,
+            signed,
+            redis_url: redis,
+            app_key,
+        },
+    ))?;
     Ok(())
 }
 

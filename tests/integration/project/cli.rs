@@ -611,6 +611,7 @@ fn every_subcommand_has_a_help() {
         ),
         ("call", "Call the gateway's application API"),
         ("demo", "Play the architecture draft's federated flow"),
+        ("bench", "Measure the gateway against bare references"),
         ("discover", "Resolve a peer"),
     ] {
         assert!(

@@ -1,6 +1,8 @@
-//! The house itself: the module graph, the command line, the docs, the fuzz corpus.
+//! The house itself: the module graph, the command line, the load generator, the docs, the
+//! fuzz corpus.
 
 mod architecture;
+mod bench;
 mod cli;
 mod contrib;
 mod docs;

@@ -1,0 +1,231 @@
+//! The benchmark's load client: requests made (and signed) before the timed phase, sent
+//! over a few kept TLS 1.3 / HTTP/2 connections with a fixed number in flight, bounded by
+//! their count and by a deadline; every answer's status and latency recorded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mimi_wire::signing::{RequestClaims, SIGNATURE_HEADER, SenderKind, sign};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use uuid::Uuid;
+
+/// One request, ready to send: nothing is computed for it in the timed phase but the
+/// `http::Request` around these parts.
+#[derive(Clone)]
+pub struct Prepared {
+    pub method: Method,
+    pub path: String,
+    pub signature: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+impl Prepared {
+    pub fn unsigned(method: Method, path: &str) -> Prepared {
+        Prepared {
+            method,
+            path: path.to_owned(),
+            signature: None,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// Who signs the prepared requests.
+#[derive(Clone)]
+pub struct Signer {
+    pub app: Uuid,
+    pub key: SigningKey,
+    pub key_id: String,
+    pub recipient: String,
+}
+
+impl Signer {
+    /// `method path` with `body`, signed now with a fresh request id.
+    pub fn sign(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Prepared, String> {
+        let claims = RequestClaims {
+            sender_kind: SenderKind::Application,
+            sender: self.app.to_string(),
+            recipient: self.recipient.clone(),
+            timestamp: crate::keys::unix_now(),
+            request_id: rand::random(),
+            key_id: self.key_id.clone(),
+        };
+        let envelope = sign(&self.key, claims, method.as_str(), path, &body)
+            .map_err(|error| error.to_string())?;
+        let header = envelope
+            .to_header_value()
+            .map_err(|error| error.to_string())?;
+        Ok(Prepared {
+            method,
+            path: path.to_owned(),
+            signature: Some(HeaderValue::from_str(&header).map_err(|error| error.to_string())?),
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// What one timed run gave.
+pub struct RunOutcome {
+    /// Latencies of the answered requests, sorted.
+    pub latencies: Vec<Duration>,
+    /// Answers by HTTP status; `0` counts requests that got no answer.
+    pub statuses: BTreeMap<u16, u64>,
+    pub elapsed: Duration,
+}
+
+impl RunOutcome {
+    pub fn answered(&self) -> usize {
+        self.latencies.len()
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.answered() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        self.latencies[index]
+    }
+
+    /// Answers that were not 2xx (and requests without an answer), by status.
+    pub fn errors(&self) -> BTreeMap<u16, u64> {
+        self.statuses
+            .iter()
+            .filter(|(status, _)| !(200..300).contains(*status))
+            .map(|(status, count)| (*status, *count))
+            .collect()
+    }
+}
+
+/// A client TLS configuration trusting `ca` (PEM), TLS 1.3 only, offering h2.
+pub fn connector(ca: &std::path::Path) -> Result<TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|error| format!("{}: {error}", ca.display()))?
+    {
+        roots
+            .add(certificate.map_err(|error| error.to_string())?)
+            .map_err(|error| error.to_string())?;
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// `count` HTTP/2 connections to `address` (TLS server name `localhost`).
+pub async fn connect(
+    tls: &TlsConnector,
+    address: SocketAddr,
+    count: usize,
+) -> Result<Vec<SendRequest<Full<Bytes>>>, String> {
+    let mut senders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|error| format!("{address}: {error}"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from("localhost").map_err(|error| error.to_string())?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|error| format!("TLS to {address}: {error}"))?;
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|error| format!("HTTP/2 to {address}: {error}"))?;
+        tokio::spawn(connection);
+        senders.push(sender);
+    }
+    Ok(senders)
+}
+
+/// Sends `requests` over `senders` with `in_flight` at once until all are answered or
+/// `limit` has passed.
+pub async fn drive(
+    senders: &[SendRequest<Full<Bytes>>],
+    requests: Vec<Prepared>,
+    in_flight: usize,
+    limit: Duration,
+) -> RunOutcome {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut workers = Vec::with_capacity(in_flight);
+    for worker in 0..in_flight {
+        let mut sender = senders[worker % senders.len()].clone();
+        let requests = requests.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= requests.len() || Instant::now() >= deadline {
+                    break;
+                }
+                let prepared = &requests[index];
+                let mut request = Request::builder()
+                    .method(prepared.method.clone())
+                    .uri(format!("https://localhost{}", prepared.path))
+                    .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Full::new(prepared.body.clone()))
+                    .expect("a request from its parts");
+                if let Some(signature) = &prepared.signature {
+                    request
+                        .headers_mut()
+                        .insert(SIGNATURE_HEADER, signature.clone());
+                }
+                let sent = Instant::now();
+                let status = match sender.ready().await {
+                    Ok(()) => match sender.send_request(request).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let _ = response.into_body().collect().await;
+                            latencies.push(sent.elapsed());
+                            status
+                        }
+                        Err(_) => 0,
+                    },
+                    Err(_) => 0,
+                };
+                *statuses.entry(status).or_default() += 1;
+            }
+            (latencies, statuses)
+        }));
+    }
+    let mut outcome = RunOutcome {
+        latencies: Vec::new(),
+        statuses: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
+    for worker in workers {
+        if let Ok((latencies, statuses)) = worker.await {
+            outcome.latencies.extend(latencies);
+            for (status, count) in statuses {
+                *outcome.statuses.entry(status).or_default() += count;
+            }
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort();
+    outcome
+}

@@ -1,0 +1,672 @@
+//! `mimi-gateway bench` (issue 17): the load generator. It starts a real `redis-server`, the
+//! gateway (this binary's `serve`, on Redis) and the two bare references of `floor` as their
+//! own processes on loopback, pinned to the last core while the load client runs on the
+//! first, and drives them over TLS 1.3 / HTTP/2 with requests signed before the timed phase.
+//! Scenarios run interleaved in rounds (`tls`: the well-known path next to a static path;
+//! `signed`: `/whoami` next to the signed floor; `key-package`: retrievals for distinct
+//! receivers from queues filled beforehand, next to the signed floor), each run bounded by its
+//! count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
+//! per request of the server and of Redis (`/proc`), Redis commands per request (`INFO
+//! commandstats`), the ratio to its floor round by round, the targets of the issue met or
+//! not; and writes every run to a CSV. Figures and commands: `docs/performance.md`.
+
+pub mod floor;
+pub mod load;
+pub mod procs;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use http::Method;
+use mimi_client::{Client, ClientConfig, TrustRoots};
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use uuid::Uuid;
+
+use load::{Prepared, RunOutcome, Signer};
+use procs::Process;
+
+/// What a benchmark run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Tls,
+    Signed,
+    KeyPackage,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Tls => "tls",
+            Scenario::Signed => "signed",
+            Scenario::KeyPackage => "key-package",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Scenario, String> {
+        [Scenario::Tls, Scenario::Signed, Scenario::KeyPackage]
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+            .ok_or_else(|| format!("unknown scenario `{name}` (tls, signed, key-package)"))
+    }
+}
+
+/// The benchmark's settings (`mimi-gateway bench --help`).
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub scenarios: Vec<Scenario>,
+    pub rounds: usize,
+    /// Longest time of one run.
+    pub seconds: u64,
+    pub in_flight: usize,
+    pub connections: usize,
+    /// Most requests of one `tls` or `signed` run.
+    pub requests: usize,
+    /// Most retrievals of one `key-package` run (every one needs a fresh key package).
+    pub key_packages: usize,
+    /// Where the CSV goes.
+    pub out: PathBuf,
+    /// Run the gateway with `logging.access_log` on.
+    pub access_log: bool,
+}
+
+/// One timed run and its readings.
+struct Row {
+    round: usize,
+    scenario: Scenario,
+    /// `gateway`, `bare` or `signed-floor`.
+    target: &'static str,
+    outcome: RunOutcome,
+    server_cpu: Duration,
+    redis_cpu: Duration,
+    redis_commands: u64,
+}
+
+impl Row {
+    fn per_request(&self, total: Duration) -> f64 {
+        total.as_secs_f64() * 1e6 / self.outcome.answered().max(1) as f64
+    }
+}
+
+/// Removes the benchmark's directory when the run ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fail(what: impl std::fmt::Display) -> String {
+    what.to_string()
+}
+
+const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// `count` key packages (MLSMessages) of one openmls client with a Basic credential.
+fn key_packages(identity: &str, count: usize) -> Result<Vec<Vec<u8>>, String> {
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(SUITE.signature_algorithm()).map_err(fail)?;
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(identity.as_bytes().to_vec()).into(),
+        signature_key: signer.public().into(),
+    };
+    (0..count)
+        .map(|_| {
+            let bundle = KeyPackage::builder()
+                .key_package_lifetime(Lifetime::new(86_400))
+                .build(SUITE, &provider, &signer, credential.clone())
+                .map_err(fail)?;
+            MlsMessageOut::from(bundle.key_package().clone())
+                .tls_serialize_detached()
+                .map_err(fail)
+        })
+        .collect()
+}
+
+/// The gateway's configuration for the benchmark: Redis, the benchmark's certificate, one
+/// application, limits that the load stays under (the counting itself still runs).
+fn gateway_config(
+    dir: &Path,
+    issued: &crate::dev_certs::IssuedCert,
+    ports: [u16; 3],
+    redis: u16,
+    app: Uuid,
+    public_key: &str,
+    access_log: bool,
+) -> String {
+    let big = 1_000_000_000u64;
+    format!(
+        r#"domain = "localhost"
+data_dir = "{data}"
+[listeners]
+application = "127.0.0.1:{application}"
+federation = "127.0.0.1:{federation}"
+admin = "127.0.0.1:{admin}"
+[tls]
+cert = "{cert}"
+key = "{key}"
+[store]
+redis_url = "redis://127.0.0.1:{redis}/0"
+[auth]
+timestamp_window_secs = 3600
+[key_packages]
+max_per_queue = {big}
+[rate_limits]
+fresh_key_packages_per_caller = {big}
+fresh_key_packages_per_receiver = {big}
+[rate_limits.read]
+delay_after = {big}
+reject_after = {big}
+[rate_limits.write]
+delay_after = {big}
+reject_after = {big}
+[rate_limits.key_packages]
+delay_after = {big}
+reject_after = {big}
+[logging]
+access_log = {access_log}
+[[applications]]
+id = "{app}"
+[[applications.keys]]
+id = "bench-1"
+public_key = "{public_key}"
+"#,
+        data = dir.join("gateway").display(),
+        application = ports[0],
+        federation = ports[1],
+        admin = ports[2],
+        cert = issued.cert.display(),
+        key = issued.key.display(),
+    )
+}
+
+/// The processes of one benchmark and where they listen.
+struct Setup {
+    redis: Process,
+    gateway: Process,
+    floor: Process,
+    redis_url: String,
+    ca: PathBuf,
+    application: SocketAddr,
+    federation: SocketAddr,
+    bare: SocketAddr,
+    signed_floor: SocketAddr,
+    signer: Signer,
+    gateway_log: PathBuf,
+    /// Last: the directory goes after the processes using it.
+    _scratch: Scratch,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn start(options: &BenchOptions) -> Result<Setup, String> {
+    let dir = std::env::temp_dir().join(format!("mimi-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    let scratch = Scratch(dir.clone());
+    let (redis, redis_port) = procs::start_redis(&dir)?;
+    let ca = crate::dev_certs::DevCa::open_or_create(&dir.join("ca")).map_err(fail)?;
+    let issued = ca
+        .issue(
+            &["localhost".to_owned(), "127.0.0.1".to_owned()],
+            &dir.join("ca"),
+            "server",
+        )
+        .map_err(fail)?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let app = Uuid::new_v4();
+    let public_key = hex::encode(key.verifying_key().as_bytes());
+    let ports = [
+        procs::free_port()?,
+        procs::free_port()?,
+        procs::free_port()?,
+        procs::free_port()?,
+        procs::free_port()?,
+    ];
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        gateway_config(
+            &dir,
+            &issued,
+            [ports[0], ports[1], ports[2]],
+            redis_port,
+            app,
+            &public_key,
+            options.access_log,
+        ),
+    )
+    .map_err(fail)?;
+    let exe = std::env::current_exe().map_err(fail)?;
+    let gateway_log = dir.join("gateway.log");
+    let mut gateway = procs::spawn(
+        "the gateway",
+        &exe,
+        &[
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ],
+        &[],
+        &gateway_log,
+    )?;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
+    let mut floor = procs::spawn(
+        "the floor",
+        &exe,
+        &[
+            "bench-floor".to_owned(),
+            "--cert".to_owned(),
+            issued.cert.display().to_string(),
+            "--key".to_owned(),
+            issued.key.display().to_string(),
+            "--bare".to_owned(),
+            loopback(ports[3]).to_string(),
+            "--signed".to_owned(),
+            loopback(ports[4]).to_string(),
+            "--redis".to_owned(),
+            format!("{redis_url}/1"),
+            "--app-key".to_owned(),
+            public_key.clone(),
+        ],
+        &[],
+        &dir.join("floor.log"),
+    )?;
+    procs::wait_listening(&mut gateway, loopback(ports[0]), Duration::from_secs(30))?;
+    procs::wait_listening(&mut gateway, loopback(ports[1]), Duration::from_secs(30))?;
+    procs::wait_listening(&mut floor, loopback(ports[3]), Duration::from_secs(30))?;
+    procs::wait_listening(&mut floor, loopback(ports[4]), Duration::from_secs(30))?;
+    Ok(Setup {
+        redis,
+        gateway,
+        floor,
+        redis_url,
+        ca: dir.join("ca").join("ca.pem"),
+        application: loopback(ports[0]),
+        federation: loopback(ports[1]),
+        bare: loopback(ports[3]),
+        signed_floor: loopback(ports[4]),
+        signer: Signer {
+            app,
+            key,
+            key_id: "bench-1".into(),
+            recipient: "localhost".into(),
+        },
+        gateway_log,
+        _scratch: scratch,
+    })
+}
+
+/// Receivers' queues for the `key-package` runs: `clients` clients, `total` packages among
+/// them. Answers the client ids and the Redis bytes per key package.
+async fn fill_queues(
+    setup: &Setup,
+    redis: &mut redis::aio::MultiplexedConnection,
+    total: usize,
+) -> Result<(Vec<Uuid>, f64), String> {
+    let client = Client::new(ClientConfig {
+        url: format!("https://localhost:{}", setup.application.port()),
+        app: setup.signer.app,
+        key: setup.signer.key.clone(),
+        key_id: setup.signer.key_id.clone(),
+        roots: TrustRoots::PemFile(setup.ca.clone()),
+        gateway_domain: None,
+        connect_to: Some(setup.application),
+    })
+    .map_err(fail)?;
+    let clients = 100.min(total.max(1));
+    let per_client = total.div_ceil(clients);
+    let (_, memory_before) = procs::redis_counters(redis).await?;
+    let mut ids = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let handle = format!("bench-{index}");
+        let id = client.register_client(&handle, &[]).await.map_err(fail)?;
+        let queue = client.create_key_queue(id, 1, 1, "").await.map_err(fail)?;
+        let packages = key_packages(&handle, per_client)?;
+        for chunk in packages.chunks(500) {
+            client
+                .update_key_queue(id, queue, chunk, false, None, None)
+                .await
+                .map_err(fail)?;
+        }
+        ids.push(id);
+    }
+    let (_, memory_after) = procs::redis_counters(redis).await?;
+    let stored = (clients * per_client).max(1);
+    Ok((
+        ids,
+        memory_after.saturating_sub(memory_before) as f64 / stored as f64,
+    ))
+}
+
+/// The requests of one run.
+fn requests(
+    setup: &Setup,
+    scenario: Scenario,
+    round: usize,
+    options: &BenchOptions,
+    queues: &[Uuid],
+) -> Result<Vec<Prepared>, String> {
+    match scenario {
+        Scenario::Tls => Ok(vec![
+            Prepared::unsigned(
+                Method::GET,
+                "/.well-known/mimi/ds-domain"
+            );
+            options.requests
+        ]),
+        Scenario::Signed => (0..options.requests)
+            .map(|_| setup.signer.sign(Method::POST, "/whoami", Vec::new()))
+            .collect(),
+        Scenario::KeyPackage => (0..options.key_packages)
+            .map(|index| {
+                let client = queues[index % queues.len()];
+                let body = mimi_wire::encode(&mimi_wire::key_queues::RetrieveKeyPackageRequest {
+                    version: 1,
+                    domain: None,
+                    protocol_version: 1,
+                    cipher_suite: 1,
+                    app_label: None,
+                    receiver_client_id: format!("receiver-{round}-{index}"),
+                })
+                .map_err(fail)?;
+                setup.signer.sign(
+                    Method::POST,
+                    &format!("/apps/{}/clients/{client}/keyPackage", setup.signer.app),
+                    body,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(options: BenchOptions) -> Result<(), String> {
+    let pinned = procs::pin_self();
+    let mut setup = start(&options)?;
+    let mut redis = redis::Client::open(format!("{}/0", setup.redis_url))
+        .map_err(fail)?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(fail)?;
+    println!("machine: {}", procs::machine());
+    println!(
+        "load client on core 0, gateway, floors and redis-server on core {}; {} in flight over {} HTTP/2 connections; {} rounds of at most {} s per run",
+        procs::server_core().map_or_else(|| "any (not pinned)".into(), |core| core.to_string()),
+        options.in_flight,
+        options.connections,
+        options.rounds,
+        options.seconds
+    );
+    if !pinned {
+        println!("(not pinned: taskset is missing or there is one core)");
+    }
+    let wants = |scenario| options.scenarios.contains(&scenario);
+    let prepared = Instant::now();
+    let (queues, redis_bytes_per_package) = if wants(Scenario::KeyPackage) {
+        fill_queues(&setup, &mut redis, options.rounds * options.key_packages).await?
+    } else {
+        (Vec::new(), 0.0)
+    };
+    if wants(Scenario::KeyPackage) {
+        println!(
+            "prepared {} key packages in {:.1} s; Redis holds {:.0} B per key package",
+            options.rounds * options.key_packages,
+            prepared.elapsed().as_secs_f64(),
+            redis_bytes_per_package
+        );
+    }
+    let rss_start = procs::rss_kib(setup.gateway.pid());
+    let tls = load::connector(&setup.ca)?;
+    let gateway_application = load::connect(&tls, setup.application, options.connections).await?;
+    let gateway_federation = load::connect(&tls, setup.federation, options.connections).await?;
+    let bare = load::connect(&tls, setup.bare, options.connections).await?;
+    let signed_floor = load::connect(&tls, setup.signed_floor, options.connections).await?;
+    let limit = Duration::from_secs(options.seconds);
+    let mut rows: Vec<Row> = Vec::new();
+    for round in 0..options.rounds {
+        for &scenario in &options.scenarios {
+            let mut targets: Vec<&'static str> = match scenario {
+                Scenario::Tls => vec!["bare", "gateway"],
+                // The signed floor runs for key-package too when signed is not run.
+                Scenario::Signed => vec!["signed-floor", "gateway"],
+                Scenario::KeyPackage if wants(Scenario::Signed) => vec!["gateway"],
+                Scenario::KeyPackage => vec!["signed-floor", "gateway"],
+            };
+            if round % 2 == 1 {
+                targets.reverse();
+            }
+            for target in targets {
+                let (senders, server, prepared) = match (scenario, target) {
+                    (Scenario::Tls, "bare") => (
+                        &bare,
+                        &setup.floor,
+                        requests(&setup, scenario, round, &options, &queues)?,
+                    ),
+                    (Scenario::Tls, _) => (
+                        &gateway_federation,
+                        &setup.gateway,
+                        requests(&setup, scenario, round, &options, &queues)?,
+                    ),
+                    (_, "signed-floor") => (
+                        &signed_floor,
+                        &setup.floor,
+                        requests(&setup, Scenario::Signed, round, &options, &queues)?,
+                    ),
+                    _ => (
+                        &gateway_application,
+                        &setup.gateway,
+                        requests(&setup, scenario, round, &options, &queues)?,
+                    ),
+                };
+                let (server_pid, redis_pid) = (server.pid(), setup.redis.pid());
+                let cpu_before = (procs::cpu_time(server_pid), procs::cpu_time(redis_pid));
+                let (calls_before, _) = procs::redis_counters(&mut redis).await?;
+                let outcome = load::drive(senders, prepared, options.in_flight, limit).await;
+                let cpu_after = (procs::cpu_time(server_pid), procs::cpu_time(redis_pid));
+                let (calls_after, _) = procs::redis_counters(&mut redis).await?;
+                let spent = |before: Option<Duration>, after: Option<Duration>| {
+                    after.zip(before).map_or(Duration::ZERO, |(after, before)| {
+                        after.saturating_sub(before)
+                    })
+                };
+                // The two INFO calls of the first reading are counted in the second.
+                let redis_commands = calls_after.saturating_sub(calls_before).saturating_sub(2);
+                let row = Row {
+                    round,
+                    scenario,
+                    target,
+                    server_cpu: spent(cpu_before.0, cpu_after.0),
+                    redis_cpu: spent(cpu_before.1, cpu_after.1),
+                    redis_commands,
+                    outcome,
+                };
+                println!(
+                    "round {} {:<12} {:<13} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
+                    round + 1,
+                    scenario.name(),
+                    target,
+                    row.outcome.per_second(),
+                    ms(row.outcome.percentile(0.50)),
+                    ms(row.outcome.percentile(0.99)),
+                    row.outcome.errors()
+                );
+                rows.push(row);
+            }
+        }
+    }
+    let rss_end = procs::rss_kib(setup.gateway.pid());
+    report(&options, &rows);
+    let log_bytes = std::fs::metadata(&setup.gateway_log).map_or(0, |meta| meta.len());
+    println!(
+        "gateway RSS {} KiB after preparing, {} KiB at the end; it wrote {} B of log{}",
+        rss_start.map_or_else(|| "?".into(), |kib| kib.to_string()),
+        rss_end.map_or_else(|| "?".into(), |kib| kib.to_string()),
+        log_bytes,
+        if options.access_log {
+            " (access log on)"
+        } else {
+            " (default level, no access log)"
+        }
+    );
+    let csv = write_csv(&options.out, &rows)?;
+    println!("every run: {}", csv.display());
+    if !setup.gateway.alive() {
+        return Err("the gateway exited during the benchmark".into());
+    }
+    Ok(())
+}
+
+/// The summary: per scenario and target the medians over rounds; per scenario the ratio to
+/// its floor in each round; the issue's targets.
+fn report(options: &BenchOptions, rows: &[Row]) {
+    println!();
+    println!(
+        "{:<12} {:<13} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9}  errors",
+        "scenario",
+        "target",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "server us",
+        "redis us",
+        "redis cmd"
+    );
+    let mut lines: Vec<(Scenario, &str)> = Vec::new();
+    for row in rows {
+        if !lines.contains(&(row.scenario, row.target)) {
+            lines.push((row.scenario, row.target));
+        }
+    }
+    for (scenario, target) in &lines {
+        let runs: Vec<&Row> = rows
+            .iter()
+            .filter(|row| row.scenario == *scenario && row.target == *target)
+            .collect();
+        let pick = |f: &dyn Fn(&Row) -> f64| median(runs.iter().map(|row| f(row)).collect());
+        let mut errors = std::collections::BTreeMap::new();
+        for row in &runs {
+            for (status, count) in row.outcome.errors() {
+                *errors.entry(status).or_insert(0u64) += count;
+            }
+        }
+        println!(
+            "{:<12} {:<13} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.1} {:>10.1} {:>9.1}  {:?}",
+            scenario.name(),
+            target,
+            pick(&|row| row.outcome.per_second()),
+            pick(&|row| ms(row.outcome.percentile(0.50))),
+            pick(&|row| ms(row.outcome.percentile(0.90))),
+            pick(&|row| ms(row.outcome.percentile(0.99))),
+            pick(&|row| row.per_request(row.server_cpu)),
+            pick(&|row| row.per_request(row.redis_cpu)),
+            pick(&|row| row.redis_commands as f64 / row.outcome.answered().max(1) as f64),
+            errors
+        );
+    }
+    println!();
+    for &scenario in &options.scenarios {
+        let floor_target = match scenario {
+            Scenario::Tls => (Scenario::Tls, "bare"),
+            Scenario::Signed => (Scenario::Signed, "signed-floor"),
+            Scenario::KeyPackage if options.scenarios.contains(&Scenario::Signed) => {
+                (Scenario::Signed, "signed-floor")
+            }
+            Scenario::KeyPackage => (Scenario::KeyPackage, "signed-floor"),
+        };
+        let ratios: Vec<f64> = (0..options.rounds)
+            .filter_map(|round| {
+                let find = |(scenario, target): (Scenario, &str)| {
+                    rows.iter().find(|row| {
+                        row.round == round && row.scenario == scenario && row.target == target
+                    })
+                };
+                let gateway = find((scenario, "gateway"))?;
+                let floor = find(floor_target)?;
+                Some(gateway.outcome.per_second() / floor.outcome.per_second().max(1e-9))
+            })
+            .collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = ratios.iter().copied().fold(0.0, f64::max);
+        let ratio = median(ratios);
+        let p99 = median(
+            rows.iter()
+                .filter(|row| row.scenario == scenario && row.target == "gateway")
+                .map(|row| ms(row.outcome.percentile(0.99)))
+                .collect(),
+        );
+        let (target, extra) = match scenario {
+            Scenario::Tls => (0.9, String::new()),
+            Scenario::Signed => (0.9, String::new()),
+            Scenario::KeyPackage => (
+                0.75,
+                format!(
+                    "; p99 {p99:.1} ms (target under 10 ms at 64 in flight: {})",
+                    if p99 < 10.0 { "met" } else { "not met" }
+                ),
+            ),
+        };
+        println!(
+            "{:<12} gateway / {:<13} {ratio:.2}x median, {low:.2}-{high:.2}x over rounds (target {target}x: {}){extra}",
+            scenario.name(),
+            floor_target.1,
+            if ratio >= target { "met" } else { "not met" }
+        );
+    }
+}
+
+fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
+    let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
+    let mut text = String::from(
+        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req\n",
+    );
+    for row in rows {
+        let errors: u64 = row.outcome.errors().values().sum();
+        text.push_str(&format!(
+            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2}\n",
+            row.round + 1,
+            row.scenario.name(),
+            row.target,
+            row.outcome.answered(),
+            row.outcome.elapsed.as_secs_f64(),
+            row.outcome.per_second(),
+            ms(row.outcome.percentile(0.50)),
+            ms(row.outcome.percentile(0.90)),
+            ms(row.outcome.percentile(0.99)),
+            errors,
+            row.per_request(row.server_cpu),
+            row.per_request(row.redis_cpu),
+            row.redis_commands as f64 / row.outcome.answered().max(1) as f64,
+        ));
+    }
+    std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,256 @@
+//! The benchmark's processes and readings: `redis-server`, the gateway and the floors as
+//! children on loopback (pinned to the last core when `taskset` is there, the load client to
+//! the first), each stopped by its PID; CPU time from `/proc/<pid>/stat`; Redis commands from
+//! `INFO commandstats`; RSS from `/proc/<pid>/status`; the machine's description.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, killed (by its PID) when dropped.
+pub struct Process {
+    pub name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The cores: the load client runs on the first, servers on the last (when there are two or
+/// more and `taskset` exists); `None` when nothing is pinned.
+pub fn server_core() -> Option<usize> {
+    // Read once, before this process pins itself (which narrows what it sees).
+    static CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *CORE.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores >= 2 && has("taskset")).then_some(cores - 1)
+    })
+}
+
+/// The machine's cores (as this process saw them before pinning itself).
+pub fn cores() -> usize {
+    server_core().map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |core| core + 1,
+    )
+}
+
+/// Pins this process (the load client) to core 0.
+pub fn pin_self() -> bool {
+    server_core().is_some()
+        && Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+}
+
+/// Starts `program args` (on the servers' core), output to `log`.
+pub fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    log: &Path,
+) -> Result<Process, String> {
+    let mut command = match server_core() {
+        Some(core) => {
+            let mut command = Command::new("taskset");
+            command
+                .arg("-c")
+                .arg(core.to_string())
+                .arg(program)
+                .args(args);
+            command
+        }
+        None => {
+            let mut command = Command::new(program);
+            command.args(args);
+            command
+        }
+    };
+    let output =
+        std::fs::File::create(log).map_err(|error| format!("{}: {error}", log.display()))?;
+    let errors = output.try_clone().map_err(|error| error.to_string())?;
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .spawn()
+        .map_err(|error| format!("starting {}: {error}", program.display()))?;
+    Ok(Process { name, child })
+}
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
+    Ok(listener
+        .local_addr()
+        .map_err(|error| error.to_string())?
+        .port())
+}
+
+/// Waits (up to `limit`) until `address` accepts connections.
+pub fn wait_listening(
+    process: &mut Process,
+    address: SocketAddr,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if !process.alive() {
+            return Err(format!(
+                "{} exited before listening on {address}",
+                process.name
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} not listening on {address} after {limit:?}",
+                process.name
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `redis-server` on a free loopback port, nothing persisted.
+pub fn start_redis(dir: &Path) -> Result<(Process, u16), String> {
+    if !has("redis-server") {
+        return Err("redis-server is not installed (apt-get install redis-server)".into());
+    }
+    let port = free_port()?;
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let mut process = spawn(
+        "redis-server",
+        Path::new("redis-server"),
+        &args,
+        &[],
+        &dir.join("redis.log"),
+    )?;
+    wait_listening(
+        &mut process,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    )?;
+    Ok((process, port))
+}
+
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// Calls of every command so far (`INFO commandstats`), and the memory Redis uses.
+pub async fn redis_counters(
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> Result<(u64, u64), String> {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .map_err(|error| format!("INFO commandstats: {error}"))?;
+    let calls = stats
+        .lines()
+        .filter_map(|line| line.split_once("calls=").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum();
+    let memory: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(redis)
+        .await
+        .map_err(|error| format!("INFO memory: {error}"))?;
+    let used = memory
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    Ok((calls, used))
+}
+
+/// The machine the figures come from.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = cores();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or_else(String::new, |kib| format!(", {} GiB", kib / 1024 / 1024));
+    format!("{cpu}, {cores} cores{memory}, Linux {kernel}")
+}

@@ -1,0 +1,119 @@
+//! Issue 17, "Load generator (in the tree)": `mimi-gateway bench` runs the way a developer
+//! runs it, here tiny and bounded (one round, one second a run, a few hundred requests): it
+//! starts its own redis-server, gateway and floors on loopback, every scenario gets answers
+//! and no errors from the gateway and from its floor, the summary names each ratio, the CSV
+//! holds every run, and the processes it started are gone when it exits. No figure is
+//! asserted: timings belong to the benchmark's own output.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mimi-gateway"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The processes whose command line names `needle` (from /proc).
+fn processes_naming(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            path.file_name()?.to_str()?.parse::<u32>().ok()?;
+            let command = std::fs::read(path.join("cmdline")).ok()?;
+            let command = String::from_utf8_lossy(&command).replace('\0', " ");
+            command.contains(needle).then_some(command)
+        })
+        .collect()
+}
+
+#[test]
+fn the_load_generator_runs_every_scenario_against_its_floor() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = bench(&[
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--requests",
+        "300",
+        "--key-packages",
+        "100",
+        "--in-flight",
+        "8",
+        "--connections",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    // Every run line: answers and no errors.
+    let runs: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("round 1 "))
+        .collect();
+    assert_eq!(runs.len(), 5, "tls x2, signed x2, key-package: {stdout}");
+    for (scenario, target) in [
+        ("tls", "bare"),
+        ("tls", "gateway"),
+        ("signed", "signed-floor"),
+        ("signed", "gateway"),
+        ("key-package", "gateway"),
+    ] {
+        let line = runs
+            .iter()
+            .find(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.get(2) == Some(&scenario) && words.get(3) == Some(&target)
+            })
+            .unwrap_or_else(|| panic!("{scenario} {target} in {stdout}"));
+        assert!(line.ends_with("errors {}"), "{line}");
+        let per_second: f64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+        assert!(per_second > 0.0, "{line}");
+    }
+    for ratio in [
+        "tls          gateway / bare",
+        "signed       gateway / signed-floor",
+        "key-package  gateway / signed-floor",
+    ] {
+        assert!(stdout.contains(ratio), "{ratio} in {stdout}");
+    }
+    assert!(stdout.contains("Redis holds"), "{stdout}");
+    assert!(stdout.contains("machine: "), "{stdout}");
+    // The CSV: a header and one row per run.
+    let csv = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
+        .expect("a CSV");
+    let text = std::fs::read_to_string(csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("round,scenario,target,answered"),
+        "{text}"
+    );
+    assert_eq!(lines.len(), 6, "{text}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|line| line.split(',').nth(9) == Some("0")),
+        "no errors: {text}"
+    );
+    // What it started, it stopped.
+    let left = processes_naming("mimi-bench-");
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[test]
+fn the_load_generator_refuses_an_unknown_scenario() {
+    let (ok, _, stderr) = bench(&["--scenarios", "tls,everything"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown scenario `everything`"), "{stderr}");
+}
