@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{RateClassConfig, RateLimitsConfig};
-use crate::store::{RateCounters, RequestWindow, StoreError};
+use crate::store::RequestWindow;
 
 /// Most addresses or callers tracked in one table; past it, entries that are done go first.
 const MAX_TRACKED: usize = 100_000;
@@ -352,31 +352,30 @@ impl CallerLimits {
             .all(|(name, cap)| *cap == 0 || capped.get(&format!("{scope} {name}")) != Some(&index))
     }
 
-    /// Counts a fresh assignment to `receiver` of `scope` in the store (shared by every
-    /// process); a count that reached its cap stops fresh assignments here until the window
-    /// ends. Other processes learn it from their own next count, so the cap is exceeded by
-    /// at most one assignment per process.
-    pub async fn count_fresh(
+    /// The counters a fresh assignment to `receiver` adds one to (those with a cap), and
+    /// their window: what the store counts in the retrieval's own step.
+    pub fn fresh_counter_names(&self, receiver: &str) -> (Vec<(String, u64)>, u64) {
+        (
+            self.fresh_counters(receiver)
+                .into_iter()
+                .filter(|(_, cap)| *cap > 0)
+                .collect(),
+            self.config.key_package_window_secs,
+        )
+    }
+
+    /// The counts of a fresh assignment (shared by every process, in the order of
+    /// [`Self::fresh_counter_names`]): a count that reached its cap stops fresh assignments
+    /// here until the window ends. Other processes learn it from their own next count, so
+    /// the cap is exceeded by at most one assignment per process.
+    pub fn note_fresh_counts(
         &self,
-        store: &dyn RateCounters,
         scope: &str,
-        receiver: &str,
+        counters: &[(String, u64)],
+        counts: &[u64],
         now: u64,
-    ) -> Result<(), StoreError> {
-        let counters: Vec<(String, u64)> = self
-            .fresh_counters(receiver)
-            .into_iter()
-            .filter(|(_, cap)| *cap > 0)
-            .collect();
-        if counters.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = counters.iter().map(|(name, _)| name.as_str()).collect();
-        let window_secs = self.config.key_package_window_secs;
-        let counts = store
-            .count_in_window(scope, &names, window_secs, now)
-            .await?;
-        let index = now / window_secs.max(1);
+    ) {
+        let index = now / self.config.key_package_window_secs.max(1);
         let mut capped = self
             .fresh_capped
             .lock()
@@ -385,11 +384,10 @@ impl CallerLimits {
             capped.retain(|_, at| *at >= index);
         }
         for ((name, cap), count) in counters.iter().zip(counts) {
-            if count >= *cap {
+            if count >= cap {
                 capped.insert(format!("{scope} {name}"), index);
             }
         }
-        Ok(())
     }
 
     /// Seconds until the key-package window holding `now` ends.
@@ -467,27 +465,36 @@ mod tests {
         );
     }
 
+    /// What a retrieval's fresh assignment does: the store counts, the limits note it.
+    async fn count_fresh(
+        limits: &CallerLimits,
+        store: &crate::store::memory::MemoryStore,
+        scope: &str,
+        receiver: &str,
+        now: u64,
+    ) {
+        use crate::store::RateCounters as _;
+        let (counters, window_secs) = limits.fresh_counter_names(receiver);
+        let names: Vec<&str> = counters.iter().map(|(name, _)| name.as_str()).collect();
+        let counts = store
+            .count_in_window(scope, &names, window_secs, now)
+            .await
+            .unwrap();
+        limits.note_fresh_counts(scope, &counters, &counts, now);
+    }
+
     #[tokio::test]
     async fn fresh_assignments_stop_at_the_receivers_cap_and_the_callers() {
         let limits = limits();
         let store = crate::store::memory::MemoryStore::default();
         let now = 600;
         assert!(limits.may_assign_fresh("app:a", "r1", now));
-        limits
-            .count_fresh(&store, "app:a", "r1", now)
-            .await
-            .unwrap();
+        count_fresh(&limits, &store, "app:a", "r1", now).await;
         assert!(limits.may_assign_fresh("app:a", "r1", now));
-        limits
-            .count_fresh(&store, "app:a", "r1", now)
-            .await
-            .unwrap();
+        count_fresh(&limits, &store, "app:a", "r1", now).await;
         assert!(!limits.may_assign_fresh("app:a", "r1", now), "receiver cap");
         assert!(limits.may_assign_fresh("app:a", "r2", now));
-        limits
-            .count_fresh(&store, "app:a", "r2", now)
-            .await
-            .unwrap();
+        count_fresh(&limits, &store, "app:a", "r2", now).await;
         assert!(!limits.may_assign_fresh("app:a", "r3", now), "caller cap");
         assert!(limits.may_assign_fresh("app:b", "r1", now), "per caller");
         assert!(

@@ -19,8 +19,10 @@ use crate::rate_limits::CallerLimits;
 use crate::service::applications::{Application, Applications};
 use crate::service::registry::Registry;
 use crate::service::remote::{Remote, bare_key_package, fresh_receiver, peer_receiver};
+use crate::store::{
+    FreshAssignment, KeyQueueError, KeyQueueUpdate, RegistryError, SharedStore, StoredKeyPackage,
+};
 pub(crate) use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
-use crate::store::{KeyQueueError, KeyQueueUpdate, RegistryError, SharedStore, StoredKeyPackage};
 
 /// An application label: at most 255 bytes, no control characters (empty is the default).
 pub(crate) fn check_label(label: &str) -> Result<(), GatewayError> {
@@ -232,31 +234,32 @@ impl KeyQueues {
         now: u64,
     ) -> Result<RetrievedKeyPackage, KeyQueueError> {
         let limits = &self.caller_limits;
-        let fresh = limits.may_assign_fresh(scope, receiver, now);
-        let retrieved = self
+        let (counters, window_secs) = limits.fresh_counter_names(receiver);
+        let names: Vec<&str> = counters.iter().map(|(name, _)| name.as_str()).collect();
+        let fresh = FreshAssignment {
+            may_assign: limits.may_assign_fresh(scope, receiver, now),
+            scope,
+            counters: &names,
+            window_secs,
+        };
+        match self
             .store
             .retrieve_key_package(app, client, attributes, receiver, now, fresh)
-            .await;
-        match &retrieved {
-            Ok(RetrievedKeyPackage::Assigned(_)) => {
-                // The package is assigned already: a failed count must not lose it.
-                if let Err(error) = limits
-                    .count_fresh(self.store.as_ref(), scope, receiver, now)
-                    .await
-                {
-                    tracing::warn!(%error, "could not count a fresh key-package assignment");
-                }
+            .await
+        {
+            Ok(retrieval) => {
+                limits.note_fresh_counts(scope, &counters, &retrieval.fresh_counts, now);
+                Ok(retrieval.package)
             }
             Err(KeyQueueError::Withheld { .. }) => {
                 self.metrics
                     .count_rate_limited(scope, "fresh_key_packages", "fresh_withheld");
-                return Err(KeyQueueError::Withheld {
+                Err(KeyQueueError::Withheld {
                     retry_after_secs: limits.fresh_retry_after(now),
-                });
+                })
             }
-            _ => {}
+            Err(error) => Err(error),
         }
-        retrieved
     }
 
     /// The clients (handle, id) of `account` in `app`.

@@ -215,6 +215,27 @@ pub enum RetrievedKeyPackage {
     FinalKey(Vec<u8>),
 }
 
+/// What a retrieval may assign, and what it counts when it does (issue 17: the count is
+/// part of the retrieval's step, not a round trip of its own): with `may_assign` false only
+/// the package assigned before or the final key is served; a fresh assignment adds one to
+/// each of the caller's `counters` (rate counters of `scope` in its `window_secs` window)
+/// and answers their counts.
+#[derive(Debug, Clone, Copy)]
+pub struct FreshAssignment<'a> {
+    pub may_assign: bool,
+    pub scope: &'a str,
+    pub counters: &'a [&'a str],
+    pub window_secs: u64,
+}
+
+/// A retrieval's answer: the package, and after a fresh assignment the counts of
+/// [`FreshAssignment::counters`] in order (empty otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retrieval {
+    pub package: RetrievedKeyPackage,
+    pub fresh_counts: Vec<u64>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KeyQueueError {
     #[error("no such client")]
@@ -282,7 +303,10 @@ pub trait KeyQueues: Send + Sync {
     /// `receiver`, else the unassigned one with the earliest `not_after` (now assigned),
     /// else the final key; expired packages are dropped on the way. With `fresh` false no
     /// package is newly assigned: the one assigned before, else the final key, else
-    /// `Withheld` (with `retry_after_secs` 0, for the caller to fill in).
+    /// `Withheld` (with `retry_after_secs` 0, for the caller to fill in). A fresh assignment
+    /// is counted in `fresh.counters` (on a single Redis in the same script; on a Cluster,
+    /// whose counters live in the caller's slot, right after).
+    #[allow(clippy::too_many_arguments)]
     async fn retrieve_key_package(
         &self,
         app: Uuid,
@@ -290,8 +314,8 @@ pub trait KeyQueues: Send + Sync {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
-        fresh: bool,
-    ) -> Result<RetrievedKeyPackage, KeyQueueError>;
+        fresh: FreshAssignment<'_>,
+    ) -> Result<Retrieval, KeyQueueError>;
 
     /// Advances the queue holding the package `reference` (a commit added it): the package
     /// is deleted, and its receiver gets a new one next time. `false` if no queue has it.

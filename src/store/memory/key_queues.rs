@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{MemoryStore, poisoned};
 use crate::store::{
-    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RetrievedKeyPackage, StoreError,
-    StoredKeyPackage,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RateCounters,
+    Retrieval, RetrievedKeyPackage, StoreError, StoredKeyPackage,
 };
 
 #[derive(Default)]
@@ -238,6 +238,53 @@ impl KeyQueues for MemoryStore {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
+        fresh: FreshAssignment<'_>,
+    ) -> Result<Retrieval, KeyQueueError> {
+        let package =
+            self.retrieve_now(app, client, attributes, receiver, now, fresh.may_assign)?;
+        let fresh_counts = match package {
+            RetrievedKeyPackage::Assigned(_) if !fresh.counters.is_empty() => {
+                self.count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
+                    .await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Retrieval {
+            package,
+            fresh_counts,
+        })
+    }
+
+    async fn advance_key_queue(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        reference: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(self.key_queue_table()?.advance(app, client, reference))
+    }
+
+    async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError> {
+        let mut table = self.key_queue_table()?;
+        table.retired.insert(client);
+        if let Some(index) = table.index.remove(&(app, client)) {
+            for queue in index.values() {
+                table.queues.remove(queue);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// The retrieval itself, under the key queues' lock.
+    fn retrieve_now(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
         fresh: bool,
     ) -> Result<RetrievedKeyPackage, KeyQueueError> {
         let mut table = self.key_queue_table()?;
@@ -285,25 +332,5 @@ impl KeyQueues for MemoryStore {
             }),
             _ => Err(KeyQueueError::Exhausted),
         }
-    }
-
-    async fn advance_key_queue(
-        &self,
-        app: Uuid,
-        client: Uuid,
-        reference: &[u8],
-    ) -> Result<bool, StoreError> {
-        Ok(self.key_queue_table()?.advance(app, client, reference))
-    }
-
-    async fn retire_client_key_queues(&self, app: Uuid, client: Uuid) -> Result<(), StoreError> {
-        let mut table = self.key_queue_table()?;
-        table.retired.insert(client);
-        if let Some(index) = table.index.remove(&(app, client)) {
-            for queue in index.values() {
-                table.queues.remove(queue);
-            }
-        }
-        Ok(())
     }
 }

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::RedisStore;
 use crate::store::{
-    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RetrievedKeyPackage, StoreError,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RateCounters,
+    RequestWindow, Retrieval, RetrievedKeyPackage, StoreError,
 };
 
 /// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
@@ -41,8 +42,10 @@ pub(super) fn update_queue_script() -> String {
     format!("{PURGE}{}", include_str!("lua/update_queue.lua"))
 }
 
-/// KEYS: index, retired. ARGV: field, receiver, now, queue prefix, fresh ('1': a package
-/// may be newly assigned). Returns {0} no queue, {1, bytes} newly assigned package,
+/// KEYS: index, retired, then the caller's fresh-assignment counters (single Redis only:
+/// on a Cluster they live in another slot). ARGV: field, receiver, now, queue prefix, fresh
+/// ('1': a package may be newly assigned), the counters' TTL. Returns {0} no queue,
+/// {1, bytes, counts...} newly assigned package (each counter incremented),
 /// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} a fresh
 /// package is there but `fresh` is off, and none was assigned before and no final key.
 pub(super) fn retrieve_script() -> String {
@@ -230,34 +233,73 @@ impl KeyQueues for RedisStore {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
-        fresh: bool,
-    ) -> Result<RetrievedKeyPackage, KeyQueueError> {
+        fresh: FreshAssignment<'_>,
+    ) -> Result<Retrieval, KeyQueueError> {
         let keys = QueueKeys::new(client);
+        // On a single Redis the counters join the retrieval's script: one round trip.
+        let counted_here = !self.is_cluster();
         let mut invocation = self.scripts.retrieve.prepare_invoke();
+        invocation.key(keys.index(app)).key(keys.retired());
+        let mut ttl = 1;
+        if counted_here {
+            for name in fresh.counters {
+                let window = RequestWindow {
+                    name,
+                    window_secs: fresh.window_secs,
+                    now,
+                };
+                ttl = window.remaining_secs() + 1;
+                invocation.key(super::replay::counter_key(fresh.scope, &window));
+            }
+        }
         invocation
-            .key(keys.index(app))
-            .key(keys.retired())
             .arg(attributes.field())
             .arg(receiver)
             .arg(now)
             .arg(keys.queue_prefix())
-            .arg(if fresh { "1" } else { "0" });
+            .arg(if fresh.may_assign { "1" } else { "0" })
+            .arg(ttl);
         let reply: Vec<Value> = self
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        match status_and_payload(&reply)? {
-            (1, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::Assigned(bytes.clone())),
-            (2, Some(Value::BulkString(bytes))) => Ok(RetrievedKeyPackage::FinalKey(bytes.clone())),
+        let package = match status_and_payload(&reply)? {
+            (1, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::Assigned(bytes.clone()),
+            (2, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::FinalKey(bytes.clone()),
             (4, Some(Value::BulkString(bytes))) => {
-                Ok(RetrievedKeyPackage::AssignedBefore(bytes.clone()))
+                RetrievedKeyPackage::AssignedBefore(bytes.clone())
             }
-            (5, _) => Err(KeyQueueError::Withheld {
-                retry_after_secs: 0,
-            }),
-            (0, _) => Err(KeyQueueError::NoMatchingQueue),
-            (3, _) => Err(KeyQueueError::Exhausted),
-            _ => Err(malformed("retrieval status").into()),
-        }
+            (5, _) => {
+                return Err(KeyQueueError::Withheld {
+                    retry_after_secs: 0,
+                });
+            }
+            (0, _) => return Err(KeyQueueError::NoMatchingQueue),
+            (3, _) => return Err(KeyQueueError::Exhausted),
+            _ => return Err(malformed("retrieval status").into()),
+        };
+        let fresh_counts = match &package {
+            RetrievedKeyPackage::Assigned(_) if fresh.counters.is_empty() => Vec::new(),
+            RetrievedKeyPackage::Assigned(_) if counted_here => reply[2..]
+                .iter()
+                .map(|count| match count {
+                    Value::Int(count) => u64::try_from(*count).map_err(|_| malformed("count")),
+                    _ => Err(malformed("count")),
+                })
+                .collect::<Result<_, _>>()?,
+            // The package is assigned already: a failed count must not lose it.
+            RetrievedKeyPackage::Assigned(_) => self
+                .count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not count a fresh key-package assignment");
+                    Vec::new()
+                }),
+            _ => Vec::new(),
+        };
+        Ok(Retrieval {
+            package,
+            fresh_counts,
+        })
     }
 
     async fn advance_key_queue(

@@ -223,6 +223,11 @@ impl RedisStore {
         }
     }
 
+    /// Whether this is a Redis Cluster (keys of different slots never share a script).
+    fn is_cluster(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
+    }
+
     /// Runs one store operation under the command timeout. The operation happened atomically
     /// or not at all; when its answer did not come in time the error is `Unanswered` (either
     /// may be), otherwise `Unavailable` (nothing changed; a connection that broke after the

@@ -23,7 +23,7 @@ fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
     format!("mimi:replay:{{{sender}}}:{}", hex::encode(request_id))
 }
 
-fn counter_key(scope: &str, window: &RequestWindow<'_>) -> String {
+pub(super) fn counter_key(scope: &str, window: &RequestWindow<'_>) -> String {
     format!(
         "mimi:rate:{{{scope}}}:{}:{}:{}",
         window.window_secs,

@@ -303,7 +303,13 @@ async fn first_commit(
         .await
         .unwrap();
     let wanted = attributes();
-    let retrieve = || store.retrieve_key_package(app, client, &wanted, "alice", NOW, true);
+    let fresh = store::FreshAssignment {
+        may_assign: true,
+        scope: "app:contract",
+        counters: &[],
+        window_secs: 60,
+    };
+    let retrieve = || store.retrieve_key_package(app, client, &wanted, "alice", NOW, fresh);
     t.note("retrieved before", retrieve().await.unwrap());
 
     // Commit 1: CAS on epoch 0.
@@ -350,7 +356,7 @@ async fn first_commit(
     );
     // The used package left the queue: its receiver gets the next one.
     assert_eq!(
-        t.note("retrieved after", retrieve().await.unwrap()),
+        t.note("retrieved after", retrieve().await.unwrap().package),
         store::RetrievedKeyPackage::Assigned(vec![0x4b, 2])
     );
     let head = store.group_head(app, G1).await.unwrap().unwrap();

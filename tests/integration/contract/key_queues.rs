@@ -6,8 +6,8 @@
 //! handed to it again, the final key after the pool, and nothing handed out twice.
 
 use mimi_gateway::store::{
-    KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage, SharedStore,
-    StoredKeyPackage,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage,
+    SharedStore, StoredKeyPackage,
 };
 use uuid::Uuid;
 
@@ -97,28 +97,63 @@ async fn contract(store: SharedStore) -> Vec<String> {
         .await
         .unwrap();
     let wanted = attributes();
+    // A fresh assignment counts in the caller's counters, in the retrieval's own step.
+    let fresh = |may_assign: bool| FreshAssignment {
+        may_assign,
+        scope: "app:contract",
+        counters: &["fresh", "fresh:any"],
+        window_secs: 3_600,
+    };
     let retrieve = |receiver: &'static str, now: u64| {
         let (store, wanted) = (store.clone(), wanted.clone());
         async move {
             store
-                .retrieve_key_package(app, client, &wanted, receiver, now, true)
+                .retrieve_key_package(app, client, &wanted, receiver, now, fresh(true))
                 .await
         }
     };
     // Earliest `not_after` first, the expired one skipped; a receiver gets its own again.
-    for (receiver, expected) in [
-        ("ann", RetrievedKeyPackage::Assigned(vec![0x4b, 2])),
-        ("ann", RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2])),
-        ("ben", RetrievedKeyPackage::Assigned(vec![0x4b, 3])),
-        ("cy", RetrievedKeyPackage::Assigned(vec![0x4b, 4])),
+    for (receiver, expected, counts) in [
+        (
+            "ann",
+            RetrievedKeyPackage::Assigned(vec![0x4b, 2]),
+            vec![1, 1],
+        ),
+        (
+            "ann",
+            RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2]),
+            vec![],
+        ),
+        (
+            "ben",
+            RetrievedKeyPackage::Assigned(vec![0x4b, 3]),
+            vec![2, 2],
+        ),
+        (
+            "cy",
+            RetrievedKeyPackage::Assigned(vec![0x4b, 4]),
+            vec![3, 3],
+        ),
         // The pool spent: the final key, to anyone, as often as asked.
-        ("dee", RetrievedKeyPackage::FinalKey(vec![0x4b, 9])),
-        ("eve", RetrievedKeyPackage::FinalKey(vec![0x4b, 9])),
+        ("dee", RetrievedKeyPackage::FinalKey(vec![0x4b, 9]), vec![]),
+        ("eve", RetrievedKeyPackage::FinalKey(vec![0x4b, 9]), vec![]),
     ] {
         let got = retrieve(receiver, NOW + 20).await.unwrap();
-        assert_eq!(got, expected, "{receiver}");
+        assert_eq!(got.package, expected, "{receiver}");
+        assert_eq!(
+            got.fresh_counts, counts,
+            "{receiver}: counted only when fresh"
+        );
         transcript.push(format!("{receiver}: {got:?}"));
     }
+    // The counters are the rate counters of the caller: the next count continues them.
+    assert_eq!(
+        store
+            .count_in_window("app:contract", &["fresh"], 3_600, NOW + 20)
+            .await
+            .unwrap(),
+        [4]
+    );
     // Another suite has no queue.
     let other = KeyQueueAttributes {
         cipher_suite: 3,
@@ -126,16 +161,17 @@ async fn contract(store: SharedStore) -> Vec<String> {
     };
     assert!(matches!(
         store
-            .retrieve_key_package(app, client, &other, "ann", NOW, true)
+            .retrieve_key_package(app, client, &other, "ann", NOW, fresh(true))
             .await,
         Err(KeyQueueError::NoMatchingQueue)
     ));
     // Not fresh: only what the receiver had before and final keys.
     assert_eq!(
         store
-            .retrieve_key_package(app, client, &wanted, "ann", NOW + 20, false)
+            .retrieve_key_package(app, client, &wanted, "ann", NOW + 20, fresh(false))
             .await
-            .unwrap(),
+            .unwrap()
+            .package,
         RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2])
     );
     assert!(store.delete_key_queue(app, client, queue).await.unwrap());

@@ -14,7 +14,13 @@ if first[1] then
   redis.call('ZADD', base .. ':taken', first[2], ref)
   redis.call('HSET', base .. ':to', ARGV[2], ref)
   redis.call('HSET', base .. ':by', ref, ARGV[2])
-  return {1, redis.call('HGET', base .. ':pkg', ref)}
+  local reply = {1, redis.call('HGET', base .. ':pkg', ref)}
+  for i = 3, #KEYS do
+    local count = redis.call('INCR', KEYS[i])
+    if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[6]) end
+    reply[#reply + 1] = count
+  end
+  return reply
 end
 local final = redis.call('HMGET', base, 'final', 'final_not_after')
 if final[1] and tonumber(final[2]) > now then return {2, final[1]} end
