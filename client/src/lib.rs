@@ -243,9 +243,11 @@ impl std::ops::Sub for Traffic {
 
     fn sub(self, earlier: Traffic) -> Traffic {
         Traffic {
-            requests: self.requests - earlier.requests,
-            body_bytes_sent: self.body_bytes_sent - earlier.body_bytes_sent,
-            body_bytes_received: self.body_bytes_received - earlier.body_bytes_received,
+            requests: self.requests.saturating_sub(earlier.requests),
+            body_bytes_sent: self.body_bytes_sent.saturating_sub(earlier.body_bytes_sent),
+            body_bytes_received: self
+                .body_bytes_received
+                .saturating_sub(earlier.body_bytes_received),
         }
     }
 }

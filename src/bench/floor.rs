@@ -107,6 +107,8 @@ async fn serve(
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors or the like: wait instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);

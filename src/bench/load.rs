@@ -77,7 +77,7 @@ impl Signer {
 
 /// What one timed run gave.
 pub struct RunOutcome {
-    /// Latencies of the answered requests, sorted.
+    /// Latencies of the requests answered with 2xx, sorted.
     pub latencies: Vec<Duration>,
     /// Answers by HTTP status; `0` counts requests that got no answer.
     pub statuses: BTreeMap<u16, u64>,
@@ -85,6 +85,7 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// Requests answered with 2xx.
     pub fn answered(&self) -> usize {
         self.latencies.len()
     }
@@ -97,7 +98,10 @@ impl RunOutcome {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }
-        let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        // The nearest-rank percentile: the smallest latency with at least p of them at or
+        // below it.
+        let rank = (self.latencies.len() as f64 * p).ceil() as usize;
+        let index = rank.clamp(1, self.latencies.len()) - 1;
         self.latencies[index]
     }
 
@@ -200,7 +204,10 @@ pub async fn drive(
                         Ok(response) => {
                             let status = response.status().as_u16();
                             let _ = response.into_body().collect().await;
-                            latencies.push(sent.elapsed());
+                            // Refusals are counted by status, not as throughput.
+                            if (200..300).contains(&status) {
+                                latencies.push(sent.elapsed());
+                            }
                             status
                         }
                         Err(_) => 0,

@@ -83,6 +83,8 @@ struct Row {
     outcome: RunOutcome,
     server_cpu: Duration,
     redis_cpu: Duration,
+    /// The load client's own CPU: near a whole core, it is the client that limits.
+    client_cpu: Duration,
     redis_commands: u64,
 }
 
@@ -414,16 +416,27 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
         .map_err(fail)?;
     println!("machine: {}", procs::machine());
     println!(
-        "load client on core 0, gateway, floors and redis-server on core {}; {} in flight over {} HTTP/2 connections; {} rounds of at most {} s per run",
-        procs::server_core().map_or_else(|| "any (not pinned)".into(), |core| core.to_string()),
+        "{}; {} in flight over {} HTTP/2 connections; {} rounds of at most {} s per run",
+        procs::cores_used().map_or_else(
+            || "load client and servers not pinned".to_owned(),
+            |(client, servers)| format!(
+                "load client on CPU {client}, gateway, floors and redis-server on CPU {servers}"
+            )
+        ),
         options.in_flight,
         options.connections,
         options.rounds,
         options.seconds
     );
     if !pinned {
-        println!("(not pinned: taskset is missing or there is one core)");
+        println!("(not pinned: taskset is missing or there is one CPU)");
     }
+    println!(
+        "processes: redis-server {}, gateway {}, floor {}",
+        setup.redis.pid(),
+        setup.gateway.pid(),
+        setup.floor.pid()
+    );
     let wants = |scenario| options.scenarios.contains(&scenario);
     let prepared = Instant::now();
     let (queues, redis_bytes_per_package) = if wants(Scenario::KeyPackage) {
@@ -441,10 +454,6 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     }
     let rss_start = procs::rss_kib(setup.gateway.pid());
     let tls = load::connector(&setup.ca)?;
-    let gateway_application = load::connect(&tls, setup.application, options.connections).await?;
-    let gateway_federation = load::connect(&tls, setup.federation, options.connections).await?;
-    let bare = load::connect(&tls, setup.bare, options.connections).await?;
-    let signed_floor = load::connect(&tls, setup.signed_floor, options.connections).await?;
     let limit = Duration::from_secs(options.seconds);
     let mut rows: Vec<Row> = Vec::new();
     for round in 0..options.rounds {
@@ -460,33 +469,31 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 targets.reverse();
             }
             for target in targets {
-                let (senders, server, prepared) = match (scenario, target) {
-                    (Scenario::Tls, "bare") => (
-                        &bare,
-                        &setup.floor,
-                        requests(&setup, scenario, round, &options, &queues)?,
-                    ),
-                    (Scenario::Tls, _) => (
-                        &gateway_federation,
-                        &setup.gateway,
-                        requests(&setup, scenario, round, &options, &queues)?,
-                    ),
-                    (_, "signed-floor") => (
-                        &signed_floor,
-                        &setup.floor,
-                        requests(&setup, Scenario::Signed, round, &options, &queues)?,
-                    ),
-                    _ => (
-                        &gateway_application,
-                        &setup.gateway,
-                        requests(&setup, scenario, round, &options, &queues)?,
-                    ),
+                let (address, server, kind) = match (scenario, target) {
+                    (Scenario::Tls, "bare") => (setup.bare, &setup.floor, scenario),
+                    (Scenario::Tls, _) => (setup.federation, &setup.gateway, scenario),
+                    (_, "signed-floor") => (setup.signed_floor, &setup.floor, Scenario::Signed),
+                    _ => (setup.application, &setup.gateway, scenario),
                 };
+                let prepared = requests(&setup, kind, round, &options, &queues)?;
+                // Fresh connections for each run (an idle one would meet the server's
+                // timeouts), opened before the clock starts.
+                let senders = load::connect(&tls, address, options.connections).await?;
                 let (server_pid, redis_pid) = (server.pid(), setup.redis.pid());
-                let cpu_before = (procs::cpu_time(server_pid), procs::cpu_time(redis_pid));
+                let client_pid = std::process::id();
+                let cpu_before = (
+                    procs::cpu_time(server_pid),
+                    procs::cpu_time(redis_pid),
+                    procs::cpu_time(client_pid),
+                );
                 let (calls_before, _) = procs::redis_counters(&mut redis).await?;
-                let outcome = load::drive(senders, prepared, options.in_flight, limit).await;
-                let cpu_after = (procs::cpu_time(server_pid), procs::cpu_time(redis_pid));
+                let outcome = load::drive(&senders, prepared, options.in_flight, limit).await;
+                let cpu_after = (
+                    procs::cpu_time(server_pid),
+                    procs::cpu_time(redis_pid),
+                    procs::cpu_time(client_pid),
+                );
+                drop(senders);
                 let (calls_after, _) = procs::redis_counters(&mut redis).await?;
                 let spent = |before: Option<Duration>, after: Option<Duration>| {
                     after.zip(before).map_or(Duration::ZERO, |(after, before)| {
@@ -501,6 +508,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     target,
                     server_cpu: spent(cpu_before.0, cpu_after.0),
                     redis_cpu: spent(cpu_before.1, cpu_after.1),
+                    client_cpu: spent(cpu_before.2, cpu_after.2),
                     redis_commands,
                     outcome,
                 };
@@ -545,7 +553,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
 fn report(options: &BenchOptions, rows: &[Row]) {
     println!();
     println!(
-        "{:<12} {:<13} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9}  errors",
+        "{:<12} {:<13} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}  errors",
         "scenario",
         "target",
         "req/s",
@@ -554,7 +562,8 @@ fn report(options: &BenchOptions, rows: &[Row]) {
         "p99 ms",
         "server us",
         "redis us",
-        "redis cmd"
+        "redis cmd",
+        "client us"
     );
     let mut lines: Vec<(Scenario, &str)> = Vec::new();
     for row in rows {
@@ -575,7 +584,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             }
         }
         println!(
-            "{:<12} {:<13} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.1} {:>10.1} {:>9.1}  {:?}",
+            "{:<12} {:<13} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.1} {:>10.1} {:>9.1} {:>10.1}  {:?}",
             scenario.name(),
             target,
             pick(&|row| row.outcome.per_second()),
@@ -585,6 +594,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             pick(&|row| row.per_request(row.server_cpu)),
             pick(&|row| row.per_request(row.redis_cpu)),
             pick(&|row| row.redis_commands as f64 / row.outcome.answered().max(1) as f64),
+            pick(&|row| row.per_request(row.client_cpu)),
             errors
         );
     }
@@ -639,6 +649,30 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             floor_target.1,
             if ratio >= target { "met" } else { "not met" }
         );
+        // A floor whose load client used (nearly) a whole core was held back by the client:
+        // its req/s is a lower bound, and CPU per request is the fairer comparison.
+        let of = |(scenario, target): (Scenario, &str), f: &dyn Fn(&Row) -> f64| {
+            median(
+                rows.iter()
+                    .filter(|row| row.scenario == scenario && row.target == target)
+                    .map(f)
+                    .collect(),
+            )
+        };
+        let client_share = of(floor_target, &|row| {
+            row.client_cpu.as_secs_f64() / row.outcome.elapsed.as_secs_f64().max(1e-9)
+        });
+        if client_share > 0.9 {
+            let server = |row: &Row| row.per_request(row.server_cpu + row.redis_cpu);
+            let floor_us = of(floor_target, &server);
+            let gateway_us = of((scenario, "gateway"), &server);
+            println!(
+                "{:<12} (the floor's load client used {:.0}% of a core: by CPU per request, server + Redis, {floor_us:.1} us vs {gateway_us:.1} us, {:.2}x)",
+                "",
+                client_share * 100.0,
+                floor_us / gateway_us.max(1e-9)
+            );
+        }
     }
 }
 
@@ -646,12 +680,12 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
     let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
     let mut text = String::from(
-        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req\n",
+        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,client_cpu_us_per_req\n",
     );
     for row in rows {
         let errors: u64 = row.outcome.errors().values().sum();
         text.push_str(&format!(
-            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2}\n",
+            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2}\n",
             row.round + 1,
             row.scenario.name(),
             row.target,
@@ -665,6 +699,7 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
             row.per_request(row.server_cpu),
             row.per_request(row.redis_cpu),
             row.redis_commands as f64 / row.outcome.answered().max(1) as f64,
+            row.per_request(row.client_cpu),
         ));
     }
     std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;

@@ -41,34 +41,66 @@ fn has(program: &str) -> bool {
         .is_ok()
 }
 
-/// The cores: the load client runs on the first, servers on the last (when there are two or
-/// more and `taskset` exists); `None` when nothing is pinned.
-pub fn server_core() -> Option<usize> {
-    // Read once, before this process pins itself (which narrows what it sees).
-    static CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    *CORE.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores >= 2 && has("taskset")).then_some(cores - 1)
+/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`, e.g.
+/// `0-3,8`), read once, before it pins itself.
+fn allowed_cpus() -> &'static [usize] {
+    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CPUS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let Some(list) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        else {
+            return Vec::new();
+        };
+        let mut cpus = Vec::new();
+        for range in list.trim().split(',') {
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(start), Ok(end)) = (start.parse::<usize>(), end.parse::<usize>()) {
+                cpus.extend(start..=end.min(start + 4096));
+            }
+        }
+        cpus
     })
 }
 
-/// The machine's cores (as this process saw them before pinning itself).
-pub fn cores() -> usize {
-    server_core().map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |core| core + 1,
-    )
+/// (the load client's CPU, the servers' CPU): the first and the last allowed, when there
+/// are two or more and `taskset` exists; `None` when nothing is pinned.
+pub fn cores_used() -> Option<(usize, usize)> {
+    let cpus = allowed_cpus();
+    match (cpus.first(), cpus.last()) {
+        (Some(first), Some(last)) if first != last && has("taskset") => Some((*first, *last)),
+        _ => None,
+    }
 }
 
-/// Pins this process (the load client) to core 0.
+/// The servers' CPU, when pinned.
+pub fn server_core() -> Option<usize> {
+    cores_used().map(|(_, servers)| servers)
+}
+
+/// The CPUs this process was allowed.
+pub fn cores() -> usize {
+    allowed_cpus().len().max(1)
+}
+
+/// Pins this process (the load client, all its threads) to its first allowed CPU.
 pub fn pin_self() -> bool {
-    server_core().is_some()
-        && Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
+    let Some((client, _)) = cores_used() else {
+        return false;
+    };
+    Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &client.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Starts `program args` (on the servers' core), output to `log`.
@@ -79,14 +111,19 @@ pub fn spawn(
     env: &[(&str, String)],
     log: &Path,
 ) -> Result<Process, String> {
-    let mut command = match server_core() {
-        Some(core) => {
-            let mut command = Command::new("taskset");
-            command
-                .arg("-c")
-                .arg(core.to_string())
-                .arg(program)
-                .args(args);
+    // `setpriv --pdeathsig KILL`: the child is killed when the benchmark dies, however it
+    // dies (the setting survives taskset's and setpriv's exec of the program).
+    let mut wrappers: Vec<String> = Vec::new();
+    if has("setpriv") {
+        wrappers.extend(["setpriv", "--pdeathsig", "KILL"].map(str::to_owned));
+    }
+    if let Some(core) = server_core() {
+        wrappers.extend(["taskset".to_owned(), "-c".to_owned(), core.to_string()]);
+    }
+    let mut command = match wrappers.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program).args(args);
             command
         }
         None => {
@@ -189,8 +226,23 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // The kernel's USER_HZ is 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
+    let per_second = clock_ticks_per_second();
+    Some(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|ticks| *ticks > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// Resident memory of a process, in KiB.

@@ -243,10 +243,14 @@ impl KeyQueues for MemoryStore {
         let package =
             self.retrieve_now(app, client, attributes, receiver, now, fresh.may_assign)?;
         let fresh_counts = match package {
-            RetrievedKeyPackage::Assigned(_) if !fresh.counters.is_empty() => {
-                self.count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
-                    .await?
-            }
+            // The package is assigned already: a failed count must not lose it.
+            RetrievedKeyPackage::Assigned(_) if !fresh.counters.is_empty() => self
+                .count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not count a fresh key-package assignment");
+                    Vec::new()
+                }),
             _ => Vec::new(),
         };
         Ok(Retrieval {

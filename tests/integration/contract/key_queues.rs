@@ -112,12 +112,17 @@ async fn contract(store: SharedStore) -> Vec<String> {
                 .await
         }
     };
+    // The caller counted once before: the two counters' counts differ, in their order.
+    store
+        .count_in_window("app:contract", &["fresh"], 3_600, NOW + 20)
+        .await
+        .unwrap();
     // Earliest `not_after` first, the expired one skipped; a receiver gets its own again.
     for (receiver, expected, counts) in [
         (
             "ann",
             RetrievedKeyPackage::Assigned(vec![0x4b, 2]),
-            vec![1, 1],
+            vec![2, 1],
         ),
         (
             "ann",
@@ -127,12 +132,12 @@ async fn contract(store: SharedStore) -> Vec<String> {
         (
             "ben",
             RetrievedKeyPackage::Assigned(vec![0x4b, 3]),
-            vec![2, 2],
+            vec![3, 2],
         ),
         (
             "cy",
             RetrievedKeyPackage::Assigned(vec![0x4b, 4]),
-            vec![3, 3],
+            vec![4, 3],
         ),
         // The pool spent: the final key, to anyone, as often as asked.
         ("dee", RetrievedKeyPackage::FinalKey(vec![0x4b, 9]), vec![]),
@@ -152,7 +157,7 @@ async fn contract(store: SharedStore) -> Vec<String> {
             .count_in_window("app:contract", &["fresh"], 3_600, NOW + 20)
             .await
             .unwrap(),
-        [4]
+        [5]
     );
     // Another suite has no queue.
     let other = KeyQueueAttributes {

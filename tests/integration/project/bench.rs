@@ -20,20 +20,6 @@ fn bench(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The processes whose command line names `needle` (from /proc).
-fn processes_naming(needle: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            path.file_name()?.to_str()?.parse::<u32>().ok()?;
-            let command = std::fs::read(path.join("cmdline")).ok()?;
-            let command = String::from_utf8_lossy(&command).replace('\0', " ");
-            command.contains(needle).then_some(command)
-        })
-        .collect()
-}
-
 #[test]
 fn the_load_generator_runs_every_scenario_against_its_floor() {
     let out = tempfile::tempdir().unwrap();
@@ -106,9 +92,21 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
             .all(|line| line.split(',').nth(9) == Some("0")),
         "no errors: {text}"
     );
-    // What it started, it stopped.
-    let left = processes_naming("mimi-bench-");
-    assert!(left.is_empty(), "left running: {left:?}");
+    // What it started (it names their PIDs), it stopped.
+    let started: Vec<u32> = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("processes: "))
+        .expect("the PIDs it started")
+        .split(", ")
+        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(started.len(), 3, "{stdout}");
+    for pid in started {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} left running"
+        );
+    }
 }
 
 #[test]
