@@ -96,8 +96,13 @@ enum Command {
     /// request and the ratio to each floor; writes every run to a CSV. Needs a release
     /// build (`cargo run --release -- bench`) and redis-server.
     Bench {
-        /// Scenarios to run, comma-separated: tls, signed, key-package.
-        #[arg(long, default_value = "tls,signed,key-package", value_delimiter = ',')]
+        /// Scenarios to run, comma-separated: tls, signed, key-package, handshakes (a new
+        /// TLS connection per request), resumed (the same, resuming a session).
+        #[arg(
+            long,
+            default_value = "tls,signed,key-package,handshakes,resumed",
+            value_delimiter = ','
+        )]
         scenarios: Vec<String>,
         /// Rounds: each runs every scenario once, next to its floor, in alternating order.
         #[arg(long, default_value_t = 6)]
@@ -111,7 +116,8 @@ enum Command {
         /// HTTP/2 connections to each server.
         #[arg(long, default_value_t = 4)]
         connections: usize,
-        /// Most requests of one tls or signed run (signed ones are signed before the run).
+        /// Most requests of one tls, signed or handshake run (signed ones are signed before
+        /// the run).
         #[arg(long, default_value_t = 40_000)]
         requests: usize,
         /// Most retrievals of one key-package run (key packages made beforehand: rounds

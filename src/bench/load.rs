@@ -82,6 +82,8 @@ pub struct RunOutcome {
     /// Answers by HTTP status; `0` counts requests that got no answer.
     pub statuses: BTreeMap<u16, u64>,
     pub elapsed: Duration,
+    /// New connections whose TLS handshake resumed a session (handshake runs).
+    pub resumed: usize,
 }
 
 impl RunOutcome {
@@ -115,8 +117,9 @@ impl RunOutcome {
     }
 }
 
-/// A client TLS configuration trusting `ca` (PEM), TLS 1.3 only, offering h2.
-pub fn connector(ca: &std::path::Path) -> Result<TlsConnector, String> {
+/// A client TLS configuration trusting `ca` (PEM), TLS 1.3 only, offering h2; with
+/// `resumption`, sessions are kept (in memory) and resumed on later connections.
+pub fn connector(ca: &std::path::Path, resumption: bool) -> Result<TlsConnector, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_pki_types::CertificateDer::pem_file_iter(ca)
@@ -131,6 +134,9 @@ pub fn connector(ca: &std::path::Path) -> Result<TlsConnector, String> {
             .with_root_certificates(roots)
             .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
@@ -140,7 +146,17 @@ pub async fn connect(
     address: SocketAddr,
     count: usize,
 ) -> Result<Vec<SendRequest<Full<Bytes>>>, String> {
+    Ok(connect_counting(tls, address, count).await?.0)
+}
+
+/// As [`connect`], also answering how many of the TLS handshakes resumed a session.
+async fn connect_counting(
+    tls: &TlsConnector,
+    address: SocketAddr,
+    count: usize,
+) -> Result<(Vec<SendRequest<Full<Bytes>>>, usize), String> {
     let mut senders = Vec::with_capacity(count);
+    let mut resumed = 0;
     for _ in 0..count {
         let tcp = TcpStream::connect(address)
             .await
@@ -151,6 +167,9 @@ pub async fn connect(
             .connect(name, tcp)
             .await
             .map_err(|error| format!("TLS to {address}: {error}"))?;
+        if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            resumed += 1;
+        }
         let (sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
@@ -158,7 +177,7 @@ pub async fn connect(
         tokio::spawn(connection);
         senders.push(sender);
     }
-    Ok(senders)
+    Ok((senders, resumed))
 }
 
 /// Sends `requests` over `senders` with `in_flight` at once until all are answered or
@@ -216,16 +235,76 @@ pub async fn drive(
                 };
                 *statuses.entry(status).or_default() += 1;
             }
-            (latencies, statuses)
+            (latencies, statuses, 0)
         }));
     }
+    gather(workers, started).await
+}
+
+/// Each request on a connection of its own: TCP, TLS 1.3 handshake (resumed when `tls`
+/// keeps sessions), HTTP/2 preface, the request, then the connection closed; `in_flight`
+/// at once until all are answered or `limit` has passed. A latency is the whole of it.
+pub async fn drive_handshakes(
+    tls: &TlsConnector,
+    address: SocketAddr,
+    requests: Vec<Prepared>,
+    in_flight: usize,
+    limit: Duration,
+) -> RunOutcome {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut workers = Vec::with_capacity(in_flight);
+    for _ in 0..in_flight {
+        let (tls, requests, next) = (tls.clone(), requests.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut resumed = 0;
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= requests.len() || Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                let status = match connect_counting(&tls, address, 1).await {
+                    Ok((senders, resumed_here)) => {
+                        resumed += resumed_here;
+                        let outcome =
+                            drive(&senders, vec![requests[index].clone()], 1, limit).await;
+                        outcome.statuses.keys().next().copied().unwrap_or(0)
+                    }
+                    Err(_) => 0,
+                };
+                if (200..300).contains(&status) {
+                    latencies.push(sent.elapsed());
+                }
+                *statuses.entry(status).or_default() += 1;
+            }
+            (latencies, statuses, resumed)
+        }));
+    }
+    gather(workers, started).await
+}
+
+/// One worker's latencies (2xx answers), answers by status and resumed handshakes.
+type WorkerTally = (Vec<Duration>, BTreeMap<u16, u64>, usize);
+
+/// The workers' tallies as one outcome, timed from `started` until the last is done.
+async fn gather(
+    workers: Vec<tokio::task::JoinHandle<WorkerTally>>,
+    started: Instant,
+) -> RunOutcome {
     let mut outcome = RunOutcome {
         latencies: Vec::new(),
         statuses: BTreeMap::new(),
         elapsed: Duration::ZERO,
+        resumed: 0,
     };
     for worker in workers {
-        if let Ok((latencies, statuses)) = worker.await {
+        if let Ok((latencies, statuses, resumed)) = worker.await {
+            outcome.resumed += resumed;
             outcome.latencies.extend(latencies);
             for (status, count) in statuses {
                 *outcome.statuses.entry(status).or_default() += count;

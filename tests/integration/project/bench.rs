@@ -45,13 +45,21 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         .lines()
         .filter(|line| line.starts_with("round 1 "))
         .collect();
-    assert_eq!(runs.len(), 5, "tls x2, signed x2, key-package: {stdout}");
+    assert_eq!(
+        runs.len(),
+        9,
+        "tls, signed, handshakes, resumed x2, key-package: {stdout}"
+    );
     for (scenario, target) in [
         ("tls", "bare"),
         ("tls", "gateway"),
         ("signed", "signed-floor"),
         ("signed", "gateway"),
         ("key-package", "gateway"),
+        ("handshakes", "bare"),
+        ("handshakes", "gateway"),
+        ("resumed", "bare"),
+        ("resumed", "gateway"),
     ] {
         let line = runs
             .iter()
@@ -68,10 +76,25 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         "tls          gateway / bare",
         "signed       gateway / signed-floor",
         "key-package  gateway / signed-floor",
+        "handshakes   gateway / bare",
+        "resumed      gateway / bare",
     ] {
         assert!(stdout.contains(ratio), "{ratio} in {stdout}");
     }
     assert!(stdout.contains("Redis holds"), "{stdout}");
+    // Without resumption no handshake resumes; with it, some do (a client keeps a few
+    // tickets per server, so not every one of the concurrent connections has one).
+    let resumed = |scenario: &str, target: &str| -> u64 {
+        let words: Vec<&str> = runs
+            .iter()
+            .map(|line| line.split_whitespace().collect::<Vec<&str>>())
+            .find(|words| words[2] == scenario && words[3] == target)
+            .unwrap();
+        let at = words.iter().rposition(|word| *word == "resumed").unwrap();
+        words[at - 3].parse().unwrap()
+    };
+    assert_eq!(resumed("handshakes", "gateway"), 0);
+    assert!(resumed("resumed", "gateway") > 0);
     assert!(stdout.contains("machine: "), "{stdout}");
     // The CSV: a header and one row per run.
     let csv = std::fs::read_dir(out.path())
@@ -85,7 +108,7 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         lines[0].starts_with("round,scenario,target,answered"),
         "{text}"
     );
-    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(lines.len(), 10, "{text}");
     assert!(
         lines[1..]
             .iter()
