@@ -228,6 +228,23 @@ pub struct FreshAssignment<'a> {
     pub window_secs: u64,
 }
 
+/// Counts a fresh assignment in `fresh.counters` right after the retrieval (where the store
+/// cannot count in the retrieval's own step). The package is assigned already: a failed
+/// count is logged and must not lose it.
+pub(crate) async fn count_after_assignment(
+    counters: &dyn RateCounters,
+    fresh: &FreshAssignment<'_>,
+    now: u64,
+) -> Vec<u64> {
+    counters
+        .count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not count a fresh key-package assignment");
+            Vec::new()
+        })
+}
+
 /// A retrieval's answer: the package, and after a fresh assignment the counts of
 /// [`FreshAssignment::counters`] in order (empty otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{MemoryStore, poisoned};
 use crate::store::{
-    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RateCounters,
-    Retrieval, RetrievedKeyPackage, StoreError, StoredKeyPackage,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, Retrieval,
+    RetrievedKeyPackage, StoreError, StoredKeyPackage, count_after_assignment,
 };
 
 #[derive(Default)]
@@ -243,14 +243,9 @@ impl KeyQueues for MemoryStore {
         let package =
             self.retrieve_now(app, client, attributes, receiver, now, fresh.may_assign)?;
         let fresh_counts = match package {
-            // The package is assigned already: a failed count must not lose it.
-            RetrievedKeyPackage::Assigned(_) if !fresh.counters.is_empty() => self
-                .count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "could not count a fresh key-package assignment");
-                    Vec::new()
-                }),
+            RetrievedKeyPackage::Assigned(_) if !fresh.counters.is_empty() => {
+                count_after_assignment(self, &fresh, now).await
+            }
             _ => Vec::new(),
         };
         Ok(Retrieval {

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::RedisStore;
 use crate::store::{
-    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RateCounters,
-    RequestWindow, Retrieval, RetrievedKeyPackage, StoreError,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RequestWindow,
+    Retrieval, RetrievedKeyPackage, StoreError, count_after_assignment,
 };
 
 /// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
@@ -286,14 +286,7 @@ impl KeyQueues for RedisStore {
                     _ => Err(malformed("count")),
                 })
                 .collect::<Result<_, _>>()?,
-            // The package is assigned already: a failed count must not lose it.
-            RetrievedKeyPackage::Assigned(_) => self
-                .count_in_window(fresh.scope, fresh.counters, fresh.window_secs, now)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "could not count a fresh key-package assignment");
-                    Vec::new()
-                }),
+            RetrievedKeyPackage::Assigned(_) => count_after_assignment(self, &fresh, now).await,
             _ => Vec::new(),
         };
         Ok(Retrieval {
