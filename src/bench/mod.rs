@@ -4,8 +4,9 @@
 //! first, and drives them over TLS 1.3 / HTTP/2 with requests signed before the timed phase.
 //! Scenarios run interleaved in rounds (`tls`: the well-known path next to a static path;
 //! `signed`: `/whoami` next to the signed floor; `key-package`: retrievals for distinct
-//! receivers from queues filled beforehand, next to the signed floor), each run bounded by its
-//! count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
+//! receivers from queues filled beforehand, next to the signed floor; `handshakes` and
+//! `resumed`: a new TLS connection per request, without and with session resumption, next
+//! to the static path), each run bounded by its count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
 //! per request of the server and of Redis (`/proc`), Redis commands per request (`INFO
 //! commandstats`), the ratio to its floor round by round, the targets of the issue met or
 //! not; and writes every run to a CSV. Figures and commands: `docs/performance.md`.
