@@ -218,21 +218,22 @@ pub async fn drive(
                         .insert(SIGNATURE_HEADER, signature.clone());
                 }
                 let sent = Instant::now();
-                let status = match sender.ready().await {
-                    Ok(()) => match sender.send_request(request).await {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            let _ = response.into_body().collect().await;
-                            // Refusals are counted by status, not as throughput.
-                            if (200..300).contains(&status) {
-                                latencies.push(sent.elapsed());
-                            }
-                            status
-                        }
-                        Err(_) => 0,
-                    },
-                    Err(_) => 0,
+                let exchange = async {
+                    sender.ready().await?;
+                    let response = sender.send_request(request).await?;
+                    let status = response.status().as_u16();
+                    response.into_body().collect().await?;
+                    Ok::<_, hyper::Error>(status)
                 };
+                // A server that stops answering ends the run at its deadline (and a grace).
+                let status = match tokio::time::timeout(patience(deadline), exchange).await {
+                    Ok(Ok(status)) => status,
+                    _ => 0,
+                };
+                // Refusals are counted by status, not as throughput.
+                if (200..300).contains(&status) {
+                    latencies.push(sent.elapsed());
+                }
                 *statuses.entry(status).or_default() += 1;
             }
             (latencies, statuses, 0)
@@ -268,14 +269,16 @@ pub async fn drive_handshakes(
                     break;
                 }
                 let sent = Instant::now();
-                let status = match connect_counting(&tls, address, 1).await {
-                    Ok((senders, resumed_here)) => {
+                let connected =
+                    tokio::time::timeout(patience(deadline), connect_counting(&tls, address, 1));
+                let status = match connected.await {
+                    Ok(Ok((senders, resumed_here))) => {
                         resumed += resumed_here;
                         let outcome =
                             drive(&senders, vec![requests[index].clone()], 1, limit).await;
                         outcome.statuses.keys().next().copied().unwrap_or(0)
                     }
-                    Err(_) => 0,
+                    _ => 0,
                 };
                 if (200..300).contains(&status) {
                     latencies.push(sent.elapsed());
@@ -286,6 +289,11 @@ pub async fn drive_handshakes(
         }));
     }
     gather(workers, started).await
+}
+
+/// How long one exchange may still take: until the run's deadline, and a grace of 5 s.
+fn patience(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)
 }
 
 /// One worker's latencies (2xx answers), answers by status and resumed handshakes.
