@@ -475,7 +475,9 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let rss_start = procs::rss_kib(setup.gateway.pid());
     let tls = load::connector(&setup.ca, true)?;
     let full_handshakes = load::connector(&setup.ca, false)?;
-    let resumed_handshakes = load::connector(&setup.ca, true)?;
+    // One session cache per server: a ticket of one is no good at the other.
+    let resumed_bare = load::connector(&setup.ca, true)?;
+    let resumed_gateway = load::connector(&setup.ca, true)?;
     let limit = Duration::from_secs(options.seconds);
     let mut rows: Vec<Row> = Vec::new();
     for round in 0..options.rounds {
@@ -509,7 +511,8 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 // timeouts), opened before the clock starts.
                 let handshakes = match scenario {
                     Scenario::Handshakes => Some(&full_handshakes),
-                    Scenario::HandshakesResumed => Some(&resumed_handshakes),
+                    Scenario::HandshakesResumed if target == "bare" => Some(&resumed_bare),
+                    Scenario::HandshakesResumed => Some(&resumed_gateway),
                     _ => None,
                 };
                 let senders = match handshakes {
