@@ -188,10 +188,19 @@ pub async fn drive(
     in_flight: usize,
     limit: Duration,
 ) -> RunOutcome {
+    drive_until(senders, requests, in_flight, Instant::now() + limit).await
+}
+
+/// As [`drive`], until `deadline`.
+async fn drive_until(
+    senders: &[SendRequest<Full<Bytes>>],
+    requests: Vec<Prepared>,
+    in_flight: usize,
+    deadline: Instant,
+) -> RunOutcome {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let deadline = started + limit;
     let mut workers = Vec::with_capacity(in_flight);
     for worker in 0..in_flight {
         let mut sender = senders[worker % senders.len()].clone();
@@ -269,18 +278,26 @@ pub async fn drive_handshakes(
                     break;
                 }
                 let sent = Instant::now();
-                let connected =
-                    tokio::time::timeout(patience(deadline), connect_counting(&tls, address, 1));
-                let status = match connected.await {
-                    Ok(Ok((senders, resumed_here))) => {
-                        resumed += resumed_here;
-                        let outcome =
-                            drive(&senders, vec![requests[index].clone()], 1, limit).await;
-                        outcome.statuses.keys().next().copied().unwrap_or(0)
-                    }
-                    _ => 0,
+                // Connecting and the exchange together end by the deadline (and a grace).
+                let request = requests[index].clone();
+                let attempt = async {
+                    let (senders, resumed_here) = connect_counting(&tls, address, 1).await.ok()?;
+                    // A connection made just past the deadline still sends its request.
+                    let grace = Instant::now() + patience(deadline);
+                    let outcome = drive_until(&senders, vec![request], 1, grace).await;
+                    Some((
+                        outcome.statuses.keys().next().copied().unwrap_or(0),
+                        resumed_here,
+                    ))
                 };
+                let (status, resumed_here) =
+                    match tokio::time::timeout(patience(deadline), attempt).await {
+                        Ok(Some(answer)) => answer,
+                        _ => (0, 0),
+                    };
+                // Resumptions are counted among the connections that got a 2xx answer.
                 if (200..300).contains(&status) {
+                    resumed += resumed_here;
                     latencies.push(sent.elapsed());
                 }
                 *statuses.entry(status).or_default() += 1;

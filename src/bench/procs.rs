@@ -116,6 +116,10 @@ pub fn spawn(
     let mut wrappers: Vec<String> = Vec::new();
     if has("setpriv") {
         wrappers.extend(["setpriv", "--pdeathsig", "KILL"].map(str::to_owned));
+    } else {
+        eprintln!(
+            "warning: setpriv (util-linux) is missing: {name} outlives the benchmark if it is killed"
+        );
     }
     if let Some(core) = server_core() {
         wrappers.extend(["taskset".to_owned(), "-c".to_owned(), core.to_string()]);
@@ -259,21 +263,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 pub async fn redis_counters(
     redis: &mut redis::aio::MultiplexedConnection,
 ) -> Result<(u64, u64), String> {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(redis)
-        .await
-        .map_err(|error| format!("INFO commandstats: {error}"))?;
+    let patience = Duration::from_secs(10);
+    let stats: String = tokio::time::timeout(
+        patience,
+        redis::cmd("INFO").arg("commandstats").query_async(redis),
+    )
+    .await
+    .map_err(|_| "INFO commandstats: no answer in 10 s".to_owned())?
+    .map_err(|error| format!("INFO commandstats: {error}"))?;
     let calls = stats
         .lines()
         .filter_map(|line| line.split_once("calls=").map(|(_, rest)| rest))
         .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
         .sum();
-    let memory: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(redis)
-        .await
-        .map_err(|error| format!("INFO memory: {error}"))?;
+    let memory: String = tokio::time::timeout(
+        patience,
+        redis::cmd("INFO").arg("memory").query_async(redis),
+    )
+    .await
+    .map_err(|_| "INFO memory: no answer in 10 s".to_owned())?
+    .map_err(|error| format!("INFO memory: {error}"))?;
     let used = memory
         .lines()
         .find_map(|line| line.strip_prefix("used_memory:"))

@@ -125,9 +125,13 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         .collect();
     assert_eq!(started.len(), 3, "{stdout}");
     for pid in started {
+        // Gone, or its number taken by another program since (not one of ours).
+        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .unwrap_or_default();
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} left running"
+            !command.contains("mimi-bench-") && !command.starts_with("redis-server 127.0.0.1"),
+            "process {pid} left running: {command}"
         );
     }
 }
