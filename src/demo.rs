@@ -355,12 +355,7 @@ struct Mark {
 
 impl Steps {
     fn traffic(&self) -> mimi_client::Traffic {
-        let [a, b] = [self.clients[0].traffic(), self.clients[1].traffic()];
-        mimi_client::Traffic {
-            requests: a.requests + b.requests,
-            body_bytes_sent: a.body_bytes_sent + b.body_bytes_sent,
-            body_bytes_received: a.body_bytes_received + b.body_bytes_received,
-        }
+        self.clients[0].traffic() + self.clients[1].traffic()
     }
 
     fn start(&self) -> Mark {

@@ -238,6 +238,18 @@ pub struct Traffic {
     pub body_bytes_received: u64,
 }
 
+impl std::ops::Add for Traffic {
+    type Output = Traffic;
+
+    fn add(self, other: Traffic) -> Traffic {
+        Traffic {
+            requests: self.requests + other.requests,
+            body_bytes_sent: self.body_bytes_sent + other.body_bytes_sent,
+            body_bytes_received: self.body_bytes_received + other.body_bytes_received,
+        }
+    }
+}
+
 impl std::ops::Sub for Traffic {
     type Output = Traffic;
 

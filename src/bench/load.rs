@@ -188,19 +188,10 @@ pub async fn drive(
     in_flight: usize,
     limit: Duration,
 ) -> RunOutcome {
-    drive_until(senders, requests, in_flight, Instant::now() + limit).await
-}
-
-/// As [`drive`], until `deadline`.
-async fn drive_until(
-    senders: &[SendRequest<Full<Bytes>>],
-    requests: Vec<Prepared>,
-    in_flight: usize,
-    deadline: Instant,
-) -> RunOutcome {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let deadline = started + limit;
     let mut workers = Vec::with_capacity(in_flight);
     for worker in 0..in_flight {
         let mut sender = senders[worker % senders.len()].clone();
@@ -214,31 +205,8 @@ async fn drive_until(
                 if index >= requests.len() || Instant::now() >= deadline {
                     break;
                 }
-                let prepared = &requests[index];
-                let mut request = Request::builder()
-                    .method(prepared.method.clone())
-                    .uri(format!("https://localhost{}", prepared.path))
-                    .header(http::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(Full::new(prepared.body.clone()))
-                    .expect("a request from its parts");
-                if let Some(signature) = &prepared.signature {
-                    request
-                        .headers_mut()
-                        .insert(SIGNATURE_HEADER, signature.clone());
-                }
                 let sent = Instant::now();
-                let exchange = async {
-                    sender.ready().await?;
-                    let response = sender.send_request(request).await?;
-                    let status = response.status().as_u16();
-                    response.into_body().collect().await?;
-                    Ok::<_, hyper::Error>(status)
-                };
-                // A server that stops answering ends the run at its deadline (and a grace).
-                let status = match tokio::time::timeout(patience(deadline), exchange).await {
-                    Ok(Ok(status)) => status,
-                    _ => 0,
-                };
+                let status = exchange(&mut sender, &requests[index], deadline).await;
                 // Refusals are counted by status, not as throughput.
                 if (200..300).contains(&status) {
                     latencies.push(sent.elapsed());
@@ -281,14 +249,11 @@ pub async fn drive_handshakes(
                 // Connecting and the exchange together end by the deadline (and a grace).
                 let request = requests[index].clone();
                 let attempt = async {
-                    let (senders, resumed_here) = connect_counting(&tls, address, 1).await.ok()?;
+                    let (mut senders, resumed_here) =
+                        connect_counting(&tls, address, 1).await.ok()?;
                     // A connection made just past the deadline still sends its request.
-                    let grace = Instant::now() + patience(deadline);
-                    let outcome = drive_until(&senders, vec![request], 1, grace).await;
-                    Some((
-                        outcome.statuses.keys().next().copied().unwrap_or(0),
-                        resumed_here,
-                    ))
+                    let status = exchange(&mut senders[0], &request, deadline).await;
+                    Some((status, resumed_here))
                 };
                 let (status, resumed_here) =
                     match tokio::time::timeout(patience(deadline), attempt).await {
@@ -306,6 +271,38 @@ pub async fn drive_handshakes(
         }));
     }
     gather(workers, started).await
+}
+
+/// Sends one prepared request on `sender` and reads the whole answer: its status, or 0 when
+/// none came by the run's `deadline` and its grace (a server that stops answering ends the
+/// run instead of stalling it).
+async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    prepared: &Prepared,
+    deadline: Instant,
+) -> u16 {
+    let mut request = Request::builder()
+        .method(prepared.method.clone())
+        .uri(format!("https://localhost{}", prepared.path))
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(Full::new(prepared.body.clone()))
+        .expect("a request from its parts");
+    if let Some(signature) = &prepared.signature {
+        request
+            .headers_mut()
+            .insert(SIGNATURE_HEADER, signature.clone());
+    }
+    let answer = async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok::<_, hyper::Error>(status)
+    };
+    match tokio::time::timeout(patience(deadline), answer).await {
+        Ok(Ok(status)) => status,
+        _ => 0,
+    }
 }
 
 /// How long one exchange may still take: until the run's deadline, and a grace of 5 s.

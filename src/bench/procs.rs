@@ -67,11 +67,15 @@ fn allowed_cpus() -> &'static [usize] {
 /// (the load client's CPU, the servers' CPU): the first and the last allowed, when there
 /// are two or more and `taskset` exists; `None` when nothing is pinned.
 pub fn cores_used() -> Option<(usize, usize)> {
-    let cpus = allowed_cpus();
-    match (cpus.first(), cpus.last()) {
-        (Some(first), Some(last)) if first != last && has("taskset") => Some((*first, *last)),
-        _ => None,
-    }
+    // Decided once: it asks for `taskset`, and every spawn asks again.
+    static USED: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *USED.get_or_init(|| {
+        let cpus = allowed_cpus();
+        match (cpus.first(), cpus.last()) {
+            (Some(first), Some(last)) if first != last && has("taskset") => Some((*first, *last)),
+            _ => None,
+        }
+    })
 }
 
 /// The servers' CPU, when pinned.
