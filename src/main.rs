@@ -130,6 +130,9 @@ enum Command {
         /// Run the gateway with logging.access_log on (one line per request).
         #[arg(long)]
         access_log: bool,
+        /// Run the gateway with auth.batch_verification off (each signature verified alone).
+        #[arg(long)]
+        single_verification: bool,
     },
     /// The benchmark's bare references as a process of their own (started by `bench`).
     #[command(hide = true)]
@@ -283,6 +286,7 @@ fn main() -> ExitCode {
             key_packages,
             out,
             access_log,
+            single_verification,
         } => bench(
             &scenarios,
             mimi_gateway::bench::BenchOptions {
@@ -295,6 +299,7 @@ fn main() -> ExitCode {
                 key_packages: key_packages.max(1),
                 out,
                 access_log,
+                single_verification,
             },
         ),
         Command::BenchFloor {

@@ -288,6 +288,18 @@ impl CallerLimits {
         }
     }
 
+    /// The highest count of `class` whose verdict is `Go`: a store step that counts the
+    /// request itself (`store::RequestRecord`) works up to it and leaves higher counts to
+    /// [`Self::judge_caller`].
+    pub fn go_up_to(&self, class: RateClass) -> u64 {
+        let limits = class.config(&self.config);
+        [limits.delay_after, limits.reject_after]
+            .into_iter()
+            .filter(|threshold| *threshold > 0)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// The verdict on the `count`th request of `class` in the window holding `now`.
     pub fn judge(&self, class: RateClass, count: u64, now: u64) -> Verdict {
         let limits = class.config(&self.config);
@@ -443,6 +455,20 @@ mod tests {
         );
         // Thresholds of 0 are off.
         assert_eq!(limits.judge(RateClass::Read, 1_000_000, now), Verdict::Go);
+    }
+
+    #[test]
+    fn go_up_to_is_the_last_count_judged_go() {
+        let limits = limits();
+        let now = 1_000_003;
+        assert_eq!(limits.go_up_to(RateClass::Write), 3);
+        for count in 1..10 {
+            assert_eq!(
+                limits.judge(RateClass::Write, count, now) == Verdict::Go,
+                count <= limits.go_up_to(RateClass::Write),
+            );
+        }
+        assert_eq!(limits.go_up_to(RateClass::Read), u64::MAX);
     }
 
     #[test]

@@ -272,6 +272,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether the endpoint's store step records the request's id and counts it
+    /// (`store::RequestRecord`) instead of the pipeline before it: one round trip for both
+    /// (issue 17). Only key-package retrieval, the hot path of the key-package class.
+    pub fn records_in_its_step(&self) -> bool {
+        matches!(self, Endpoint::RetrieveKeyPackage { .. })
+    }
+
     /// Whether the request must carry a valid signed-request envelope: every endpoint but
     /// the discovery ones (how peers bootstrap) and the admin ones (loopback, no user data).
     /// Secure by default: a new endpoint is signed unless listed here.

@@ -72,6 +72,10 @@ impl GatewayError {
                 KeyQueueError::Exhausted => ErrorCode::QueueExhausted,
                 KeyQueueError::Withheld { .. } => ErrorCode::RateLimited,
                 KeyQueueError::TooManyPackages(_) => ErrorCode::TooManyKeyPackages,
+                KeyQueueError::Replayed => ErrorCode::Unauthenticated,
+                // Judged by the pipeline before any answer; should it get out, it is what
+                // the verdict would say at worst.
+                KeyQueueError::Held { .. } => ErrorCode::RateLimited,
                 KeyQueueError::Store(error) => store_code(error),
             },
             GatewayError::KeyPackage { error, .. } => error.code(),

@@ -9,7 +9,11 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use mimi_wire::{CONTENT_TYPE as OCTET_STREAM, ErrorResponse};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::GatewayError;
+use crate::service::key_queues::RequestRecord;
 use mimi_wire::signing::SenderKind;
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -19,6 +23,46 @@ pub type Reply = Result<HttpResponse, GatewayError>;
 pub struct Request {
     pub body: Bytes,
     pub caller: Option<Authenticated>,
+    /// The caller's replay record and rate count, when the pipeline left them to this
+    /// endpoint's store step ([`Endpoint::records_in_its_step`](crate::api::endpoints::Endpoint::records_in_its_step)):
+    /// the handler takes it and passes it on; what no step took the pipeline records after.
+    pub record: Option<Arc<PendingRecord>>,
+}
+
+impl Request {
+    /// The record left to this request's store step, once (`None` after the first call).
+    pub fn take_record(&self) -> Option<&RequestRecord> {
+        self.record.as_deref().and_then(PendingRecord::take)
+    }
+}
+
+/// A [`RequestRecord`] and whether a store step took it.
+pub struct PendingRecord {
+    record: RequestRecord,
+    taken: AtomicBool,
+}
+
+impl PendingRecord {
+    pub fn new(record: RequestRecord) -> PendingRecord {
+        PendingRecord {
+            record,
+            taken: AtomicBool::new(false),
+        }
+    }
+
+    fn take(&self) -> Option<&RequestRecord> {
+        (!self.taken.swap(true, Ordering::AcqRel)).then_some(&self.record)
+    }
+
+    /// The record, if no step took it (and it is now the caller's to record).
+    pub fn left(&self) -> Option<&RequestRecord> {
+        self.take()
+    }
+
+    /// The caller the record counts.
+    pub fn scope(&self) -> &str {
+        &self.record.sender
+    }
 }
 
 pub fn error_response_with(

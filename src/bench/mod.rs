@@ -89,6 +89,8 @@ pub struct BenchOptions {
     pub out: PathBuf,
     /// Run the gateway with `logging.access_log` on.
     pub access_log: bool,
+    /// Run the gateway with `auth.batch_verification` off (every signature alone).
+    pub single_verification: bool,
 }
 
 /// One timed run and its readings.
@@ -102,7 +104,10 @@ struct Row {
     redis_cpu: Duration,
     /// The load client's own CPU: near a whole core, it is the client that limits.
     client_cpu: Duration,
+    /// Every command Redis ran, a script's own included.
     redis_commands: u64,
+    /// Scripts Redis ran: about the round trips.
+    redis_scripts: u64,
 }
 
 impl Row {
@@ -156,7 +161,7 @@ fn gateway_config(
     redis: u16,
     app: Uuid,
     public_key: &str,
-    access_log: bool,
+    options: &BenchOptions,
 ) -> String {
     let big = 1_000_000_000u64;
     format!(
@@ -176,6 +181,7 @@ new_connections_per_ip_per_minute = 0
 max_connections_per_ip = 4096
 [auth]
 timestamp_window_secs = 3600
+batch_verification = {batch}
 [key_packages]
 max_per_queue = {big}
 [rate_limits]
@@ -204,6 +210,8 @@ public_key = "{public_key}"
         admin = ports[2],
         cert = issued.cert.display(),
         key = issued.key.display(),
+        access_log = options.access_log,
+        batch = !options.single_verification,
     )
 }
 
@@ -261,7 +269,7 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
             redis_port,
             app,
             &public_key,
-            options.access_log,
+            options,
         ),
     )
     .map_err(fail)?;
@@ -344,7 +352,7 @@ async fn fill_queues(
     .map_err(fail)?;
     let clients = 100.min(total.max(1));
     let per_client = total.div_ceil(clients);
-    let (_, memory_before) = procs::redis_counters(redis).await?;
+    let memory_before = procs::redis_counters(redis).await?.memory;
     let mut ids = Vec::with_capacity(clients);
     for index in 0..clients {
         let handle = format!("bench-{index}");
@@ -359,7 +367,7 @@ async fn fill_queues(
         }
         ids.push(id);
     }
-    let (_, memory_after) = procs::redis_counters(redis).await?;
+    let memory_after = procs::redis_counters(redis).await?.memory;
     let stored = (clients * per_client).max(1);
     Ok((
         ids,
@@ -546,7 +554,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     procs::cpu_time(redis_pid),
                     procs::cpu_time(client_pid),
                 );
-                let (calls_before, _) = procs::redis_counters(&mut redis).await?;
+                let before = procs::redis_counters(&mut redis).await?;
                 let outcome = match handshakes {
                     Some(connector) => {
                         load::drive_handshakes(
@@ -566,14 +574,15 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     procs::cpu_time(client_pid),
                 );
                 drop(senders);
-                let (calls_after, _) = procs::redis_counters(&mut redis).await?;
+                let after = procs::redis_counters(&mut redis).await?;
                 let spent = |before: Option<Duration>, after: Option<Duration>| {
                     after.zip(before).map_or(Duration::ZERO, |(after, before)| {
                         after.saturating_sub(before)
                     })
                 };
                 // The two INFO calls of the first reading are counted in the second.
-                let redis_commands = calls_after.saturating_sub(calls_before).saturating_sub(2);
+                let redis_commands = after.calls.saturating_sub(before.calls).saturating_sub(2);
+                let redis_scripts = after.scripts.saturating_sub(before.scripts);
                 let row = Row {
                     round,
                     scenario,
@@ -582,6 +591,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     redis_cpu: spent(cpu_before.1, cpu_after.1),
                     client_cpu: spent(cpu_before.2, cpu_after.2),
                     redis_commands,
+                    redis_scripts,
                     outcome,
                 };
                 println!(
@@ -634,7 +644,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
 fn report(options: &BenchOptions, rows: &[Row]) {
     println!();
     println!(
-        "{:<12} {:<13} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>10}  errors",
+        "{:<12} {:<13} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>8} {:>10}  errors",
         "scenario",
         "target",
         "req/s",
@@ -644,6 +654,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
         "server us",
         "redis us",
         "redis cmd",
+        "scripts",
         "client us"
     );
     let mut lines: Vec<(Scenario, &str)> = Vec::new();
@@ -665,7 +676,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             }
         }
         println!(
-            "{:<12} {:<13} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.1} {:>10.1} {:>9.1} {:>10.1}  {:?}",
+            "{:<12} {:<13} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.1} {:>10.1} {:>9.1} {:>8.2} {:>10.1}  {:?}",
             scenario.name(),
             target,
             pick(&|row| row.outcome.per_second()),
@@ -675,6 +686,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             pick(&|row| row.per_request(row.server_cpu)),
             pick(&|row| row.per_request(row.redis_cpu)),
             pick(&|row| row.redis_commands as f64 / row.outcome.answered().max(1) as f64),
+            pick(&|row| row.redis_scripts as f64 / row.outcome.answered().max(1) as f64),
             pick(&|row| row.per_request(row.client_cpu)),
             errors
         );
@@ -774,12 +786,12 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
     let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
     let mut text = String::from(
-        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,client_cpu_us_per_req\n",
+        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req\n",
     );
     for row in rows {
         let errors: u64 = row.outcome.errors().values().sum();
         text.push_str(&format!(
-            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2}\n",
+            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2},{:.2}\n",
             row.round + 1,
             row.scenario.name(),
             row.target,
@@ -793,6 +805,7 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
             row.per_request(row.server_cpu),
             row.per_request(row.redis_cpu),
             row.redis_commands as f64 / row.outcome.answered().max(1) as f64,
+            row.redis_scripts as f64 / row.outcome.answered().max(1) as f64,
             row.per_request(row.client_cpu),
         ));
     }

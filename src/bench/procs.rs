@@ -263,10 +263,21 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// What Redis has done so far and holds.
+pub struct RedisCounters {
+    /// Calls of every command (`INFO commandstats`), those a script made included.
+    pub calls: u64,
+    /// Script calls (`EVALSHA`, `EVAL`): with every change one script, about the round
+    /// trips a request cost.
+    pub scripts: u64,
+    /// `used_memory`, bytes.
+    pub memory: u64,
+}
+
 /// Calls of every command so far (`INFO commandstats`), and the memory Redis uses.
 pub async fn redis_counters(
     redis: &mut redis::aio::MultiplexedConnection,
-) -> Result<(u64, u64), String> {
+) -> Result<RedisCounters, String> {
     let patience = Duration::from_secs(10);
     let stats: String = tokio::time::timeout(
         patience,
@@ -275,10 +286,15 @@ pub async fn redis_counters(
     .await
     .map_err(|_| "INFO commandstats: no answer in 10 s".to_owned())?
     .map_err(|error| format!("INFO commandstats: {error}"))?;
-    let calls = stats
+    let calls_of = |line: &str| {
+        let (_, rest) = line.split_once("calls=")?;
+        rest.split(',').next()?.parse::<u64>().ok()
+    };
+    let calls = stats.lines().filter_map(calls_of).sum();
+    let scripts = stats
         .lines()
-        .filter_map(|line| line.split_once("calls=").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(calls_of)
         .sum();
     let memory: String = tokio::time::timeout(
         patience,
@@ -292,7 +308,11 @@ pub async fn redis_counters(
         .find_map(|line| line.strip_prefix("used_memory:"))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0);
-    Ok((calls, used))
+    Ok(RedisCounters {
+        calls,
+        scripts,
+        memory: used,
+    })
 }
 
 /// The machine the figures come from.

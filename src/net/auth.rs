@@ -20,8 +20,9 @@ use mimi_well_known::{PeerKeyError, PeerKeys};
 pub use crate::api::reply::Authenticated;
 use crate::config::Config;
 pub use crate::error::AuthError;
+use crate::net::signatures::SignatureVerifier;
 use crate::rate_limits::{WindowSpec, peer_scope};
-use crate::store::{RequestWindow, SharedStore};
+use crate::store::{RequestRecord, RequestWindow, SharedStore};
 
 /// The client address a request came from (set by the listener).
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +84,7 @@ pub struct Authenticator {
     applications: BTreeMap<Uuid, Vec<TrustedKey>>,
     allowed_peers: Vec<String>,
     peer_keys: std::sync::Arc<PeerKeys>,
+    signatures: SignatureVerifier,
     store: SharedStore,
 }
 
@@ -119,6 +121,7 @@ impl Authenticator {
             applications,
             allowed_peers: config.federation.allowed_peers.clone(),
             peer_keys: std::sync::Arc::new(peer_keys),
+            signatures: SignatureVerifier::new(config.auth.batch_verification),
             store,
         }
     }
@@ -175,10 +178,11 @@ impl Authenticator {
         Ok(Checked { envelope, key })
     }
 
-    /// The rest, once the body is read: the signature, and only then the request id,
-    /// recorded with one atomic set-if-absent (a forged request writes nothing; of two
-    /// copies of a genuine one exactly one passes). In the same step the request is counted
-    /// in the caller's `window` (`rate_limits`), whose count comes back with the caller.
+    /// The rest, once the body is read: the signature (batched with other requests' when
+    /// several wait, `net::signatures`), and only then the request id, recorded with one
+    /// atomic set-if-absent (a forged request writes nothing; of two copies of a genuine one
+    /// exactly one passes). In the same step the request is counted in the caller's `window`
+    /// (`rate_limits`), whose count comes back with the caller.
     pub async fn finish(
         &self,
         checked: Checked,
@@ -187,17 +191,7 @@ impl Authenticator {
         body: &[u8],
         window: Option<WindowSpec>,
     ) -> Result<(Authenticated, u64), AuthError> {
-        let Checked { envelope, key } = checked;
-        envelope
-            .verify(method, path, body, &key.key)
-            .map_err(|_| AuthError::BadSignature)?;
-        let claims = envelope.claims;
-        let caller = Authenticated {
-            scope: caller_scope(claims.sender_kind, &claims.sender),
-            sender_kind: claims.sender_kind,
-            sender: claims.sender,
-            key_id: claims.key_id,
-        };
+        let (caller, request_id) = self.verify(checked, method, path, body).await?;
         let window = window.map(|spec| RequestWindow {
             name: spec.name,
             window_secs: spec.window_secs,
@@ -205,12 +199,63 @@ impl Authenticator {
         });
         let recorded = self
             .store
-            .record_request(&caller.scope, &claims.request_id, self.replay_ttl(), window)
+            .record_request(&caller.scope, &request_id, self.replay_ttl(), window)
             .await
             .map_err(AuthError::Store)?;
         match recorded {
             None => Err(AuthError::Replayed),
             Some(count) => Ok((caller, count)),
+        }
+    }
+
+    /// The signature alone, for an endpoint whose store step records the request itself
+    /// ([`RequestRecord`], from [`Self::unrecorded`]): the caller and its request id.
+    pub async fn verify(
+        &self,
+        checked: Checked,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Authenticated, [u8; 16]), AuthError> {
+        let Checked { envelope, key } = checked;
+        let (Ok(content), Ok(signature)) = (
+            envelope.signed_content(method, path, body),
+            envelope.signature(),
+        ) else {
+            return Err(AuthError::BadSignature);
+        };
+        if !self.signatures.verify(content, signature, key.key).await {
+            return Err(AuthError::BadSignature);
+        }
+        let claims = envelope.claims;
+        let caller = Authenticated {
+            scope: caller_scope(claims.sender_kind, &claims.sender),
+            sender_kind: claims.sender_kind,
+            sender: claims.sender,
+            key_id: claims.key_id,
+        };
+        Ok((caller, claims.request_id))
+    }
+
+    /// What [`Self::finish`] would record for `caller`'s request `request_id`, left to the
+    /// endpoint's store step, which works only while the count is at most `work_up_to`.
+    pub fn unrecorded(
+        &self,
+        caller: &Authenticated,
+        request_id: [u8; 16],
+        window: WindowSpec,
+        work_up_to: u64,
+    ) -> RequestRecord {
+        RequestRecord {
+            sender: caller.scope.clone(),
+            request_id,
+            ttl: self.replay_ttl(),
+            window: RequestWindow {
+                name: window.name,
+                window_secs: window.window_secs,
+                now: window.now,
+            },
+            work_up_to,
         }
     }
 

@@ -5,4 +5,5 @@
 pub(crate) mod auth;
 pub(crate) mod listener;
 pub(crate) mod pipeline;
+pub(crate) mod signatures;
 pub mod tls;

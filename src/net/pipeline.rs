@@ -17,10 +17,12 @@ use tracing::Instrument;
 
 use crate::api;
 use crate::api::endpoints::{self, Endpoint, ListenerKind};
-use crate::api::reply::{HttpResponse, Reply, Request, error_response_with};
+use crate::api::reply::{HttpResponse, PendingRecord, Reply, Request, error_response_with};
 use crate::error::GatewayError;
 use crate::rate_limits::{RateClass, Verdict, jittered};
 use crate::state::State;
+use crate::store::{KeyQueueError, RequestRecord};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The largest body a request that needs no signature may carry (`VerificationKeyRequest`
 /// is a few bytes; discovery takes none).
@@ -306,9 +308,28 @@ async fn run(
     )
     .await?;
     let window = class.map(|class| state.caller_limits.window(class, now));
-    let caller = match checked {
-        Some(checked) => Some(
-            state
+    // An endpoint whose store step records the request (key-package retrieval, issue 17:
+    // one round trip for both) gets the record with the request; its rate verdict waits for
+    // the count that step answers. Every other signed request is recorded and counted here.
+    let left_to_step = matches!(&route, Ok(endpoint) if endpoint.records_in_its_step());
+    let (caller, record) = match (checked, class, window) {
+        (Some(checked), Some(class), Some(window)) if left_to_step => {
+            let (caller, request_id) = state
+                .authenticator
+                .verify(checked, parts.method.as_str(), &path_and_query, &body)
+                .await
+                .map_err(|error| count_failure(error.into()))?;
+            let go_up_to = state.caller_limits.go_up_to(class);
+            let record = state
+                .authenticator
+                .unrecorded(&caller, request_id, window, go_up_to);
+            (
+                Some((caller, None)),
+                Some(Arc::new(PendingRecord::new(record))),
+            )
+        }
+        (Some(checked), _, window) => {
+            let (caller, count) = state
                 .authenticator
                 .finish(
                     checked,
@@ -318,9 +339,10 @@ async fn run(
                     window,
                 )
                 .await
-                .map_err(|error| count_failure(error.into()))?,
-        ),
-        None => None,
+                .map_err(|error| count_failure(error.into()))?;
+            (Some((caller, Some(count))), None)
+        }
+        (None, ..) => (None, None),
     };
     let endpoint = route?;
     // Limits per authenticated caller: its count in this window refuses it, or it waits for
@@ -338,7 +360,10 @@ async fn run(
                     .metrics
                     .count_rate_limited(scope, class.name(), outcome)
             };
-            let verdict = limits.judge_caller(scope, class, count, now);
+            // Not counted yet (left to the endpoint's step): judged once the step answers.
+            let verdict = count.map_or(Verdict::Go, |count| {
+                limits.judge_caller(scope, class, count, now)
+            });
             if let Verdict::Refuse { retry_after_secs } = verdict {
                 count_limited("refused");
                 tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
@@ -369,28 +394,117 @@ async fn run(
         }
         (caller, _) => caller.map(|(caller, _)| caller),
     };
-    let request = Request { body, caller };
+    let held = Held {
+        _turn: turn,
+        _reserved: reserved,
+        _share: share,
+    };
+    let request = Request {
+        body: body.clone(),
+        caller: caller.clone(),
+        record: record.clone(),
+    };
+    let (reply, held) = run_handler(&state, endpoint.clone(), request, held).await;
+    let (Some(record), Some(held), Some(class)) = (&record, held, class) else {
+        return reply;
+    };
+    // The endpoint's step recorded the request: a replay was refused there, a count past
+    // the class's first threshold did nothing and is judged now: refused, or delayed and
+    // handled again (recorded already).
+    match reply {
+        Err(GatewayError::KeyQueue(KeyQueueError::Replayed)) => Err(count_failure(
+            GatewayError::Auth(crate::net::auth::AuthError::Replayed),
+        )),
+        Err(GatewayError::KeyQueue(KeyQueueError::Held { count })) => {
+            let scope = record.scope();
+            let limits = &state.caller_limits;
+            let count_limited = |outcome| {
+                state
+                    .metrics
+                    .count_rate_limited(scope, class.name(), outcome)
+            };
+            match limits.judge_caller(scope, class, count, now) {
+                Verdict::Refuse { retry_after_secs } => {
+                    count_limited("refused");
+                    tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
+                    return Err(GatewayError::RateLimited { retry_after_secs });
+                }
+                Verdict::Delay(delay) => {
+                    count_limited("delayed");
+                    tokio::time::sleep(jittered(delay)).await;
+                }
+                Verdict::Go => {}
+            }
+            let again = Request {
+                body,
+                caller,
+                record: None,
+            };
+            run_handler(&state, endpoint, again, held).await.0
+        }
+        reply => reply,
+    }
+}
+
+/// What a request holds while its handler runs: its turn among the caller's requests and
+/// its body's shares of the budget, given back when the handler is done (also past the
+/// request timeout).
+struct Held {
+    _turn: Option<OwnedSemaphorePermit>,
+    _reserved: Option<OwnedSemaphorePermit>,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+/// Runs the handler as its own task: a panic there is caught and answered as an internal
+/// error instead of dropping the connection. The task carries the request's span, so its
+/// log lines carry the request id too. A record left to the endpoint's step that no step
+/// took (the handler failed before it) is recorded then, so that every signed request is
+/// counted. Gives back what the request held when the handler finished in time.
+async fn run_handler(
+    state: &Arc<State>,
+    endpoint: Endpoint,
+    request: Request,
+    held: Held,
+) -> (Reply, Option<Held>) {
     let timeout = state.config.request_timeout();
-    // The handler runs as its own task: a panic there is caught and answered as an internal
-    // error instead of dropping the connection. The task carries the request's span, so its
-    // log lines carry the request id too, the caller's turn and the body's share of the
-    // budget, given back when it ends.
+    let task_state = state.clone();
     let task = tokio::spawn(
         async move {
-            // The body's share of the budget is held until the handler is done with it, also
-            // past the request timeout.
-            let _held = (turn, reserved, share);
-            api::dispatch(&state, endpoint, request).await
+            let record = request.record.clone();
+            let reply = api::dispatch(&task_state, endpoint, request).await;
+            if let Some(left) = record.as_deref().and_then(PendingRecord::left) {
+                record_left(&task_state, left).await;
+            }
+            (reply, held)
         }
         .instrument(tracing::Span::current()),
     );
     match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(join_error)) => Err(GatewayError::Internal(format!(
-            "handler failed: {join_error}"
-        ))),
+        Ok(Ok((reply, held))) => (reply, Some(held)),
+        Ok(Err(join_error)) => (
+            Err(GatewayError::Internal(format!(
+                "handler failed: {join_error}"
+            ))),
+            None,
+        ),
         // The task goes on (an atomic store step may be under way): the outcome is unknown.
-        Err(_) => Err(GatewayError::OutcomeUnknown),
+        Err(_) => (Err(GatewayError::OutcomeUnknown), None),
+    }
+}
+
+/// Records and counts a request whose handler ended before the store step it was left to.
+async fn record_left(state: &State, record: &RequestRecord) {
+    if let Err(error) = state
+        .store
+        .record_request(
+            &record.sender,
+            &record.request_id,
+            record.ttl,
+            Some(record.window),
+        )
+        .await
+    {
+        tracing::warn!(%error, "could not record a request its handler did not record");
     }
 }
 

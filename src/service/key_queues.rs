@@ -22,7 +22,7 @@ use crate::service::remote::{Remote, bare_key_package, fresh_receiver, peer_rece
 use crate::store::{
     FreshAssignment, KeyQueueError, KeyQueueUpdate, RegistryError, SharedStore, StoredKeyPackage,
 };
-pub(crate) use crate::store::{KeyQueueAttributes, RetrievedKeyPackage};
+pub(crate) use crate::store::{KeyQueueAttributes, RequestRecord, RetrievedKeyPackage};
 
 /// An application label: at most 255 bytes, no control characters (empty is the default).
 pub(crate) fn check_label(label: &str) -> Result<(), GatewayError> {
@@ -188,7 +188,10 @@ impl KeyQueues {
     /// The draft's retrieval of a key package of `client` for `receiver`, by the caller
     /// `scope`: from this gateway's queue, or from the gateway of `domain` when it is
     /// another's (its answer checked to name that domain). Answers the package and whether it
-    /// is the final key.
+    /// is the final key. With `record` (the request's replay record and rate count, left to
+    /// this step by the pipeline) the retrieval records it first in its own store step, or,
+    /// from another gateway, before the request goes out.
+    #[allow(clippy::too_many_arguments)]
     pub async fn retrieve(
         &self,
         scope: &str,
@@ -197,10 +200,14 @@ impl KeyQueues {
         domain: Option<&str>,
         attributes: &KeyQueueAttributes,
         receiver: &str,
+        record: Option<&RequestRecord>,
     ) -> Result<(Vec<u8>, bool), GatewayError> {
         check_receiver(receiver)?;
         check_label(&attributes.app_label)?;
         if let Some(domain) = domain.filter(|domain| !self.config.serves(domain)) {
+            if let Some(record) = record {
+                record.record_apart(&*self.store).await?;
+            }
             return self
                 .remote
                 .retrieve_from_peer(app, domain, client, attributes, receiver)
@@ -209,7 +216,7 @@ impl KeyQueues {
         let now = crate::keys::unix_now();
         Ok(
             match self
-                .retrieve_capped(scope, app, client, attributes, receiver, now)
+                .retrieve_capped(scope, app, client, attributes, receiver, now, record)
                 .await?
             {
                 RetrievedKeyPackage::Assigned(bytes)
@@ -223,7 +230,8 @@ impl KeyQueues {
     /// `peer:<domain>`), under the caps on fresh assignments
     /// (`rate_limits.fresh_key_packages_per_receiver` and `_per_caller`): past either, only the
     /// package assigned to the receiver before and final keys are served, else `Withheld` with
-    /// the seconds until the window ends.
+    /// the seconds until the window ends. With `record`, as in [`Self::retrieve`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn retrieve_capped(
         &self,
         scope: &str,
@@ -232,6 +240,7 @@ impl KeyQueues {
         attributes: &KeyQueueAttributes,
         receiver: &str,
         now: u64,
+        record: Option<&RequestRecord>,
     ) -> Result<RetrievedKeyPackage, KeyQueueError> {
         let limits = &self.caller_limits;
         let (counters, window_secs) = limits.fresh_counter_names(receiver);
@@ -242,11 +251,21 @@ impl KeyQueues {
             counters: &names,
             window_secs,
         };
-        match self
-            .store
-            .retrieve_key_package(app, client, attributes, receiver, now, fresh)
-            .await
-        {
+        let retrieved = match record {
+            Some(record) => {
+                self.store
+                    .retrieve_key_package_recorded(
+                        app, client, attributes, receiver, now, fresh, record,
+                    )
+                    .await
+            }
+            None => {
+                self.store
+                    .retrieve_key_package(app, client, attributes, receiver, now, fresh)
+                    .await
+            }
+        };
+        match retrieved {
             Ok(retrieval) => {
                 limits.note_fresh_counts(scope, &counters, &retrieval.fresh_counts, now);
                 Ok(retrieval.package)
@@ -320,7 +339,7 @@ impl KeyQueues {
                     app_label: CONNECTION_APP_LABEL.to_owned(),
                 };
                 match self
-                    .retrieve_capped(scope, app, client, &attributes, receiver, now)
+                    .retrieve_capped(scope, app, client, &attributes, receiver, now, None)
                     .await
                 {
                     Ok(
@@ -432,7 +451,7 @@ impl KeyQueues {
         for client in &asked.client_identifiers {
             let (app, id) = self.local_client(client).await?;
             let retrieved = self
-                .retrieve_capped(&scope, app, id, &attributes, &receiver, now)
+                .retrieve_capped(&scope, app, id, &attributes, &receiver, now, None)
                 .await?;
             let (bytes, is_final) = match retrieved {
                 RetrievedKeyPackage::Assigned(bytes)
@@ -497,7 +516,7 @@ impl KeyQueues {
                     app_label: String::new(),
                 };
                 match self
-                    .retrieve_capped(&scope, app, id, &attributes, &receiver, now)
+                    .retrieve_capped(&scope, app, id, &attributes, &receiver, now, None)
                     .await
                 {
                     Ok(

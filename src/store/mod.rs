@@ -245,6 +245,44 @@ pub(crate) async fn count_after_assignment(
         })
 }
 
+/// A signed request's replay record and rate count, left by the pipeline to the store step
+/// of an endpoint that takes them (key-package retrieval; issue 17: one Redis round trip per
+/// retrieval). The step records `request_id` for `sender` before anything else (a replay
+/// changes nothing: `KeyQueueError::Replayed`), counts the request in `window`, and does its
+/// work only while the count is at most `work_up_to`, the class's first threshold (past it
+/// nothing changes: `KeyQueueError::Held`, and the pipeline judges the count).
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub sender: String,
+    pub request_id: [u8; 16],
+    pub ttl: Duration,
+    pub window: RequestWindow<'static>,
+    pub work_up_to: u64,
+}
+
+impl RequestRecord {
+    /// The record in a round trip of its own, before the work (a store, or a path, that
+    /// cannot take it into the work's step).
+    pub(crate) async fn record_apart<C: ReplayCache + ?Sized>(
+        &self,
+        cache: &C,
+    ) -> Result<(), KeyQueueError> {
+        let recorded = cache
+            .record_request(&self.sender, &self.request_id, self.ttl, Some(self.window))
+            .await?;
+        self.judge(recorded)
+    }
+
+    /// What the record's answer means for the step: `None` is a replay.
+    pub(crate) fn judge(&self, recorded: Option<u64>) -> Result<(), KeyQueueError> {
+        match recorded {
+            None => Err(KeyQueueError::Replayed),
+            Some(count) if count > self.work_up_to => Err(KeyQueueError::Held { count }),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 /// A retrieval's answer: the package, and after a fresh assignment the counts of
 /// [`FreshAssignment::counters`] in order (empty otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +309,13 @@ pub enum KeyQueueError {
     Withheld { retry_after_secs: u64 },
     #[error("more than {0} key packages")]
     TooManyPackages(usize),
+    /// The request's id was recorded before (`RequestRecord`): nothing was done.
+    #[error("request id seen before")]
+    Replayed,
+    /// The caller's count in its window passed its class's first threshold
+    /// (`RequestRecord::work_up_to`): nothing was done; the pipeline judges the count.
+    #[error("request {count} of the caller's window held for the rate verdict")]
+    Held { count: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -660,6 +705,7 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything the gateway keeps. Later concerns (registry, key queues, groups) join here.
+#[async_trait]
 pub trait Store:
     ReplayCache
     + RateCounters
@@ -672,6 +718,25 @@ pub trait Store:
 {
     /// A short description for the start-up banner and logs.
     fn describe(&self) -> String;
+
+    /// [`KeyQueues::retrieve_key_package`] with the request's replay record and rate count
+    /// taken into the same step ([`RequestRecord`]); a store that cannot (memory, Cluster)
+    /// records first.
+    #[allow(clippy::too_many_arguments)]
+    async fn retrieve_key_package_recorded(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
+        fresh: FreshAssignment<'_>,
+        record: &RequestRecord,
+    ) -> Result<Retrieval, KeyQueueError> {
+        record.record_apart(self).await?;
+        self.retrieve_key_package(app, client, attributes, receiver, now, fresh)
+            .await
+    }
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -216,11 +216,26 @@ impl RequestSignature {
         body: &[u8],
         key: &VerifyingKey,
     ) -> Result<(), SignatureError> {
-        let signature = Signature::from_slice(self.signature.as_slice())
-            .map_err(|_| SignatureError::BadSignature)?;
-        let tbs = to_be_signed(method, path, &self.claims, body)?;
+        let signature = self.signature()?;
+        let tbs = self.signed_content(method, path, body)?;
         key.verify_strict(&tbs, &signature)
             .map_err(|_| SignatureError::BadSignature)
+    }
+
+    /// The bytes the signature covers (`RequestTbs`) for `method`, `path` and `body`: for a
+    /// receiver that verifies many signatures at once instead of through [`Self::verify`].
+    pub fn signed_content(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, SignatureError> {
+        to_be_signed(method, path, &self.claims, body)
+    }
+
+    /// The envelope's Ed25519 signature.
+    pub fn signature(&self) -> Result<Signature, SignatureError> {
+        Signature::from_slice(self.signature.as_slice()).map_err(|_| SignatureError::BadSignature)
     }
 }
 

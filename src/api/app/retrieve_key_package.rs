@@ -36,6 +36,7 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
             body.domain.as_deref(),
             &attributes,
             &body.receiver_client_id,
+            request.take_record(),
         )
         .await?;
     encoded(&RetrieveKeyPackageResponse {

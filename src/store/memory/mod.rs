@@ -50,6 +50,7 @@ impl Health for MemoryStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for MemoryStore {
     fn describe(&self) -> String {
         "memory (embedded; all state is lost when the gateway exits)".into()

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::RedisStore;
 use crate::store::{
-    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RequestWindow,
-    Retrieval, RetrievedKeyPackage, StoreError, count_after_assignment,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RequestRecord,
+    RequestWindow, Retrieval, RetrievedKeyPackage, StoreError, count_after_assignment,
 };
 
 /// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
@@ -42,9 +42,12 @@ pub(super) fn update_queue_script() -> String {
     format!("{PURGE}{}", include_str!("lua/update_queue.lua"))
 }
 
-/// KEYS: index, retired, then the caller's fresh-assignment counters (single Redis only:
-/// on a Cluster they live in another slot). ARGV: field, receiver, now, queue prefix, fresh
-/// ('1': a package may be newly assigned), the counters' TTL. Returns {0} no queue,
+/// KEYS: index, retired, with a request record (single Redis only) its replay key and rate
+/// counter, then the caller's fresh-assignment counters (single Redis only: on a Cluster
+/// they live in another slot). ARGV: field, receiver, now, queue prefix, fresh ('1': a
+/// package may be newly assigned), the counters' TTL, '1' with a request record, then its
+/// replay TTL, its counter's TTL and its `work_up_to`. Returns {-1} replayed, {-2, count}
+/// counted past `work_up_to` (both: nothing else done), {0} no queue,
 /// {1, bytes, counts...} newly assigned package (each counter incremented),
 /// {4, bytes} the package assigned before, {2, bytes} final key, {3} exhausted, {5} a fresh
 /// package is there but `fresh` is off, and none was assigned before and no final key.
@@ -235,64 +238,8 @@ impl KeyQueues for RedisStore {
         now: u64,
         fresh: FreshAssignment<'_>,
     ) -> Result<Retrieval, KeyQueueError> {
-        let keys = QueueKeys::new(client);
-        // On a single Redis the counters join the retrieval's script: one round trip.
-        let counted_here = !self.is_cluster();
-        let mut invocation = self.scripts.retrieve.prepare_invoke();
-        invocation.key(keys.index(app)).key(keys.retired());
-        let mut ttl = 1;
-        if counted_here {
-            for name in fresh.counters {
-                let window = RequestWindow {
-                    name,
-                    window_secs: fresh.window_secs,
-                    now,
-                };
-                ttl = window.remaining_secs() + 1;
-                invocation.key(super::replay::counter_key(fresh.scope, &window));
-            }
-        }
-        invocation
-            .arg(attributes.field())
-            .arg(receiver)
-            .arg(now)
-            .arg(keys.queue_prefix())
-            .arg(if fresh.may_assign { "1" } else { "0" })
-            .arg(ttl);
-        let reply: Vec<Value> = self
-            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-            .await?;
-        let package = match status_and_payload(&reply)? {
-            (1, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::Assigned(bytes.clone()),
-            (2, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::FinalKey(bytes.clone()),
-            (4, Some(Value::BulkString(bytes))) => {
-                RetrievedKeyPackage::AssignedBefore(bytes.clone())
-            }
-            (5, _) => {
-                return Err(KeyQueueError::Withheld {
-                    retry_after_secs: 0,
-                });
-            }
-            (0, _) => return Err(KeyQueueError::NoMatchingQueue),
-            (3, _) => return Err(KeyQueueError::Exhausted),
-            _ => return Err(malformed("retrieval status").into()),
-        };
-        let fresh_counts = match &package {
-            RetrievedKeyPackage::Assigned(_) if fresh.counters.is_empty() => Vec::new(),
-            RetrievedKeyPackage::Assigned(_) if counted_here => reply[2..]
-                .iter()
-                .map(|count| match count {
-                    Value::Int(count) => u64::try_from(*count).map_err(|_| malformed("count")),
-                    _ => Err(malformed("count")),
-                })
-                .collect::<Result<_, _>>()?,
-            RetrievedKeyPackage::Assigned(_) => count_after_assignment(self, &fresh, now).await,
-            _ => Vec::new(),
-        };
-        Ok(Retrieval {
-            package,
-            fresh_counts,
-        })
+        self.retrieve(app, client, attributes, receiver, now, fresh, None)
+            .await
     }
 
     async fn advance_key_queue(
@@ -324,5 +271,102 @@ impl KeyQueues for RedisStore {
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// The retrieval's script; with `record` (single Redis only) the request's replay record
+    /// and rate count come first in it (`RequestRecord`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn retrieve(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
+        fresh: FreshAssignment<'_>,
+        record: Option<&RequestRecord>,
+    ) -> Result<Retrieval, KeyQueueError> {
+        let keys = QueueKeys::new(client);
+        // On a single Redis the counters join the retrieval's script: one round trip.
+        let counted_here = !self.is_cluster();
+        let mut invocation = self.scripts.retrieve.prepare_invoke();
+        invocation.key(keys.index(app)).key(keys.retired());
+        if let Some(record) = record {
+            invocation
+                .key(super::replay::replay_key(
+                    &record.sender,
+                    &record.request_id,
+                ))
+                .key(super::replay::counter_key(&record.sender, &record.window));
+        }
+        let mut ttl = 1;
+        if counted_here {
+            for name in fresh.counters {
+                let window = RequestWindow {
+                    name,
+                    window_secs: fresh.window_secs,
+                    now,
+                };
+                ttl = window.remaining_secs() + 1;
+                invocation.key(super::replay::counter_key(fresh.scope, &window));
+            }
+        }
+        invocation
+            .arg(attributes.field())
+            .arg(receiver)
+            .arg(now)
+            .arg(keys.queue_prefix())
+            .arg(if fresh.may_assign { "1" } else { "0" })
+            .arg(ttl);
+        match record {
+            Some(record) => invocation
+                .arg("1")
+                .arg(record.ttl.as_secs().max(1))
+                .arg(record.window.remaining_secs() + 1)
+                .arg(record.work_up_to),
+            None => invocation.arg("0"),
+        };
+        let reply: Vec<Value> = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        let package = match status_and_payload(&reply)? {
+            (-1, _) => return Err(KeyQueueError::Replayed),
+            (-2, Some(Value::Int(count))) => {
+                return Err(KeyQueueError::Held {
+                    count: u64::try_from(*count).map_err(|_| malformed("count"))?,
+                });
+            }
+            (1, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::Assigned(bytes.clone()),
+            (2, Some(Value::BulkString(bytes))) => RetrievedKeyPackage::FinalKey(bytes.clone()),
+            (4, Some(Value::BulkString(bytes))) => {
+                RetrievedKeyPackage::AssignedBefore(bytes.clone())
+            }
+            (5, _) => {
+                return Err(KeyQueueError::Withheld {
+                    retry_after_secs: 0,
+                });
+            }
+            (0, _) => return Err(KeyQueueError::NoMatchingQueue),
+            (3, _) => return Err(KeyQueueError::Exhausted),
+            _ => return Err(malformed("retrieval status").into()),
+        };
+        let fresh_counts = match &package {
+            RetrievedKeyPackage::Assigned(_) if fresh.counters.is_empty() => Vec::new(),
+            RetrievedKeyPackage::Assigned(_) if counted_here => reply[2..]
+                .iter()
+                .map(|count| match count {
+                    Value::Int(count) => u64::try_from(*count).map_err(|_| malformed("count")),
+                    _ => Err(malformed("count")),
+                })
+                .collect::<Result<_, _>>()?,
+            RetrievedKeyPackage::Assigned(_) => count_after_assignment(self, &fresh, now).await,
+            _ => Vec::new(),
+        };
+        Ok(Retrieval {
+            package,
+            fresh_counts,
+        })
     }
 }

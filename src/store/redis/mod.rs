@@ -40,7 +40,11 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, Value};
 
-use super::{Health, Store, StoreError};
+use super::{
+    FreshAssignment, Health, KeyQueueAttributes, KeyQueueError, RequestRecord, Retrieval, Store,
+    StoreError,
+};
+use uuid::Uuid;
 
 #[derive(Clone)]
 enum Connection {
@@ -276,9 +280,32 @@ impl Health for RedisStore {
     }
 }
 
+#[async_trait]
 impl Store for RedisStore {
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    /// On a single Redis one script records, counts and retrieves; on a Cluster the replay
+    /// record lives in the caller's slot and the queue in the client's: two round trips.
+    async fn retrieve_key_package_recorded(
+        &self,
+        app: Uuid,
+        client: Uuid,
+        attributes: &KeyQueueAttributes,
+        receiver: &str,
+        now: u64,
+        fresh: FreshAssignment<'_>,
+        record: &RequestRecord,
+    ) -> Result<Retrieval, KeyQueueError> {
+        let record = if self.is_cluster() {
+            record.record_apart(self).await?;
+            None
+        } else {
+            Some(record)
+        };
+        self.retrieve(app, client, attributes, receiver, now, fresh, record)
+            .await
     }
 }
 

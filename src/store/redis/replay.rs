@@ -19,7 +19,7 @@ pub(super) const RECORD_REQUEST_ID: &str = include_str!("lua/record_request_id.l
 /// seconds. Returns the counts in order.
 pub(super) const COUNT_IN_WINDOW: &str = include_str!("lua/count_in_window.lua");
 
-fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
+pub(super) fn replay_key(sender: &str, request_id: &[u8; 16]) -> String {
     format!("mimi:replay:{{{sender}}}:{}", hex::encode(request_id))
 }
 

@@ -5,9 +5,11 @@
 //! they count or are handed out, retrieval by earliest `not_after`, a receiver's package
 //! handed to it again, the final key after the pool, and nothing handed out twice.
 
+use std::time::Duration;
+
 use mimi_gateway::store::{
-    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RetrievedKeyPackage,
-    SharedStore, StoredKeyPackage,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RequestRecord,
+    RequestWindow, RetrievedKeyPackage, SharedStore, StoredKeyPackage,
 };
 use uuid::Uuid;
 
@@ -191,4 +193,108 @@ async fn contract(store: SharedStore) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_queues_on_memory_redis_and_cluster() {
     same_on_every_store(contract).await;
+}
+
+/// A retrieval that records its request (`RequestRecord`, issue 17: on a single Redis one
+/// script, elsewhere the record first): the id is recorded and the request counted before
+/// anything else; a replay changes nothing and is not counted; past `work_up_to` nothing
+/// changes but the count (the pipeline judges it); the record and the count are the replay
+/// cache's own.
+async fn recorded_contract(store: SharedStore) -> Vec<String> {
+    let mut transcript = Vec::new();
+    let (app, client, queue) = (
+        Uuid::from_u128(0x7b0),
+        Uuid::from_u128(0x7b1),
+        Uuid::from_u128(0x7b2),
+    );
+    let wanted = attributes();
+    store
+        .create_key_queue(app, client, queue, &wanted)
+        .await
+        .unwrap();
+    let two = KeyQueueUpdate {
+        packages: vec![package(1, NOW + 1_000), package(2, NOW + 2_000)],
+        ..KeyQueueUpdate::default()
+    };
+    store
+        .update_key_queue(app, client, queue, &two, NOW, 10)
+        .await
+        .unwrap();
+    const CALLER: &str = "app:recorded";
+    const TTL: Duration = Duration::from_secs(600);
+    let window = RequestWindow {
+        name: "requests:key_packages",
+        window_secs: 3_600,
+        now: NOW,
+    };
+    let record = |id: u8, work_up_to: u64| RequestRecord {
+        sender: CALLER.into(),
+        request_id: [id; 16],
+        ttl: TTL,
+        window,
+        work_up_to,
+    };
+    let fresh = FreshAssignment {
+        may_assign: true,
+        scope: CALLER,
+        counters: &[],
+        window_secs: 3_600,
+    };
+    let retrieve = |receiver: &'static str, record: RequestRecord| {
+        let (store, wanted) = (store.clone(), wanted.clone());
+        async move {
+            store
+                .retrieve_key_package_recorded(app, client, &wanted, receiver, NOW, fresh, &record)
+                .await
+        }
+    };
+    // Count 1, within the threshold: assigned.
+    let first = retrieve("ann", record(1, 2)).await.unwrap();
+    assert_eq!(first.package, RetrievedKeyPackage::Assigned(vec![0x4b, 1]));
+    transcript.push(format!("ann: {:?}", first.package));
+    // The same id again: refused, nothing assigned, not counted.
+    assert!(matches!(
+        retrieve("ben", record(1, 2)).await,
+        Err(KeyQueueError::Replayed)
+    ));
+    // The id is in the replay cache as any other request's.
+    assert_eq!(
+        store
+            .record_request(CALLER, &[1; 16], TTL, None)
+            .await
+            .unwrap(),
+        None
+    );
+    // Count 2, past a threshold of 1: held, nothing assigned, the id recorded.
+    assert!(matches!(
+        retrieve("cy", record(2, 1)).await,
+        Err(KeyQueueError::Held { count: 2 })
+    ));
+    assert!(matches!(
+        retrieve("cy", record(2, 10)).await,
+        Err(KeyQueueError::Replayed)
+    ));
+    // Count 3: Ben gets the second package, so the held request for Cy took none ...
+    let second = retrieve("ben", record(3, 10)).await.unwrap();
+    assert_eq!(second.package, RetrievedKeyPackage::Assigned(vec![0x4b, 2]));
+    transcript.push(format!("ben: {:?}", second.package));
+    // ... and Cy, with nothing assigned before, finds the pool spent (count 4).
+    assert!(matches!(
+        retrieve("cy", record(4, 10)).await,
+        Err(KeyQueueError::Exhausted)
+    ));
+    // The counter is the caller's rate counter of the window: the next count is 5.
+    assert_eq!(
+        store
+            .record_request(CALLER, &[5; 16], TTL, Some(window))
+            .await
+            .unwrap(),
+        Some(5)
+    );
+    transcript
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_retrievals_on_memory_redis_and_cluster() {
+    same_on_every_store(recorded_contract).await;
 }

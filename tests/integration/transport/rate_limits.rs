@@ -313,6 +313,148 @@ async fn fresh_assignments_are_capped(store: StoreSpec) {
     );
 }
 
+fn key_packages_delayed_after_2_refused_after_4(config: &mut Config) {
+    config.rate_limits.window_secs = LONG_WINDOW_SECS;
+    config.rate_limits.key_packages = RateClassConfig {
+        delay_after: 2,
+        delay_ms: 1,
+        reject_after: 4,
+    };
+}
+
+/// Issue 17: a key-package retrieval's request is recorded and counted in the retrieval's
+/// own store step (one Redis round trip), and every rule of the pipeline still holds: a
+/// replay is refused and not counted, a request whose body does not decode is counted, past
+/// the first threshold retrievals are delayed and answered, past the second refused with
+/// nothing assigned. With `shared`, a second gateway on the same store without these limits
+/// shows the refused retrieval left its package in the queue.
+async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, shared: bool) {
+    let harness =
+        Harness::start_with(store.clone(), key_packages_delayed_after_2_refused_after_4).await;
+    let fixture = QueueFixture::new(&harness, "carol").await;
+    let packages: Vec<Vec<u8>> = (0..4).map(|_| fixture.mls.key_package(5_000)).collect();
+    assert_eq!(fixture.upload(&packages).await, 4);
+    let path = format!(
+        "/apps/{}/clients/{}/keyPackage",
+        harness.app.id, fixture.client
+    );
+    let send = |body: Vec<u8>| {
+        let headers = signed_headers(
+            &harness.app.key,
+            harness.app.claims(),
+            &Method::POST,
+            &path,
+            &body,
+        );
+        (headers, body)
+    };
+    let post = |(headers, body): (http::HeaderMap, Vec<u8>)| {
+        let client = harness.client(Protocol::Http1);
+        let path = path.clone();
+        async move {
+            client
+                .send(harness.application, Method::POST, &path, headers, body)
+                .await
+        }
+    };
+    let for_receiver = |receiver: &str| {
+        mimi_wire::encode(&mimi_wire::key_queues::RetrieveKeyPackageRequest {
+            version: 1,
+            domain: None,
+            protocol_version: 1,
+            cipher_suite: 1,
+            app_label: None,
+            receiver_client_id: receiver.into(),
+        })
+        .unwrap()
+    };
+    // Count 1, sent twice: the copy is refused (401) and not counted.
+    let once = send(for_receiver("r1"));
+    let first = post(once.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let replayed = post(once).await;
+    assert_eq!(replayed.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(replayed.error_code(), ErrorCode::Unauthenticated);
+    // Count 2: a signed body that does not decode is refused (400) and counted.
+    let garbage = post(send(vec![0xff; 7])).await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert_eq!(garbage.error_code(), ErrorCode::MalformedBody);
+    // Counts 3 and 4: delayed, then each answered with a package of its own.
+    let mut taken = vec![
+        decode_exact::<RetrieveKeyPackageResponse>(&first.body)
+            .unwrap()
+            .key_package
+            .as_slice()
+            .to_vec(),
+    ];
+    for receiver in ["r2", "r3"] {
+        let (package, is_final) = take(&fixture, receiver).await.unwrap();
+        assert!(!is_final);
+        taken.push(package);
+    }
+    // Count 5: refused, before anything is assigned.
+    let refused = take(&fixture, "r4").await.unwrap_err();
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert!((1..=LONG_WINDOW_SECS).contains(&retry_after(&refused)));
+    let class = "requests:key_packages";
+    assert_eq!(
+        harness
+            .metric(&limited(&harness.app, class, "delayed"))
+            .await,
+        2
+    );
+    assert_eq!(
+        harness
+            .metric(&limited(&harness.app, class, "refused"))
+            .await,
+        1
+    );
+    for package in &taken {
+        assert!(packages.contains(package));
+    }
+    taken.sort();
+    taken.dedup();
+    assert_eq!(taken.len(), 3, "three retrievals, three packages");
+    if !shared {
+        return;
+    }
+    // The queue still holds one package: the refused retrieval assigned none.
+    let second = Harness::start_for(store, harness.app.clone(), |config| {
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+    })
+    .await;
+    let other = QueueFixture {
+        harness: &second,
+        api: second.app_client(),
+        client: fixture.client,
+        queue: fixture.queue,
+        mls: crate::support::mls_client::MlsClient::basic("unused"),
+    };
+    let (last, _) = take(&other, "r5").await.unwrap();
+    assert!(packages.contains(&last) && !taken.contains(&last));
+    let spent = take(&other, "r6").await.unwrap_err();
+    assert_eq!(spent.error_code(), ErrorCode::QueueExhausted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrievals_are_recorded_and_counted_in_their_step_on_memory() {
+    retrievals_are_recorded_and_counted_in_their_step(StoreSpec::Memory, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrievals_are_recorded_and_counted_in_their_step_on_redis() {
+    let redis = RedisServer::start();
+    retrievals_are_recorded_and_counted_in_their_step(StoreSpec::Redis(redis.url()), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrievals_are_recorded_and_counted_in_their_step_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    retrievals_are_recorded_and_counted_in_their_step(StoreSpec::Cluster(cluster.urls()), true)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_assignments_are_capped_on_memory() {
     fresh_assignments_are_capped(StoreSpec::Memory).await;

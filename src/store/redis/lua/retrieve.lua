@@ -1,3 +1,11 @@
+local counters = 3
+if ARGV[7] == '1' then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[8]) then return {-1} end
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[9]) end
+  if count > tonumber(ARGV[10]) then return {-2, count} end
+  counters = 5
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
 local queue = redis.call('HGET', KEYS[1], ARGV[1])
 if not queue then return {0} end
@@ -15,7 +23,7 @@ if first[1] then
   redis.call('HSET', base .. ':to', ARGV[2], ref)
   redis.call('HSET', base .. ':by', ref, ARGV[2])
   local reply = {1, redis.call('HGET', base .. ':pkg', ref)}
-  for i = 3, #KEYS do
+  for i = counters, #KEYS do
     local count = redis.call('INCR', KEYS[i])
     if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[6]) end
     reply[#reply + 1] = count

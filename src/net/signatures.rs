@@ -1,0 +1,318 @@
+//! Ed25519 verification of signed-request envelopes (`mimi-wire::signing`; DESIGN.md, "Request
+//! authentication"), batched across the requests waiting at the same moment (issue 17,
+//! "Ed25519"): a batch of 16 costs about half of 16 single verifications.
+//!
+//! Requests hand their signature to a few verifier tasks (one per runtime worker). A verifier
+//! takes whatever is queued when it is free, up to [`MAX_BATCH`], and never waits for more: an
+//! idle gateway verifies each signature alone, at once, as before; a busy one verifies in
+//! batches. A batch that fails is verified again one signature at a time, so one bad
+//! signature costs its batch's honest requests nothing but time.
+//!
+//! Batch verification is made as strict as `verify_strict` everywhere it can be checked per
+//! signature: `s` canonical (`verify_batch` itself), `R` canonical and not of small order, the
+//! key not of small order ([`strictly_formed`]). One difference remains, by the nature of a
+//! batch: a signature whose equation is off by a point of small order (which only the key's
+//! holder can make, never a forger) may pass in a batch where alone it fails. Forgery and
+//! replay are refused either way: the request id is inside the signed content.
+
+use std::sync::{Arc, OnceLock};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Most signatures in one batch: past 16 the saving per signature hardly grows, and a batch
+/// holds its worker for its whole time (16 x ~20 us).
+pub const MAX_BATCH: usize = 16;
+
+/// Signatures waiting for a verifier; a request past this waits to hand its own in (each
+/// holds its body already, under the body budget, so this bounds nothing new).
+const QUEUE: usize = 1024;
+
+/// One request's signature to verify, and where its answer goes.
+struct Job {
+    message: Vec<u8>,
+    signature: Signature,
+    key: VerifyingKey,
+    answer: oneshot::Sender<bool>,
+}
+
+/// Verifies request signatures, in batches when several wait at once (`auth.batch_verification`;
+/// off: each where it is asked, with `verify_strict`). The verifier tasks are started with the
+/// first signature, on the runtime that verifies it.
+pub struct SignatureVerifier {
+    batched: bool,
+    jobs: OnceLock<mpsc::Sender<Job>>,
+}
+
+impl SignatureVerifier {
+    pub fn new(batched: bool) -> SignatureVerifier {
+        SignatureVerifier {
+            batched,
+            jobs: OnceLock::new(),
+        }
+    }
+
+    /// Whether `signature` is `key`'s over `message`, as strict as described above.
+    pub async fn verify(&self, message: Vec<u8>, signature: Signature, key: VerifyingKey) -> bool {
+        if !self.batched {
+            return verify_one(&message, &signature, &key);
+        }
+        let jobs = self.jobs.get_or_init(start_verifiers);
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            message,
+            signature,
+            key,
+            answer,
+        };
+        match jobs.send(job).await {
+            // No answer: the verifier went away with the job (its runtime is shutting down).
+            Ok(()) => answered.await.unwrap_or(false),
+            // No verifier is left (its runtime ended): verify here.
+            Err(mpsc::error::SendError(job)) => verify_one(&job.message, &job.signature, &job.key),
+        }
+    }
+}
+
+fn start_verifiers() -> mpsc::Sender<Job> {
+    let (jobs, queued) = mpsc::channel(QUEUE);
+    let queued = Arc::new(Mutex::new(queued));
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    for _ in 0..workers.max(1) {
+        tokio::spawn(run_verifier(queued.clone()));
+    }
+    jobs
+}
+
+/// Takes what is queued (waiting only for the first), verifies it, answers, again; ends when
+/// the verifier is dropped.
+async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut queued = queued.lock().await;
+            let Some(first) = queued.recv().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let verdicts = verify_all(&batch);
+        for (job, valid) in batch.into_iter().zip(verdicts) {
+            // The request may have gone (its connection closed): nothing to answer.
+            let _ = job.answer.send(valid);
+        }
+        // Let the requests just answered run before the next batch.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The verdict of each job: one batch for all well-formed ones, and on its failure each alone.
+fn verify_all(batch: &[Job]) -> Vec<bool> {
+    let mut verdicts: Vec<bool> = batch
+        .iter()
+        .map(|job| strictly_formed(&job.signature, &job.key))
+        .collect();
+    let formed: Vec<&Job> = batch
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(job, formed)| formed.then_some(job))
+        .collect();
+    let batch_passed = match formed.len() {
+        0 | 1 => false,
+        _ => {
+            let messages: Vec<&[u8]> = formed.iter().map(|job| job.message.as_slice()).collect();
+            let signatures: Vec<Signature> = formed.iter().map(|job| job.signature).collect();
+            let keys: Vec<VerifyingKey> = formed.iter().map(|job| job.key).collect();
+            ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+        }
+    };
+    if !batch_passed {
+        for (job, verdict) in batch.iter().zip(verdicts.iter_mut()) {
+            if *verdict {
+                *verdict = verify_one(&job.message, &job.signature, &job.key);
+            }
+        }
+    }
+    verdicts
+}
+
+fn verify_one(message: &[u8], signature: &Signature, key: &VerifyingKey) -> bool {
+    key.verify_strict(message, signature).is_ok()
+}
+
+/// `2^255 - 19`, little-endian: the field's modulus; a canonical `y` is below it.
+const MODULUS: [u8; 32] = {
+    let mut modulus = [0xff; 32];
+    modulus[0] = 0xed;
+    modulus[31] = 0x7f;
+    modulus
+};
+
+/// The `y` coordinates (little-endian, sign bit clear) of the points of small order: the
+/// eight torsion points have these five, each with either sign of `x`
+/// (`tests::the_small_order_list_is_the_eight_torsion_points` derives them from
+/// curve25519-dalek). Non-canonical encodings (`y >= p`) are refused before this list.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    // 0: the two points of order 4.
+    [0; 32],
+    // 1: the identity.
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    // p - 1: the point of order 2.
+    {
+        let mut minus_one = MODULUS;
+        minus_one[0] = 0xec;
+        minus_one
+    },
+    // The four points of order 8.
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// What `verify_strict` refuses and `verify_batch` does not check: `R` not canonical or of
+/// small order, or the key of small order (a weak key).
+fn strictly_formed(signature: &Signature, key: &VerifyingKey) -> bool {
+    let mut y = *signature.r_bytes();
+    y[31] &= 0x7f;
+    let canonical = y.iter().rev().lt(MODULUS.iter().rev());
+    canonical && !SMALL_ORDER_Y.contains(&y) && !key.is_weak()
+}
+
+#[cfg(test)]
+mod tests {
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::traits::{Identity, IsIdentity};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    fn y_of(point: &EdwardsPoint) -> [u8; 32] {
+        let mut y = point.compress().to_bytes();
+        y[31] &= 0x7f;
+        y
+    }
+
+    #[test]
+    fn the_small_order_list_is_the_eight_torsion_points() {
+        // The torsion subgroup is cyclic of order 8: the multiples of one point of order 8
+        // are all eight points of small order (five y coordinates: fewer if it had order 4).
+        let generator = CompressedEdwardsY(SMALL_ORDER_Y[3]).decompress().unwrap();
+        assert!(generator.is_small_order());
+        let mut point = EdwardsPoint::identity();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            assert!(point.is_small_order());
+            seen.insert(y_of(&point));
+            point += generator;
+        }
+        assert!(point.is_identity(), "the generator has order 8");
+        let listed: std::collections::BTreeSet<[u8; 32]> = SMALL_ORDER_Y.into_iter().collect();
+        assert_eq!(seen, listed);
+        assert_eq!(MODULUS, {
+            let mut p = [0u8; 32];
+            p.copy_from_slice(
+                &hex::decode("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+                    .unwrap(),
+            );
+            p
+        });
+    }
+
+    fn signed(index: u8) -> (Vec<u8>, Signature, VerifyingKey) {
+        let key = SigningKey::from_bytes(&[index; 32]);
+        let message = vec![index; 100];
+        (message.clone(), key.sign(&message), key.verifying_key())
+    }
+
+    fn job(message: Vec<u8>, signature: Signature, key: VerifyingKey) -> Job {
+        Job {
+            message,
+            signature,
+            key,
+            answer: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_signature_refuses_only_that_one() {
+        let mut batch: Vec<Job> = (1..=8)
+            .map(|index| {
+                let (message, signature, key) = signed(index);
+                job(message, signature, key)
+            })
+            .collect();
+        assert_eq!(verify_all(&batch), vec![true; 8]);
+        batch[3].message[0] ^= 1;
+        let mut expected = vec![true; 8];
+        expected[3] = false;
+        assert_eq!(verify_all(&batch), expected);
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_r_are_refused_as_verify_strict_does() {
+        let (message, signature, key) = signed(9);
+        let s = signature.s_bytes();
+        for y in SMALL_ORDER_Y {
+            for sign in [0, 0x80] {
+                let mut r = y;
+                r[31] |= sign;
+                let forged = Signature::from_components(r, *s);
+                assert!(!strictly_formed(&forged, &key));
+                assert!(key.verify_strict(&message, &forged).is_err());
+            }
+        }
+        let mut non_canonical = MODULUS;
+        non_canonical[0] += 1; // p + 1, which decompresses to the identity
+        let forged = Signature::from_components(non_canonical, *s);
+        assert!(!strictly_formed(&forged, &key));
+        assert!(strictly_formed(&signature, &key));
+    }
+
+    #[test]
+    fn a_weak_key_is_refused() {
+        let weak = VerifyingKey::from_bytes(&[0; 32]).unwrap();
+        assert!(weak.is_weak());
+        let (_, signature, _) = signed(10);
+        assert!(!strictly_formed(&signature, &weak));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_each_get_their_own_verdict() {
+        let verifier = Arc::new(SignatureVerifier::new(true));
+        let tasks: Vec<_> = (1..=40u8)
+            .map(|index| {
+                let verifier = verifier.clone();
+                tokio::spawn(async move {
+                    let (mut message, signature, key) = signed(index);
+                    let honest = index % 5 != 0;
+                    if !honest {
+                        message.push(0);
+                    }
+                    (honest, verifier.verify(message, signature, key).await)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (honest, valid) = task.await.unwrap();
+            assert_eq!(honest, valid);
+        }
+    }
+}
