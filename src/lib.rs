@@ -15,6 +15,7 @@ pub mod fuzz;
 pub mod identity;
 pub mod inspect;
 pub mod keys;
+pub(crate) mod member;
 pub(crate) mod metrics;
 pub mod mls;
 pub(crate) mod net;

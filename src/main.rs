@@ -97,7 +97,8 @@ enum Command {
     /// build (`cargo run --release -- bench`) and redis-server.
     Bench {
         /// Scenarios to run, comma-separated: tls, signed, key-package, handshakes (a new
-        /// TLS connection per request), resumed (the same, resuming a session).
+        /// TLS connection per request), resumed (the same, resuming a session); also
+        /// commit-2, commit-100, commit-1000 (self-update commits next to openmls' cost).
         #[arg(
             long,
             default_value = "tls,signed,key-package,handshakes,resumed",
@@ -133,6 +134,10 @@ enum Command {
         /// Run the gateway with auth.batch_verification off (each signature verified alone).
         #[arg(long)]
         single_verification: bool,
+        /// Most commits of one commit-2 run (commit-100 a quarter, commit-1000 a twentieth;
+        /// made before the run).
+        #[arg(long, default_value_t = 1_200)]
+        commits: usize,
     },
     /// The benchmark's bare references as a process of their own (started by `bench`).
     #[command(hide = true)]
@@ -287,6 +292,7 @@ fn main() -> ExitCode {
             out,
             access_log,
             single_verification,
+            commits,
         } => bench(
             &scenarios,
             mimi_gateway::bench::BenchOptions {
@@ -300,6 +306,7 @@ fn main() -> ExitCode {
                 out,
                 access_log,
                 single_verification,
+                commits: commits.max(1),
             },
         ),
         Command::BenchFloor {

@@ -219,6 +219,41 @@ pub async fn drive(
     gather(workers, started).await
 }
 
+/// One worker per chain, each sending its chain's requests in order and one at a time (a
+/// group's commits are serial: each needs the epoch the one before made), the chains side
+/// by side, until all are answered or `limit` has passed. A refusal ends its chain (the
+/// group is behind the requests that follow).
+pub async fn drive_chains(
+    senders: &[SendRequest<Full<Bytes>>],
+    chains: Vec<Vec<Prepared>>,
+    limit: Duration,
+) -> RunOutcome {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut workers = Vec::with_capacity(chains.len());
+    for (index, chain) in chains.into_iter().enumerate() {
+        let mut sender = senders[index % senders.len()].clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            for request in &chain {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                let status = exchange(&mut sender, request, deadline).await;
+                *statuses.entry(status).or_default() += 1;
+                if !(200..300).contains(&status) {
+                    break;
+                }
+                latencies.push(sent.elapsed());
+            }
+            (latencies, statuses, 0)
+        }));
+    }
+    gather(workers, started).await
+}
+
 /// Each request on a connection of its own: TCP, TLS 1.3 handshake (resumed when `tls`
 /// keeps sessions), HTTP/2 preface, the request, then the connection closed; `in_flight`
 /// at once until all are answered or `limit` has passed. A latency is the whole of it.

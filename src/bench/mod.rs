@@ -11,6 +11,7 @@
 //! commandstats`), the ratio to its floor round by round, the targets of the issue met or
 //! not; and writes every run to a CSV. Figures and commands: `docs/performance.md`.
 
+pub mod commits;
 pub mod floor;
 pub mod load;
 pub mod procs;
@@ -41,6 +42,9 @@ pub enum Scenario {
     Handshakes,
     /// The same, resuming the session of an earlier connection (TLS 1.3 tickets).
     HandshakesResumed,
+    /// Self-update commits to groups of this many members (`commits::SIZES`), next to
+    /// openmls' own cost for them.
+    Commit(usize),
 }
 
 const SCENARIOS: [Scenario; 5] = [
@@ -59,15 +63,22 @@ impl Scenario {
             Scenario::KeyPackage => "key-package",
             Scenario::Handshakes => "handshakes",
             Scenario::HandshakesResumed => "resumed",
+            Scenario::Commit(2) => "commit-2",
+            Scenario::Commit(100) => "commit-100",
+            Scenario::Commit(_) => "commit-1000",
         }
     }
 
     pub fn parse(name: &str) -> Result<Scenario, String> {
         SCENARIOS
             .into_iter()
+            .chain(commits::SIZES.map(Scenario::Commit))
             .find(|scenario| scenario.name() == name)
             .ok_or_else(|| {
-                format!("unknown scenario `{name}` (tls, signed, key-package, handshakes, resumed)")
+                format!(
+                    "unknown scenario `{name}` (tls, signed, key-package, handshakes, resumed, \
+                     commit-2, commit-100, commit-1000)"
+                )
             })
     }
 }
@@ -91,6 +102,8 @@ pub struct BenchOptions {
     pub access_log: bool,
     /// Run the gateway with `auth.batch_verification` off (every signature alone).
     pub single_verification: bool,
+    /// Most commits of one `commit-2` run (fewer for larger groups: `commits::commits`).
+    pub commits: usize,
 }
 
 /// One timed run and its readings.
@@ -108,6 +121,11 @@ struct Row {
     redis_commands: u64,
     /// Scripts Redis ran: about the round trips.
     redis_scripts: u64,
+    /// What Redis' memory grew by during the run.
+    redis_bytes: i64,
+    /// The floor's own cost per request where it is measured in this process (openmls'
+    /// per commit), in microseconds.
+    floor_us: Option<f64>,
 }
 
 impl Row {
@@ -333,14 +351,10 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
     })
 }
 
-/// Receivers' queues for the `key-package` runs: `clients` clients, `total` packages among
-/// them. Answers the client ids and the Redis bytes per key package.
-async fn fill_queues(
-    setup: &Setup,
-    redis: &mut redis::aio::MultiplexedConnection,
-    total: usize,
-) -> Result<(Vec<Uuid>, f64), String> {
-    let client = Client::new(ClientConfig {
+/// The benchmark's application, through the client crate, for what is prepared before the
+/// timed runs.
+fn app_client(setup: &Setup) -> Result<Client, String> {
+    Client::new(ClientConfig {
         url: format!("https://localhost:{}", setup.application.port()),
         app: setup.signer.app,
         key: setup.signer.key.clone(),
@@ -349,7 +363,17 @@ async fn fill_queues(
         gateway_domain: None,
         connect_to: Some(setup.application),
     })
-    .map_err(fail)?;
+    .map_err(fail)
+}
+
+/// Receivers' queues for the `key-package` runs: `clients` clients, `total` packages among
+/// them. Answers the client ids and the Redis bytes per key package.
+async fn fill_queues(
+    setup: &Setup,
+    redis: &mut redis::aio::MultiplexedConnection,
+    total: usize,
+) -> Result<(Vec<Uuid>, f64), String> {
+    let client = app_client(setup)?;
     let clients = 100.min(total.max(1));
     let per_client = total.div_ceil(clients);
     let memory_before = procs::redis_counters(redis).await?.memory;
@@ -413,6 +437,8 @@ fn requests(
                 )
             })
             .collect(),
+        // Prepared as chains, one per group (`commits::prepare`).
+        Scenario::Commit(_) => Ok(Vec::new()),
     }
 }
 
@@ -494,6 +520,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
         );
     }
     let rss_start = procs::rss_kib(setup.gateway.pid());
+    let preparer = app_client(&setup)?;
     let tls = load::connector(&setup.ca, true)?;
     let full_handshakes = load::connector(&setup.ca, false)?;
     // One session cache per server: a ticket of one is no good at the other.
@@ -511,6 +538,8 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 Scenario::Signed => vec!["signed-floor", "gateway"],
                 Scenario::KeyPackage if wants(Scenario::Signed) => vec!["gateway"],
                 Scenario::KeyPackage => vec!["signed-floor", "gateway"],
+                // The floor, openmls, runs in this process while the chains are made.
+                Scenario::Commit(_) => vec!["gateway"],
             };
             if round % 2 == 1 {
                 targets.reverse();
@@ -528,6 +557,20 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     _ => (setup.application, &setup.gateway, scenario),
                 };
                 let prepared = requests(&setup, kind, round, &options, &queues)?;
+                let mut chains = match scenario {
+                    Scenario::Commit(members) => Some(
+                        commits::prepare(
+                            &preparer,
+                            &setup.signer,
+                            &format!("r{round}"),
+                            members,
+                            commits::groups(members, options.in_flight),
+                            commits::commits(members, options.commits),
+                        )
+                        .await?,
+                    ),
+                    _ => None,
+                };
                 // Fresh connections for each run (an idle one would meet the server's
                 // timeouts), opened before the clock starts.
                 let handshakes = match scenario {
@@ -566,7 +609,13 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                         )
                         .await
                     }
-                    None => load::drive(&senders, prepared, options.in_flight, limit).await,
+                    None => match chains.as_mut() {
+                        Some(chains) => {
+                            let chains = std::mem::take(&mut chains.chains);
+                            load::drive_chains(&senders, chains, limit).await
+                        }
+                        None => load::drive(&senders, prepared, options.in_flight, limit).await,
+                    },
                 };
                 let cpu_after = (
                     procs::cpu_time(server_pid),
@@ -583,6 +632,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 // The two INFO calls of the first reading are counted in the second.
                 let redis_commands = after.calls.saturating_sub(before.calls).saturating_sub(2);
                 let redis_scripts = after.scripts.saturating_sub(before.scripts);
+                let redis_bytes = after.memory as i64 - before.memory as i64;
                 let row = Row {
                     round,
                     scenario,
@@ -592,6 +642,10 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     client_cpu: spent(cpu_before.2, cpu_after.2),
                     redis_commands,
                     redis_scripts,
+                    redis_bytes,
+                    floor_us: chains
+                        .as_ref()
+                        .map(|chains| chains.openmls_per_commit.as_secs_f64() * 1e6),
                     outcome,
                 };
                 println!(
@@ -702,6 +756,10 @@ fn report(options: &BenchOptions, rows: &[Row]) {
                 (Scenario::Signed, "signed-floor")
             }
             Scenario::KeyPackage => (Scenario::KeyPackage, "signed-floor"),
+            Scenario::Commit(members) => {
+                report_commits(scenario, members, rows);
+                continue;
+            }
         };
         let ratios: Vec<f64> = (0..options.rounds)
             .filter_map(|round| {
@@ -743,6 +801,7 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             ),
             // Measured, no target in issue 17.
             Scenario::Handshakes | Scenario::HandshakesResumed => (None, String::new()),
+            Scenario::Commit(_) => unreachable!("reported by report_commits"),
         };
         let verdict = target.map_or_else(String::new, |target| {
             format!(
@@ -782,16 +841,61 @@ fn report(options: &BenchOptions, rows: &[Row]) {
     }
 }
 
+/// A commit scenario against its floor, openmls' own cost for the same commits: by CPU per
+/// commit (gateway + Redis against openmls'), the fixed cost above openmls at 2 members and
+/// the ratio at 1000 (issue 17's targets), and Redis' bytes per commit.
+fn report_commits(scenario: Scenario, members: usize, rows: &[Row]) {
+    let runs: Vec<&Row> = rows
+        .iter()
+        .filter(|row| row.scenario == scenario && row.outcome.answered() > 0)
+        .collect();
+    if runs.is_empty() {
+        println!("{:<12} no commit answered", scenario.name());
+        return;
+    }
+    let pick = |f: &dyn Fn(&Row) -> f64| median(runs.iter().map(|row| f(row)).collect());
+    let gateway = pick(&|row| row.per_request(row.server_cpu + row.redis_cpu));
+    let openmls = pick(&|row| row.floor_us.unwrap_or(0.0));
+    let bytes = pick(&|row| row.redis_bytes as f64 / row.outcome.answered() as f64);
+    let p50 = pick(&|row| ms(row.outcome.percentile(0.50)));
+    let verdict = match members {
+        2 => format!(
+            "; {:.0} us above openmls (target under 200 us: {})",
+            gateway - openmls,
+            if gateway - openmls < 200.0 {
+                "met"
+            } else {
+                "not met"
+            }
+        ),
+        1000 => format!(
+            " (target at most 1.05x: {})",
+            if gateway <= 1.05 * openmls {
+                "met"
+            } else {
+                "not met"
+            }
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "{:<12} gateway / openmls  {:.2}x by CPU per commit ({gateway:.0} us server + Redis, \
+         openmls {openmls:.0} us){verdict}; p50 {p50:.2} ms; Redis +{bytes:.0} B per commit",
+        scenario.name(),
+        gateway / openmls.max(1e-9),
+    );
+}
+
 fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
     let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
     let mut text = String::from(
-        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req\n",
+        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req,redis_bytes_per_req,floor_us_per_req\n",
     );
     for row in rows {
         let errors: u64 = row.outcome.errors().values().sum();
         text.push_str(&format!(
-            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2},{:.2}\n",
+            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{}\n",
             row.round + 1,
             row.scenario.name(),
             row.target,
@@ -807,6 +911,9 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
             row.redis_commands as f64 / row.outcome.answered().max(1) as f64,
             row.redis_scripts as f64 / row.outcome.answered().max(1) as f64,
             row.per_request(row.client_cpu),
+            row.redis_bytes as f64 / row.outcome.answered().max(1) as f64,
+            row.floor_us
+                .map_or_else(String::new, |us| format!("{us:.1}")),
         ));
     }
     std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
