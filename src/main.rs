@@ -134,7 +134,7 @@ enum Command {
         /// Run the gateway with auth.batch_verification off (each signature verified alone).
         #[arg(long)]
         single_verification: bool,
-        /// Most commits of one commit-2 run (commit-100 a quarter, commit-1000 a twentieth;
+        /// Most commits of one commit-2 run (commit-100 a quarter, commit-1000 a tenth;
         /// made before the run).
         #[arg(long, default_value_t = 1_200)]
         commits: usize,

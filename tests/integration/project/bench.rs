@@ -136,6 +136,46 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
     }
 }
 
+/// `commit-2`: groups created through the client crate, a chain of self-update commits per
+/// group made and signed beforehand, every one accepted in order; the summary holds the
+/// comparison with openmls' own cost and Redis' bytes per commit.
+#[test]
+fn the_load_generator_commits_next_to_openmls() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = bench(&[
+        "--scenarios",
+        "commit-2",
+        "--rounds",
+        "1",
+        "--seconds",
+        "2",
+        "--commits",
+        "40",
+        "--in-flight",
+        "4",
+        "--connections",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let run = stdout
+        .lines()
+        .find(|line| line.starts_with("round 1 commit-2     gateway"))
+        .unwrap_or_else(|| panic!("a commit-2 run in {stdout}"));
+    assert!(run.ends_with("errors {}"), "{run}");
+    let per_second: f64 = run.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(per_second > 0.0, "{run}");
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("commit-2     gateway / openmls"))
+        .unwrap_or_else(|| panic!("the comparison in {stdout}"));
+    assert!(
+        summary.contains("x by CPU per commit") && summary.contains("B per commit"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn the_load_generator_refuses_an_unknown_scenario() {
     let (ok, _, stderr) = bench(&["--scenarios", "tls,everything"]);
