@@ -70,7 +70,9 @@ pub async fn handle(
             ) if !loopback_host(request.headers()) => Err(GatewayError::Forbidden(
                 "admin requests name a loopback host".into(),
             )),
-            route => run(state.clone(), listener, route, request).await,
+            // Boxed: the pipeline's future is large, and hyper moves this one into each
+            // stream's task.
+            route => Box::pin(run(state.clone(), listener, route, request)).await,
         };
         let mut response = match result {
             Ok(response) => response,
