@@ -373,21 +373,29 @@ async fn run(
             }
             // The body's bytes also count against the caller's share of the budget while it
             // waits, is delayed and runs, so that one caller cannot keep the whole budget.
-            if reserved.is_some() && !body.is_empty() {
-                let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
-                share = Some(limits.hold_body(scope, bytes).ok_or_else(|| {
-                    count_limited("body_share");
-                    GatewayError::RateLimited {
-                        retry_after_secs: 1,
-                    }
-                })?);
-            }
-            turn = limits.enter(scope).await.map_err(|()| {
-                count_limited("concurrency_refused");
+            // A request left to its endpoint's step and refused here is recorded first: every
+            // signed request counts.
+            let (left_record, pipeline_state) = (&record, &*state);
+            let refuse = |outcome| async move {
+                count_limited(outcome);
+                if let Some(left) = left_record.as_deref().and_then(PendingRecord::left) {
+                    record_left(pipeline_state, left, class).await;
+                }
                 GatewayError::RateLimited {
                     retry_after_secs: 1,
                 }
-            })?;
+            };
+            if reserved.is_some() && !body.is_empty() {
+                let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
+                match limits.hold_body(scope, bytes) {
+                    Some(held) => share = Some(held),
+                    None => return Err(refuse("body_share").await),
+                }
+            }
+            turn = match limits.enter(scope).await {
+                Ok(turn) => turn,
+                Err(()) => return Err(refuse("concurrency_refused").await),
+            };
             if let Verdict::Delay(delay) = verdict {
                 count_limited("delayed");
                 tokio::time::sleep(jittered(delay)).await;
@@ -406,7 +414,7 @@ async fn run(
         caller: caller.clone(),
         record: record.clone(),
     };
-    let (reply, held) = run_handler(&state, endpoint.clone(), request, held).await;
+    let (reply, held) = run_handler(&state, endpoint.clone(), request, held, class).await;
     let (Some(record), Some(held), Some(class)) = (&record, held, class) else {
         return reply;
     };
@@ -428,6 +436,8 @@ async fn run(
             match limits.judge_caller(scope, class, count, now) {
                 Verdict::Refuse { retry_after_secs } => {
                     count_limited("refused");
+                    // The caller's turn and body share go back before the refusal's delay.
+                    drop(held);
                     tokio::time::sleep(jittered(limits.refusal_delay(class))).await;
                     return Err(GatewayError::RateLimited { retry_after_secs });
                 }
@@ -442,7 +452,9 @@ async fn run(
                 caller,
                 record: None,
             };
-            run_handler(&state, endpoint, again, held).await.0
+            run_handler(&state, endpoint, again, held, Some(class))
+                .await
+                .0
         }
         reply => reply,
     }
@@ -460,22 +472,27 @@ struct Held {
 /// Runs the handler as its own task: a panic there is caught and answered as an internal
 /// error instead of dropping the connection. The task carries the request's span, so its
 /// log lines carry the request id too. A record left to the endpoint's step that no step
-/// took (the handler failed before it) is recorded then, so that every signed request is
-/// counted. Gives back what the request held when the handler finished in time.
+/// took (the handler failed before it, or panicked) is recorded then, so that every signed
+/// request of `class` is counted. Gives back what the request held when the handler
+/// finished in time.
 async fn run_handler(
     state: &Arc<State>,
     endpoint: Endpoint,
     request: Request,
     held: Held,
+    class: Option<RateClass>,
 ) -> (Reply, Option<Held>) {
     let timeout = state.config.request_timeout();
     let task_state = state.clone();
+    let record = request.record.clone();
+    let task_record = record.clone();
     let task = tokio::spawn(
         async move {
-            let record = request.record.clone();
             let reply = api::dispatch(&task_state, endpoint, request).await;
-            if let Some(left) = record.as_deref().and_then(PendingRecord::left) {
-                record_left(&task_state, left).await;
+            if let (Some(left), Some(class)) =
+                (task_record.as_deref().and_then(PendingRecord::left), class)
+            {
+                record_left(&task_state, left, class).await;
             }
             (reply, held)
         }
@@ -483,20 +500,29 @@ async fn run_handler(
     );
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok((reply, held))) => (reply, Some(held)),
-        Ok(Err(join_error)) => (
-            Err(GatewayError::Internal(format!(
-                "handler failed: {join_error}"
-            ))),
-            None,
-        ),
+        Ok(Err(join_error)) => {
+            if let (Some(left), Some(class)) =
+                (record.as_deref().and_then(PendingRecord::left), class)
+            {
+                record_left(state, left, class).await;
+            }
+            (
+                Err(GatewayError::Internal(format!(
+                    "handler failed: {join_error}"
+                ))),
+                None,
+            )
+        }
         // The task goes on (an atomic store step may be under way): the outcome is unknown.
         Err(_) => (Err(GatewayError::OutcomeUnknown), None),
     }
 }
 
-/// Records and counts a request whose handler ended before the store step it was left to.
-async fn record_left(state: &State, record: &RequestRecord) {
-    if let Err(error) = state
+/// Records and counts a request of `class` that was refused, or whose handler ended, before
+/// the store step it was left to; past the class's `reject_after` the caller is remembered
+/// as refused (`CallerLimits::refused_before`), as any other counted request would make it.
+async fn record_left(state: &State, record: &RequestRecord, class: RateClass) {
+    match state
         .store
         .record_request(
             &record.sender,
@@ -506,7 +532,15 @@ async fn record_left(state: &State, record: &RequestRecord) {
         )
         .await
     {
-        tracing::warn!(%error, "could not record a request its handler did not record");
+        Ok(Some(count)) => {
+            state
+                .caller_limits
+                .judge_caller(&record.sender, class, count, record.window.now);
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(%error, "could not record a request its handler did not record")
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::api::reply::{Reply, Request, encoded};
 use crate::api::{authorize, caller_scope, decode_body};
-use crate::service::key_queues::KeyQueueAttributes;
+use crate::service::key_queues::{KeyQueueAttributes, check_label, check_receiver};
 use crate::state::State;
 
 pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -> Reply {
@@ -26,6 +26,10 @@ pub async fn handle(state: &State, request: &Request, app: Uuid, client: Uuid) -
         cipher_suite: body.cipher_suite,
         app_label: body.app_label.unwrap_or_default(),
     };
+    // Checked before the record is taken: a refusal here leaves it to the pipeline, which
+    // records and counts it.
+    check_receiver(&body.receiver_client_id)?;
+    check_label(&attributes.app_label)?;
     let (bytes, is_final) = state
         .services
         .key_queues

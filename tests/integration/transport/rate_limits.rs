@@ -313,24 +313,25 @@ async fn fresh_assignments_are_capped(store: StoreSpec) {
     );
 }
 
-fn key_packages_delayed_after_2_refused_after_4(config: &mut Config) {
+fn key_packages_delayed_after_3_refused_after_5(config: &mut Config) {
     config.rate_limits.window_secs = LONG_WINDOW_SECS;
     config.rate_limits.key_packages = RateClassConfig {
-        delay_after: 2,
+        delay_after: 3,
         delay_ms: 1,
-        reject_after: 4,
+        reject_after: 5,
     };
 }
 
 /// Issue 17: a key-package retrieval's request is recorded and counted in the retrieval's
 /// own store step (one Redis round trip), and every rule of the pipeline still holds: a
-/// replay is refused and not counted, a request whose body does not decode is counted, past
+/// replay is refused and not counted, a request whose body does not decode or whose receiver
+/// id is refused is counted, past
 /// the first threshold retrievals are delayed and answered, past the second refused with
 /// nothing assigned. With `shared`, a second gateway on the same store without these limits
 /// shows the refused retrieval left its package in the queue.
 async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, shared: bool) {
     let harness =
-        Harness::start_with(store.clone(), key_packages_delayed_after_2_refused_after_4).await;
+        Harness::start_with(store.clone(), key_packages_delayed_after_3_refused_after_5).await;
     let fixture = QueueFixture::new(&harness, "carol").await;
     let packages: Vec<Vec<u8>> = (0..4).map(|_| fixture.mls.key_package(5_000)).collect();
     assert_eq!(fixture.upload(&packages).await, 4);
@@ -379,7 +380,10 @@ async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, sha
     let garbage = post(send(vec![0xff; 7])).await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
     assert_eq!(garbage.error_code(), ErrorCode::MalformedBody);
-    // Counts 3 and 4: delayed, then each answered with a package of its own.
+    // Count 3: a receiver id the service refuses (empty), counted too.
+    let nobody = post(send(for_receiver(""))).await;
+    assert_eq!(nobody.error_code(), ErrorCode::InvalidReceiver);
+    // Counts 4 and 5: delayed, then each answered with a package of its own.
     let mut taken = vec![
         decode_exact::<RetrieveKeyPackageResponse>(&first.body)
             .unwrap()
@@ -392,7 +396,7 @@ async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, sha
         assert!(!is_final);
         taken.push(package);
     }
-    // Count 5: refused, before anything is assigned.
+    // Count 6: refused, before anything is assigned.
     let refused = take(&fixture, "r4").await.unwrap_err();
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.error_code(), ErrorCode::RateLimited);
@@ -435,6 +439,49 @@ async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, sha
     assert!(packages.contains(&last) && !taken.contains(&last));
     let spent = take(&other, "r6").await.unwrap_err();
     assert_eq!(spent.error_code(), ErrorCode::QueueExhausted);
+}
+
+/// A caller whose retrievals all fail before their store step (bodies that do not decode) is
+/// counted by the pipeline and, past `reject_after`, refused before its next request's body
+/// is read or its signature checked, as any caller counted past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrievals_failing_before_their_step_count_toward_refusal() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.key_packages = RateClassConfig {
+            delay_after: 0,
+            delay_ms: 1,
+            reject_after: 2,
+        };
+    })
+    .await;
+    let path = format!(
+        "/apps/{}/clients/{}/keyPackage",
+        harness.app.id,
+        uuid::Uuid::new_v4()
+    );
+    let post = |key: &ed25519_dalek::SigningKey| {
+        let body = vec![0xff; 7];
+        let headers = signed_headers(key, harness.app.claims(), &Method::POST, &path, &body);
+        let client = harness.client(Protocol::Http1);
+        let path = path.clone();
+        async move {
+            client
+                .send(harness.application, Method::POST, &path, headers, body)
+                .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            post(&harness.app.key).await.error_code(),
+            ErrorCode::MalformedBody
+        );
+    }
+    // Refused as soon as the envelope names the caller: even another key's signature is
+    // answered 429, not 401.
+    let forged = post(&TestApp::new().key).await;
+    assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(forged.error_code(), ErrorCode::RateLimited);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
