@@ -879,8 +879,9 @@ fn report_commits(scenario: Scenario, members: usize, rows: &[Row]) {
         _ => String::new(),
     };
     println!(
-        "{:<12} gateway / openmls  {:.2}x by CPU per commit ({gateway:.0} us server + Redis, \
-         openmls {openmls:.0} us){verdict}; p50 {p50:.2} ms; Redis +{bytes:.0} B per commit",
+        "{:<12} gateway / openmls  {:.2}x per commit ({gateway:.0} us of server + Redis CPU, \
+         openmls {openmls:.0} us timed on the client's idle core){verdict}; p50 {p50:.2} ms; \
+         Redis +{bytes:.0} B per commit (its replay key included)",
         scenario.name(),
         gateway / openmls.max(1e-9),
     );

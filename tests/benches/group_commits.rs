@@ -112,7 +112,7 @@ async fn run() {
                 .await
                 .unwrap();
         tokio::spawn(connection);
-        let mut latencies = Vec::with_capacity(commits);
+        let mut latencies = Vec::with_capacity(commits.max(30));
         for _ in 0..commits.max(30) {
             let headers = signed_headers(
                 &harness.app.key,
