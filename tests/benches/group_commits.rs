@@ -72,6 +72,42 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// One persistent HTTP/2 connection to the gateway, as an application server keeps.
+async fn connect(harness: &Harness) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tls = harness
+        .client(Protocol::Http2)
+        .connect(harness.application)
+        .await;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// A request signed before its clock starts, and how long its answer took (the whole body).
+async fn timed(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    harness: &Harness,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (Duration, StatusCode) {
+    let headers = signed_headers(&harness.app.key, harness.app.claims(), &method, path, &body);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    request.headers_mut().extend(headers);
+    let started = Instant::now();
+    let response = sender.send_request(request).await.expect("answer");
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    (started.elapsed(), status)
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,35 +139,12 @@ async fn run() {
     // `GET /whoami`s (one replay record, no group work). A commit's cost beyond it is the
     // part to hold against openmls' function call.
     let whoami_p50 = {
-        let tls = harness
-            .client(Protocol::Http2)
-            .connect(harness.application)
-            .await;
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
+        let mut sender = connect(&harness).await;
         let mut latencies = Vec::with_capacity(commits.max(30));
         for _ in 0..commits.max(30) {
-            let headers = signed_headers(
-                &harness.app.key,
-                harness.app.claims(),
-                &Method::GET,
-                "/whoami",
-                b"",
-            );
-            let mut request = Request::builder()
-                .method(Method::GET)
-                .uri("https://localhost/whoami")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            request.headers_mut().extend(headers);
-            let started = Instant::now();
-            let response = sender.send_request(request).await.expect("answer");
-            let status = response.status();
-            let _ = response.into_body().collect().await;
-            latencies.push(started.elapsed());
+            let (elapsed, status) =
+                timed(&mut sender, &harness, Method::GET, "/whoami", Vec::new()).await;
+            latencies.push(elapsed);
             assert_eq!(status, StatusCode::OK);
         }
         latencies.sort();
@@ -190,16 +203,7 @@ async fn run() {
             harness.app.id,
             mimi_wire::groups::group_id_to_path(&creator.group_id())
         );
-        // One persistent HTTP/2 connection, as an application server keeps.
-        let tls = harness
-            .client(Protocol::Http2)
-            .connect(harness.application)
-            .await;
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
+        let mut sender = connect(&harness).await;
         let memory_before = used_memory(&redis);
         let mut gateway = Vec::with_capacity(commits);
         let mut openmls = Vec::with_capacity(commits);
@@ -230,24 +234,8 @@ async fn run() {
                 welcome_packet: None,
             })
             .unwrap();
-            let headers = signed_headers(
-                &harness.app.key,
-                harness.app.claims(),
-                &Method::PUT,
-                &path,
-                &body,
-            );
-            let mut request = Request::builder()
-                .method(Method::PUT)
-                .uri(format!("https://localhost{path}"))
-                .body(Full::new(Bytes::from(body)))
-                .unwrap();
-            request.headers_mut().extend(headers);
-            let started = Instant::now();
-            let response = sender.send_request(request).await.expect("answer");
-            let status = response.status();
-            let _ = response.into_body().collect().await;
-            gateway.push(started.elapsed());
+            let (elapsed, status) = timed(&mut sender, &harness, Method::PUT, &path, body).await;
+            gateway.push(elapsed);
             assert_eq!(status, StatusCode::CREATED);
         }
         let per_epoch = (used_memory(&redis) - memory_before) / commits as i64;
