@@ -484,6 +484,67 @@ async fn retrievals_failing_before_their_step_count_toward_refusal() {
     assert_eq!(forged.error_code(), ErrorCode::RateLimited);
 }
 
+/// A retrieval refused for want of a turn (its caller's delayed one holds it) was left to
+/// its store step and is recorded and counted by the pipeline: the caller's next retrieval,
+/// past `reject_after` only with it, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrieval_refused_a_turn_is_counted() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.key_packages = RateClassConfig {
+            delay_after: 1,
+            delay_ms: 3_000,
+            reject_after: 3,
+        };
+        config.rate_limits.concurrent_per_caller = 1;
+        config.rate_limits.concurrency_wait_ms = 200;
+    })
+    .await;
+    let fixture = QueueFixture::new(&harness, "carol").await;
+    let packages: Vec<Vec<u8>> = (0..3).map(|_| fixture.mls.key_package(5_000)).collect();
+    assert_eq!(fixture.upload(&packages).await, 3);
+    // Count 1.
+    assert!(take(&fixture, "r1").await.is_ok());
+    let delayed_metric = limited(&harness.app, "requests:key_packages", "delayed");
+    let (delayed, refused) = tokio::join!(
+        // Count 2: delayed, holding the caller's one turn.
+        take(&fixture, "r2"),
+        async {
+            assert!(
+                eventually(Duration::from_secs(5), || async {
+                    harness.metric(&delayed_metric).await == 1
+                })
+                .await,
+                "the second retrieval is being delayed"
+            );
+            // Count 3: no turn within 200 ms.
+            take(&fixture, "r3").await
+        }
+    );
+    assert!(delayed.is_ok(), "the delayed one is answered");
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert_eq!(
+        harness
+            .metric(&limited(
+                &harness.app,
+                "requests:key_packages",
+                "concurrency_refused"
+            ))
+            .await,
+        1
+    );
+    // Count 4, past `reject_after` because the refused one counted.
+    let past = take(&fixture, "r4").await.unwrap_err();
+    assert_eq!(past.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        harness
+            .metric(&limited(&harness.app, "requests:key_packages", "refused"))
+            .await,
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrievals_are_recorded_and_counted_in_their_step_on_memory() {
     retrievals_are_recorded_and_counted_in_their_step(StoreSpec::Memory, false).await;
