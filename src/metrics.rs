@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -43,6 +44,12 @@ pub struct Metrics {
     /// Requests answered with a store failure, by outcome (`unavailable`: nothing changed;
     /// `outcome_unknown`: the change may have been applied).
     store_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Request signatures verified: in a batch that passed, and alone.
+    signatures_batched: AtomicU64,
+    signatures_alone: AtomicU64,
+    /// Batches of two or more signatures, passed and failed.
+    batches_passed: AtomicU64,
+    batches_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +111,21 @@ impl Metrics {
         if let Ok(mut kept) = self.outbound_depths.lock() {
             *kept = depths;
         }
+    }
+
+    /// One round of signature verification (`net::signatures`): `batched` signatures in a
+    /// batch that passed, `alone` verified one by one; `batch` whether a batch of two or more
+    /// was tried, and whether it passed.
+    pub fn count_signatures(&self, batched: usize, alone: usize, batch: Option<bool>) {
+        self.signatures_batched
+            .fetch_add(batched as u64, Ordering::Relaxed);
+        self.signatures_alone
+            .fetch_add(alone as u64, Ordering::Relaxed);
+        match batch {
+            Some(true) => self.batches_passed.fetch_add(1, Ordering::Relaxed),
+            Some(false) => self.batches_failed.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
     }
 
     pub fn count_store_error(&self, outcome: &'static str) {
@@ -217,6 +239,34 @@ impl Metrics {
                     "mimi_store_errors_total{{outcome=\"{outcome}\"}} {count}"
                 );
             }
+        }
+        out.push_str(
+            "# HELP mimi_signatures_verified_total Request signatures verified, by how: in a batch that passed, or alone (a batch of one, again after a failed batch, or batching off).\n",
+        );
+        out.push_str("# TYPE mimi_signatures_verified_total counter\n");
+        for (how, count) in [
+            ("batch", &self.signatures_batched),
+            ("alone", &self.signatures_alone),
+        ] {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "mimi_signatures_verified_total{{how=\"{how}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP mimi_signature_batches_total Batches of two or more request signatures, by outcome (a failed one is verified again signature by signature).\n",
+        );
+        out.push_str("# TYPE mimi_signature_batches_total counter\n");
+        for (outcome, count) in [
+            ("passed", &self.batches_passed),
+            ("failed", &self.batches_failed),
+        ] {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "mimi_signature_batches_total{{outcome=\"{outcome}\"}} {count}"
+            );
         }
         out
     }

@@ -49,12 +49,12 @@ impl State {
         peers: PeerClient,
     ) -> State {
         let config = Arc::new(config);
-        let authenticator = Authenticator::new(&config, store.clone(), peer_keys);
+        let metrics = Arc::new(Metrics::default());
+        let authenticator = Authenticator::new(&config, store.clone(), peer_keys, metrics.clone());
         let body_budget = Arc::new(tokio::sync::Semaphore::new(
             config.limits.body_memory_budget_bytes,
         ));
         let keys = Arc::new(RwLock::new(keys));
-        let metrics = Arc::new(Metrics::default());
         let peers = Arc::new(peers);
         let delivery = Arc::new(Delivery::new(
             &config.federation,

@@ -89,7 +89,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, store: SharedStore, peer_keys: PeerKeys) -> Authenticator {
+    pub fn new(
+        config: &Config,
+        store: SharedStore,
+        peer_keys: PeerKeys,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Authenticator {
         let mut local_names = vec![config.domain.clone()];
         if config.ds_domain() != config.domain {
             local_names.push(config.ds_domain().to_owned());
@@ -121,7 +126,7 @@ impl Authenticator {
             applications,
             allowed_peers: config.federation.allowed_peers.clone(),
             peer_keys: std::sync::Arc::new(peer_keys),
-            signatures: SignatureVerifier::new(config.auth.batch_verification),
+            signatures: SignatureVerifier::new(config.auth.batch_verification, metrics),
             store,
         }
     }

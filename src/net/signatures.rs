@@ -20,6 +20,8 @@ use std::sync::{Arc, OnceLock};
 use ed25519_dalek::{Signature, VerifyingKey};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::metrics::Metrics;
+
 /// Most signatures in one batch: past 16 the saving per signature hardly grows, and a batch
 /// holds its worker for its whole time (16 x ~20 us).
 pub const MAX_BATCH: usize = 16;
@@ -41,13 +43,16 @@ struct Job {
 /// first signature, on the runtime that verifies it.
 pub struct SignatureVerifier {
     batched: bool,
+    metrics: Arc<Metrics>,
     jobs: OnceLock<mpsc::Sender<Job>>,
 }
 
 impl SignatureVerifier {
-    pub fn new(batched: bool) -> SignatureVerifier {
+    /// Counts what it verifies, and how, in `metrics` (`mimi_signatures_verified_total`).
+    pub fn new(batched: bool, metrics: Arc<Metrics>) -> SignatureVerifier {
         SignatureVerifier {
             batched,
+            metrics,
             jobs: OnceLock::new(),
         }
     }
@@ -55,9 +60,12 @@ impl SignatureVerifier {
     /// Whether `signature` is `key`'s over `message`, as strict as described above.
     pub async fn verify(&self, message: Vec<u8>, signature: Signature, key: VerifyingKey) -> bool {
         if !self.batched {
+            self.metrics.count_signatures(0, 1, None);
             return verify_one(&message, &signature, &key);
         }
-        let jobs = self.jobs.get_or_init(start_verifiers);
+        let jobs = self
+            .jobs
+            .get_or_init(|| start_verifiers(self.metrics.clone()));
         let (answer, answered) = oneshot::channel();
         let job = Job {
             message,
@@ -69,24 +77,27 @@ impl SignatureVerifier {
             // No answer: the verifier went away with the job (its runtime is shutting down).
             Ok(()) => answered.await.unwrap_or(false),
             // No verifier is left (its runtime ended): verify here.
-            Err(mpsc::error::SendError(job)) => verify_one(&job.message, &job.signature, &job.key),
+            Err(mpsc::error::SendError(job)) => {
+                self.metrics.count_signatures(0, 1, None);
+                verify_one(&job.message, &job.signature, &job.key)
+            }
         }
     }
 }
 
-fn start_verifiers() -> mpsc::Sender<Job> {
+fn start_verifiers(metrics: Arc<Metrics>) -> mpsc::Sender<Job> {
     let (jobs, queued) = mpsc::channel(QUEUE);
     let queued = Arc::new(Mutex::new(queued));
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     for _ in 0..workers.max(1) {
-        tokio::spawn(run_verifier(queued.clone()));
+        tokio::spawn(run_verifier(queued.clone(), metrics.clone()));
     }
     jobs
 }
 
 /// Takes what is queued (waiting only for the first), verifies it, answers, again; ends when
 /// the verifier is dropped.
-async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Arc<Metrics>) {
     loop {
         let batch = {
             let mut queued = queued.lock().await;
@@ -103,7 +114,7 @@ async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             batch
         };
-        let verdicts = verify_all(&batch);
+        let verdicts = verify_all(&batch, &metrics);
         for (job, valid) in batch.into_iter().zip(verdicts) {
             // The request may have gone (its connection closed): nothing to answer.
             let _ = job.answer.send(valid);
@@ -114,7 +125,7 @@ async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>) {
 }
 
 /// The verdict of each job: one batch for all well-formed ones, and on its failure each alone.
-fn verify_all(batch: &[Job]) -> Vec<bool> {
+fn verify_all(batch: &[Job], metrics: &Metrics) -> Vec<bool> {
     let mut verdicts: Vec<bool> = batch
         .iter()
         .map(|job| strictly_formed(&job.signature, &job.key))
@@ -133,12 +144,16 @@ fn verify_all(batch: &[Job]) -> Vec<bool> {
             ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
         }
     };
-    if !batch_passed {
+    let tried = (formed.len() >= 2).then_some(batch_passed);
+    if batch_passed {
+        metrics.count_signatures(formed.len(), 0, tried);
+    } else {
         for (job, verdict) in batch.iter().zip(verdicts.iter_mut()) {
             if *verdict {
                 *verdict = verify_one(&job.message, &job.signature, &job.key);
             }
         }
+        metrics.count_signatures(0, formed.len(), tried);
     }
     verdicts
 }
@@ -259,11 +274,18 @@ mod tests {
                 job(message, signature, key)
             })
             .collect();
-        assert_eq!(verify_all(&batch), vec![true; 8]);
+        let metrics = Metrics::default();
+        assert_eq!(verify_all(&batch, &metrics), vec![true; 8]);
         batch[3].message[0] ^= 1;
         let mut expected = vec![true; 8];
         expected[3] = false;
-        assert_eq!(verify_all(&batch), expected);
+        assert_eq!(verify_all(&batch, &metrics), expected);
+        // The first batch passed; the second failed and its eight were verified alone.
+        let text = metrics.render();
+        assert!(text.contains("mimi_signatures_verified_total{how=\"batch\"} 8"));
+        assert!(text.contains("mimi_signatures_verified_total{how=\"alone\"} 8"));
+        assert!(text.contains("mimi_signature_batches_total{outcome=\"passed\"} 1"));
+        assert!(text.contains("mimi_signature_batches_total{outcome=\"failed\"} 1"));
     }
 
     #[test]
@@ -296,7 +318,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_each_get_their_own_verdict() {
-        let verifier = Arc::new(SignatureVerifier::new(true));
+        let metrics = Arc::new(Metrics::default());
+        let verifier = Arc::new(SignatureVerifier::new(true, metrics.clone()));
         let tasks: Vec<_> = (1..=40u8)
             .map(|index| {
                 let verifier = verifier.clone();
@@ -314,5 +337,18 @@ mod tests {
             let (honest, valid) = task.await.unwrap();
             assert_eq!(honest, valid);
         }
+        // Every signature was verified, in a batch or alone (how many of each depends on
+        // how they arrived); the 8 bad ones were verified alone.
+        let text = metrics.render();
+        let count = |how: &str| -> u64 {
+            let prefix = format!("mimi_signatures_verified_total{{how=\"{how}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(count("batch") + count("alone") >= 40);
+        assert!(count("alone") >= 8);
     }
 }
