@@ -207,11 +207,7 @@ pub async fn drive(
                 }
                 let sent = Instant::now();
                 let status = exchange(&mut sender, &requests[index], deadline).await;
-                // Refusals are counted by status, not as throughput.
-                if (200..300).contains(&status) {
-                    latencies.push(sent.elapsed());
-                }
-                *statuses.entry(status).or_default() += 1;
+                note(&mut latencies, &mut statuses, sent, status);
             }
             (latencies, statuses, 0)
         }));
@@ -242,11 +238,9 @@ pub async fn drive_chains(
                 }
                 let sent = Instant::now();
                 let status = exchange(&mut sender, request, deadline).await;
-                *statuses.entry(status).or_default() += 1;
-                if !(200..300).contains(&status) {
+                if !note(&mut latencies, &mut statuses, sent, status) {
                     break;
                 }
-                latencies.push(sent.elapsed());
             }
             (latencies, statuses, 0)
         }));
@@ -296,16 +290,30 @@ pub async fn drive_handshakes(
                         _ => (0, 0),
                     };
                 // Resumptions are counted among the connections that got a 2xx answer.
-                if (200..300).contains(&status) {
+                if note(&mut latencies, &mut statuses, sent, status) {
                     resumed += resumed_here;
-                    latencies.push(sent.elapsed());
                 }
-                *statuses.entry(status).or_default() += 1;
             }
             (latencies, statuses, resumed)
         }));
     }
     gather(workers, started).await
+}
+
+/// Counts an answer by its status; a 2xx one's latency, since `sent`, goes with the
+/// throughput (refusals are counted by status only). Whether it was a 2xx.
+fn note(
+    latencies: &mut Vec<Duration>,
+    statuses: &mut BTreeMap<u16, u64>,
+    sent: Instant,
+    status: u16,
+) -> bool {
+    *statuses.entry(status).or_default() += 1;
+    let answered = (200..300).contains(&status);
+    if answered {
+        latencies.push(sent.elapsed());
+    }
+    answered
 }
 
 /// Sends one prepared request on `sender` and reads the whole answer: its status, or 0 when

@@ -62,6 +62,15 @@ fn caller_scope(kind: SenderKind, sender: &str) -> String {
     }
 }
 
+/// The store's counter for a request counted in `spec`.
+fn counter_of(spec: WindowSpec) -> RequestWindow<'static> {
+    RequestWindow {
+        name: spec.name,
+        window_secs: spec.window_secs,
+        now: spec.now,
+    }
+}
+
 /// A public key trusted for one sender, with its validity window (Unix seconds).
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
@@ -197,11 +206,7 @@ impl Authenticator {
         window: Option<WindowSpec>,
     ) -> Result<(Authenticated, u64), AuthError> {
         let (caller, request_id) = self.verify(checked, method, path, body).await?;
-        let window = window.map(|spec| RequestWindow {
-            name: spec.name,
-            window_secs: spec.window_secs,
-            now: spec.now,
-        });
+        let window = window.map(counter_of);
         let recorded = self
             .store
             .record_request(&caller.scope, &request_id, self.replay_ttl(), window)
@@ -255,11 +260,7 @@ impl Authenticator {
             sender: caller.scope.clone(),
             request_id,
             ttl: self.replay_ttl(),
-            window: RequestWindow {
-                name: window.name,
-                window_secs: window.window_secs,
-                now: window.now,
-            },
+            window: counter_of(window),
             work_up_to,
         }
     }

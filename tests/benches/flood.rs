@@ -16,6 +16,8 @@
 //! `X_TURNS` 8). Bounded: per phase `SECONDS` and `X_REQUESTS`. Every caller has the same
 //! limits, so Y's rate must stay under `X_ALLOWED` per window.
 
+#[path = "connection.rs"]
+mod connection;
 #[path = "machine.rs"]
 mod machine;
 #[allow(dead_code, unused_imports)]
@@ -30,10 +32,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mimi_gateway::config::{Config, RateClassConfig, RateLimitsConfig};
 
+use connection::http2;
 use support::*;
 
 fn setting(name: &str, default: usize) -> usize {
@@ -76,19 +77,6 @@ async fn subject(name: &'static str, redis: &RedisServer, limits: RateLimitsConf
     })
     .await;
     Subject { name, harness, y }
-}
-
-async fn http2(harness: &Harness) -> SendRequest<Full<Bytes>> {
-    let tls = harness
-        .client(Protocol::Http2)
-        .connect(harness.application)
-        .await;
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 fn whoami_request(headers: HeaderMap) -> Request<Full<Bytes>> {

@@ -9,6 +9,8 @@
 //! Run: `cargo bench --bench group_commits` (env `SIZES`, default `2,100,1000`; `COMMITS`
 //! per size, default 30). Bounded by those counts.
 
+#[path = "connection.rs"]
+mod connection;
 #[path = "machine.rs"]
 mod machine;
 #[allow(dead_code, unused_imports)]
@@ -20,7 +22,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mimi_wire::groups::UploadCommitRequest;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
@@ -31,6 +32,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::OpenMlsProvider;
 use tls_codec::VLBytes;
 
+use connection::http2;
 use support::group_client::*;
 use support::*;
 
@@ -70,20 +72,6 @@ fn millis(duration: Duration) -> f64 {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-/// One persistent HTTP/2 connection to the gateway, as an application server keeps.
-async fn connect(harness: &Harness) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tls = harness
-        .client(Protocol::Http2)
-        .connect(harness.application)
-        .await;
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    sender
 }
 
 /// A request signed before its clock starts, and how long its answer took (the whole body).
@@ -139,7 +127,7 @@ async fn run() {
     // `GET /whoami`s (one replay record, no group work). A commit's cost beyond it is the
     // part to hold against openmls' function call.
     let whoami_p50 = {
-        let mut sender = connect(&harness).await;
+        let mut sender = http2(&harness).await;
         let mut latencies = Vec::with_capacity(commits.max(30));
         for _ in 0..commits.max(30) {
             let (elapsed, status) =
@@ -203,7 +191,7 @@ async fn run() {
             harness.app.id,
             mimi_wire::groups::group_id_to_path(&creator.group_id())
         );
-        let mut sender = connect(&harness).await;
+        let mut sender = http2(&harness).await;
         let memory_before = used_memory(&redis);
         let mut gateway = Vec::with_capacity(commits);
         let mut openmls = Vec::with_capacity(commits);

@@ -322,6 +322,29 @@ fn key_packages_delayed_after_3_refused_after_5(config: &mut Config) {
     };
 }
 
+/// `POST path` with `body`, signed with `key` in the name of the harness's application.
+fn signed_post(
+    harness: &Harness,
+    key: &ed25519_dalek::SigningKey,
+    path: &str,
+    body: Vec<u8>,
+) -> (http::HeaderMap, Vec<u8>) {
+    let headers = signed_headers(key, harness.app.claims(), &Method::POST, path, &body);
+    (headers, body)
+}
+
+/// Sends a request signed by `signed_post` as it is (a replay sends the same one twice).
+async fn post_as_signed(
+    harness: &Harness,
+    path: &str,
+    (headers, body): (http::HeaderMap, Vec<u8>),
+) -> Answer {
+    harness
+        .client(Protocol::Http1)
+        .send(harness.application, Method::POST, path, headers, body)
+        .await
+}
+
 /// Issue 17: a key-package retrieval's request is recorded and counted in the retrieval's
 /// own store step (one Redis round trip), and every rule of the pipeline still holds: a
 /// replay is refused and not counted, a request whose body does not decode or whose receiver
@@ -339,25 +362,8 @@ async fn retrievals_are_recorded_and_counted_in_their_step(store: StoreSpec, sha
         "/apps/{}/clients/{}/keyPackage",
         harness.app.id, fixture.client
     );
-    let send = |body: Vec<u8>| {
-        let headers = signed_headers(
-            &harness.app.key,
-            harness.app.claims(),
-            &Method::POST,
-            &path,
-            &body,
-        );
-        (headers, body)
-    };
-    let post = |(headers, body): (http::HeaderMap, Vec<u8>)| {
-        let client = harness.client(Protocol::Http1);
-        let path = path.clone();
-        async move {
-            client
-                .send(harness.application, Method::POST, &path, headers, body)
-                .await
-        }
-    };
+    let send = |body: Vec<u8>| signed_post(&harness, &harness.app.key, &path, body);
+    let post = |signed| post_as_signed(&harness, &path, signed);
     let for_receiver = |receiver: &str| {
         mimi_wire::encode(&mimi_wire::key_queues::RetrieveKeyPackageRequest {
             version: 1,
@@ -460,16 +466,9 @@ async fn retrievals_failing_before_their_step_count_toward_refusal() {
         harness.app.id,
         uuid::Uuid::new_v4()
     );
-    let post = |key: &ed25519_dalek::SigningKey| {
-        let body = vec![0xff; 7];
-        let headers = signed_headers(key, harness.app.claims(), &Method::POST, &path, &body);
-        let client = harness.client(Protocol::Http1);
-        let path = path.clone();
-        async move {
-            client
-                .send(harness.application, Method::POST, &path, headers, body)
-                .await
-        }
+    let post = |key| {
+        let signed = signed_post(&harness, key, &path, vec![0xff; 7]);
+        post_as_signed(&harness, &path, signed)
     };
     for _ in 0..3 {
         assert_eq!(
