@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `mimi:{c:<client>}:queues:<app>` | hash | `<version>:<suite>:<label>` -> queue id |
 //! | `mimi:{c:<client>}:retired` | string | the client is being deleted |
-//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after |
+//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after, purge_at (at or before every package's `not_after`; `-` when there are none) |
 //! | `mimi:{c:<client>}:q:<queue>:free` | zset | unassigned package refs by `not_after` |
 //! | `mimi:{c:<client>}:q:<queue>:taken` | zset | assigned package refs by `not_after` |
 //! | `mimi:{c:<client>}:q:<queue>:pkg` | hash | ref -> MLSMessage bytes (stored once) |
@@ -23,8 +23,9 @@ use crate::store::{
     RequestWindow, Retrieval, RetrievedKeyPackage, StoreError, count_after_assignment,
 };
 
-/// Drops expired packages (`not_after <= now`) of the queue at `base`; shared by the scripts
-/// that read or change packages.
+/// Drops expired packages (`not_after <= now`) of the queue at `base` once its `purge_at` is
+/// due (nothing is read before), and lowers `purge_at` when packages are added; shared by
+/// the scripts that read or change packages.
 const PURGE: &str = include_str!("lua/purge.lua");
 
 /// KEYS: index, queue hash, retired. ARGV: field, queue id, app, version, suite, label.
@@ -42,7 +43,7 @@ pub(super) fn update_queue_script() -> String {
     format!("{PURGE}{}", include_str!("lua/update_queue.lua"))
 }
 
-/// KEYS: index, retired, with a request record (single Redis only) its replay key and rate
+/// KEYS: index, with a request record (single Redis only) its replay key and rate
 /// counter, then the caller's fresh-assignment counters (single Redis only: on a Cluster
 /// they live in another slot). ARGV: field, receiver, now, queue prefix, fresh ('1': a
 /// package may be newly assigned), the counters' TTL, '1' with a request record, then its
@@ -292,7 +293,8 @@ impl RedisStore {
         // On a single Redis the counters join the retrieval's script: one round trip.
         let counted_here = !self.is_cluster();
         let mut invocation = self.scripts.retrieve.prepare_invoke();
-        invocation.key(keys.index(app)).key(keys.retired());
+        // No retired key: retiring a client deletes its index in the same step.
+        invocation.key(keys.index(app));
         if let Some(record) = record {
             invocation
                 .key(super::replay::replay_key(

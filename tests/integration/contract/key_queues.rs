@@ -2,7 +2,8 @@
 //! sequence on the memory store, a real `redis-server` and a real three-master Redis
 //! Cluster, with the same answers on each. It pins the rules both backends write (Lua and
 //! `store/memory/key_queues.rs`): the package cap per queue, expired packages dropped before
-//! they count or are handed out, retrieval by earliest `not_after`, a receiver's package
+//! they count or are handed out (also one added after the others that expires first),
+//! retrieval by earliest `not_after`, a receiver's package
 //! handed to it again, the final key after the pool, and nothing handed out twice.
 
 use std::time::Duration;
@@ -181,6 +182,24 @@ async fn contract(store: SharedStore) -> Vec<String> {
             .package,
         RetrievedKeyPackage::AssignedBefore(vec![0x4b, 2])
     );
+    // Ann's package expires at NOW + 2_000: gone with her assignment, and with the other
+    // two taken she gets the final key.
+    let ann = retrieve("ann", NOW + 2_000).await.unwrap();
+    assert_eq!(ann.package, RetrievedKeyPackage::FinalKey(vec![0x4b, 9]));
+    transcript.push(format!("ann later: {ann:?}"));
+    // A package added later that expires before every stored one is still dropped when it
+    // expires (the queue's next purge moves back to it).
+    let soon = update(vec![package(5, NOW + 2_100)]);
+    assert_eq!(
+        store
+            .update_key_queue(app, client, queue, &soon, NOW + 2_000, 3)
+            .await
+            .unwrap(),
+        3
+    );
+    let fay = retrieve("fay", NOW + 2_200).await.unwrap();
+    assert_eq!(fay.package, RetrievedKeyPackage::FinalKey(vec![0x4b, 9]));
+    transcript.push(format!("fay: {fay:?}"));
     assert!(store.delete_key_queue(app, client, queue).await.unwrap());
     assert!(!store.delete_key_queue(app, client, queue).await.unwrap());
     assert!(matches!(

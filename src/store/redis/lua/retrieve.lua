@@ -1,12 +1,12 @@
-local counters = 3
+local counters = 2
 if ARGV[7] == '1' then
-  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[8]) then return {-1} end
-  local count = redis.call('INCR', KEYS[4])
-  if count == 1 then redis.call('EXPIRE', KEYS[4], ARGV[9]) end
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[8]) then return {-1} end
+  local count = redis.call('INCR', KEYS[3])
+  if count == 1 then redis.call('EXPIRE', KEYS[3], ARGV[9]) end
   if count > tonumber(ARGV[10]) then return {-2, count} end
-  counters = 5
+  counters = 4
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+-- A retired client has no index: retire_client deletes it in the step that marks it.
 local queue = redis.call('HGET', KEYS[1], ARGV[1])
 if not queue then return {0} end
 local base = ARGV[4] .. queue
@@ -15,10 +15,9 @@ purge(base, ARGV[3])
 local assigned = redis.call('HGET', base .. ':to', ARGV[2])
 if assigned then return {4, redis.call('HGET', base .. ':pkg', assigned)} end
 local first = {}
-if ARGV[5] == '1' then first = redis.call('ZRANGE', base .. ':free', 0, 0, 'WITHSCORES') end
+if ARGV[5] == '1' then first = redis.call('ZPOPMIN', base .. ':free') end
 if first[1] then
   local ref = first[1]
-  redis.call('ZREM', base .. ':free', ref)
   redis.call('ZADD', base .. ':taken', first[2], ref)
   redis.call('HSET', base .. ':to', ARGV[2], ref)
   redis.call('HSET', base .. ':by', ref, ARGV[2])

@@ -19,11 +19,14 @@ end
 if ARGV[4] == '1' then
   redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
 end
+local earliest = nil
 for i = 12, #ARGV, 3 do
   if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
     redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])
+    if not earliest or tonumber(ARGV[i + 1]) < tonumber(earliest) then earliest = ARGV[i + 1] end
   end
 end
+if earliest then purge_at_least(base, earliest) end
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'final', ARGV[8], 'final_not_after', ARGV[9])
 end
