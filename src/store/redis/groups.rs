@@ -17,6 +17,7 @@
 //! | `staged:<id>:<blob>` | string, expires | a commit's large values on their way in (below) |
 //! | `welcomes` | zset | epochs with a welcome, scored by `expires_at` |
 //! | `outbox` | list | cross-slot actions of applied commits not yet carried out |
+//! | `outbox-claims` | hash | SHA-1 of an outbox entry -> until when (ms) a gateway carries it out |
 //!
 //! The head's optional `hub` field names the hub of a group this gateway mirrors (absent
 //! for a group created here).
@@ -100,6 +101,21 @@ pub(super) const ADD_PROPOSAL: &str = include_str!("lua/add_proposal.lua");
 /// KEYS: head. ARGV: prefix, outbox entries... Returns {status, 0, outbox length}: status 0
 /// unknown group, 1 accepted (the entries are in the outbox).
 pub(super) const ROUTE_MESSAGE: &str = include_str!("lua/route_message.lua");
+
+/// KEYS: outbox, outbox-claims. ARGV: now (ms), claim lifetime (ms). Returns the entries
+/// claimed (those no live claim held), oldest first.
+pub(super) const CLAIM_OUTBOX: &str = include_str!("lua/claim_outbox.lua");
+
+/// KEYS: outbox, outbox-claims. ARGV: an entry carried out. Removes one copy and its claim;
+/// returns how many entries are left.
+pub(super) const OUTBOX_DONE: &str = include_str!("lua/outbox_done.lua");
+
+/// How long a claim on an outbox entry holds: a gateway that dies carrying it out leaves
+/// it to the next operation on the group after this.
+const OUTBOX_CLAIM_MS: u64 = 30_000;
+
+/// Claims one settling of an outbox makes at most (each pass carries out what it claimed).
+const OUTBOX_PASSES: usize = 4;
 
 /// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
 pub(super) const PROPOSALS: &str = include_str!("lua/proposals.lua");
@@ -478,46 +494,40 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Carries out the group's pending outbox actions, oldest first, removing each once
-    /// done; then drops the group from the start-up replay set if its outbox is empty.
+    /// Carries out the group's pending outbox actions that no other operation has claimed,
+    /// oldest first, removing each once done; then drops the group from the start-up replay
+    /// set if its outbox is empty. Concurrent operations on a group each carry out the
+    /// entries they claimed, so an entry is carried out once (twice only after a claimer
+    /// died), not once per operation that saw it. A second copy of an entry (a claimer died
+    /// after carrying it out) and entries added meanwhile are claimed in a further pass.
     async fn settle_outbox(&self, prefix: &str) -> Result<(), StoreError> {
         let app = prefix_app(prefix).ok_or_else(|| malformed("group prefix"))?;
         let key = format!("{prefix}outbox");
-        for entry in self.list(&key).await? {
-            match OutboxAction::decode(&entry) {
-                Some(OutboxAction::IndexWelcome { handle, entry }) => {
-                    self.invoke(
-                        &self.scripts.index_welcome,
-                        &[welcome_index(app, &handle)],
-                        vec![entry.into_bytes()],
-                    )
-                    .await?;
-                }
-                Some(OutboxAction::AdvanceKeyQueue { client, reference }) => {
-                    self.advance_key_queue(app, client, &reference).await?;
-                }
-                // Carried out twice (a gateway died before removing the entry), the peer
-                // receives it twice and drops the second by its message id.
-                Some(OutboxAction::FanOut { peer, bodies }) => {
-                    self.enqueue_outbound(&peer, &bodies).await?;
-                }
-                // Carried out twice, the queue keeps one: the message's id is still queued.
-                Some(OutboxAction::Enqueue {
-                    handles,
-                    id,
-                    entry,
-                    now,
-                }) => {
-                    for handle in &handles {
-                        self.enqueue_message(app, handle, &id, &entry, now).await?;
-                    }
-                }
-                None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
+        let keys = [key.clone(), format!("{prefix}outbox-claims")];
+        let mut left = None;
+        for _ in 0..OUTBOX_PASSES {
+            let claimed = self.claim_outbox(&keys).await?;
+            if claimed.is_empty() {
+                break;
             }
-            self.remove_from_list(&key, &entry).await?;
+            for entry in claimed {
+                self.carry_out(app, &entry).await?;
+                let reply = self
+                    .invoke(&self.scripts.outbox_done, &keys, vec![entry.into_bytes()])
+                    .await?;
+                left = Some(
+                    redis::from_redis_value::<i64>(reply).map_err(|_| malformed("outbox left"))?,
+                );
+            }
+            if left == Some(0) {
+                break;
+            }
         }
-        let pending: i64 = self.command("LLEN", vec![key.into_bytes()]).await?;
-        if pending == 0 {
+        let left = match left {
+            Some(left) => left,
+            None => self.command("LLEN", vec![key.into_bytes()]).await?,
+        };
+        if left == 0 {
             let _: i64 = self
                 .command(
                     "SREM",
@@ -527,6 +537,60 @@ impl RedisStore {
                     ],
                 )
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the outbox entries (`keys`: outbox, claims) no live claim holds, for
+    /// `OUTBOX_CLAIM_MS`.
+    async fn claim_outbox(&self, keys: &[String; 2]) -> Result<Vec<String>, StoreError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let reply = self
+            .invoke(
+                &self.scripts.claim_outbox,
+                keys,
+                vec![
+                    now_ms.to_string().into_bytes(),
+                    OUTBOX_CLAIM_MS.to_string().into_bytes(),
+                ],
+            )
+            .await?;
+        redis::from_redis_value(reply).map_err(|_| malformed("claimed outbox entries").into())
+    }
+
+    /// Carries out one outbox action of `app`'s group.
+    async fn carry_out(&self, app: Uuid, entry: &str) -> Result<(), StoreError> {
+        match OutboxAction::decode(entry) {
+            Some(OutboxAction::IndexWelcome { handle, entry }) => {
+                self.invoke(
+                    &self.scripts.index_welcome,
+                    &[welcome_index(app, &handle)],
+                    vec![entry.into_bytes()],
+                )
+                .await?;
+            }
+            Some(OutboxAction::AdvanceKeyQueue { client, reference }) => {
+                self.advance_key_queue(app, client, &reference).await?;
+            }
+            // Carried out twice (a gateway died before removing the entry), the peer
+            // receives it twice and drops the second by its message id.
+            Some(OutboxAction::FanOut { peer, bodies }) => {
+                self.enqueue_outbound(&peer, &bodies).await?;
+            }
+            // Carried out twice, the queue keeps one: the message's id is still queued.
+            Some(OutboxAction::Enqueue {
+                handles,
+                id,
+                entry,
+                now,
+            }) => {
+                for handle in &handles {
+                    self.enqueue_message(app, handle, &id, &entry, now).await?;
+                }
+            }
+            None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
         }
         Ok(())
     }

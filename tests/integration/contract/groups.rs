@@ -859,6 +859,52 @@ async fn routing_contract(store: SharedStore) {
         store.pop_outbound("b.localhost", body).await.unwrap();
     }
     assert!(store.outbound_head("b.localhost").await.unwrap().is_none());
+
+    // Messages routed side by side each reach the peer's queue once: an operation on the
+    // group carries out only the outbox entries it claimed, not every entry it saw (on
+    // Redis, 64 routes that each drained the whole outbox queued a message many times).
+    let bodies: Vec<Vec<u8>> = (0..64u8).map(|number| vec![b'c', number]).collect();
+    let mut routes = tokio::task::JoinSet::new();
+    for body in bodies.clone() {
+        let store = store.clone();
+        routes.spawn(async move {
+            store
+                .route_message(
+                    app,
+                    &[0x7e, 0x57],
+                    &["hana".into()],
+                    &body,
+                    &body,
+                    &[("b.localhost".to_string(), vec![body.clone()])],
+                    1_700_000_000,
+                )
+                .await
+        });
+    }
+    while let Some(routed) = routes.join_next().await {
+        routed.unwrap().unwrap();
+    }
+    let mut queued = Vec::new();
+    for _ in 0..10 * bodies.len() {
+        let Some(head) = store.outbound_head("b.localhost").await.unwrap() else {
+            break;
+        };
+        store.pop_outbound("b.localhost", &head).await.unwrap();
+        queued.push(head);
+    }
+    queued.sort();
+    assert_eq!(
+        queued, bodies,
+        "each routed message queued for the peer once"
+    );
+    assert_eq!(
+        store
+            .queued_messages(app, "hana", 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1 + bodies.len()
+    );
 }
 
 /// Deleting a group takes its state and its welcomes; the id is free again.
@@ -1086,6 +1132,56 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     }
     assert_eq!(scan(&[&single], "mimi:outbox-groups"), Vec::<String>::new());
     assert_eq!(scan(&[&single], "mimi:{g:*}:outbox"), Vec::<String>::new());
+
+    // An entry another gateway claimed is left to it while the claim lives, and carried out
+    // by the next settling once the claim has lapsed (that gateway died carrying it out).
+    let claimed = format!(
+        "m {} {}.{}",
+        hex::encode("lu"),
+        hex::encode("id3"),
+        hex::encode("claimed")
+    );
+    let claims = format!("{prefix}outbox-claims");
+    let redis::Value::BulkString(sha) = raw(
+        &mut connection,
+        &[
+            b"EVAL",
+            b"return redis.sha1hex(ARGV[1])",
+            b"0",
+            claimed.as_bytes(),
+        ],
+    )
+    .await
+    else {
+        panic!("no SHA-1 from redis");
+    };
+    raw(
+        &mut connection,
+        &[b"RPUSH", outbox.as_bytes(), claimed.as_bytes()],
+    )
+    .await;
+    raw(
+        &mut connection,
+        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
+    )
+    .await;
+    let until = |ms: u64| ms.to_string().into_bytes();
+    let far = until(u64::MAX / 2);
+    raw(&mut connection, &[b"HSET", claims.as_bytes(), &sha, &far]).await;
+    assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
+    let lu = || async { redis_store.queued_messages(app, "lu", 0, 10).await.unwrap() };
+    assert!(lu().await.is_empty(), "left to its claimer");
+    assert_eq!(scan(&[&single], "mimi:outbox-groups").len(), 1);
+    let lapsed = until(1);
+    raw(
+        &mut connection,
+        &[b"HSET", claims.as_bytes(), &sha, &lapsed],
+    )
+    .await;
+    assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
+    assert_eq!(lu().await.len(), 1, "carried out once its claim lapsed");
+    assert_eq!(scan(&[&single], "mimi:outbox-groups"), Vec::<String>::new());
+    assert_eq!(scan(&[&single], "mimi:{g:*}:outbox*"), Vec::<String>::new());
 
     let cluster = RedisCluster::start();
     routing_contract(Arc::new(
