@@ -98,7 +98,9 @@ enum Command {
     Bench {
         /// Scenarios to run, comma-separated: tls, signed, key-package, handshakes (a new
         /// TLS connection per request), resumed (the same, resuming a session); also
-        /// commit-2, commit-100, commit-1000 (self-update commits next to openmls' cost).
+        /// commit-2, commit-100, commit-1000 (self-update commits next to openmls' cost);
+        /// message-fanout-2, -100, -1000 (application messages to a group over two
+        /// gateways, until the last queue has each).
         #[arg(
             long,
             default_value = "tls,signed,key-package,handshakes,resumed",
@@ -138,6 +140,10 @@ enum Command {
         /// made before the run).
         #[arg(long, default_value_t = 1_200)]
         commits: usize,
+        /// Most messages of one message-fanout-2 run (message-fanout-100 a quarter,
+        /// message-fanout-1000 a twentieth; encrypted and signed before the run).
+        #[arg(long, default_value_t = 3_000)]
+        messages: usize,
     },
     /// The benchmark's bare references as a process of their own (started by `bench`).
     #[command(hide = true)]
@@ -293,6 +299,7 @@ fn main() -> ExitCode {
             access_log,
             single_verification,
             commits,
+            messages,
         } => bench(
             &scenarios,
             mimi_gateway::bench::BenchOptions {
@@ -307,6 +314,7 @@ fn main() -> ExitCode {
                 access_log,
                 single_verification,
                 commits: commits.max(1),
+                messages: messages.max(1),
             },
         ),
         Command::BenchFloor {

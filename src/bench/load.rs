@@ -188,6 +188,21 @@ pub async fn drive(
     in_flight: usize,
     limit: Duration,
 ) -> RunOutcome {
+    drive_marking(senders, requests, in_flight, limit, None).await
+}
+
+/// When each request was sent, by its index (`drive_marking`).
+pub type SendMarks = Arc<[std::sync::OnceLock<Instant>]>;
+
+/// `drive`, noting in `marks` (when given) when each request was sent: for latencies that
+/// end elsewhere than at the answer (`fanout`: when the last queue has the message).
+pub async fn drive_marking(
+    senders: &[SendRequest<Full<Bytes>>],
+    requests: Vec<Prepared>,
+    in_flight: usize,
+    limit: Duration,
+    marks: Option<SendMarks>,
+) -> RunOutcome {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -197,6 +212,7 @@ pub async fn drive(
         let mut sender = senders[worker % senders.len()].clone();
         let requests = requests.clone();
         let next = next.clone();
+        let marks = marks.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
@@ -206,6 +222,9 @@ pub async fn drive(
                     break;
                 }
                 let sent = Instant::now();
+                if let Some(mark) = marks.as_ref().and_then(|marks| marks.get(index)) {
+                    let _ = mark.set(sent);
+                }
                 let status = exchange(&mut sender, &requests[index], deadline).await;
                 note(&mut latencies, &mut statuses, sent, status);
             }

@@ -6,12 +6,15 @@
 //! `signed`: `/whoami` next to the signed floor; `key-package`: retrievals for distinct
 //! receivers from queues filled beforehand, next to the signed floor; `handshakes` and
 //! `resumed`: a new TLS connection per request, without and with session resumption, next
-//! to the static path), each run bounded by its count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
+//! to the static path; `commit-N`: self-updates next to openmls' own cost (`commits`);
+//! `message-fanout-N`: application messages over two federating gateways until the last
+//! queue has each (`fanout`)), each run bounded by its count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
 //! per request of the server and of Redis (`/proc`), Redis commands per request (`INFO
 //! commandstats`), the ratio to its floor round by round, the targets of the issue met or
 //! not; and writes every run to a CSV. Figures and commands: `docs/performance.md`.
 
 pub mod commits;
+pub mod fanout;
 pub mod floor;
 pub mod load;
 pub mod procs;
@@ -45,6 +48,9 @@ pub enum Scenario {
     /// Self-update commits to groups of this many members (`commits::SIZES`), next to
     /// openmls' own cost for them.
     Commit(usize),
+    /// Application messages to a group of this many members over two gateways
+    /// (`fanout::SIZES`), until the last queue has each.
+    Fanout(usize),
 }
 
 const SCENARIOS: [Scenario; 5] = [
@@ -66,6 +72,9 @@ impl Scenario {
             Scenario::Commit(2) => "commit-2",
             Scenario::Commit(100) => "commit-100",
             Scenario::Commit(_) => "commit-1000",
+            Scenario::Fanout(2) => "message-fanout-2",
+            Scenario::Fanout(100) => "message-fanout-100",
+            Scenario::Fanout(_) => "message-fanout-1000",
         }
     }
 
@@ -73,11 +82,13 @@ impl Scenario {
         SCENARIOS
             .into_iter()
             .chain(commits::SIZES.map(Scenario::Commit))
+            .chain(fanout::SIZES.map(Scenario::Fanout))
             .find(|scenario| scenario.name() == name)
             .ok_or_else(|| {
                 format!(
                     "unknown scenario `{name}` (tls, signed, key-package, handshakes, resumed, \
-                     commit-2, commit-100, commit-1000)"
+                     commit-2, commit-100, commit-1000, message-fanout-2, message-fanout-100, \
+                     message-fanout-1000)"
                 )
             })
     }
@@ -104,6 +115,9 @@ pub struct BenchOptions {
     pub single_verification: bool,
     /// Most commits of one `commit-2` run (fewer for larger groups: `commits::commits`).
     pub commits: usize,
+    /// Most messages of one `message-fanout-2` run (fewer for larger groups:
+    /// `fanout::messages`).
+    pub messages: usize,
 }
 
 /// One timed run and its readings.
@@ -123,6 +137,9 @@ struct Row {
     redis_scripts: u64,
     /// What Redis' memory grew by during the run.
     redis_bytes: i64,
+    /// Fan-out runs: accepted messages the last queue did not show in time, the reads of
+    /// that queue, and the messages the hub accepted per second.
+    fanout: Option<(usize, u64, f64)>,
     /// The floor's own cost per request where it is measured in this process (openmls'
     /// per commit), in microseconds.
     floor_us: Option<f64>,
@@ -170,20 +187,29 @@ fn key_packages(identity: &str, count: usize) -> Result<Vec<Vec<u8>>, String> {
         .collect()
 }
 
-/// The gateway's configuration for the benchmark: Redis, the benchmark's certificate, one
-/// application, limits that the load stays under (the counting itself still runs).
-fn gateway_config(
-    dir: &Path,
-    issued: &crate::dev_certs::IssuedCert,
+/// Where one gateway of the benchmark runs: its domain, data directory, certificate,
+/// listeners (application, federation, admin) and Redis database.
+struct Site<'a> {
+    domain: &'a str,
+    data: PathBuf,
+    issued: &'a crate::dev_certs::IssuedCert,
     ports: [u16; 3],
-    redis: u16,
+    redis_url: String,
+}
+
+/// The gateway's configuration for the benchmark: Redis, the benchmark's certificate, one
+/// application, limits that the load stays under (the counting itself still runs); `extra`
+/// (TOML) last.
+fn gateway_config(
+    site: &Site,
     app: Uuid,
     public_key: &str,
     options: &BenchOptions,
+    extra: &str,
 ) -> String {
     let big = 1_000_000_000u64;
     format!(
-        r#"domain = "localhost"
+        r#"domain = "{domain}"
 data_dir = "{data}"
 [listeners]
 application = "127.0.0.1:{application}"
@@ -193,7 +219,7 @@ admin = "127.0.0.1:{admin}"
 cert = "{cert}"
 key = "{key}"
 [store]
-redis_url = "redis://127.0.0.1:{redis}/0"
+redis_url = "{redis_url}"
 [limits]
 new_connections_per_ip_per_minute = 0
 max_connections_per_ip = 4096
@@ -221,13 +247,15 @@ id = "{app}"
 [[applications.keys]]
 id = "bench-1"
 public_key = "{public_key}"
-"#,
-        data = dir.join("gateway").display(),
-        application = ports[0],
-        federation = ports[1],
-        admin = ports[2],
-        cert = issued.cert.display(),
-        key = issued.key.display(),
+{extra}"#,
+        domain = site.domain,
+        data = site.data.display(),
+        redis_url = site.redis_url,
+        application = site.ports[0],
+        federation = site.ports[1],
+        admin = site.ports[2],
+        cert = site.issued.cert.display(),
+        key = site.issued.key.display(),
         access_log = options.access_log,
         batch = !options.single_verification,
     )
@@ -246,6 +274,8 @@ struct Setup {
     signed_floor: SocketAddr,
     signer: Signer,
     gateway_log: PathBuf,
+    /// The two federating gateways of the fan-out scenarios, when one is run.
+    pair: Option<fanout::Pair>,
     /// Last: the directory goes after the processes using it.
     _scratch: Scratch,
 }
@@ -281,13 +311,17 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
     std::fs::write(
         &config,
         gateway_config(
-            &dir,
-            &issued,
-            [ports[0], ports[1], ports[2]],
-            redis_port,
+            &Site {
+                domain: "localhost",
+                data: dir.join("gateway"),
+                issued: &issued,
+                ports: [ports[0], ports[1], ports[2]],
+                redis_url: format!("redis://127.0.0.1:{redis_port}/0"),
+            },
             app,
             &public_key,
             options,
+            "",
         ),
     )
     .map_err(fail)?;
@@ -330,6 +364,21 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
     procs::wait_listening(&mut gateway, loopback(ports[1]), Duration::from_secs(30))?;
     procs::wait_listening(&mut floor, loopback(ports[3]), Duration::from_secs(30))?;
     procs::wait_listening(&mut floor, loopback(ports[4]), Duration::from_secs(30))?;
+    let signer = Signer {
+        app,
+        key,
+        key_id: "bench-1".into(),
+        recipient: "localhost".into(),
+    };
+    let fans_out = options
+        .scenarios
+        .iter()
+        .any(|scenario| matches!(scenario, Scenario::Fanout(_)));
+    let pair = if fans_out {
+        Some(fanout::start(&dir, &ca, redis_port, &signer, options)?)
+    } else {
+        None
+    };
     Ok(Setup {
         redis,
         gateway,
@@ -340,13 +389,9 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
         federation: loopback(ports[1]),
         bare: loopback(ports[3]),
         signed_floor: loopback(ports[4]),
-        signer: Signer {
-            app,
-            key,
-            key_id: "bench-1".into(),
-            recipient: "localhost".into(),
-        },
+        signer,
         gateway_log,
+        pair,
         _scratch: scratch,
     })
 }
@@ -437,8 +482,9 @@ fn requests(
                 )
             })
             .collect(),
-        // Prepared as chains, one per group (`commits::prepare`).
-        Scenario::Commit(_) => Ok(Vec::new()),
+        // Prepared as chains, one per group (`commits::prepare`), and as messages of a
+        // member (`fanout::round`).
+        Scenario::Commit(_) | Scenario::Fanout(_) => Ok(Vec::new()),
     }
 }
 
@@ -527,6 +573,32 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let resumed_bare = load::connector(&setup.ca, true)?;
     let resumed_gateway = load::connector(&setup.ca, true)?;
     let limit = Duration::from_secs(options.seconds);
+    // Each fan-out scenario's group, made once (a 1000-member group takes seconds).
+    let mut groups = std::collections::BTreeMap::new();
+    if let Some(pair) = setup.pair.as_ref() {
+        for &scenario in &options.scenarios {
+            if let Scenario::Fanout(members) = scenario {
+                let made = Instant::now();
+                groups.insert(
+                    members,
+                    fanout::prepare(pair, scenario.name(), members).await?,
+                );
+                println!(
+                    "prepared a group of {members} over {} and {} in {:.1} s",
+                    fanout::DOMAINS[0],
+                    fanout::DOMAINS[1],
+                    made.elapsed().as_secs_f64()
+                );
+            }
+        }
+        println!(
+            "fan-out gateways: {} {}, {} {}",
+            fanout::DOMAINS[0],
+            pair.hub.pid(),
+            fanout::DOMAINS[1],
+            pair.follower.pid()
+        );
+    }
     let mut rows: Vec<Row> = Vec::new();
     for round in 0..options.rounds {
         for &scenario in &options.scenarios {
@@ -540,21 +612,33 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 Scenario::KeyPackage => vec!["signed-floor", "gateway"],
                 // The floor, openmls, runs in this process while the chains are made.
                 Scenario::Commit(_) => vec!["gateway"],
+                // Measured, no floor: both gateways together.
+                Scenario::Fanout(_) => vec!["gateways"],
             };
             if round % 2 == 1 {
                 targets.reverse();
             }
             for target in targets {
-                let (address, server, kind) = match (scenario, target) {
+                let (address, servers, kind) = match (scenario, target, setup.pair.as_ref()) {
                     (
                         Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed,
                         "bare",
-                    ) => (setup.bare, &setup.floor, scenario),
-                    (Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed, _) => {
-                        (setup.federation, &setup.gateway, scenario)
+                        _,
+                    ) => (setup.bare, vec![setup.floor.pid()], scenario),
+                    (Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed, _, _) => {
+                        (setup.federation, vec![setup.gateway.pid()], scenario)
                     }
-                    (_, "signed-floor") => (setup.signed_floor, &setup.floor, Scenario::Signed),
-                    _ => (setup.application, &setup.gateway, scenario),
+                    (_, "signed-floor", _) => (
+                        setup.signed_floor,
+                        vec![setup.floor.pid()],
+                        Scenario::Signed,
+                    ),
+                    (Scenario::Fanout(_), _, Some(pair)) => (
+                        pair.hub_application,
+                        vec![pair.hub.pid(), pair.follower.pid()],
+                        scenario,
+                    ),
+                    _ => (setup.application, vec![setup.gateway.pid()], scenario),
                 };
                 let prepared = requests(&setup, kind, round, &options, &queues)?;
                 let mut chains = match scenario {
@@ -569,6 +653,14 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                         )
                         .await?,
                     ),
+                    _ => None,
+                };
+                let fanout_round = match (scenario, setup.pair.as_ref()) {
+                    (Scenario::Fanout(members), Some(pair)) => {
+                        let group = groups.get_mut(&members).ok_or("no fan-out group")?;
+                        let count = fanout::messages(members, options.messages);
+                        Some(fanout::round(pair, group, members, round, count)?)
+                    }
                     _ => None,
                 };
                 // Fresh connections for each run (an idle one would meet the server's
@@ -590,16 +682,37 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     }
                     None => connect_in_time(&tls, address, options.connections).await?,
                 };
-                let (server_pid, redis_pid) = (server.pid(), setup.redis.pid());
+                let redis_pid = setup.redis.pid();
                 let client_pid = std::process::id();
                 let cpu_before = (
-                    procs::cpu_time(server_pid),
+                    procs::cpu_time_of(&servers),
                     procs::cpu_time(redis_pid),
                     procs::cpu_time(client_pid),
                 );
                 let before = procs::redis_counters(&mut redis).await?;
-                let outcome = match handshakes {
-                    Some(connector) => {
+                let mut fanout = None;
+                let outcome = match (handshakes, fanout_round, setup.pair.as_ref()) {
+                    (_, Some(messages), Some(pair)) => {
+                        let group = groups
+                            .get_mut(&messages.members)
+                            .ok_or("no fan-out group")?;
+                        let delivered = fanout::drive(
+                            pair,
+                            group,
+                            &senders,
+                            messages,
+                            options.in_flight,
+                            limit,
+                        )
+                        .await;
+                        fanout = Some((
+                            delivered.missing,
+                            delivered.polls,
+                            delivered.accepted_per_second,
+                        ));
+                        delivered.outcome
+                    }
+                    (Some(connector), _, _) => {
                         load::drive_handshakes(
                             connector,
                             address,
@@ -609,7 +722,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                         )
                         .await
                     }
-                    None => match chains.as_mut() {
+                    (None, _, _) => match chains.as_mut() {
                         Some(chains) => {
                             let chains = std::mem::take(&mut chains.chains);
                             load::drive_chains(&senders, chains, limit).await
@@ -618,7 +731,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     },
                 };
                 let cpu_after = (
-                    procs::cpu_time(server_pid),
+                    procs::cpu_time_of(&servers),
                     procs::cpu_time(redis_pid),
                     procs::cpu_time(client_pid),
                 );
@@ -643,6 +756,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     redis_commands,
                     redis_scripts,
                     redis_bytes,
+                    fanout,
                     floor_us: chains
                         .as_ref()
                         .map(|chains| chains.openmls_per_commit.as_secs_f64() * 1e6),
@@ -656,14 +770,16 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     row.outcome.per_second(),
                     ms(row.outcome.percentile(0.50)),
                     ms(row.outcome.percentile(0.99)),
-                    if handshakes.is_some() {
-                        format!(
+                    match (handshakes, row.fanout) {
+                        (Some(_), _) => format!(
                             "  {} of {} resumed",
                             row.outcome.resumed,
                             row.outcome.answered()
-                        )
-                    } else {
-                        String::new()
+                        ),
+                        (_, Some((missing, polls, accepted))) => format!(
+                            "  to the last queue (the hub accepted {accepted:.0}/s); {missing} not there in time, {polls} reads of it"
+                        ),
+                        _ => String::new(),
                     },
                     row.outcome.errors()
                 );
@@ -760,6 +876,10 @@ fn report(options: &BenchOptions, rows: &[Row]) {
                 report_commits(scenario, members, rows);
                 continue;
             }
+            Scenario::Fanout(members) => {
+                report_fanout(scenario, members, rows);
+                continue;
+            }
         };
         let ratios: Vec<f64> = (0..options.rounds)
             .filter_map(|round| {
@@ -801,7 +921,9 @@ fn report(options: &BenchOptions, rows: &[Row]) {
             ),
             // Measured, no target in issue 17.
             Scenario::Handshakes | Scenario::HandshakesResumed => (None, String::new()),
-            Scenario::Commit(_) => unreachable!("reported by report_commits"),
+            Scenario::Commit(_) | Scenario::Fanout(_) => {
+                unreachable!("reported by report_commits and report_fanout")
+            }
         };
         let verdict = target.map_or_else(String::new, |target| {
             format!(
@@ -884,6 +1006,41 @@ fn report_commits(scenario: Scenario, members: usize, rows: &[Row]) {
          Redis +{bytes:.0} B per commit (its replay key included)",
         scenario.name(),
         gateway / openmls.max(1e-9),
+    );
+}
+
+/// A fan-out scenario: messages and member deliveries per second, the latency to the last
+/// queue, CPU of both gateways and Redis per message and per delivery, Redis' bytes per
+/// message (every member's copy and the hub's delivery to the follower).
+fn report_fanout(scenario: Scenario, members: usize, rows: &[Row]) {
+    let runs: Vec<&Row> = rows
+        .iter()
+        .filter(|row| row.scenario == scenario && row.outcome.answered() > 0)
+        .collect();
+    if runs.is_empty() {
+        println!("{} no message reached the last queue", scenario.name());
+        return;
+    }
+    let pick = |f: &dyn Fn(&Row) -> f64| median(runs.iter().map(|row| f(row)).collect());
+    let per_second = pick(&|row| row.outcome.per_second());
+    let cpu = pick(&|row| row.per_request(row.server_cpu + row.redis_cpu));
+    let recipients = members.saturating_sub(1).max(1) as f64;
+    let bytes = pick(&|row| row.redis_bytes as f64 / row.outcome.answered() as f64);
+    let missing: usize = runs
+        .iter()
+        .filter_map(|row| row.fanout)
+        .map(|(missing, _, _)| missing)
+        .sum();
+    println!(
+        "{} {per_second:.0} messages/s to {recipients:.0} members each ({:.0} deliveries/s); to \
+         the last queue p50 {:.2} ms, p99 {:.2} ms; {cpu:.0} us of gateways + Redis CPU per \
+         message ({:.1} us per delivery); Redis +{bytes:.0} B per message; {missing} accepted \
+         but not in the last queue in time",
+        scenario.name(),
+        per_second * recipients,
+        pick(&|row| ms(row.outcome.percentile(0.50))),
+        pick(&|row| ms(row.outcome.percentile(0.99))),
+        cpu / recipients,
     );
 }
 

@@ -238,6 +238,11 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
+/// CPU time the processes `pids` have used so far, together; `None` if one is gone.
+pub fn cpu_time_of(pids: &[u32]) -> Option<Duration> {
+    pids.iter().map(|pid| cpu_time(*pid)).sum()
+}
+
 /// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
 fn clock_ticks_per_second() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

@@ -17,7 +17,7 @@
 //! | `staged:<id>:<blob>` | string, expires | a commit's large values on their way in (below) |
 //! | `welcomes` | zset | epochs with a welcome, scored by `expires_at` |
 //! | `outbox` | list | cross-slot actions of applied commits not yet carried out |
-//! | `outbox-claims` | hash | SHA-1 of an outbox entry -> until when (ms) a gateway carries it out |
+//! | `outbox-lease` | string, expires | the id of the operation settling the outbox |
 //!
 //! The head's optional `hub` field names the hub of a group this gateway mirrors (absent
 //! for a group created here).
@@ -102,20 +102,14 @@ pub(super) const ADD_PROPOSAL: &str = include_str!("lua/add_proposal.lua");
 /// unknown group, 1 accepted (the entries are in the outbox).
 pub(super) const ROUTE_MESSAGE: &str = include_str!("lua/route_message.lua");
 
-/// KEYS: outbox, outbox-claims. ARGV: now (ms), claim lifetime (ms). Returns the entries
-/// claimed (those no live claim held), oldest first.
-pub(super) const CLAIM_OUTBOX: &str = include_str!("lua/claim_outbox.lua");
+/// How long the lease on a group's outbox holds: a gateway that dies settling it leaves it
+/// to the next operation on the group after this.
+const OUTBOX_LEASE_MS: u64 = 30_000;
 
-/// KEYS: outbox, outbox-claims. ARGV: an entry carried out. Removes one copy and its claim;
-/// returns how many entries are left.
-pub(super) const OUTBOX_DONE: &str = include_str!("lua/outbox_done.lua");
-
-/// How long a claim on an outbox entry holds: a gateway that dies carrying it out leaves
-/// it to the next operation on the group after this.
-const OUTBOX_CLAIM_MS: u64 = 30_000;
-
-/// Claims one settling of an outbox makes at most (each pass carries out what it claimed).
-const OUTBOX_PASSES: usize = 4;
+/// Times one settling of an outbox takes the lease at most (entries added while it held
+/// the lease are carried out in the next): past it, what is left waits for the next
+/// operation on the group or the next start.
+const OUTBOX_PASSES: usize = 64;
 
 /// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
 pub(super) const PROPOSALS: &str = include_str!("lua/proposals.lua");
@@ -494,70 +488,73 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Carries out the group's pending outbox actions that no other operation has claimed,
-    /// oldest first, removing each once done; then drops the group from the start-up replay
-    /// set if its outbox is empty. Concurrent operations on a group each carry out the
-    /// entries they claimed, so an entry is carried out once (twice only after a claimer
-    /// died), not once per operation that saw it. A second copy of an entry (a claimer died
-    /// after carrying it out) and entries added meanwhile are claimed in a further pass.
+    /// Carries out the group's pending outbox actions, oldest first, removing each once
+    /// done; then drops the group from the start-up replay set if its outbox is empty. One
+    /// operation at a time settles a group's outbox (it holds the group's `outbox-lease`):
+    /// operations side by side would each carry out every entry they saw (64 routed
+    /// messages queued up to 64 times each for a peer), and could push a peer's fan-out out
+    /// of order. An operation that finds the lease held leaves the outbox to its holder,
+    /// which looks again after letting the lease go; a holder that died leaves it to the
+    /// next operation once the lease lapses.
     async fn settle_outbox(&self, prefix: &str) -> Result<(), StoreError> {
         let app = prefix_app(prefix).ok_or_else(|| malformed("group prefix"))?;
         let key = format!("{prefix}outbox");
-        let keys = [key.clone(), format!("{prefix}outbox-claims")];
-        let mut left = None;
+        let lease = format!("{prefix}outbox-lease");
+        let holder = Uuid::new_v4().to_string();
         for _ in 0..OUTBOX_PASSES {
-            let claimed = self.claim_outbox(&keys).await?;
-            if claimed.is_empty() {
-                break;
+            if !self.hold_outbox(&lease, &holder).await? {
+                return Ok(());
             }
-            for entry in claimed {
-                self.carry_out(app, &entry).await?;
-                let reply = self
-                    .invoke(&self.scripts.outbox_done, &keys, vec![entry.into_bytes()])
-                    .await?;
-                left = Some(
-                    redis::from_redis_value::<i64>(reply).map_err(|_| malformed("outbox left"))?,
-                );
-            }
-            if left == Some(0) {
-                break;
-            }
-        }
-        let left = match left {
-            Some(left) => left,
-            None => self.command("LLEN", vec![key.into_bytes()]).await?,
-        };
-        if left == 0 {
-            let _: i64 = self
-                .command(
-                    "SREM",
-                    vec![
-                        OUTBOX_GROUPS.as_bytes().to_vec(),
-                        prefix.as_bytes().to_vec(),
-                    ],
+            let drained = self.drain_outbox(app, &key).await;
+            let released = self
+                .invoke(
+                    &self.scripts.release_outbound,
+                    std::slice::from_ref(&lease),
+                    vec![holder.clone().into_bytes()],
                 )
-                .await?;
+                .await;
+            drained?;
+            released?;
+            let left: i64 = self.command("LLEN", vec![key.clone().into_bytes()]).await?;
+            if left == 0 {
+                let _: i64 = self
+                    .command(
+                        "SREM",
+                        vec![
+                            OUTBOX_GROUPS.as_bytes().to_vec(),
+                            prefix.as_bytes().to_vec(),
+                        ],
+                    )
+                    .await?;
+                return Ok(());
+            }
         }
         Ok(())
     }
 
-    /// Claims the outbox entries (`keys`: outbox, claims) no live claim holds, for
-    /// `OUTBOX_CLAIM_MS`.
-    async fn claim_outbox(&self, keys: &[String; 2]) -> Result<Vec<String>, StoreError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+    /// Takes the outbox's lease for `holder` (for `OUTBOX_LEASE_MS`) unless another holds it.
+    async fn hold_outbox(&self, lease: &str, holder: &str) -> Result<bool, StoreError> {
         let reply = self
             .invoke(
-                &self.scripts.claim_outbox,
-                keys,
+                &self.scripts.lease_outbound,
+                &[lease.to_owned()],
                 vec![
-                    now_ms.to_string().into_bytes(),
-                    OUTBOX_CLAIM_MS.to_string().into_bytes(),
+                    holder.as_bytes().to_vec(),
+                    OUTBOX_LEASE_MS.to_string().into_bytes(),
                 ],
             )
             .await?;
-        redis::from_redis_value(reply).map_err(|_| malformed("claimed outbox entries").into())
+        Ok(redis::from_redis_value::<i64>(reply).map_err(|_| malformed("outbox lease"))? == 1)
+    }
+
+    /// Carries out every entry of the outbox `key` (of `app`'s group), oldest first,
+    /// removing each once done.
+    async fn drain_outbox(&self, app: Uuid, key: &str) -> Result<(), StoreError> {
+        for entry in self.list(key).await? {
+            self.carry_out(app, &entry).await?;
+            self.remove_from_list(key, &entry).await?;
+        }
+        Ok(())
     }
 
     /// Carries out one outbox action of `app`'s group.
