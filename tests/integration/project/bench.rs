@@ -182,3 +182,64 @@ fn the_load_generator_refuses_an_unknown_scenario() {
     assert!(!ok);
     assert!(stderr.contains("unknown scenario `everything`"), "{stderr}");
 }
+
+/// `message-fanout-2` and `-100`: a group over two federating gateways that the benchmark
+/// starts (a hub and a follower), messages made and signed beforehand, every one the hub
+/// accepted found in the follower's last queue; the summary holds the deliveries and
+/// Redis' bytes per message; both gateways are gone when it exits.
+#[test]
+fn the_load_generator_fans_messages_out_over_two_gateways() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = bench(&[
+        "--scenarios",
+        "message-fanout-2,message-fanout-100",
+        "--rounds",
+        "1",
+        "--seconds",
+        "2",
+        "--messages",
+        "120",
+        "--in-flight",
+        "4",
+        "--connections",
+        "2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    for scenario in ["message-fanout-2", "message-fanout-100"] {
+        let run = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("round 1 {scenario} gateways")))
+            .unwrap_or_else(|| panic!("a {scenario} run in {stdout}"));
+        assert!(run.ends_with("errors {}"), "{run}");
+        assert!(run.contains("; 0 not there in time"), "{run}");
+        let per_second: f64 = run.split_whitespace().nth(4).unwrap().parse().unwrap();
+        assert!(per_second > 0.0, "{run}");
+        let summary = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{scenario} ")) && line.contains("messages/s"))
+            .unwrap_or_else(|| panic!("the {scenario} summary in {stdout}"));
+        assert!(
+            summary.contains("deliveries/s") && summary.contains("B per message"),
+            "{summary}"
+        );
+    }
+    let started: Vec<u32> = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("fan-out gateways: "))
+        .expect("the fan-out gateways' PIDs")
+        .split(", ")
+        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(started.len(), 2, "{stdout}");
+    for pid in started {
+        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .unwrap_or_default();
+        assert!(
+            !command.contains("mimi-bench-"),
+            "process {pid} left running: {command}"
+        );
+    }
+}
