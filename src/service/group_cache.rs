@@ -8,13 +8,20 @@
 //! the change, so a copy spoiled by a refused commit or a lost compare-and-set is dropped,
 //! and two requests on one group never share a copy. Two gateways sharing a Redis never act
 //! on a stale copy: the head check sees the other gateway's commits and proposals.
+//!
+//! Routing an application message only reads the group's member names: those are kept per
+//! head and shared by the requests routing to the group side by side
+//! ([`GroupCache::member_names`]), which would otherwise each restore the whole group while
+//! another holds the copy (a 1000-member group's state is megabytes).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
 use crate::mls::group::{ActiveGroup, GroupError};
+use crate::mls::key_package::MemberRules;
+use crate::mls::records::GroupHead;
 use crate::store::{GroupStoreError, Store};
 
 /// Why a group could not be checked out: the store (no such group, unavailable) or the
@@ -33,9 +40,15 @@ impl From<crate::store::StoreError> for CheckoutError {
     }
 }
 
+/// A group's member names at one head.
+type Names = (GroupHead, Arc<Vec<String>>);
+
 pub struct GroupCache {
     capacity: usize,
     groups: Mutex<HashMap<(Uuid, Vec<u8>), ActiveGroup>>,
+    /// Member names per group, under the application's member rules (fixed for the
+    /// process: applications' identity providers and the domain come from its config).
+    names: Mutex<HashMap<(Uuid, Vec<u8>), Names>>,
 }
 
 impl GroupCache {
@@ -43,7 +56,52 @@ impl GroupCache {
         GroupCache {
             capacity,
             groups: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The names of the group's members (`ActiveGroup::member_names` under `rules`) and the
+    /// group's epoch, as the store has them now: worked out once per head, then shared.
+    pub async fn member_names(
+        &self,
+        store: &dyn Store,
+        app: Uuid,
+        group_id: &[u8],
+        rules: &MemberRules<'_>,
+    ) -> Result<(Arc<Vec<String>>, u64), CheckoutError> {
+        let head = store
+            .group_head(app, group_id)
+            .await?
+            .ok_or(GroupStoreError::UnknownGroup)?;
+        let key = (app, group_id.to_vec());
+        if let Some((known, names)) = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            && *known == head
+        {
+            return Ok((names.clone(), head.epoch));
+        }
+        let group = self.checkout(store, app, group_id).await?;
+        // Every member's credential is checked: CPU work that grows with the group.
+        let names = tokio::task::block_in_place(|| group.member_names(rules));
+        let at = group.head();
+        self.put(app, group_id, group);
+        let names = Arc::new(names?);
+        if self.capacity > 0 {
+            let mut cached = self
+                .names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cached.len() >= self.capacity
+                && let Some(victim) = cached.keys().next().cloned()
+            {
+                cached.remove(&victim);
+            }
+            cached.insert(key, (at, names.clone()));
+        }
+        Ok((names, at.epoch))
     }
 
     /// Keeps `group` for the next request; when full, an arbitrary other group makes room

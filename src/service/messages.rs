@@ -213,11 +213,9 @@ impl Messages {
         message: &[u8],
     ) -> Result<(), GatewayError> {
         let (id, entry) = queue_entry(kind, group_id, message)?;
-        for handle in handles {
-            self.store
-                .enqueue_message(app, handle, &id, &entry, crate::keys::unix_now())
-                .await?;
-        }
+        self.store
+            .enqueue_messages(app, handles, &id, &entry, crate::keys::unix_now())
+            .await?;
         Ok(())
     }
 }
@@ -274,15 +272,10 @@ impl Messages {
         if message_group != group_id {
             return Err(GroupError::GroupIdMismatch.into());
         }
-        let group = self
+        let (members, current) = self
             .groups
-            .checkout(self.store.as_ref(), app, group_id)
+            .member_names(self.store.as_ref(), app, group_id, rules)
             .await?;
-        let current = group.epoch;
-        // Every member's credential is checked: CPU work that grows with the group.
-        let members = tokio::task::block_in_place(|| group.member_names(rules));
-        self.groups.put(app, group_id, group);
-        let members = members?;
         if let Some(peer) = from_peer {
             let has_members = members.iter().any(|name| is_of_domain(name, peer));
             if !has_members {
@@ -294,8 +287,9 @@ impl Messages {
         }
         // The sender's own queue is skipped (MLS clients cannot process their own messages).
         let members: Vec<String> = members
-            .into_iter()
+            .iter()
             .filter(|name| Some(name.as_str()) != sender)
+            .cloned()
             .collect();
         // Without domains every member is this gateway's, whatever its handle holds.
         let (local, foreign): (Vec<String>, Vec<String>) = members
@@ -355,14 +349,11 @@ impl Messages {
             .applications
             .get(&app)
             .ok_or(GatewayError::UnknownApplication)?;
-        let group = self
-            .groups
-            .checkout(self.store.as_ref(), app, &group_id)
-            .await?;
         let rules = application.member_rules(&self.config);
-        let members = tokio::task::block_in_place(|| group.member_names(&rules));
-        self.groups.put(app, &group_id, group);
-        let members = members?;
+        let (members, _) = self
+            .groups
+            .member_names(self.store.as_ref(), app, &group_id, &rules)
+            .await?;
         if let Some(stranger) = handles.iter().find(|handle| !members.contains(handle)) {
             return Err(GatewayError::NotOurClient(stranger.clone()));
         }

@@ -65,6 +65,9 @@ pub struct Mirror {
     pub(crate) messages: Messages,
 }
 
+/// Recipients of a fan-out looked up in the registry at once.
+const LOOKUPS_SIDE_BY_SIDE: usize = 128;
+
 impl Mirror {
     /// The one application all recipients belong to, and their handles here. Refused unless
     /// every recipient names this gateway's domain, one hosted application and a registered
@@ -81,20 +84,28 @@ impl Mirror {
         if !self.applications.contains(&app) {
             return Err(GatewayError::UnknownApplication);
         }
-        let mut handles = Vec::with_capacity(request.recipient_ids.len());
-        for recipient in &request.recipient_ids {
-            let named = crate::federation::client_id_text(recipient);
-            if !recipient.domain.eq_ignore_ascii_case(&self.config.domain)
+        if let Some(stranger) = request.recipient_ids.iter().find(|recipient| {
+            !recipient.domain.eq_ignore_ascii_case(&self.config.domain)
                 || Uuid::from_bytes(recipient.application) != app
-            {
-                return Err(GatewayError::NotOurClient(named));
-            }
-            let handle = self
-                .registry
-                .local_handle(app, recipient)
-                .await?
-                .ok_or(GatewayError::NotOurClient(named))?;
-            handles.push(handle);
+        }) {
+            return Err(GatewayError::NotOurClient(
+                crate::federation::client_id_text(stranger),
+            ));
+        }
+        // Looked up side by side: a chunk of recipients goes to the store at once, not one
+        // round trip each.
+        let mut handles = Vec::with_capacity(request.recipient_ids.len());
+        for chunk in request.recipient_ids.chunks(LOOKUPS_SIDE_BY_SIDE) {
+            let found = futures_util::future::try_join_all(chunk.iter().map(|recipient| async {
+                self.registry
+                    .local_handle(app, recipient)
+                    .await?
+                    .ok_or_else(|| {
+                        GatewayError::NotOurClient(crate::federation::client_id_text(recipient))
+                    })
+            }))
+            .await?;
+            handles.extend(found);
         }
         Ok((app, handles))
     }

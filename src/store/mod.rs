@@ -677,6 +677,23 @@ pub trait MessageQueues: Send + Sync {
         now: u64,
     ) -> Result<u64, StoreError>;
 
+    /// `enqueue_message` for each of `handles` (a message's copies for a group's members).
+    /// Each queue takes its copy on its own: a failure may leave some queues with it, and
+    /// the same call again adds it to the others only (the id is still queued).
+    async fn enqueue_messages(
+        &self,
+        app: Uuid,
+        handles: &[String],
+        id: &[u8],
+        entry: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        for handle in handles {
+            self.enqueue_message(app, handle, id, entry, now).await?;
+        }
+        Ok(())
+    }
+
     /// Up to `limit` entries from sequence number `from` on, in order.
     async fn queued_messages(
         &self,

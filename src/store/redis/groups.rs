@@ -583,9 +583,8 @@ impl RedisStore {
                 entry,
                 now,
             }) => {
-                for handle in &handles {
-                    self.enqueue_message(app, handle, &id, &entry, now).await?;
-                }
+                self.enqueue_messages(app, &handles, &id, &entry, now)
+                    .await?;
             }
             None => tracing::warn!(entry, "dropping an undecodable group outbox entry"),
         }

@@ -35,6 +35,9 @@ pub(super) const QUEUED_MESSAGES: &str = include_str!("lua/queued_messages.lua")
 /// as acknowledged at `now`.
 pub(super) const ACKNOWLEDGE_MESSAGES: &str = include_str!("lua/acknowledge_messages.lua");
 
+/// A message's copies sent to Redis at once (`enqueue_messages`).
+const ENQUEUE_SIDE_BY_SIDE: usize = 128;
+
 #[async_trait]
 impl MessageQueues for RedisStore {
     async fn enqueue_message(
@@ -63,6 +66,28 @@ impl MessageQueues for RedisStore {
                 .await
         })
         .await
+    }
+
+    /// Side by side, at most `ENQUEUE_SIDE_BY_SIDE` at once: on the multiplexed connection
+    /// they go out together instead of one round trip per member (each queue is its own
+    /// slot, so one script cannot take them all on a Cluster).
+    async fn enqueue_messages(
+        &self,
+        app: Uuid,
+        handles: &[String],
+        id: &[u8],
+        entry: &[u8],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        for chunk in handles.chunks(ENQUEUE_SIDE_BY_SIDE) {
+            futures_util::future::try_join_all(
+                chunk
+                    .iter()
+                    .map(|handle| self.enqueue_message(app, handle, id, entry, now)),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn queued_messages(
