@@ -140,6 +140,8 @@ struct Row {
     /// Fan-out runs: accepted messages the last queue did not show in time, the reads of
     /// that queue, and the messages the hub accepted per second.
     fanout: Option<(usize, u64, f64)>,
+    /// Runs of signed requests to the gateway: how its signatures were verified.
+    signatures: Option<procs::Signatures>,
     /// The floor's own cost per request where it is measured in this process (openmls'
     /// per commit), in microseconds.
     floor_us: Option<f64>,
@@ -276,6 +278,8 @@ struct Setup {
     gateway_log: PathBuf,
     /// The two federating gateways of the fan-out scenarios, when one is run.
     pair: Option<fanout::Pair>,
+    /// The gateway's admin listener (`/metrics`).
+    admin: SocketAddr,
     /// Last: the directory goes after the processes using it.
     _scratch: Scratch,
 }
@@ -392,6 +396,7 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
         signer,
         gateway_log,
         pair,
+        admin: loopback(ports[2]),
         _scratch: scratch,
     })
 }
@@ -690,6 +695,17 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     procs::cpu_time(client_pid),
                 );
                 let before = procs::redis_counters(&mut redis).await?;
+                // Signed requests to the gateway itself: how it verified them.
+                let counts_signatures = target == "gateway"
+                    && matches!(
+                        scenario,
+                        Scenario::Signed | Scenario::KeyPackage | Scenario::Commit(_)
+                    );
+                let signatures_before = if counts_signatures {
+                    procs::signatures(setup.admin).await
+                } else {
+                    None
+                };
                 let mut fanout = None;
                 let outcome = match (handshakes, fanout_round, setup.pair.as_ref()) {
                     (_, Some(messages), Some(pair)) => {
@@ -737,6 +753,12 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 );
                 drop(senders);
                 let after = procs::redis_counters(&mut redis).await?;
+                let signatures = match signatures_before {
+                    Some(before) => procs::signatures(setup.admin)
+                        .await
+                        .map(|after| after.since(before)),
+                    None => None,
+                };
                 let spent = |before: Option<Duration>, after: Option<Duration>| {
                     after.zip(before).map_or(Duration::ZERO, |(after, before)| {
                         after.saturating_sub(before)
@@ -757,6 +779,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     redis_scripts,
                     redis_bytes,
                     fanout,
+                    signatures,
                     floor_us: chains
                         .as_ref()
                         .map(|chains| chains.openmls_per_commit.as_secs_f64() * 1e6),
@@ -779,7 +802,10 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                         (_, Some((missing, polls, accepted))) => format!(
                             "  to the last queue (the hub accepted {accepted:.0}/s); {missing} not there in time, {polls} reads of it"
                         ),
-                        _ => String::new(),
+                        _ => row.signatures.map_or_else(String::new, |counted| format!(
+                            "  {}",
+                            counted.describe()
+                        )),
                     },
                     row.outcome.errors()
                 );
@@ -1048,12 +1074,12 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
     let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
     let mut text = String::from(
-        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req,redis_bytes_per_req,floor_us_per_req\n",
+        "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req,redis_bytes_per_req,floor_us_per_req,signatures_batched,signatures_alone,signature_batches\n",
     );
     for row in rows {
         let errors: u64 = row.outcome.errors().values().sum();
         text.push_str(&format!(
-            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{}\n",
+            "{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.1},{},{}\n",
             row.round + 1,
             row.scenario.name(),
             row.target,
@@ -1072,6 +1098,10 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
             row.redis_bytes as f64 / row.outcome.answered().max(1) as f64,
             row.floor_us
                 .map_or_else(String::new, |us| format!("{us:.1}")),
+            row.signatures.map_or_else(
+                || ",,".to_owned(),
+                |counted| format!("{},{},{}", counted.batched, counted.alone, counted.batches)
+            ),
         ));
     }
     std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;

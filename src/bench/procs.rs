@@ -344,3 +344,65 @@ pub fn machine() -> String {
         .map_or_else(String::new, |kib| format!(", {} GiB", kib / 1024 / 1024));
     format!("{cpu}, {cores} cores{memory}, Linux {kernel}")
 }
+
+/// What the gateway's `/metrics` count of its request signatures (net/signatures.rs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Signatures {
+    /// Verified in a batch that passed.
+    pub batched: u64,
+    /// Verified alone (a batch of one, again after a failed batch, or batching off).
+    pub alone: u64,
+    /// Batches of two or more, passed and failed.
+    pub batches: u64,
+}
+
+impl Signatures {
+    /// What was counted between `before` and `self`.
+    pub fn since(self, before: Signatures) -> Signatures {
+        Signatures {
+            batched: self.batched.saturating_sub(before.batched),
+            alone: self.alone.saturating_sub(before.alone),
+            batches: self.batches.saturating_sub(before.batches),
+        }
+    }
+
+    /// E.g. `signatures 93% in batches of 7.4`.
+    pub fn describe(&self) -> String {
+        let total = (self.batched + self.alone).max(1) as f64;
+        format!(
+            "signatures {:.0}% in batches of {:.1}",
+            self.batched as f64 * 100.0 / total,
+            self.batched as f64 / self.batches.max(1) as f64
+        )
+    }
+}
+
+/// The signature counters of the gateway whose admin listener is `admin` (plain HTTP on
+/// loopback), or `None` if it does not answer within 2 s.
+pub async fn signatures(admin: SocketAddr) -> Option<Signatures> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        Some(text)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()??;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(Signatures {
+        batched: value("mimi_signatures_verified_total{how=\"batch\"}"),
+        alone: value("mimi_signatures_verified_total{how=\"alone\"}"),
+        batches: value("mimi_signature_batches_total{outcome=\"passed\"}")
+            + value("mimi_signature_batches_total{outcome=\"failed\"}"),
+    })
+}

@@ -72,6 +72,14 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         let per_second: f64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
         assert!(per_second > 0.0, "{line}");
     }
+    // How the gateway verified the signed runs' signatures, from its /metrics.
+    for scenario in ["signed", "key-package"] {
+        let line = runs
+            .iter()
+            .find(|line| line.starts_with(&format!("round 1 {scenario:<12} gateway")))
+            .unwrap();
+        assert!(line.contains("% in batches of "), "{line}");
+    }
     for ratio in [
         "tls          gateway / bare",
         "signed       gateway / signed-floor",
