@@ -144,6 +144,10 @@ enum Command {
         /// message-fanout-1000 a twentieth; encrypted and signed before the run).
         #[arg(long, default_value_t = 3_000)]
         messages: usize,
+        /// Messages offered per second in the message-fanout runs (0: as fast as the hub
+        /// accepts them, 64 in flight, which builds a backlog at the follower).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// The benchmark's bare references as a process of their own (started by `bench`).
     #[command(hide = true)]
@@ -300,6 +304,7 @@ fn main() -> ExitCode {
             single_verification,
             commits,
             messages,
+            rate,
         } => bench(
             &scenarios,
             mimi_gateway::bench::BenchOptions {
@@ -315,6 +320,7 @@ fn main() -> ExitCode {
                 single_verification,
                 commits: commits.max(1),
                 messages: messages.max(1),
+                rate: (rate > 0.0).then_some(rate),
             },
         ),
         Command::BenchFloor {

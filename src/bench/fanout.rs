@@ -329,8 +329,9 @@ pub struct Delivered {
     pub accepted_per_second: f64,
 }
 
-/// Sends the round's messages to the hub with `in_flight` at once while the watched queue
-/// is read until every accepted message is in it (or `limit` and a grace of 10 s passed).
+/// Sends the round's messages to the hub with `in_flight` at once (and, with `rate`, at
+/// most that many a second) while the watched queue is read until every accepted message
+/// is in it (or `limit` and a grace of 10 s passed).
 pub async fn drive(
     pair: &Pair,
     group: &mut Group,
@@ -338,6 +339,7 @@ pub async fn drive(
     round: Round,
     in_flight: usize,
     limit: Duration,
+    rate: Option<f64>,
 ) -> Delivered {
     let count = round.requests.len();
     let marks: SendMarks = (0..count).map(|_| std::sync::OnceLock::new()).collect();
@@ -358,6 +360,7 @@ pub async fn drive(
         in_flight,
         limit,
         Some(marks.clone()),
+        rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
     )
     .await;
     accepted.store(sent.answered(), Ordering::SeqCst);

@@ -188,20 +188,23 @@ pub async fn drive(
     in_flight: usize,
     limit: Duration,
 ) -> RunOutcome {
-    drive_marking(senders, requests, in_flight, limit, None).await
+    drive_marking(senders, requests, in_flight, limit, None, None).await
 }
 
 /// When each request was sent, by its index (`drive_marking`).
 pub type SendMarks = Arc<[std::sync::OnceLock<Instant>]>;
 
 /// `drive`, noting in `marks` (when given) when each request was sent: for latencies that
-/// end elsewhere than at the answer (`fanout`: when the last queue has the message).
+/// end elsewhere than at the answer (`fanout`: when the last queue has the message). With
+/// `every`, request `i` is not sent before `i * every` into the run (an offered rate,
+/// still at most `in_flight` at once).
 pub async fn drive_marking(
     senders: &[SendRequest<Full<Bytes>>],
     requests: Vec<Prepared>,
     in_flight: usize,
     limit: Duration,
     marks: Option<SendMarks>,
+    every: Option<Duration>,
 ) -> RunOutcome {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
@@ -220,6 +223,13 @@ pub async fn drive_marking(
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= requests.len() || Instant::now() >= deadline {
                     break;
+                }
+                if let Some(every) = every {
+                    let due = started + every.saturating_mul(index as u32);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let sent = Instant::now();
                 if let Some(mark) = marks.as_ref().and_then(|marks| marks.get(index)) {

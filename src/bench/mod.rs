@@ -118,6 +118,8 @@ pub struct BenchOptions {
     /// Most messages of one `message-fanout-2` run (fewer for larger groups:
     /// `fanout::messages`).
     pub messages: usize,
+    /// Messages offered per second in the fan-out runs; `None`: as fast as the hub accepts.
+    pub rate: Option<f64>,
 }
 
 /// One timed run and its readings.
@@ -719,6 +721,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                             messages,
                             options.in_flight,
                             limit,
+                            options.rate,
                         )
                         .await;
                         fanout = Some((

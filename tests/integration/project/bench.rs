@@ -251,3 +251,35 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
         );
     }
 }
+
+/// `--rate`: the fan-out run offers messages at that rate, so a one-second run sends at
+/// most that many (and one more at its start), however fast the machine.
+#[test]
+fn the_load_generator_paces_messages_at_the_offered_rate() {
+    let out = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = bench(&[
+        "--scenarios",
+        "message-fanout-2",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--messages",
+        "500",
+        "--rate",
+        "20",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let csv = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
+        .expect("a CSV");
+    let text = std::fs::read_to_string(csv).unwrap();
+    let row = text.lines().nth(1).expect("the run's row");
+    let delivered: usize = row.split(',').nth(3).unwrap().parse().unwrap();
+    assert!((1..=21).contains(&delivered), "{row}");
+    assert_eq!(row.split(',').nth(9), Some("0"), "no errors: {row}");
+}
