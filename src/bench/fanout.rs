@@ -88,18 +88,7 @@ pub fn start(
 ) -> Result<Pair, String> {
     let ca_dir = dir.join("ca");
     let ca_file = ca_dir.join("ca.pem");
-    let ports = [
-        [
-            procs::free_port()?,
-            procs::free_port()?,
-            procs::free_port()?,
-        ],
-        [
-            procs::free_port()?,
-            procs::free_port()?,
-            procs::free_port()?,
-        ],
-    ];
+    let ports = [procs::free_ports::<3>()?, procs::free_ports::<3>()?];
     let public_key = hex::encode(signer.key.verifying_key().as_bytes());
     let exe = std::env::current_exe().map_err(fail)?;
     let mut processes = Vec::with_capacity(2);

@@ -306,13 +306,7 @@ fn start(options: &BenchOptions) -> Result<Setup, String> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let app = Uuid::new_v4();
     let public_key = hex::encode(key.verifying_key().as_bytes());
-    let ports = [
-        procs::free_port()?,
-        procs::free_port()?,
-        procs::free_port()?,
-        procs::free_port()?,
-        procs::free_port()?,
-    ];
+    let ports = procs::free_ports::<5>()?;
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,

@@ -164,6 +164,15 @@ pub fn free_port() -> Result<u16, String> {
         .port())
 }
 
+/// `N` free loopback ports.
+pub fn free_ports<const N: usize>() -> Result<[u16; N], String> {
+    let mut ports = [0; N];
+    for port in &mut ports {
+        *port = free_port()?;
+    }
+    Ok(ports)
+}
+
 /// Waits (up to `limit`) until `address` accepts connections.
 pub fn wait_listening(
     process: &mut Process,

@@ -488,6 +488,20 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Takes the group off the start-up replay set.
+    async fn unlist_for_replay(&self, prefix: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .command(
+                "SREM",
+                vec![
+                    OUTBOX_GROUPS.as_bytes().to_vec(),
+                    prefix.as_bytes().to_vec(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Carries out the group's pending outbox actions, oldest first, removing each once
     /// done; then drops the group from the start-up replay set if its outbox is empty. One
     /// operation at a time settles a group's outbox (it holds the group's `outbox-lease`):
@@ -517,15 +531,7 @@ impl RedisStore {
             released?;
             let left: i64 = self.command("LLEN", vec![key.clone().into_bytes()]).await?;
             if left == 0 {
-                let _: i64 = self
-                    .command(
-                        "SREM",
-                        vec![
-                            OUTBOX_GROUPS.as_bytes().to_vec(),
-                            prefix.as_bytes().to_vec(),
-                        ],
-                    )
-                    .await?;
+                self.unlist_for_replay(prefix).await?;
                 return Ok(());
             }
         }
@@ -609,15 +615,7 @@ impl RedisStore {
         for prefix in &prefixes {
             if prefix_app(prefix).is_none() {
                 tracing::warn!(prefix, "dropping a malformed entry of {OUTBOX_GROUPS}");
-                let _: i64 = self
-                    .command(
-                        "SREM",
-                        vec![
-                            OUTBOX_GROUPS.as_bytes().to_vec(),
-                            prefix.as_bytes().to_vec(),
-                        ],
-                    )
-                    .await?;
+                self.unlist_for_replay(prefix).await?;
                 continue;
             }
             self.settle_outbox(prefix).await?;

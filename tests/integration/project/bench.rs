@@ -20,6 +20,39 @@ fn bench(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The CSV the benchmark wrote into `out`.
+fn csv_text(out: &std::path::Path) -> String {
+    let csv = std::fs::read_dir(out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
+        .expect("a CSV");
+    std::fs::read_to_string(csv).unwrap()
+}
+
+/// The PIDs a line of `stdout` starting with `prefix` names (`name PID, name PID`).
+fn named_pids(stdout: &str, prefix: &str) -> Vec<u32> {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("`{prefix}` in {stdout}"))
+        .split(", ")
+        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The process is gone, or its number was taken by another program since (not one of
+/// ours).
+fn assert_gone(pid: u32) {
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .unwrap_or_default();
+    assert!(
+        !command.contains("mimi-bench-") && !command.starts_with("redis-server 127.0.0.1"),
+        "process {pid} left running: {command}"
+    );
+}
+
 #[test]
 fn the_load_generator_runs_every_scenario_against_its_floor() {
     let out = tempfile::tempdir().unwrap();
@@ -105,12 +138,7 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
     assert!(resumed("resumed", "gateway") > 0);
     assert!(stdout.contains("machine: "), "{stdout}");
     // The CSV: a header and one row per run.
-    let csv = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
-        .expect("a CSV");
-    let text = std::fs::read_to_string(csv).unwrap();
+    let text = csv_text(out.path());
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines[0].starts_with("round,scenario,target,answered"),
@@ -124,24 +152,9 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         "no errors: {text}"
     );
     // What it started (it names their PIDs), it stopped.
-    let started: Vec<u32> = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("processes: "))
-        .expect("the PIDs it started")
-        .split(", ")
-        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
+    let started = named_pids(&stdout, "processes: ");
     assert_eq!(started.len(), 3, "{stdout}");
-    for pid in started {
-        // Gone, or its number taken by another program since (not one of ours).
-        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
-            .unwrap_or_default();
-        assert!(
-            !command.contains("mimi-bench-") && !command.starts_with("redis-server 127.0.0.1"),
-            "process {pid} left running: {command}"
-        );
-    }
+    started.into_iter().for_each(assert_gone);
 }
 
 /// `commit-2`: groups created through the client crate, a chain of self-update commits per
@@ -233,23 +246,9 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
             "{summary}"
         );
     }
-    let started: Vec<u32> = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("fan-out gateways: "))
-        .expect("the fan-out gateways' PIDs")
-        .split(", ")
-        .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
+    let started = named_pids(&stdout, "fan-out gateways: ");
     assert_eq!(started.len(), 2, "{stdout}");
-    for pid in started {
-        let command = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
-            .unwrap_or_default();
-        assert!(
-            !command.contains("mimi-bench-"),
-            "process {pid} left running: {command}"
-        );
-    }
+    started.into_iter().for_each(assert_gone);
 }
 
 /// `--rate`: the fan-out run offers messages at that rate, so a one-second run sends at
@@ -272,12 +271,7 @@ fn the_load_generator_paces_messages_at_the_offered_rate() {
         out.path().to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}\n{stderr}");
-    let csv = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
-        .expect("a CSV");
-    let text = std::fs::read_to_string(csv).unwrap();
+    let text = csv_text(out.path());
     let row = text.lines().nth(1).expect("the run's row");
     let delivered: usize = row.split(',').nth(3).unwrap().parse().unwrap();
     assert!((1..=21).contains(&delivered), "{row}");
