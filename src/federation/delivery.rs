@@ -229,6 +229,29 @@ fn judge(status: StatusCode) -> Outcome {
     }
 }
 
+/// A peer's answer as an operator reads it: the HTTP status and, when the body is the
+/// transport's error body, its code and detail (the peer's text cut to 200 characters,
+/// control characters dropped), e.g. `400 Bad Request, 602 NotOurClient: ...`.
+fn described(answer: &crate::federation::client::PeerAnswer) -> String {
+    if answer.status.is_success() {
+        return answer.status.to_string();
+    }
+    match mimi_wire::decode_exact::<mimi_wire::ErrorResponse>(&answer.body) {
+        Ok(error) => {
+            let name = mimi_wire::ErrorCode::from_code(error.code)
+                .map_or_else(|| "unknown code".to_owned(), |code| format!("{code:?}"));
+            let detail: String = error
+                .detail
+                .chars()
+                .filter(|character| !character.is_control())
+                .take(200)
+                .collect();
+            format!("{}, {} {name}: {detail}", answer.status, error.code)
+        }
+        Err(_) => answer.status.to_string(),
+    }
+}
+
 /// Runs until `shutdown` turns true: scans for peers with queued deliveries and keeps one
 /// worker per such peer.
 pub async fn run(delivery: Arc<Delivery>, mut shutdown: watch::Receiver<bool>) {
@@ -321,10 +344,11 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
         {
             Ok(answer) => {
                 let outcome = judge(answer.status);
+                let answered = described(&answer);
                 if outcome != Outcome::Delivered {
-                    tracing::warn!(peer, status = %answer.status, "fan-out not accepted");
+                    tracing::warn!(peer, answered, "fan-out not accepted");
                 }
-                (outcome, format!("answered {}", answer.status))
+                (outcome, format!("answered {answered}"))
             }
             Err(error) => {
                 tracing::warn!(%error, peer, "fan-out delivery failed");

@@ -140,3 +140,38 @@ async fn the_admin_listener_shows_a_peer_going_down_and_recovering() {
     let (status, _) = admin_request_for(a_admin, Method::GET, "/metrics", "10.0.0.5:9090").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A fan-out the follower refuses is dropped, and the hub's peer status says why with the
+/// follower's error code, not only its HTTP status: here a Welcome for a client of B's
+/// domain that B does not have (its key package never came from B).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fan_out_names_the_followers_error_code() {
+    let federation = Federation::start(2, |_| StoreSpec::Memory).await;
+    let a = &federation.gateways[0];
+    let stranger = federation.cas[1].member("stranger");
+    let mut alice = federation.cas[0].member("alice");
+    crate::support::key_queues::register(a, "alice").await;
+    let (group_info, tree) = alice.create_group();
+    a.app_client()
+        .create_group(&group_info, &tree)
+        .await
+        .unwrap();
+    let (commit, welcome, info) = alice.add(&[stranger.mls.key_package(3_600)]);
+    GroupApi::new(a, &alice.group_id())
+        .commit_ok(&commit, Some(&info), Some(&welcome))
+        .await;
+    let a_admin = a.admin;
+    let named = eventually(Duration::from_secs(20), || async {
+        peer_b(a_admin).await["last_failure_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("602 NotOurClient"))
+    })
+    .await;
+    let b = peer_b(a_admin).await;
+    assert!(named, "{b}");
+    let reason = b["last_failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("dropped: answered 400 Bad Request"),
+        "{reason}"
+    );
+}
