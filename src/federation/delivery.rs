@@ -18,7 +18,7 @@ use crate::config::FederationConfig;
 use crate::federation::client::PeerClient;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
-use crate::store::SharedStore;
+use crate::store::{NextDelivery, SharedStore};
 
 pub const DELIVER_MESSAGE_PATH: &str = "/deliver_message";
 
@@ -294,48 +294,53 @@ pub async fn run(delivery: Arc<Delivery>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Takes or renews `peer`'s lease and reads its queue's head: `None` when another process
+/// holds the lease or the queue is empty; `Err` (logged) when the store failed.
+async fn next_head(delivery: &Delivery, peer: &str) -> Result<Option<Vec<u8>>, ()> {
+    // One walker per queue across processes: another holds it, this one leaves.
+    match delivery
+        .store
+        .lease_outbound(peer, &delivery.holder, delivery.timings.lease)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(error) => {
+            tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
+            return Err(());
+        }
+    }
+    delivery.store.outbound_head(peer).await.map_err(|error| {
+        tracing::warn!(%error, peer, "cannot read the outbound queue");
+    })
+}
+
 /// Delivers `peer`'s queue until it is empty, then leaves the running set.
 async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::Receiver<bool>) {
     let (initial, max) = (delivery.timings.retry_initial, delivery.timings.retry_max);
     let mut backoff = initial;
+    // The next body, when the step after the last delivery read it (and renewed the lease).
+    let mut ahead: Option<Vec<u8>> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // One walker per queue across processes: another holds it, this one leaves.
-        match delivery
-            .store
-            .lease_outbound(&peer, &delivery.holder, delivery.timings.lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(error) => {
-                tracing::warn!(%error, peer, "cannot take the outbound queue's lease");
-                if delivery
-                    .back_off(&peer, &mut shutdown, backoff, |_| {})
-                    .await
-                {
-                    break;
+        let head = match ahead.take() {
+            Some(head) => head,
+            None => match next_head(&delivery, &peer).await {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
+                Err(()) => {
+                    if delivery
+                        .back_off(&peer, &mut shutdown, backoff, |_| {})
+                        .await
+                    {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(max);
+                    continue;
                 }
-                backoff = (backoff * 2).min(max);
-                continue;
-            }
-        }
-        let head = match delivery.store.outbound_head(&peer).await {
-            Ok(Some(head)) => head,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::warn!(%error, peer, "cannot read the outbound queue");
-                if delivery
-                    .back_off(&peer, &mut shutdown, backoff, |_| {})
-                    .await
-                {
-                    break;
-                }
-                backoff = (backoff * 2).min(max);
-                continue;
-            }
+            },
         };
         let (outcome, reason) = match delivery
             .peers
@@ -365,9 +370,18 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
                     } else {
                         "refused"
                     });
-                if let Err(error) = delivery.store.pop_outbound(&peer, &head).await {
-                    tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
+                let mut done = false;
+                match delivery
+                    .store
+                    .pop_and_next(&peer, &head, &delivery.holder, delivery.timings.lease)
+                    .await
+                {
+                    Ok(NextDelivery::Head(next)) => ahead = Some(next),
+                    Ok(NextDelivery::Empty | NextDelivery::LeaseLost) => done = true,
                     // The next attempt sends it again; the peer drops the duplicate.
+                    Err(error) => {
+                        tracing::warn!(%error, peer, "delivered, but cannot take it off the queue");
+                    }
                 }
                 delivery.update(&peer, |status| {
                     if outcome == Outcome::Delivered {
@@ -378,6 +392,9 @@ async fn deliver_to(delivery: Arc<Delivery>, peer: String, mut shutdown: watch::
                     }
                 });
                 backoff = initial;
+                if done {
+                    break;
+                }
             }
             Outcome::Retry => {
                 delivery.metrics.count_fanout("retried");

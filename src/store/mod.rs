@@ -637,10 +637,41 @@ pub trait OutboundQueues: Send + Sync {
     /// Gives the lease on `peer`'s queue up, if `holder` holds it.
     async fn release_outbound(&self, peer: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// What a walker does between two deliveries, in one step where the store can (one
+    /// script on Redis): `pop_outbound` of `body`, then `lease_outbound` for `holder`, then
+    /// the new head if it holds the lease.
+    async fn pop_and_next(
+        &self,
+        peer: &str,
+        body: &[u8],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<NextDelivery, StoreError> {
+        self.pop_outbound(peer, body).await?;
+        if !self.lease_outbound(peer, holder, ttl).await? {
+            return Ok(NextDelivery::LeaseLost);
+        }
+        Ok(match self.outbound_head(peer).await? {
+            Some(head) => NextDelivery::Head(head),
+            None => NextDelivery::Empty,
+        })
+    }
+
     /// What a follower keeps between one hub's deliveries: the GroupInfo and Welcome that
     /// precede their commit in the hub's queue. Named notes, replaced or (empty) cleared.
     async fn set_peer_note(&self, peer: &str, name: &str, note: &[u8]) -> Result<(), StoreError>;
     async fn peer_note(&self, peer: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// What follows a delivery for its walker (`OutboundQueues::pop_and_next`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextDelivery {
+    /// Another process holds the queue's lease now: this walker stops.
+    LeaseLost,
+    /// The queue is empty.
+    Empty,
+    /// The next body to deliver; the lease is renewed.
+    Head(Vec<u8>),
 }
 
 /// How long a queue remembers the ids of acknowledged messages, so a late redelivery of one

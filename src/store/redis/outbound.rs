@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::RedisStore;
-use crate::store::{OutboundQueues, StoreError};
+use crate::store::{NextDelivery, OutboundQueues, StoreError};
 
 const OUTBOUND_PEERS: &str = "mimi:outbound-peers";
 
@@ -22,6 +22,11 @@ pub(super) const POP_OUTBOUND: &str = include_str!("lua/pop_outbound.lua");
 /// KEYS: the queue's lease. ARGV: holder, ttl in milliseconds. Returns 1 if the holder holds
 /// the lease now (taken or renewed).
 pub(super) const LEASE_OUTBOUND: &str = include_str!("lua/lease_outbound.lua");
+
+/// KEYS: the queue, its lease. ARGV: body, holder, ttl in milliseconds. Pops the head if it
+/// is `body`, takes or renews the lease; returns {1, next head}, {1} when empty, {0} if
+/// another holds the lease.
+pub(super) const POP_AND_NEXT: &str = include_str!("lua/pop_and_next.lua");
 
 /// KEYS: the queue's lease. ARGV: holder. Deletes the lease if the holder holds it.
 pub(super) const RELEASE_OUTBOUND: &str = include_str!("lua/release_outbound.lua");
@@ -48,6 +53,40 @@ impl OutboundQueues for RedisStore {
             })
             .await?;
         Ok(held == 1)
+    }
+
+    async fn pop_and_next(
+        &self,
+        peer: &str,
+        body: &[u8],
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<NextDelivery, StoreError> {
+        let prefix = peer_prefix(peer);
+        let script = &self.scripts.pop_and_next;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Vec<redis::Value> = self
+            .run(|mut connection| async move {
+                script
+                    .key(format!("{prefix}queue"))
+                    .key(format!("{prefix}lease"))
+                    .arg(body)
+                    .arg(holder)
+                    .arg(millis)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        match reply.as_slice() {
+            [redis::Value::Int(0)] => Ok(NextDelivery::LeaseLost),
+            [redis::Value::Int(1)] => Ok(NextDelivery::Empty),
+            [redis::Value::Int(1), redis::Value::BulkString(head)] => {
+                Ok(NextDelivery::Head(head.clone()))
+            }
+            _ => Err(StoreError::Unavailable(
+                "unexpected reply from Redis: pop_and_next".into(),
+            )),
+        }
     }
 
     async fn release_outbound(&self, peer: &str, holder: &str) -> Result<(), StoreError> {

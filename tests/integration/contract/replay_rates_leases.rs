@@ -138,6 +138,50 @@ async fn lease_contract(store: SharedStore) {
     );
 }
 
+/// Between two deliveries (`pop_and_next`): the delivered head goes, the lease is renewed
+/// and the next head comes back; empty at the end; a body that is not the head stays; once
+/// another process holds the lease the walker is told to stop (what it delivered still
+/// goes).
+async fn walk_contract(store: SharedStore) {
+    use mimi_gateway::store::NextDelivery;
+    let long = Duration::from_secs(60);
+    let peer = format!("{}.example", uuid::Uuid::new_v4());
+    store
+        .enqueue_outbound(&peer, &[b"one".to_vec(), b"two".to_vec()])
+        .await
+        .unwrap();
+    assert!(store.lease_outbound(&peer, "p1", long).await.unwrap());
+    let next = |body: &'static [u8], holder: &'static str| {
+        let (store, peer) = (store.clone(), peer.clone());
+        async move { store.pop_and_next(&peer, body, holder, long).await.unwrap() }
+    };
+    assert_eq!(
+        next(b"one", "p1").await,
+        NextDelivery::Head(b"two".to_vec())
+    );
+    assert_eq!(
+        next(b"one", "p1").await,
+        NextDelivery::Head(b"two".to_vec()),
+        "not the head: nothing removed"
+    );
+    assert_eq!(next(b"two", "p1").await, NextDelivery::Empty);
+    assert!(
+        !store.lease_outbound(&peer, "p2", long).await.unwrap(),
+        "renewed for p1"
+    );
+    store
+        .enqueue_outbound(&peer, &[b"three".to_vec(), b"four".to_vec()])
+        .await
+        .unwrap();
+    store.release_outbound(&peer, "p1").await.unwrap();
+    assert!(store.lease_outbound(&peer, "p2", long).await.unwrap());
+    assert_eq!(next(b"three", "p1").await, NextDelivery::LeaseLost);
+    assert_eq!(
+        store.outbound_head(&peer).await.unwrap().as_deref(),
+        Some(&b"four"[..])
+    );
+}
+
 /// Outbound queues: one FIFO per peer, the head removed only when it is the body delivered,
 /// the peers with deliveries listed, and a follower's named notes replaced or cleared.
 async fn outbound_contract(store: SharedStore) {
@@ -241,6 +285,7 @@ async fn replay_cache_on_memory() {
     rate_counter_contract(open(&StoreSpec::Memory).await).await;
     lease_contract(open(&StoreSpec::Memory).await).await;
     outbound_contract(open(&StoreSpec::Memory).await).await;
+    walk_contract(open(&StoreSpec::Memory).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,6 +297,7 @@ async fn replay_cache_on_redis() {
     rate_counter_contract(open(&spec).await).await;
     lease_contract(open(&spec).await).await;
     outbound_contract(open(&spec).await).await;
+    walk_contract(open(&spec).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,6 +308,7 @@ async fn replay_cache_on_redis_cluster() {
     rate_counter_contract(open(&spec).await).await;
     lease_contract(open(&spec).await).await;
     outbound_contract(open(&spec).await).await;
+    walk_contract(open(&spec).await).await;
     let store = open(&spec).await;
     for sender in 0..64 {
         let id: [u8; 16] = rand::random();
