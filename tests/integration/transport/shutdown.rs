@@ -63,3 +63,29 @@ async fn request_in_flight_at_sigterm_completes_then_exit_0() {
         .expect("exits after draining");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// The banner is the gateway's word that it is up: a SIGTERM or SIGINT sent the moment it is
+/// read drains and exits 0, never meets the default action (which kills with the signal).
+/// Repeated, since the race this pins (the handler installed after the banner) lost rarely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_on_reading_the_banner_exits_0() {
+    for (round, signal) in ["-TERM", "-INT", "-TERM", "-INT", "-TERM", "-INT"]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gateway = GatewayProcess::serve(dir.path(), &[], &loopback_env(dir.path()));
+        let sent = std::process::Command::new("kill")
+            .args([signal, &gateway.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let status = gateway
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits after the signal");
+        assert!(
+            status.success(),
+            "round {round}, {signal}: exit status {status:?}"
+        );
+    }
+}
