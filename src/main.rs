@@ -148,6 +148,15 @@ enum Command {
         /// accepts them, 64 in flight, which builds a backlog at the follower).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
+        /// After the rounds, offer tls, signed, key-package, handshakes and resumed these
+        /// rates (fractions of each floor's peak req/s in the rounds), paced, to the gateway
+        /// and its floor; write the latencies to a CSV and draw one PNG chart per scenario
+        /// of latency against offered load. `none`: no sweep.
+        #[arg(long, default_value = "0.25,0.5,0.75,0.9,1,1.25")]
+        sweep: String,
+        /// Time of one sweep run, seconds.
+        #[arg(long, default_value_t = 2.0)]
+        sweep_seconds: f64,
     },
     /// The benchmark's bare references as a process of their own (started by `bench`).
     #[command(hide = true)]
@@ -305,8 +314,11 @@ fn main() -> ExitCode {
             commits,
             messages,
             rate,
+            sweep,
+            sweep_seconds,
         } => bench(
             &scenarios,
+            &sweep,
             mimi_gateway::bench::BenchOptions {
                 scenarios: Vec::new(),
                 rounds: rounds.max(1),
@@ -321,6 +333,8 @@ fn main() -> ExitCode {
                 commits: commits.max(1),
                 messages: messages.max(1),
                 rate: (rate > 0.0).then_some(rate),
+                sweep: Vec::new(),
+                sweep_seconds: sweep_seconds.clamp(0.1, 600.0),
             },
         ),
         Command::BenchFloor {
@@ -428,11 +442,29 @@ fn demo(redis: Option<String>) -> CliResult {
     Ok(())
 }
 
-fn bench(scenarios: &[String], mut options: mimi_gateway::bench::BenchOptions) -> CliResult {
+fn bench(
+    scenarios: &[String],
+    sweep: &str,
+    mut options: mimi_gateway::bench::BenchOptions,
+) -> CliResult {
     for name in scenarios {
         let scenario = mimi_gateway::bench::Scenario::parse(name.trim())?;
         if !options.scenarios.contains(&scenario) {
             options.scenarios.push(scenario);
+        }
+    }
+    if sweep.trim() != "none" {
+        for fraction in sweep.split(',') {
+            match fraction.trim().parse::<f64>() {
+                Ok(value) if value > 0.0 && value <= 10.0 => options.sweep.push(value),
+                _ => {
+                    return Err(format!(
+                        "--sweep: `{fraction}` is not a fraction of a floor's peak in (0, 10] \
+                         (or give `none`)"
+                    )
+                    .into());
+                }
+            }
         }
     }
     // The load client is one thread, on one core; the servers are processes of their own.

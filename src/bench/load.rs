@@ -196,8 +196,9 @@ pub type SendMarks = Arc<[std::sync::OnceLock<Instant>]>;
 
 /// `drive`, noting in `marks` (when given) when each request was sent: for latencies that
 /// end elsewhere than at the answer (`fanout`: when the last queue has the message). With
-/// `every`, request `i` is not sent before `i * every` into the run (an offered rate,
-/// still at most `in_flight` at once).
+/// `every`, request `i` is due `i * every` into the run and not sent before (an offered
+/// rate, still at most `in_flight` at once), and its latency counts from when it was due:
+/// a request that waited for a free worker behind a slow server waited for that server.
 pub async fn drive_marking(
     senders: &[SendRequest<Full<Bytes>>],
     requests: Vec<Prepared>,
@@ -224,19 +225,19 @@ pub async fn drive_marking(
                 if index >= requests.len() || Instant::now() >= deadline {
                     break;
                 }
-                if let Some(every) = every {
-                    let due = started + every.saturating_mul(index as u32);
-                    if due >= deadline {
-                        break;
-                    }
-                    tokio::time::sleep_until(due.into()).await;
-                }
+                let due = match every {
+                    Some(every) => match due(started, every, index, deadline).await {
+                        Some(due) => Some(due),
+                        None => break,
+                    },
+                    None => None,
+                };
                 let sent = Instant::now();
                 if let Some(mark) = marks.as_ref().and_then(|marks| marks.get(index)) {
                     let _ = mark.set(sent);
                 }
                 let status = exchange(&mut sender, &requests[index], deadline).await;
-                note(&mut latencies, &mut statuses, sent, status);
+                note(&mut latencies, &mut statuses, due.unwrap_or(sent), status);
             }
             (latencies, statuses, 0)
         }));
@@ -280,12 +281,14 @@ pub async fn drive_chains(
 /// Each request on a connection of its own: TCP, TLS 1.3 handshake (resumed when `tls`
 /// keeps sessions), HTTP/2 preface, the request, then the connection closed; `in_flight`
 /// at once until all are answered or `limit` has passed. A latency is the whole of it.
+/// With `every`, paced as in [`drive_marking`], latencies counted from when each was due.
 pub async fn drive_handshakes(
     tls: &TlsConnector,
     address: SocketAddr,
     requests: Vec<Prepared>,
     in_flight: usize,
     limit: Duration,
+    every: Option<Duration>,
 ) -> RunOutcome {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
@@ -303,7 +306,14 @@ pub async fn drive_handshakes(
                 if index >= requests.len() || Instant::now() >= deadline {
                     break;
                 }
-                let sent = Instant::now();
+                let due = match every {
+                    Some(every) => match due(started, every, index, deadline).await {
+                        Some(due) => Some(due),
+                        None => break,
+                    },
+                    None => None,
+                };
+                let sent = due.unwrap_or_else(Instant::now);
                 // Connecting and the exchange together end by the deadline (and a grace).
                 let request = requests[index].clone();
                 let attempt = async {
@@ -327,6 +337,22 @@ pub async fn drive_handshakes(
         }));
     }
     gather(workers, started).await
+}
+
+/// Waits until request `index` of a run paced at one per `every` is due, and answers when
+/// that was; `None` when it would be due at or after the run's `deadline`.
+async fn due(
+    started: Instant,
+    every: Duration,
+    index: usize,
+    deadline: Instant,
+) -> Option<Instant> {
+    let due = started + every.saturating_mul(u32::try_from(index).unwrap_or(u32::MAX));
+    if due >= deadline {
+        return None;
+    }
+    tokio::time::sleep_until(due.into()).await;
+    Some(due)
 }
 
 /// Counts an answer by its status; a 2xx one's latency, since `sent`, goes with the

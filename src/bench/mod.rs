@@ -11,13 +11,17 @@
 //! queue has each (`fanout`)), each run bounded by its count and its time. Each prints req/s, p50/p90/p99, errors by status, CPU microseconds
 //! per request of the server and of Redis (`/proc`), Redis commands per request (`INFO
 //! commandstats`), the ratio to its floor round by round, the targets of the issue met or
-//! not; and writes every run to a CSV. Figures and commands: `docs/performance.md`.
+//! not; and writes every run to a CSV. After the rounds, a sweep (`sweep`) offers each request
+//! scenario fixed rates and draws its latency against offered load to a PNG (`chart`).
+//! Figures and commands: `docs/performance.md`.
 
+pub mod chart;
 pub mod commits;
 pub mod fanout;
 pub mod floor;
 pub mod load;
 pub mod procs;
+pub mod sweep;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +124,11 @@ pub struct BenchOptions {
     pub messages: usize,
     /// Messages offered per second in the fan-out runs; `None`: as fast as the hub accepts.
     pub rate: Option<f64>,
+    /// The sweep's offered rates, fractions of each floor's peak in the rounds; empty: no
+    /// sweep.
+    pub sweep: Vec<f64>,
+    /// The time of one sweep run.
+    pub sweep_seconds: f64,
 }
 
 /// One timed run and its readings.
@@ -412,11 +421,12 @@ fn app_client(setup: &Setup) -> Result<Client, String> {
     .map_err(fail)
 }
 
-/// Receivers' queues for the `key-package` runs: `clients` clients, `total` packages among
-/// them. Answers the client ids and the Redis bytes per key package.
+/// Receivers' queues for the `key-package` runs: `clients` clients (handles `prefix-N`),
+/// `total` packages among them. Answers the client ids and the Redis bytes per key package.
 async fn fill_queues(
     setup: &Setup,
     redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
     total: usize,
 ) -> Result<(Vec<Uuid>, f64), String> {
     let client = app_client(setup)?;
@@ -425,7 +435,7 @@ async fn fill_queues(
     let memory_before = procs::redis_counters(redis).await?.memory;
     let mut ids = Vec::with_capacity(clients);
     for index in 0..clients {
-        let handle = format!("bench-{index}");
+        let handle = format!("{prefix}-{index}");
         let id = client.register_client(&handle, &[]).await.map_err(fail)?;
         let queue = client.create_key_queue(id, 1, 1, "").await.map_err(fail)?;
         let packages = key_packages(&handle, per_client)?;
@@ -446,11 +456,12 @@ async fn fill_queues(
 }
 
 /// The requests of one run.
+/// `count` of them; `round` keeps the key-package receivers of runs apart.
 fn requests(
     setup: &Setup,
     scenario: Scenario,
     round: usize,
-    options: &BenchOptions,
+    count: usize,
     queues: &[Uuid],
 ) -> Result<Vec<Prepared>, String> {
     match scenario {
@@ -459,12 +470,12 @@ fn requests(
                 Method::GET,
                 "/.well-known/mimi/ds-domain"
             );
-            options.requests
+            count
         ]),
-        Scenario::Signed => (0..options.requests)
+        Scenario::Signed => (0..count)
             .map(|_| setup.signer.sign(Method::POST, "/whoami", Vec::new()))
             .collect(),
-        Scenario::KeyPackage => (0..options.key_packages)
+        Scenario::KeyPackage => (0..count)
             .map(|index| {
                 let client = queues[index % queues.len()];
                 let body = mimi_wire::encode(&mimi_wire::key_queues::RetrieveKeyPackageRequest {
@@ -554,7 +565,13 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     let wants = |scenario| options.scenarios.contains(&scenario);
     let prepared = Instant::now();
     let (queues, redis_bytes_per_package) = if wants(Scenario::KeyPackage) {
-        fill_queues(&setup, &mut redis, options.rounds * options.key_packages).await?
+        fill_queues(
+            &setup,
+            &mut redis,
+            "bench",
+            options.rounds * options.key_packages,
+        )
+        .await?
     } else {
         (Vec::new(), 0.0)
     };
@@ -568,11 +585,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     }
     let rss_start = procs::rss_kib(setup.gateway.pid());
     let preparer = app_client(&setup)?;
-    let tls = load::connector(&setup.ca, true)?;
-    let full_handshakes = load::connector(&setup.ca, false)?;
-    // One session cache per server: a ticket of one is no good at the other.
-    let resumed_bare = load::connector(&setup.ca, true)?;
-    let resumed_gateway = load::connector(&setup.ca, true)?;
+    let connectors = Connectors::new(&setup.ca)?;
     let limit = Duration::from_secs(options.seconds);
     // Each fan-out scenario's group, made once (a 1000-member group takes seconds).
     let mut groups = std::collections::BTreeMap::new();
@@ -620,28 +633,12 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 targets.reverse();
             }
             for target in targets {
-                let (address, servers, kind) = match (scenario, target, setup.pair.as_ref()) {
-                    (
-                        Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed,
-                        "bare",
-                        _,
-                    ) => (setup.bare, vec![setup.floor.pid()], scenario),
-                    (Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed, _, _) => {
-                        (setup.federation, vec![setup.gateway.pid()], scenario)
-                    }
-                    (_, "signed-floor", _) => (
-                        setup.signed_floor,
-                        vec![setup.floor.pid()],
-                        Scenario::Signed,
-                    ),
-                    (Scenario::Fanout(_), _, Some(pair)) => (
-                        pair.hub_application,
-                        vec![pair.hub.pid(), pair.follower.pid()],
-                        scenario,
-                    ),
-                    _ => (setup.application, vec![setup.gateway.pid()], scenario),
+                let (address, servers, kind) = target_of(&setup, scenario, target);
+                let count = match kind {
+                    Scenario::KeyPackage => options.key_packages,
+                    _ => options.requests,
                 };
-                let prepared = requests(&setup, kind, round, &options, &queues)?;
+                let prepared = requests(&setup, kind, round, count, &queues)?;
                 let mut chains = match scenario {
                     Scenario::Commit(members) => Some(
                         commits::prepare(
@@ -666,12 +663,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 };
                 // Fresh connections for each run (an idle one would meet the server's
                 // timeouts), opened before the clock starts.
-                let handshakes = match scenario {
-                    Scenario::Handshakes => Some(&full_handshakes),
-                    Scenario::HandshakesResumed if target == "bare" => Some(&resumed_bare),
-                    Scenario::HandshakesResumed => Some(&resumed_gateway),
-                    _ => None,
-                };
+                let handshakes = connectors.per_request(scenario, target);
                 let senders = match handshakes {
                     Some(connector) => {
                         // One exchange first, so that a resuming client holds a ticket.
@@ -681,7 +673,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                         }
                         Vec::new()
                     }
-                    None => connect_in_time(&tls, address, options.connections).await?,
+                    None => connect_in_time(&connectors.kept, address, options.connections).await?,
                 };
                 let redis_pid = setup.redis.pid();
                 let client_pid = std::process::id();
@@ -732,6 +724,7 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                             prepared,
                             options.in_flight,
                             limit,
+                            None,
                         )
                         .await
                     }
@@ -826,8 +819,229 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     );
     let csv = write_csv(&options.out, &rows)?;
     println!("every run: {}", csv.display());
+    if !options.sweep.is_empty() && options.scenarios.iter().any(|s| sweep::sweeps(*s)) {
+        println!();
+        let points = run_sweep(&setup, &options, &rows, &mut redis, &connectors).await?;
+        write_sweep(&options, &points)?;
+    }
     if !setup.gateway.alive() {
         return Err("the gateway exited during the benchmark".into());
+    }
+    Ok(())
+}
+
+/// The rows a request scenario's gateway runs are set against: its floor's (for key-package,
+/// the signed floor's runs of `signed` when that scenario is run). `None` for commits and
+/// fan-outs, whose floors are not rows.
+fn floor_of(scenario: Scenario, scenarios: &[Scenario]) -> Option<(Scenario, &'static str)> {
+    match scenario {
+        Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed => {
+            Some((scenario, "bare"))
+        }
+        Scenario::Signed => Some((Scenario::Signed, "signed-floor")),
+        Scenario::KeyPackage if scenarios.contains(&Scenario::Signed) => {
+            Some((Scenario::Signed, "signed-floor"))
+        }
+        Scenario::KeyPackage => Some((Scenario::KeyPackage, "signed-floor")),
+        Scenario::Commit(_) | Scenario::Fanout(_) => None,
+    }
+}
+
+/// Where a run of `scenario` against `target` goes, which processes serve it, and the kind
+/// of request it sends (a floor's run for key-package sends the signed floor's no-op).
+fn target_of(setup: &Setup, scenario: Scenario, target: &str) -> (SocketAddr, Vec<u32>, Scenario) {
+    match (scenario, target, setup.pair.as_ref()) {
+        (Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed, "bare", _) => {
+            (setup.bare, vec![setup.floor.pid()], scenario)
+        }
+        (Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed, _, _) => {
+            (setup.federation, vec![setup.gateway.pid()], scenario)
+        }
+        (_, "signed-floor", _) => (
+            setup.signed_floor,
+            vec![setup.floor.pid()],
+            Scenario::Signed,
+        ),
+        (Scenario::Fanout(_), _, Some(pair)) => (
+            pair.hub_application,
+            vec![pair.hub.pid(), pair.follower.pid()],
+            scenario,
+        ),
+        _ => (setup.application, vec![setup.gateway.pid()], scenario),
+    }
+}
+
+/// The client's TLS configurations: kept connections (resuming), new connections without
+/// resumption, and resuming ones with a session cache per server.
+struct Connectors {
+    kept: tokio_rustls::TlsConnector,
+    full: tokio_rustls::TlsConnector,
+    resumed_bare: tokio_rustls::TlsConnector,
+    resumed_gateway: tokio_rustls::TlsConnector,
+}
+
+impl Connectors {
+    fn new(ca: &Path) -> Result<Connectors, String> {
+        Ok(Connectors {
+            kept: load::connector(ca, true)?,
+            full: load::connector(ca, false)?,
+            // One session cache per server: a ticket of one is no good at the other.
+            resumed_bare: load::connector(ca, true)?,
+            resumed_gateway: load::connector(ca, true)?,
+        })
+    }
+
+    /// The connector of a run that opens a connection per request, if it is one.
+    fn per_request(&self, scenario: Scenario, target: &str) -> Option<&tokio_rustls::TlsConnector> {
+        match scenario {
+            Scenario::Handshakes => Some(&self.full),
+            Scenario::HandshakesResumed if target == "bare" => Some(&self.resumed_bare),
+            Scenario::HandshakesResumed => Some(&self.resumed_gateway),
+            _ => None,
+        }
+    }
+}
+
+/// The sweep (`sweep`): each request scenario of the run, at each fraction of its floor's
+/// median peak in the rounds, against its floor and the gateway (the order alternating
+/// from rate to rate); each run paced, bounded by `sweep_seconds`. Key-package runs take
+/// fresh queues, filled first with what the gateway can retrieve at each rate.
+async fn run_sweep(
+    setup: &Setup,
+    options: &BenchOptions,
+    rows: &[Row],
+    redis: &mut redis::aio::MultiplexedConnection,
+    connectors: &Connectors,
+) -> Result<Vec<sweep::Point>, String> {
+    let median_rate = |(scenario, target): (Scenario, &str)| {
+        median(
+            rows.iter()
+                .filter(|row| row.scenario == scenario && row.target == target)
+                .map(|row| row.outcome.per_second())
+                .collect(),
+        )
+    };
+    let seconds = options.sweep_seconds;
+    let limit = Duration::from_secs_f64(seconds);
+    let mut points = Vec::new();
+    for &scenario in options.scenarios.iter().filter(|s| sweep::sweeps(**s)) {
+        let Some(floor) = floor_of(scenario, &options.scenarios) else {
+            continue;
+        };
+        let peak = median_rate(floor);
+        if peak < 1.0 {
+            println!("sweep {}: its floor answered nothing", scenario.name());
+            continue;
+        }
+        // A paced run offers at most what the gateway could answer in it and a quarter
+        // more: for key-package, every retrieval needs a key package made beforehand.
+        let gateway_cap = |rate: f64| {
+            let most = median_rate((scenario, "gateway")).max(1.0) * 1.25;
+            sweep::count(rate.min(most), seconds)
+        };
+        let queues = if scenario == Scenario::KeyPackage {
+            let total: usize = options
+                .sweep
+                .iter()
+                .map(|fraction| gateway_cap(fraction * peak))
+                .sum();
+            // A few more per queue: each run starts again at the first queue.
+            let made = Instant::now();
+            let (queues, _) =
+                fill_queues(setup, redis, "sweep", total + 100 * options.sweep.len()).await?;
+            println!(
+                "sweep key-package: prepared {total} key packages in {:.1} s",
+                made.elapsed().as_secs_f64()
+            );
+            queues
+        } else {
+            Vec::new()
+        };
+        for (index, fraction) in options.sweep.iter().enumerate() {
+            let rate = fraction * peak;
+            let mut targets = [floor.1, "gateway"];
+            if index % 2 == 1 {
+                targets.reverse();
+            }
+            for target in targets {
+                let (address, _, kind) = target_of(setup, scenario, target);
+                let count = match kind {
+                    Scenario::KeyPackage => gateway_cap(rate),
+                    _ => sweep::count(rate, seconds),
+                };
+                // Receivers apart from the rounds' and from other rates'.
+                let prepared = requests(setup, kind, options.rounds + index, count, &queues)?;
+                let every = Some(sweep::every(rate));
+                let outcome = match connectors.per_request(scenario, target) {
+                    Some(connector) => {
+                        if scenario == Scenario::HandshakesResumed {
+                            let warm = connect_in_time(connector, address, 1).await?;
+                            load::drive(&warm, prepared[..1].to_vec(), 1, limit).await;
+                        }
+                        load::drive_handshakes(
+                            connector,
+                            address,
+                            prepared,
+                            options.in_flight,
+                            limit,
+                            every,
+                        )
+                        .await
+                    }
+                    None => {
+                        let senders =
+                            connect_in_time(&connectors.kept, address, options.connections).await?;
+                        load::drive_marking(
+                            &senders,
+                            prepared,
+                            options.in_flight,
+                            limit,
+                            None,
+                            every,
+                        )
+                        .await
+                    }
+                };
+                let point = sweep::Point {
+                    scenario,
+                    target,
+                    offered: rate,
+                    outcome,
+                };
+                println!("{}", point.describe());
+                points.push(point);
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// Writes the sweep's CSV and one chart per scenario swept; prints where they are.
+fn write_sweep(options: &BenchOptions, points: &[sweep::Point]) -> Result<(), String> {
+    let stamp = crate::keys::unix_now();
+    let csv = sweep::write_csv(&options.out, stamp, points)?;
+    println!("the sweep: {}", csv.display());
+    let font = chart::font();
+    match font {
+        Some(path) => println!("chart labels in {}", path.display()),
+        None => println!(
+            "charts without labels: no TrueType font found (install fonts-dejavu-core, or set \
+             MIMI_BENCH_FONT to a .ttf)"
+        ),
+    }
+    for &scenario in options.scenarios.iter().filter(|s| sweep::sweeps(**s)) {
+        let Some((_, floor)) = floor_of(scenario, &options.scenarios) else {
+            continue;
+        };
+        let mine: Vec<&sweep::Point> = points
+            .iter()
+            .filter(|point| point.scenario == scenario)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let path = chart::draw(&options.out, stamp, scenario, floor, &mine, font.is_some())?;
+        println!("chart of {}: {}", scenario.name(), path.display());
     }
     Ok(())
 }
@@ -887,14 +1101,6 @@ fn report(options: &BenchOptions, rows: &[Row]) {
     println!();
     for &scenario in &options.scenarios {
         let floor_target = match scenario {
-            Scenario::Tls | Scenario::Handshakes | Scenario::HandshakesResumed => {
-                (scenario, "bare")
-            }
-            Scenario::Signed => (Scenario::Signed, "signed-floor"),
-            Scenario::KeyPackage if options.scenarios.contains(&Scenario::Signed) => {
-                (Scenario::Signed, "signed-floor")
-            }
-            Scenario::KeyPackage => (Scenario::KeyPackage, "signed-floor"),
             Scenario::Commit(members) => {
                 report_commits(scenario, members, rows);
                 continue;
@@ -903,6 +1109,10 @@ fn report(options: &BenchOptions, rows: &[Row]) {
                 report_fanout(scenario, members, rows);
                 continue;
             }
+            _ => match floor_of(scenario, &options.scenarios) {
+                Some(floor) => floor,
+                None => continue,
+            },
         };
         let ratios: Vec<f64> = (0..options.rounds)
             .filter_map(|round| {

@@ -20,12 +20,20 @@ fn bench(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The CSV the benchmark wrote into `out`.
-fn csv_text(out: &std::path::Path) -> String {
-    let csv = std::fs::read_dir(out)
+/// The files the benchmark wrote into `out` whose names end with `suffix`.
+fn written(out: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(out)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|extension| extension == "csv"))
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// The CSV of the rounds' runs the benchmark wrote into `out`.
+fn csv_text(out: &std::path::Path) -> String {
+    let csv = written(out, ".csv")
+        .into_iter()
+        .find(|path| !path.to_string_lossy().ends_with("-sweep.csv"))
         .expect("a CSV");
     std::fs::read_to_string(csv).unwrap()
 }
@@ -69,6 +77,10 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
         "8",
         "--connections",
         "2",
+        "--sweep",
+        "0.5,1",
+        "--sweep-seconds",
+        "0.5",
         "--out",
         out.path().to_str().unwrap(),
     ]);
@@ -151,10 +163,80 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
             .all(|line| line.split(',').nth(9) == Some("0")),
         "no errors: {text}"
     );
+    // The sweep: each scenario at half and all of its floor's peak, against the gateway and
+    // the floor, paced: a run of 0.5 s at a rate answers at most that rate's half second
+    // (and the one due at its start), whatever the machine.
+    let sweep = std::fs::read_to_string(
+        written(out.path(), "-sweep.csv")
+            .pop()
+            .expect("the sweep's CSV"),
+    )
+    .unwrap();
+    let rows: Vec<Vec<&str>> = sweep
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').collect())
+        .collect();
+    assert!(
+        sweep.starts_with("scenario,target,offered_per_s,answered_per_s,answered,"),
+        "{sweep}"
+    );
+    assert_eq!(rows.len(), 5 * 2 * 2, "{sweep}");
+    for (scenario, floor) in [
+        ("tls", "bare"),
+        ("signed", "signed-floor"),
+        ("key-package", "signed-floor"),
+        ("handshakes", "bare"),
+        ("resumed", "bare"),
+    ] {
+        for target in [floor, "gateway"] {
+            let runs: Vec<&Vec<&str>> = rows
+                .iter()
+                .filter(|row| row[0] == scenario && row[1] == target)
+                .collect();
+            assert_eq!(runs.len(), 2, "{scenario} {target}: {sweep}");
+            let offered: Vec<f64> = runs.iter().map(|row| row[2].parse().unwrap()).collect();
+            assert!(
+                (offered[1] / offered[0] - 2.0).abs() < 0.01,
+                "{scenario} {target}: half, then all of the floor's peak: {offered:?}"
+            );
+            for (row, offered) in runs.iter().zip(offered) {
+                let answered: f64 = row[4].parse().unwrap();
+                assert!(answered >= 1.0, "{row:?}");
+                assert!(answered <= (offered * 0.5).ceil() + 1.0, "paced: {row:?}");
+                assert_eq!(row[9], "0", "no errors: {row:?}");
+            }
+        }
+        // Its chart: latency against offered load, every series drawn in its colour.
+        let charts = written(out.path(), &format!("-{scenario}.png"));
+        assert_eq!(charts.len(), 1, "{scenario}: {charts:?}");
+        let pixels = mimi_gateway::bench::chart::Pixels::read(&charts[0]).unwrap();
+        assert_eq!(pixels.size, (900, 560));
+        for colour in [[0, 90, 200], [110, 170, 240], [210, 95, 0], [245, 175, 110]] {
+            let drawn = pixels.counts.get(&colour).copied().unwrap_or(0);
+            assert!(drawn > 50, "{scenario}: {colour:?} drawn on {drawn} pixels");
+        }
+        assert!(
+            stdout.contains(&format!("chart of {scenario}: ")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("chart labels in "), "{stdout}");
     // What it started (it names their PIDs), it stopped.
     let started = named_pids(&stdout, "processes: ");
     assert_eq!(started.len(), 3, "{stdout}");
     started.into_iter().for_each(assert_gone);
+}
+
+/// A sweep fraction that is not one is refused before anything starts.
+#[test]
+fn the_load_generator_refuses_a_bad_sweep() {
+    for bad in ["0.5,fast", "0", "0.5,-1", "11", ""] {
+        let (ok, stdout, stderr) = bench(&["--scenarios", "tls", "--sweep", bad]);
+        assert!(!ok, "--sweep {bad}: {stdout}");
+        assert!(stderr.contains("--sweep: `"), "{stderr}");
+        assert!(!stdout.contains("machine: "), "{stdout}");
+    }
 }
 
 /// `commit-2`: groups created through the client crate, a chain of self-update commits per

@@ -1,0 +1,93 @@
+//! The offered-load sweep of `mimi-gateway bench` (issue 17, "latency against offered
+//! load"): after the rounds, each request scenario (tls, signed, key-package, handshakes,
+//! resumed) runs again at fixed offered rates, fractions of its floor's peak req/s in the
+//! rounds, against the gateway and against that floor, one after the other at each rate.
+//! Requests are paced (request `i` is due at `i / rate`, at most `in_flight` at once) and a
+//! latency counts from when the request was due, so waiting behind a saturated server is
+//! in it. The points go to a CSV and to one PNG chart per scenario (`chart`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::load::RunOutcome;
+use super::{Scenario, ms};
+
+/// The fractions of the floor's peak offered when `--sweep` is not given.
+pub const FRACTIONS: [f64; 6] = [0.25, 0.5, 0.75, 0.9, 1.0, 1.25];
+
+/// The scenarios a sweep runs: those of single requests (a commit chain is serial by
+/// nature, and a fan-out is paced by `--rate` on its own).
+pub fn sweeps(scenario: Scenario) -> bool {
+    matches!(
+        scenario,
+        Scenario::Tls
+            | Scenario::Signed
+            | Scenario::KeyPackage
+            | Scenario::Handshakes
+            | Scenario::HandshakesResumed
+    )
+}
+
+/// One paced run: a scenario, a target, the rate offered and what came of it.
+pub struct Point {
+    pub scenario: Scenario,
+    /// `gateway`, `bare` or `signed-floor`.
+    pub target: &'static str,
+    /// Requests offered per second.
+    pub offered: f64,
+    pub outcome: RunOutcome,
+}
+
+impl Point {
+    /// The run's line in the output.
+    pub fn describe(&self) -> String {
+        format!(
+            "sweep {:<12} {:<13} offered {:>8.0}/s  answered {:>8.0}/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  errors {:?}",
+            self.scenario.name(),
+            self.target,
+            self.offered,
+            self.outcome.per_second(),
+            ms(self.outcome.percentile(0.50)),
+            ms(self.outcome.percentile(0.90)),
+            ms(self.outcome.percentile(0.99)),
+            self.outcome.errors()
+        )
+    }
+}
+
+/// How many requests a run at `rate` for `seconds` offers (at least one).
+pub fn count(rate: f64, seconds: f64) -> usize {
+    ((rate * seconds).ceil() as usize).max(1)
+}
+
+/// The spacing of requests offered at `rate` a second.
+pub fn every(rate: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / rate.max(1e-3))
+}
+
+/// Writes the points to `bench-<stamp>-sweep.csv` in `out`.
+pub fn write_csv(out: &Path, stamp: u64, points: &[Point]) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
+    let path = out.join(format!("bench-{stamp}-sweep.csv"));
+    let mut text = String::from(
+        "scenario,target,offered_per_s,answered_per_s,answered,seconds,p50_ms,p90_ms,p99_ms,errors\n",
+    );
+    for point in points {
+        let errors: u64 = point.outcome.errors().values().sum();
+        text.push_str(&format!(
+            "{},{},{:.1},{:.1},{},{:.3},{:.3},{:.3},{:.3},{}\n",
+            point.scenario.name(),
+            point.target,
+            point.offered,
+            point.outcome.per_second(),
+            point.outcome.answered(),
+            point.outcome.elapsed.as_secs_f64(),
+            ms(point.outcome.percentile(0.50)),
+            ms(point.outcome.percentile(0.90)),
+            ms(point.outcome.percentile(0.99)),
+            errors,
+        ));
+    }
+    std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(path)
+}
