@@ -52,18 +52,19 @@ pub fn font() -> Option<&'static Path> {
     .as_deref()
 }
 
-/// Draws `scenario`'s points to `bench-<stamp>-<scenario>.png` in `out`; the floor's target
-/// is named `floor`. With `labels` false, no text is drawn (no font).
+/// Draws `scenario`'s points to `bench-<stamp>-<scenario>.png` in `out`: those of the
+/// measured target (`gateway`, or `gateways` for a fan-out) and of its `floor`, if it has
+/// one. With `labels` false, no text is drawn (no font).
 pub fn draw(
     out: &Path,
     stamp: u64,
     scenario: Scenario,
-    floor: &str,
+    targets: (&str, Option<&str>),
     points: &[&Point],
     labels: bool,
 ) -> Result<PathBuf, String> {
     let path = out.join(format!("bench-{stamp}-{}.png", scenario.name()));
-    draw_to(&path, scenario, floor, points, labels)
+    draw_to(&path, scenario, targets, points, labels)
         .map_err(|error| format!("{}: {error}", path.display()))?;
     Ok(path)
 }
@@ -82,23 +83,28 @@ fn series(points: &[&Point], target: &str, percentile: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// One series as drawn: its points (offered, latency ms), colour and legend name.
+type Line = (Vec<(f64, f64)>, RGBColor, String);
+
 fn draw_to(
     path: &Path,
     scenario: Scenario,
-    floor: &str,
+    (measured, floor): (&str, Option<&str>),
     points: &[&Point],
     labels: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let lines = [
-        ("gateway", 0.50, GATEWAY_P50),
-        ("gateway", 0.99, GATEWAY_P99),
-        (floor, 0.50, FLOOR_P50),
-        (floor, 0.99, FLOOR_P99),
-    ]
-    .map(|(target, percentile, colour)| {
-        let name = format!("{target} p{:.0}", percentile * 100.0);
-        (series(points, target, percentile), colour, name)
-    });
+    let mut lines = vec![(measured, 0.50, GATEWAY_P50), (measured, 0.99, GATEWAY_P99)];
+    if let Some(floor) = floor {
+        lines.push((floor, 0.50, FLOOR_P50));
+        lines.push((floor, 0.99, FLOOR_P99));
+    }
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|(target, percentile, colour)| {
+            let name = format!("{target} p{:.0}", percentile * 100.0);
+            (series(points, target, percentile), colour, name)
+        })
+        .collect();
     let all = || lines.iter().flat_map(|(series, _, _)| series.iter());
     let x_max = all().map(|(x, _)| *x).fold(1.0, f64::max) * 1.05;
     // A log scale needs a positive floor: under the fastest answer, at most 10 us.
@@ -123,8 +129,18 @@ fn draw_to(
     // The log scale's minor lines, one per unit, are a grey wall: none.
     mesh.light_line_style(WHITE);
     if labels {
-        mesh.x_desc("requests offered per second")
-            .y_desc("latency since due, ms (log scale)")
+        let (x_desc, y_desc) = match scenario {
+            Scenario::Fanout(_) => (
+                "messages offered per second",
+                "in the last member's queue, ms since due (log scale)",
+            ),
+            _ => (
+                "requests offered per second",
+                "answered, ms since due (log scale)",
+            ),
+        };
+        mesh.x_desc(x_desc)
+            .y_desc(y_desc)
             .label_style(("sans-serif", 14))
             .x_labels(8)
             .y_labels(8)
@@ -253,7 +269,7 @@ mod tests {
                 dir.path(),
                 labels as u64,
                 Scenario::Signed,
-                "signed-floor",
+                ("gateway", Some("signed-floor")),
                 &refs,
                 labels,
             )

@@ -194,8 +194,9 @@ pub async fn drive(
 /// When each request was sent, by its index (`drive_marking`).
 pub type SendMarks = Arc<[std::sync::OnceLock<Instant>]>;
 
-/// `drive`, noting in `marks` (when given) when each request was sent: for latencies that
-/// end elsewhere than at the answer (`fanout`: when the last queue has the message). With
+/// `drive`, noting in `marks` (when given) when each request was sent (paced: when it was
+/// due): for latencies that end elsewhere than at the answer (`fanout`: when the last queue
+/// has the message). With
 /// `every`, request `i` is due `i * every` into the run and not sent before (an offered
 /// rate, still at most `in_flight` at once), and its latency counts from when it was due:
 /// a request that waited for a free worker behind a slow server waited for that server.
@@ -234,7 +235,7 @@ pub async fn drive_marking(
                 };
                 let sent = Instant::now();
                 if let Some(mark) = marks.as_ref().and_then(|marks| marks.get(index)) {
-                    let _ = mark.set(sent);
+                    let _ = mark.set(due.unwrap_or(sent));
                 }
                 let status = exchange(&mut sender, &requests[index], deadline).await;
                 note(&mut latencies, &mut statuses, due.unwrap_or(sent), status);

@@ -821,7 +821,15 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
     println!("every run: {}", csv.display());
     if !options.sweep.is_empty() && options.scenarios.iter().any(|s| sweep::sweeps(*s)) {
         println!();
-        let points = run_sweep(&setup, &options, &rows, &mut redis, &connectors).await?;
+        let points = run_sweep(
+            &setup,
+            &options,
+            &rows,
+            &mut redis,
+            &connectors,
+            &mut groups,
+        )
+        .await?;
         write_sweep(&options, &points)?;
     }
     if !setup.gateway.alive() {
@@ -904,14 +912,16 @@ impl Connectors {
 
 /// The sweep (`sweep`): each request scenario of the run, at each fraction of its floor's
 /// median peak in the rounds, against its floor and the gateway (the order alternating
-/// from rate to rate); each run paced, bounded by `sweep_seconds`. Key-package runs take
-/// fresh queues, filled first with what the gateway can retrieve at each rate.
+/// from rate to rate); each fan-out at fractions of its own median in the rounds; each run
+/// paced, bounded by `sweep_seconds`. Key-package runs take fresh queues, filled first with
+/// what the gateway can retrieve at each rate.
 async fn run_sweep(
     setup: &Setup,
     options: &BenchOptions,
     rows: &[Row],
     redis: &mut redis::aio::MultiplexedConnection,
     connectors: &Connectors,
+    groups: &mut std::collections::BTreeMap<usize, fanout::Group>,
 ) -> Result<Vec<sweep::Point>, String> {
     let median_rate = |(scenario, target): (Scenario, &str)| {
         median(
@@ -925,6 +935,49 @@ async fn run_sweep(
     let limit = Duration::from_secs_f64(seconds);
     let mut points = Vec::new();
     for &scenario in options.scenarios.iter().filter(|s| sweep::sweeps(**s)) {
+        if let (Scenario::Fanout(members), Some(pair)) = (scenario, setup.pair.as_ref()) {
+            let peak = median_rate((scenario, "gateways"));
+            let group = groups.get_mut(&members).ok_or("no fan-out group")?;
+            for (index, fraction) in options.sweep.iter().enumerate() {
+                let rate = fraction * peak;
+                if rate < 0.5 {
+                    continue;
+                }
+                let messages = fanout::round(
+                    pair,
+                    group,
+                    members,
+                    options.rounds + index,
+                    sweep::count(rate, seconds),
+                )?;
+                let senders =
+                    connect_in_time(&connectors.kept, pair.hub_application, options.connections)
+                        .await?;
+                let delivered = fanout::drive(
+                    pair,
+                    group,
+                    &senders,
+                    messages,
+                    options.in_flight,
+                    limit,
+                    Some(rate),
+                )
+                .await;
+                let point = sweep::Point {
+                    scenario,
+                    target: "gateways",
+                    offered: rate,
+                    outcome: delivered.outcome,
+                };
+                println!(
+                    "{}  {} not in the last queue in time",
+                    point.describe(),
+                    delivered.missing
+                );
+                points.push(point);
+            }
+            continue;
+        }
         let Some(floor) = floor_of(scenario, &options.scenarios) else {
             continue;
         };
@@ -1030,8 +1083,9 @@ fn write_sweep(options: &BenchOptions, points: &[sweep::Point]) -> Result<(), St
         ),
     }
     for &scenario in options.scenarios.iter().filter(|s| sweep::sweeps(**s)) {
-        let Some((_, floor)) = floor_of(scenario, &options.scenarios) else {
-            continue;
+        let targets = match floor_of(scenario, &options.scenarios) {
+            Some((_, floor)) => ("gateway", Some(floor)),
+            None => ("gateways", None),
         };
         let mine: Vec<&sweep::Point> = points
             .iter()
@@ -1040,7 +1094,14 @@ fn write_sweep(options: &BenchOptions, points: &[sweep::Point]) -> Result<(), St
         if mine.is_empty() {
             continue;
         }
-        let path = chart::draw(&options.out, stamp, scenario, floor, &mine, font.is_some())?;
+        let path = chart::draw(
+            &options.out,
+            stamp,
+            scenario,
+            targets,
+            &mine,
+            font.is_some(),
+        )?;
         println!("chart of {}: {}", scenario.name(), path.display());
     }
     Ok(())

@@ -1,10 +1,13 @@
 //! The offered-load sweep of `mimi-gateway bench` (issue 17, "latency against offered
 //! load"): after the rounds, each request scenario (tls, signed, key-package, handshakes,
 //! resumed) runs again at fixed offered rates, fractions of its floor's peak req/s in the
-//! rounds, against the gateway and against that floor, one after the other at each rate.
-//! Requests are paced (request `i` is due at `i / rate`, at most `in_flight` at once) and a
-//! latency counts from when the request was due, so waiting behind a saturated server is
-//! in it. The points go to a CSV and to one PNG chart per scenario (`chart`).
+//! rounds, against the gateway and against that floor, one after the other at each rate;
+//! each fan-out at fractions of the messages a second that reached the last queue in the
+//! rounds, over the two gateways. Requests are paced (request `i` is due at `i / rate`, at
+//! most `in_flight` at once) and a latency counts from when the request was due, so waiting
+//! behind a saturated server is in it. The points go to a CSV and to one PNG chart per
+//! scenario (`chart`). Commits are not swept: a group's commits are serial, each made for
+//! the epoch before, so their load is the number of groups, not a rate.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,23 +18,15 @@ use super::{Scenario, ms};
 /// The fractions of the floor's peak offered when `--sweep` is not given.
 pub const FRACTIONS: [f64; 6] = [0.25, 0.5, 0.75, 0.9, 1.0, 1.25];
 
-/// The scenarios a sweep runs: those of single requests (a commit chain is serial by
-/// nature, and a fan-out is paced by `--rate` on its own).
+/// The scenarios a sweep runs: all but the commits.
 pub fn sweeps(scenario: Scenario) -> bool {
-    matches!(
-        scenario,
-        Scenario::Tls
-            | Scenario::Signed
-            | Scenario::KeyPackage
-            | Scenario::Handshakes
-            | Scenario::HandshakesResumed
-    )
+    !matches!(scenario, Scenario::Commit(_))
 }
 
 /// One paced run: a scenario, a target, the rate offered and what came of it.
 pub struct Point {
     pub scenario: Scenario,
-    /// `gateway`, `bare` or `signed-floor`.
+    /// `gateway`, `bare`, `signed-floor` or (a fan-out) `gateways`.
     pub target: &'static str,
     /// Requests offered per second.
     pub offered: f64,
@@ -42,7 +37,7 @@ impl Point {
     /// The run's line in the output.
     pub fn describe(&self) -> String {
         format!(
-            "sweep {:<12} {:<13} offered {:>8.0}/s  answered {:>8.0}/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  errors {:?}",
+            "sweep {:<19} {:<13} offered {:>8.0}/s  answered {:>8.0}/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  errors {:?}",
             self.scenario.name(),
             self.target,
             self.offered,

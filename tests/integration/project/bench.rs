@@ -306,6 +306,10 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
         "4",
         "--connections",
         "2",
+        "--sweep",
+        "0.5,1",
+        "--sweep-seconds",
+        "0.5",
         "--out",
         out.path().to_str().unwrap(),
     ]);
@@ -328,6 +332,51 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
             "{summary}"
         );
     }
+    // The sweep: each fan-out at half and all of what reached the last queue a second in the
+    // rounds, paced; every message the hub accepted in the last queue; a chart of the
+    // gateways' latency (no floor: only their two series).
+    let sweep = std::fs::read_to_string(
+        written(out.path(), "-sweep.csv")
+            .pop()
+            .expect("the sweep's CSV"),
+    )
+    .unwrap();
+    for scenario in ["message-fanout-2", "message-fanout-100"] {
+        let runs: Vec<Vec<&str>> = sweep
+            .lines()
+            .map(|line| line.split(',').collect::<Vec<&str>>())
+            .filter(|row| row[0] == scenario)
+            .collect();
+        assert_eq!(runs.len(), 2, "{scenario}: {sweep}");
+        for row in &runs {
+            assert_eq!(row[1], "gateways", "{row:?}");
+            let offered: f64 = row[2].parse().unwrap();
+            let answered: f64 = row[4].parse().unwrap();
+            assert!(answered >= 1.0, "{row:?}");
+            assert!(answered <= (offered * 0.5).ceil() + 1.0, "paced: {row:?}");
+            assert_eq!(row[9], "0", "no errors: {row:?}");
+        }
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter(|line| line.starts_with(&format!("sweep {scenario}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{stdout}");
+        for line in lines {
+            assert!(line.ends_with("0 not in the last queue in time"), "{line}");
+        }
+        let charts = written(out.path(), &format!("-{scenario}.png"));
+        assert_eq!(charts.len(), 1, "{scenario}: {charts:?}");
+        let pixels = mimi_gateway::bench::chart::Pixels::read(&charts[0]).unwrap();
+        for colour in [[0, 90, 200], [110, 170, 240]] {
+            let drawn = pixels.counts.get(&colour).copied().unwrap_or(0);
+            assert!(drawn > 50, "{scenario}: {colour:?} drawn on {drawn} pixels");
+        }
+        // No floor: its colours nowhere, neither a series nor a legend entry.
+        for colour in [[210, 95, 0], [245, 175, 110]] {
+            let drawn = pixels.counts.get(&colour).copied().unwrap_or(0);
+            assert_eq!(drawn, 0, "{scenario}: {colour:?} drawn on {drawn} pixels");
+        }
+    }
     let started = named_pids(&stdout, "fan-out gateways: ");
     assert_eq!(started.len(), 2, "{stdout}");
     started.into_iter().for_each(assert_gone);
@@ -349,10 +398,13 @@ fn the_load_generator_paces_messages_at_the_offered_rate() {
         "500",
         "--rate",
         "20",
+        "--sweep",
+        "none",
         "--out",
         out.path().to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}\n{stderr}");
+    assert!(written(out.path(), "-sweep.csv").is_empty(), "--sweep none");
     let text = csv_text(out.path());
     let row = text.lines().nth(1).expect("the run's row");
     let delivered: usize = row.split(',').nth(3).unwrap().parse().unwrap();
