@@ -544,6 +544,75 @@ async fn a_retrieval_refused_a_turn_is_counted() {
     );
 }
 
+/// A retrieval refused because its caller holds its whole share of the body budget is still
+/// counted (the request is recorded before the refusal, as every signed request): with
+/// `reject_after` 1, the caller's next retrieval is past it, though no retrieval was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrieval_refused_its_body_share_is_counted() {
+    let harness = Harness::start_with(StoreSpec::Memory, |config| {
+        config.limits.max_body_bytes = 1 << 20;
+        config.limits.body_memory_budget_bytes = 4 << 20;
+        config.rate_limits.window_secs = LONG_WINDOW_SECS;
+        config.rate_limits.read = RateClassConfig {
+            delay_after: 1,
+            delay_ms: 3_000,
+            reject_after: 0,
+        };
+        config.rate_limits.key_packages = RateClassConfig {
+            delay_after: 0,
+            delay_ms: 0,
+            reject_after: 1,
+        };
+    })
+    .await;
+    let fixture = QueueFixture::new(&harness, "carol").await;
+    let packages: Vec<Vec<u8>> = (0..2).map(|_| fixture.mls.key_package(5_000)).collect();
+    assert_eq!(fixture.upload(&packages).await, 2);
+    let x = harness.target();
+    assert_eq!(whoami(&x).await.status, StatusCode::OK);
+    // A 1 MiB body, the caller's whole share, held in the read class's delay.
+    let held = tokio::spawn({
+        let x = x.clone();
+        async move {
+            x.call(Method::POST, "/whoami", vec![7u8; 1 << 20])
+                .await
+                .status
+        }
+    });
+    let delayed = limited(&x.app, "requests:read", "delayed");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            harness.metric(&delayed).await == 1
+        })
+        .await,
+        "the large body is held in a delay"
+    );
+    // Count 1: no share left for its body.
+    let refused = take(&fixture, "r1").await.unwrap_err();
+    assert_eq!(refused.error_code(), ErrorCode::RateLimited);
+    assert_eq!(retry_after(&refused), 1);
+    assert_eq!(
+        harness
+            .metric(&limited(
+                &harness.app,
+                "requests:key_packages",
+                "body_share"
+            ))
+            .await,
+        1
+    );
+    assert_eq!(held.await.unwrap(), StatusCode::OK);
+    // Count 2, past `reject_after` because the refused one counted; nothing was assigned.
+    let past = take(&fixture, "r2").await.unwrap_err();
+    assert_eq!(past.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        harness
+            .metric(&limited(&harness.app, "requests:key_packages", "refused"))
+            .await,
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retrievals_are_recorded_and_counted_in_their_step_on_memory() {
     retrievals_are_recorded_and_counted_in_their_step(StoreSpec::Memory, false).await;
