@@ -157,7 +157,8 @@ impl Forwarder {
         };
         self.send(hub, body).await?;
         let epoch = outcome.from_epoch + 1;
-        tracing::info!(hub, ?operation, epoch, "commit forwarded");
+        // Per operation, as `commit applied` (issue 17, "Logging"): `debug`.
+        tracing::debug!(hub, ?operation, epoch, "commit forwarded");
         self.await_mirror(app, group_id, |head| head.epoch >= epoch)
             .await;
         Ok(epoch)
@@ -190,7 +191,8 @@ impl Forwarder {
         };
         let operation = body.request_type();
         self.send(hub, body).await?;
-        tracing::info!(hub, epoch, ?operation, "proposal forwarded");
+        // Per operation, as `commit applied` (issue 17, "Logging"): `debug`.
+        tracing::debug!(hub, epoch, ?operation, "proposal forwarded");
         self.await_mirror(app, group_id, |head| {
             head.epoch > epoch || head.proposals > held
         })

@@ -332,7 +332,8 @@ impl Mirror {
         match self.store.apply_commit(app, group_id, &record).await {
             Ok(epoch) => {
                 self.groups.put(app, group_id, group);
-                tracing::info!(epoch, hub, "mirrored a commit");
+                // Per operation, as `commit applied` (issue 17, "Logging"): `debug`.
+                tracing::debug!(epoch, hub, "mirrored a commit");
                 Ok(())
             }
             // A concurrent delivery of the same commit won: nothing left to do.
