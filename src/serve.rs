@@ -92,6 +92,7 @@ impl Gateway {
             signal.clone(),
         ));
         listeners.spawn(watch_key_file(state.clone(), key_file_seen, signal.clone()));
+        listeners.spawn(sweep_outboxes(state.clone(), signal.clone()));
         listeners.spawn(watch_certificate(
             state.clone(),
             tls.certificate,
@@ -172,6 +173,26 @@ fn key_file_stamp(path: &std::path::Path) -> Option<KeyFileStamp> {
     std::fs::metadata(path)
         .ok()
         .map(|meta| (meta.ino(), meta.len(), meta.modified().ok()))
+}
+
+/// How often a running gateway looks for group actions left undone (architecture draft
+/// "Group State"; `store::Store::recover_groups`): those of a gateway that died settling a
+/// group's outbox, once its lease lapses, and those an operation left to a lease holder
+/// that was already past them. Without the sweep they would wait for the group's next
+/// operation, which may never come.
+const OUTBOX_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn sweep_outboxes(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(OUTBOX_SWEEP) => {}
+        }
+        // Groups being settled right now are listed too: their holders keep them.
+        if let Err(error) = state.store.recover_groups().await {
+            tracing::warn!(%error, "could not check for pending group actions");
+        }
+    }
 }
 
 /// Serves a renewed TLS certificate and key (e.g. from an ACME client) to new connections
@@ -524,7 +545,9 @@ pub async fn run_with(
 /// SIGTERM or SIGINT (Ctrl-C), listened for from the moment it is made.
 struct StopSignal {
     #[cfg(unix)]
-    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignal {
@@ -532,17 +555,18 @@ impl StopSignal {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(terminate), Ok(interrupt)) => StopSignal {
-                    signals: Some((terminate, interrupt)),
-                },
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                    StopSignal { signals: None }
+            // Each kept if it could be listened for: a SIGTERM handler once installed stays
+            // (tokio's), so dropping one that worked would swallow the signal.
+            let listen = |kind, name: &str| match signal(kind) {
+                Ok(listening) => Some(listening),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for {name}");
+                    None
                 }
+            };
+            StopSignal {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
             }
         }
         #[cfg(not(unix))]
@@ -553,12 +577,22 @@ impl StopSignal {
 
     async fn wait(self) {
         #[cfg(unix)]
-        if let Some((mut terminate, mut interrupt)) = self.signals {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
+        {
+            async fn received(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
             }
-            return;
+            if self.terminate.is_some() || self.interrupt.is_some() {
+                tokio::select! {
+                    _ = received(self.terminate) => {}
+                    _ = received(self.interrupt) => {}
+                }
+                return;
+            }
         }
         let _ = tokio::signal::ctrl_c().await;
     }

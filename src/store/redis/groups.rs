@@ -53,7 +53,8 @@
 //! added to `mimi:outbox-groups`; it leaves once its outbox is empty. If a gateway dies
 //! between the script and the actions, they are carried out by the next operation on the
 //! group (every group script answers the outbox's length, and a non-empty outbox is drained,
-//! oldest action first) and by [`RedisStore::replay_outboxes`] at the next start.
+//! oldest action first), by [`RedisStore::replay_outboxes`] at the next start and every 5 s
+//! in a running gateway (`serve::sweep_outboxes`).
 
 use async_trait::async_trait;
 use redis::Value;
@@ -108,7 +109,7 @@ const OUTBOX_LEASE_MS: u64 = 30_000;
 
 /// Times one settling of an outbox takes the lease at most (entries added while it held
 /// the lease are carried out in the next): past it, what is left waits for the next
-/// operation on the group or the next start.
+/// operation on the group or the running gateways' sweep (`serve::sweep_outboxes`).
 const OUTBOX_PASSES: usize = 64;
 
 /// KEYS: head. ARGV: prefix. Returns {0} for an unknown group, else {1, {packets}}.
@@ -509,7 +510,7 @@ impl RedisStore {
     /// messages queued up to 64 times each for a peer), and could push a peer's fan-out out
     /// of order. An operation that finds the lease held leaves the outbox to its holder,
     /// which looks again after letting the lease go; a holder that died leaves it to the
-    /// next operation once the lease lapses.
+    /// next operation, or to the sweep of a running gateway, once the lease lapses.
     async fn settle_outbox(&self, prefix: &str) -> Result<(), StoreError> {
         let app = prefix_app(prefix).ok_or_else(|| malformed("group prefix"))?;
         let key = format!("{prefix}outbox");
@@ -519,7 +520,7 @@ impl RedisStore {
             if !self.hold_outbox(&lease, &holder).await? {
                 return Ok(());
             }
-            let drained = self.drain_outbox(app, &key).await;
+            let drained = self.drain_outbox(app, &key, &lease, &holder).await;
             let released = self
                 .invoke(
                     &self.scripts.release_outbound,
@@ -554,9 +555,25 @@ impl RedisStore {
     }
 
     /// Carries out every entry of the outbox `key` (of `app`'s group), oldest first,
-    /// removing each once done.
-    async fn drain_outbox(&self, app: Uuid, key: &str) -> Result<(), StoreError> {
+    /// removing each once done. A long drain renews `holder`'s lease as it goes (a third
+    /// of the lease at a time), so that no other settler takes over while it works; one
+    /// that finds the lease taken (it lapsed meanwhile) stops and leaves the rest.
+    async fn drain_outbox(
+        &self,
+        app: Uuid,
+        key: &str,
+        lease: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        let renew_every = std::time::Duration::from_millis(OUTBOX_LEASE_MS / 3);
+        let mut renewed = std::time::Instant::now();
         for entry in self.list(key).await? {
+            if renewed.elapsed() >= renew_every {
+                if !self.hold_outbox(lease, holder).await? {
+                    return Ok(());
+                }
+                renewed = std::time::Instant::now();
+            }
             self.carry_out(app, &entry).await?;
             self.remove_from_list(key, &entry).await?;
         }
@@ -598,7 +615,7 @@ impl RedisStore {
     }
 
     /// `settle_outbox` after an operation that succeeded: a failure leaves the actions in
-    /// the outbox for the next operation on the group (or the next start), and does not
+    /// the outbox for the next operation on the group or the sweep, and does not
     /// turn the operation into a failure.
     async fn settle_outbox_after(&self, prefix: &str) {
         if let Err(error) = self.settle_outbox(prefix).await {
@@ -607,7 +624,8 @@ impl RedisStore {
     }
 
     /// Carries out every group's pending outbox (at start-up: a gateway may have died between
-    /// a commit and its cross-slot actions). Answers how many groups were listed.
+    /// a commit and its cross-slot actions; and every few seconds in a running gateway, for
+    /// what a dead or failed lease holder left). Answers how many groups were listed.
     pub async fn replay_outboxes(&self) -> Result<usize, StoreError> {
         let prefixes: Vec<String> = self
             .command("SMEMBERS", vec![OUTBOX_GROUPS.as_bytes().to_vec()])

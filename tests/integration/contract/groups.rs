@@ -1173,6 +1173,68 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     .await;
 }
 
+/// A running gateway carries out what a dead lease holder left in a group's outbox without
+/// waiting for another operation on the group (`serve::sweep_outboxes`): the entries are
+/// written after the gateway started, under a lease another gateway holds for 1.5 s, and
+/// nothing else touches the group; once the lease lapses, the sweep queues the message
+/// once and the group leaves `mimi:outbox-groups`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_gateway_sweeps_what_a_dead_lease_holder_left() {
+    let single = RedisServer::start();
+    let harness = Harness::start_with(StoreSpec::Redis(single.url()), |_| {}).await;
+    let store = RedisStore::connect_single(&single.url(), TIMEOUT)
+        .await
+        .unwrap();
+    let app = Uuid::from_u128(0x5eeb);
+    let prefix = format!("mimi:{{g:{app}:5eeb}}:");
+    let entry = format!(
+        "m {} {}.{}",
+        hex::encode("mo"),
+        hex::encode("id4"),
+        hex::encode("swept")
+    );
+    let mut connection = redis::Client::open(single.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let lease = format!("{prefix}outbox-lease");
+    let outbox = format!("{prefix}outbox");
+    raw(
+        &mut connection,
+        &[b"SET", lease.as_bytes(), b"a-dead-gateway", b"PX", b"1500"],
+    )
+    .await;
+    raw(
+        &mut connection,
+        &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()],
+    )
+    .await;
+    raw(
+        &mut connection,
+        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
+    )
+    .await;
+    let queued = || async { store.queued_messages(app, "mo", 0, 10).await.unwrap() };
+    assert!(queued().await.is_empty(), "left to the lease's holder");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            queued().await.len() == 1
+        })
+        .await,
+        "swept once the lease lapsed"
+    );
+    assert_eq!(queued().await[0].entry, b"swept");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            scan(&[&single], "mimi:outbox-groups").is_empty()
+        })
+        .await
+    );
+    assert_eq!(scan(&[&single], "mimi:{g:*}:outbox*"), Vec::<String>::new());
+    drop(harness);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_store_contract_on_memory_redis_and_cluster() {
     let app = Uuid::from_u128(0x5eed);
