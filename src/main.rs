@@ -148,10 +148,11 @@ enum Command {
         /// accepts them, 64 in flight, which builds a backlog at the follower).
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
-        /// After the rounds, offer tls, signed, key-package, handshakes and resumed these
-        /// rates (fractions of each floor's peak req/s in the rounds), paced, to the gateway
-        /// and its floor; write the latencies to a CSV and draw one PNG chart per scenario
-        /// of latency against offered load. `none`: no sweep.
+        /// After the rounds, offer every scenario but the commits these rates (fractions of
+        /// each floor's peak req/s in the rounds; a fan-out's, of its own messages a second
+        /// to the last queue), paced, to the gateway and its floor; write the latencies to a
+        /// CSV and draw one PNG chart per scenario of latency against offered load. `none`:
+        /// no sweep.
         #[arg(long, default_value = "0.25,0.5,0.75,0.9,1,1.25")]
         sweep: String,
         /// Time of one sweep run, seconds.
@@ -334,7 +335,7 @@ fn main() -> ExitCode {
                 messages: messages.max(1),
                 rate: (rate > 0.0).then_some(rate),
                 sweep: Vec::new(),
-                sweep_seconds: sweep_seconds.clamp(0.1, 600.0),
+                sweep_seconds,
             },
         ),
         Command::BenchFloor {
@@ -452,6 +453,19 @@ fn bench(
         if !options.scenarios.contains(&scenario) {
             options.scenarios.push(scenario);
         }
+    }
+    // Durations are made of these: a NaN or a rate near zero would not make one.
+    if let Some(rate) = options.rate
+        && !(rate.is_finite() && rate >= 0.001)
+    {
+        return Err(format!("--rate: {rate} is not a rate of at least 0.001 a second").into());
+    }
+    if !(options.sweep_seconds.is_finite() && (0.1..=600.0).contains(&options.sweep_seconds)) {
+        return Err(format!(
+            "--sweep-seconds: {} is not between 0.1 and 600",
+            options.sweep_seconds
+        )
+        .into());
     }
     if sweep.trim() != "none" {
         for fraction in sweep.split(',') {

@@ -69,8 +69,9 @@ pub fn draw(
     Ok(path)
 }
 
-/// The series of one target and percentile: (offered, latency ms), of runs with answers.
-fn series(points: &[&Point], target: &str, percentile: f64) -> Vec<(f64, f64)> {
+/// The series of one target and percentile: (offered, latency ms, saturated), of runs with
+/// answers; saturated: some requests due in the run were never sent.
+fn series(points: &[&Point], target: &str, percentile: f64) -> Vec<(f64, f64, bool)> {
     points
         .iter()
         .filter(|point| point.target == target && point.outcome.answered() > 0)
@@ -78,13 +79,14 @@ fn series(points: &[&Point], target: &str, percentile: f64) -> Vec<(f64, f64)> {
             (
                 point.offered,
                 super::ms(point.outcome.percentile(percentile)),
+                point.outcome.unsent > 0,
             )
         })
         .collect()
 }
 
-/// One series as drawn: its points (offered, latency ms), colour and legend name.
-type Line = (Vec<(f64, f64)>, RGBColor, String);
+/// One series as drawn: its points (offered, latency ms, saturated), colour and legend name.
+type Line = (Vec<(f64, f64, bool)>, RGBColor, String);
 
 fn draw_to(
     path: &Path,
@@ -106,10 +108,10 @@ fn draw_to(
         })
         .collect();
     let all = || lines.iter().flat_map(|(series, _, _)| series.iter());
-    let x_max = all().map(|(x, _)| *x).fold(1.0, f64::max) * 1.05;
+    let x_max = all().map(|(x, _, _)| *x).fold(1.0, f64::max) * 1.05;
     // A log scale needs a positive floor: under the fastest answer, at most 10 us.
-    let y_min = (all().map(|(_, y)| *y).fold(f64::INFINITY, f64::min) / 1.5).clamp(0.01, 1e6);
-    let y_max = (all().map(|(_, y)| *y).fold(0.0, f64::max) * 1.5).max(y_min * 10.0);
+    let y_min = (all().map(|(_, y, _)| *y).fold(f64::INFINITY, f64::min) / 1.5).clamp(0.01, 1e6);
+    let y_max = (all().map(|(_, y, _)| *y).fold(0.0, f64::max) * 1.5).max(y_min * 10.0);
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -118,7 +120,10 @@ fn draw_to(
     if labels {
         builder
             .caption(
-                format!("{}: latency against offered load", scenario.name()),
+                format!(
+                    "{}: latency against offered load (hollow: saturated)",
+                    scenario.name()
+                ),
                 ("sans-serif", 22),
             )
             .x_label_area_size(45)
@@ -156,8 +161,11 @@ fn draw_to(
     mesh.draw()?;
     for (series, colour, name) in &lines {
         let colour = *colour;
+        if series.is_empty() {
+            continue;
+        }
         let drawn = chart.draw_series(LineSeries::new(
-            series.iter().map(|&(x, y)| (x, y.max(y_min))),
+            series.iter().map(|&(x, y, _)| (x, y.max(y_min))),
             colour.stroke_width(2),
         ))?;
         if labels {
@@ -165,11 +173,15 @@ fn draw_to(
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
         }
-        chart.draw_series(
-            series
-                .iter()
-                .map(|&(x, y)| Circle::new((x, y.max(y_min)), 4, colour.filled())),
-        )?;
+        // A saturated run's point is hollow: its latencies are of what was sent.
+        chart.draw_series(series.iter().map(|&(x, y, saturated)| {
+            let style = if saturated {
+                colour.stroke_width(2)
+            } else {
+                colour.filled()
+            };
+            Circle::new((x, y.max(y_min)), 4, style)
+        }))?;
     }
     if labels {
         chart
@@ -238,6 +250,7 @@ mod tests {
                 statuses: BTreeMap::from([(200, 100)]),
                 elapsed: Duration::from_secs(1),
                 resumed: 0,
+                unsent: 0,
             },
         }
     }

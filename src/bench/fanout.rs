@@ -376,6 +376,7 @@ pub async fn drive(
             statuses: sent.statuses,
             elapsed: last.map_or(sent.elapsed, |last| last.saturating_duration_since(started)),
             resumed: 0,
+            unsent: sent.unsent,
         },
     }
 }

@@ -84,6 +84,10 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// New connections whose TLS handshake resumed a session (handshake runs).
     pub resumed: usize,
+    /// Paced runs: requests due before the deadline that no worker got to send (every one
+    /// was waiting on an answer): the server was saturated, and the latencies, of what was
+    /// sent, are a lower bound.
+    pub unsent: usize,
 }
 
 impl RunOutcome {
@@ -243,7 +247,20 @@ pub async fn drive_marking(
             (latencies, statuses, 0)
         }));
     }
-    gather(workers, started).await
+    let mut outcome = gather(workers, started).await;
+    if let Some(every) = every {
+        outcome.unsent = unsent(&outcome, requests.len(), limit, every);
+    }
+    outcome
+}
+
+/// How many of `count` requests paced at one per `every` were due within `limit` but not
+/// sent (request `i` is due at `i * every`; every sent one has a status).
+fn unsent(outcome: &RunOutcome, count: usize, limit: Duration, every: Duration) -> usize {
+    let due = (limit.as_secs_f64() / every.as_secs_f64().max(1e-9)).ceil() as usize;
+    let sent: u64 = outcome.statuses.values().sum();
+    due.min(count)
+        .saturating_sub(usize::try_from(sent).unwrap_or(usize::MAX))
 }
 
 /// One worker per chain, each sending its chain's requests in order and one at a time (a
@@ -337,7 +354,11 @@ pub async fn drive_handshakes(
             (latencies, statuses, resumed)
         }));
     }
-    gather(workers, started).await
+    let mut outcome = gather(workers, started).await;
+    if let Some(every) = every {
+        outcome.unsent = unsent(&outcome, requests.len(), limit, every);
+    }
+    outcome
 }
 
 /// Waits until request `index` of a run paced at one per `every` is due, and answers when
@@ -422,6 +443,7 @@ async fn gather(
         statuses: BTreeMap::new(),
         elapsed: Duration::ZERO,
         resumed: 0,
+        unsent: 0,
     };
     for worker in workers {
         if let Ok((latencies, statuses, resumed)) = worker.await {

@@ -37,7 +37,7 @@ impl Point {
     /// The run's line in the output.
     pub fn describe(&self) -> String {
         format!(
-            "sweep {:<19} {:<13} offered {:>8.0}/s  answered {:>8.0}/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  errors {:?}",
+            "sweep {:<19} {:<13} offered {:>8.0}/s  answered {:>8.0}/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  unsent {:>6}{}  errors {:?}",
             self.scenario.name(),
             self.target,
             self.offered,
@@ -45,14 +45,25 @@ impl Point {
             ms(self.outcome.percentile(0.50)),
             ms(self.outcome.percentile(0.90)),
             ms(self.outcome.percentile(0.99)),
+            self.outcome.unsent,
+            if self.outcome.unsent > 0 {
+                " (saturated: latencies are a lower bound)"
+            } else {
+                ""
+            },
             self.outcome.errors()
         )
     }
 }
 
-/// How many requests a run at `rate` for `seconds` offers (at least one).
+/// The most requests one sweep run prepares: past it a run offers fewer than its rate
+/// asks for (its `answered` then shows it), but the memory and the signing beforehand stay
+/// bounded.
+pub const MOST: usize = 500_000;
+
+/// How many requests a run at `rate` for `seconds` offers (at least one, at most `MOST`).
 pub fn count(rate: f64, seconds: f64) -> usize {
-    ((rate * seconds).ceil() as usize).max(1)
+    ((rate * seconds).ceil() as usize).clamp(1, MOST)
 }
 
 /// The spacing of requests offered at `rate` a second.
@@ -65,12 +76,12 @@ pub fn write_csv(out: &Path, stamp: u64, points: &[Point]) -> Result<PathBuf, St
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
     let path = out.join(format!("bench-{stamp}-sweep.csv"));
     let mut text = String::from(
-        "scenario,target,offered_per_s,answered_per_s,answered,seconds,p50_ms,p90_ms,p99_ms,errors\n",
+        "scenario,target,offered_per_s,answered_per_s,answered,seconds,p50_ms,p90_ms,p99_ms,errors,unsent\n",
     );
     for point in points {
         let errors: u64 = point.outcome.errors().values().sum();
         text.push_str(&format!(
-            "{},{},{:.1},{:.1},{},{:.3},{:.3},{:.3},{:.3},{}\n",
+            "{},{},{:.1},{:.1},{},{:.3},{:.3},{:.3},{:.3},{},{}\n",
             point.scenario.name(),
             point.target,
             point.offered,
@@ -81,6 +92,7 @@ pub fn write_csv(out: &Path, stamp: u64, points: &[Point]) -> Result<PathBuf, St
             ms(point.outcome.percentile(0.90)),
             ms(point.outcome.percentile(0.99)),
             errors,
+            point.outcome.unsent,
         ));
     }
     std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;

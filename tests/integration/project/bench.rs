@@ -202,8 +202,14 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
             );
             for (row, offered) in runs.iter().zip(offered) {
                 let answered: f64 = row[4].parse().unwrap();
+                let seconds: f64 = row[5].parse().unwrap();
                 assert!(answered >= 1.0, "{row:?}");
-                assert!(answered <= (offered * 0.5).ceil() + 1.0, "paced: {row:?}");
+                assert!(answered <= (offered * 0.5).ceil() + 1.0, "{row:?}");
+                // Paced: the last answered was not due before (answered - 1) / offered.
+                assert!(
+                    seconds + 0.002 >= (answered - 1.0) / offered,
+                    "paced: {row:?}"
+                );
                 assert_eq!(row[9], "0", "no errors: {row:?}");
             }
         }
@@ -228,13 +234,23 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
     started.into_iter().for_each(assert_gone);
 }
 
-/// A sweep fraction that is not one is refused before anything starts.
+/// A sweep fraction that is not one, a sweep run's time that is not a time and a rate too
+/// small to pace by are refused before anything starts.
 #[test]
 fn the_load_generator_refuses_a_bad_sweep() {
-    for bad in ["0.5,fast", "0", "0.5,-1", "11", ""] {
-        let (ok, stdout, stderr) = bench(&["--scenarios", "tls", "--sweep", bad]);
-        assert!(!ok, "--sweep {bad}: {stdout}");
-        assert!(stderr.contains("--sweep: `"), "{stderr}");
+    let mut bad: Vec<(Vec<&str>, &str)> = ["0.5,fast", "0", "0.5,-1", "11", "nan", ""]
+        .into_iter()
+        .map(|fractions| (vec!["--sweep", fractions], "--sweep: `"))
+        .collect();
+    bad.push((vec!["--sweep-seconds", "nan"], "--sweep-seconds: NaN"));
+    bad.push((vec!["--sweep-seconds", "0.01"], "--sweep-seconds: 0.01"));
+    bad.push((vec!["--rate", "1e-20"], "--rate: 0.00000000000000000001"));
+    for (args, error) in bad {
+        let mut all = vec!["--scenarios", "tls"];
+        all.extend(&args);
+        let (ok, stdout, stderr) = bench(&all);
+        assert!(!ok, "{args:?}: {stdout}");
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
         assert!(!stdout.contains("machine: "), "{stdout}");
     }
 }
@@ -352,8 +368,14 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
             assert_eq!(row[1], "gateways", "{row:?}");
             let offered: f64 = row[2].parse().unwrap();
             let answered: f64 = row[4].parse().unwrap();
+            let seconds: f64 = row[5].parse().unwrap();
             assert!(answered >= 1.0, "{row:?}");
-            assert!(answered <= (offered * 0.5).ceil() + 1.0, "paced: {row:?}");
+            assert!(answered <= (offered * 0.5).ceil() + 1.0, "{row:?}");
+            // Paced: the last to arrive was not due before (answered - 1) / offered.
+            assert!(
+                seconds + 0.002 >= (answered - 1.0) / offered,
+                "paced: {row:?}"
+            );
             assert_eq!(row[9], "0", "no errors: {row:?}");
         }
         let lines: Vec<&str> = stdout
