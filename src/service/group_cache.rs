@@ -12,7 +12,8 @@
 //! Routing an application message only reads the group's member names: those are kept per
 //! head and shared by the requests routing to the group side by side
 //! ([`GroupCache::member_names`]), which would otherwise each restore the whole group while
-//! another holds the copy (a 1000-member group's state is megabytes).
+//! another holds the copy (a 1000-member group's state is megabytes); their credentials are
+//! checked again after `NAMES_FRESH` (10 s), since a certificate's validity ends in time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,7 +42,14 @@ impl From<crate::store::StoreError> for CheckoutError {
 }
 
 /// A group's member names at one head.
-type Names = (GroupHead, Arc<Vec<String>>);
+/// Member names at a head, and when their credentials were checked.
+type Names = (GroupHead, std::time::Instant, Arc<Vec<String>>);
+
+/// How long member names checked once are taken as still valid at the same head: a
+/// credential's validity depends on the time (an X.509 certificate's `notAfter`), so a
+/// member whose certificate expires is refused at most this late. A 1000-member group's
+/// credentials are checked at most once per this while messages are routed to it.
+const NAMES_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct GroupCache {
     capacity: usize,
@@ -74,17 +82,19 @@ impl GroupCache {
             .await?
             .ok_or(GroupStoreError::UnknownGroup)?;
         let key = (app, group_id.to_vec());
-        if let Some((known, names)) = self
+        if let Some((known, checked, names)) = self
             .names
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
             && *known == head
+            && checked.elapsed() < NAMES_FRESH
         {
             return Ok((names.clone(), head.epoch));
         }
         let group = self.checkout(store, app, group_id).await?;
         // Every member's credential is checked: CPU work that grows with the group.
+        let checked = std::time::Instant::now();
         let names = tokio::task::block_in_place(|| group.member_names(rules));
         let at = group.head();
         self.put(app, group_id, group);
@@ -99,7 +109,7 @@ impl GroupCache {
             {
                 cached.remove(&victim);
             }
-            cached.insert(key, (at, names.clone()));
+            cached.insert(key, (at, checked, names.clone()));
         }
         Ok((names, at.epoch))
     }
