@@ -38,6 +38,23 @@ fn csv_text(out: &std::path::Path) -> String {
     std::fs::read_to_string(csv).unwrap()
 }
 
+/// A sweep run's CSV row (`scenario,target,offered_per_s,answered_per_s,answered,seconds,
+/// ...,errors,unsent`) of a run of `limit` seconds: answers and no errors, at most what its
+/// rate offers in that time, and paced: it lasted at least until its last answered request
+/// was due, (answered - 1) / offered (unpaced, the requests go at once).
+fn assert_paced(row: &[&str], limit: f64) {
+    let offered: f64 = row[2].parse().unwrap();
+    let answered: f64 = row[4].parse().unwrap();
+    let seconds: f64 = row[5].parse().unwrap();
+    assert!(answered >= 1.0, "{row:?}");
+    assert!(answered <= (offered * limit).ceil() + 1.0, "{row:?}");
+    assert!(
+        seconds + 0.002 >= (answered - 1.0) / offered,
+        "paced: {row:?}"
+    );
+    assert_eq!(row[9], "0", "no errors: {row:?}");
+}
+
 /// The PIDs a line of `stdout` starting with `prefix` names (`name PID, name PID`).
 fn named_pids(stdout: &str, prefix: &str) -> Vec<u32> {
     stdout
@@ -200,18 +217,7 @@ fn the_load_generator_runs_every_scenario_against_its_floor() {
                 (offered[1] / offered[0] - 2.0).abs() < 0.01,
                 "{scenario} {target}: half, then all of the floor's peak: {offered:?}"
             );
-            for (row, offered) in runs.iter().zip(offered) {
-                let answered: f64 = row[4].parse().unwrap();
-                let seconds: f64 = row[5].parse().unwrap();
-                assert!(answered >= 1.0, "{row:?}");
-                assert!(answered <= (offered * 0.5).ceil() + 1.0, "{row:?}");
-                // Paced: the last answered was not due before (answered - 1) / offered.
-                assert!(
-                    seconds + 0.002 >= (answered - 1.0) / offered,
-                    "paced: {row:?}"
-                );
-                assert_eq!(row[9], "0", "no errors: {row:?}");
-            }
+            runs.iter().for_each(|row| assert_paced(row, 0.5));
         }
         // Its chart: latency against offered load, every series drawn in its colour.
         let charts = written(out.path(), &format!("-{scenario}.png"));
@@ -366,17 +372,7 @@ fn the_load_generator_fans_messages_out_over_two_gateways() {
         assert_eq!(runs.len(), 2, "{scenario}: {sweep}");
         for row in &runs {
             assert_eq!(row[1], "gateways", "{row:?}");
-            let offered: f64 = row[2].parse().unwrap();
-            let answered: f64 = row[4].parse().unwrap();
-            let seconds: f64 = row[5].parse().unwrap();
-            assert!(answered >= 1.0, "{row:?}");
-            assert!(answered <= (offered * 0.5).ceil() + 1.0, "{row:?}");
-            // Paced: the last to arrive was not due before (answered - 1) / offered.
-            assert!(
-                seconds + 0.002 >= (answered - 1.0) / offered,
-                "paced: {row:?}"
-            );
-            assert_eq!(row[9], "0", "no errors: {row:?}");
+            assert_paced(row, 0.5);
         }
         let lines: Vec<&str> = stdout
             .lines()

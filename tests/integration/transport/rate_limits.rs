@@ -534,7 +534,13 @@ async fn a_retrieval_refused_a_turn_is_counted() {
         1
     );
     // Count 4, past `reject_after` because the refused one counted.
-    let past = take(&fixture, "r4").await.unwrap_err();
+    assert_past_reject_after(&harness, &fixture, "r4").await;
+}
+
+/// The caller's next retrieval is refused for its count (429, the class's `refused` metric
+/// at 1).
+async fn assert_past_reject_after(harness: &Harness, fixture: &QueueFixture<'_>, receiver: &str) {
+    let past = take(fixture, receiver).await.unwrap_err();
     assert_eq!(past.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         harness
@@ -544,20 +550,52 @@ async fn a_retrieval_refused_a_turn_is_counted() {
     );
 }
 
+/// Bodies of at most 1 MiB in a 4 MiB budget (a caller's share: 1 MiB), and reads delayed
+/// 3 s past the first in a window.
+fn one_mib_shares(config: &mut Config) {
+    config.limits.max_body_bytes = 1 << 20;
+    config.limits.body_memory_budget_bytes = 4 << 20;
+    config.rate_limits.window_secs = LONG_WINDOW_SECS;
+    config.rate_limits.read = RateClassConfig {
+        delay_after: 1,
+        delay_ms: 3_000,
+        reject_after: 0,
+    };
+}
+
+/// Under `one_mib_shares`, after one read: a 1 MiB `/whoami` of `caller`, held in the read
+/// class's delay with the caller's whole body share; answers its status once it is done.
+async fn hold_the_body_share(
+    harness: &Harness,
+    caller: &Target,
+) -> tokio::task::JoinHandle<StatusCode> {
+    let held = tokio::spawn({
+        let caller = caller.clone();
+        async move {
+            caller
+                .call(Method::POST, "/whoami", vec![7u8; 1 << 20])
+                .await
+                .status
+        }
+    });
+    let delayed = limited(&caller.app, "requests:read", "delayed");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            harness.metric(&delayed).await == 1
+        })
+        .await,
+        "the large body is held in a delay"
+    );
+    held
+}
+
 /// A retrieval refused because its caller holds its whole share of the body budget is still
 /// counted (the request is recorded before the refusal, as every signed request): with
 /// `reject_after` 1, the caller's next retrieval is past it, though no retrieval was served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retrieval_refused_its_body_share_is_counted() {
     let harness = Harness::start_with(StoreSpec::Memory, |config| {
-        config.limits.max_body_bytes = 1 << 20;
-        config.limits.body_memory_budget_bytes = 4 << 20;
-        config.rate_limits.window_secs = LONG_WINDOW_SECS;
-        config.rate_limits.read = RateClassConfig {
-            delay_after: 1,
-            delay_ms: 3_000,
-            reject_after: 0,
-        };
+        one_mib_shares(config);
         config.rate_limits.key_packages = RateClassConfig {
             delay_after: 0,
             delay_ms: 0,
@@ -570,23 +608,7 @@ async fn a_retrieval_refused_its_body_share_is_counted() {
     assert_eq!(fixture.upload(&packages).await, 2);
     let x = harness.target();
     assert_eq!(whoami(&x).await.status, StatusCode::OK);
-    // A 1 MiB body, the caller's whole share, held in the read class's delay.
-    let held = tokio::spawn({
-        let x = x.clone();
-        async move {
-            x.call(Method::POST, "/whoami", vec![7u8; 1 << 20])
-                .await
-                .status
-        }
-    });
-    let delayed = limited(&x.app, "requests:read", "delayed");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            harness.metric(&delayed).await == 1
-        })
-        .await,
-        "the large body is held in a delay"
-    );
+    let held = hold_the_body_share(&harness, &x).await;
     // Count 1: no share left for its body.
     let refused = take(&fixture, "r1").await.unwrap_err();
     assert_eq!(refused.error_code(), ErrorCode::RateLimited);
@@ -602,15 +624,8 @@ async fn a_retrieval_refused_its_body_share_is_counted() {
         1
     );
     assert_eq!(held.await.unwrap(), StatusCode::OK);
-    // Count 2, past `reject_after` because the refused one counted; nothing was assigned.
-    let past = take(&fixture, "r2").await.unwrap_err();
-    assert_eq!(past.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        harness
-            .metric(&limited(&harness.app, "requests:key_packages", "refused"))
-            .await,
-        1
-    );
+    // Count 2, past `reject_after` because the refused one counted.
+    assert_past_reject_after(&harness, &fixture, "r2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,32 +727,14 @@ async fn new_connections_per_address_are_limited() {
 async fn a_caller_holds_at_most_its_share_of_the_body_budget() {
     let mut other = None;
     let harness = Harness::start_with(StoreSpec::Memory, |config| {
-        config.limits.max_body_bytes = 1 << 20;
-        config.limits.body_memory_budget_bytes = 4 << 20;
-        config.rate_limits.window_secs = LONG_WINDOW_SECS;
-        config.rate_limits.read = RateClassConfig {
-            delay_after: 1,
-            delay_ms: 3_000,
-            reject_after: 0,
-        };
+        one_mib_shares(config);
         other = Some(with_second_application(config));
     })
     .await;
     let (x, y) = (harness.target(), target_of(&harness, &other.unwrap()));
     let large = vec![7u8; 1 << 20];
     assert_eq!(whoami(&x).await.status, StatusCode::OK);
-    let held = tokio::spawn({
-        let (x, large) = (x.clone(), large.clone());
-        async move { x.call(Method::POST, "/whoami", large).await.status }
-    });
-    let delayed = limited(&x.app, "requests:read", "delayed");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            harness.metric(&delayed).await == 1
-        })
-        .await,
-        "X's large body is held in a delay"
-    );
+    let held = hold_the_body_share(&harness, &x).await;
     let refused = x.call(Method::POST, "/whoami", large.clone()).await;
     assert_eq!(refused.error_code(), ErrorCode::RateLimited);
     assert_eq!(retry_after(&refused), 1);
