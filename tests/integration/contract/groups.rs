@@ -670,6 +670,20 @@ fn nothing_left_over(nodes: &[&RedisServer]) {
     assert!(!scan(nodes, "mimi:{g:*}:head").is_empty());
 }
 
+/// What a gateway that died after its group step leaves: `entries` in the group's outbox
+/// (`prefix`), the group listed for the start-up replay.
+async fn strand<C: ConnectionLike + Send>(connection: &mut C, prefix: &str, entries: &[&str]) {
+    let outbox = format!("{prefix}outbox");
+    for entry in entries {
+        raw(connection, &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()]).await;
+    }
+    raw(
+        connection,
+        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
+    )
+    .await;
+}
+
 async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> redis::Value {
     let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
     for arg in &args[1..] {
@@ -688,20 +702,11 @@ async fn crash<C: ConnectionLike + Send>(
     entries: &[String],
 ) {
     raw(connection, &[b"DEL", index.as_bytes()]).await;
-    for entry in entries {
-        raw(connection, &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()]).await;
-    }
+    let mut stranded: Vec<&str> = entries.iter().map(String::as_str).collect();
     // Carried out twice must be harmless.
-    raw(
-        connection,
-        &[b"RPUSH", outbox.as_bytes(), entries[0].as_bytes()],
-    )
-    .await;
-    raw(
-        connection,
-        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
-    )
-    .await;
+    stranded.push(&entries[0]);
+    assert_eq!(outbox, format!("{prefix}outbox"));
+    strand(connection, prefix, &stranded).await;
 }
 
 /// A gateway that died between a commit's script and its cross-slot actions: they wait in
@@ -1096,7 +1101,6 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     // replay carries them out, a message queued once even if its entry ran twice.
     let app = Uuid::from_u128(0x70e);
     let prefix = format!("mimi:{{g:{app}:7e57}}:");
-    let outbox = format!("{prefix}outbox");
     let entry = format!(
         "m {},{} {}.{}",
         hex::encode("jo"),
@@ -1109,18 +1113,7 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    for _ in 0..2 {
-        raw(
-            &mut connection,
-            &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()],
-        )
-        .await;
-    }
-    raw(
-        &mut connection,
-        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
-    )
-    .await;
+    strand(&mut connection, &prefix, &[&entry, &entry]).await;
     assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
     for handle in ["jo", "ka"] {
         let queued = redis_store
@@ -1142,16 +1135,7 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
         hex::encode("leased")
     );
     let lease = format!("{prefix}outbox-lease");
-    raw(
-        &mut connection,
-        &[b"RPUSH", outbox.as_bytes(), late.as_bytes()],
-    )
-    .await;
-    raw(
-        &mut connection,
-        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
-    )
-    .await;
+    strand(&mut connection, &prefix, &[&late]).await;
     raw(&mut connection, &[b"SET", lease.as_bytes(), b"another"]).await;
     assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
     let lu = || async { redis_store.queued_messages(app, "lu", 0, 10).await.unwrap() };
@@ -1199,22 +1183,12 @@ async fn a_running_gateway_sweeps_what_a_dead_lease_holder_left() {
         .await
         .unwrap();
     let lease = format!("{prefix}outbox-lease");
-    let outbox = format!("{prefix}outbox");
     raw(
         &mut connection,
         &[b"SET", lease.as_bytes(), b"a-dead-gateway", b"PX", b"1500"],
     )
     .await;
-    raw(
-        &mut connection,
-        &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()],
-    )
-    .await;
-    raw(
-        &mut connection,
-        &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
-    )
-    .await;
+    strand(&mut connection, &prefix, &[&entry]).await;
     let queued = || async { store.queued_messages(app, "mo", 0, 10).await.unwrap() };
     assert!(queued().await.is_empty(), "left to the lease's holder");
     assert!(
