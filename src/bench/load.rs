@@ -200,10 +200,10 @@ pub type SendMarks = Arc<[std::sync::OnceLock<Instant>]>;
 
 /// `drive`, noting in `marks` (when given) when each request was sent (paced: when it was
 /// due): for latencies that end elsewhere than at the answer (`fanout`: when the last queue
-/// has the message). With
-/// `every`, request `i` is due `i * every` into the run and not sent before (an offered
-/// rate, still at most `in_flight` at once), and its latency counts from when it was due:
-/// a request that waited for a free worker behind a slow server waited for that server.
+/// has the message). With `every`, request `i` is due `i * every` into the run and not sent
+/// before (an offered rate, still at most `in_flight` at once), and its latency counts from
+/// when it was due: a request that waited for a free worker behind a slow server waited
+/// for that server. Requests due before the deadline that no worker got to are `unsent`.
 pub async fn drive_marking(
     senders: &[SendRequest<Full<Bytes>>],
     requests: Vec<Prepared>,

@@ -15,9 +15,6 @@ use std::time::Duration;
 use super::load::RunOutcome;
 use super::{Scenario, ms};
 
-/// The fractions of the floor's peak offered when `--sweep` is not given.
-pub const FRACTIONS: [f64; 6] = [0.25, 0.5, 0.75, 0.9, 1.0, 1.25];
-
 /// The scenarios a sweep runs: all but the commits.
 pub fn sweeps(scenario: Scenario) -> bool {
     !matches!(scenario, Scenario::Commit(_))
