@@ -533,7 +533,17 @@ async fn connect_in_time(
 /// Runs the benchmark and prints its report.
 pub async fn run(options: BenchOptions) -> Result<(), String> {
     let pinned = procs::pin_self();
-    let mut setup = start(&options)?;
+    // A port picked free can be taken before the process binds it: a few tries.
+    let mut attempt = 1;
+    let mut setup = loop {
+        match start(&options) {
+            Err(error) if attempt < 3 && procs::lost_a_port(&error) => {
+                eprintln!("bench: trying again with other ports: {error}");
+                attempt += 1;
+            }
+            started => break started?,
+        }
+    };
     let mut redis = redis::Client::open(format!("{}/0", setup.redis_url))
         .map_err(fail)?
         .get_multiplexed_async_connection()

@@ -4,7 +4,7 @@
 //! `INFO commandstats`; RSS from `/proc/<pid>/status`; the machine's description.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct Process {
     pub name: &'static str,
     child: Child,
+    /// Where its stdout and stderr go.
+    log: PathBuf,
 }
 
 impl Process {
@@ -152,7 +154,18 @@ pub fn spawn(
         .stderr(errors)
         .spawn()
         .map_err(|error| format!("starting {}: {error}", program.display()))?;
-    Ok(Process { name, child })
+    Ok(Process {
+        name,
+        child,
+        log: log.to_owned(),
+    })
+}
+
+/// Whether a start failed because a port picked free was taken before the process bound
+/// it (another program's connection or listener got it meanwhile): worth a new try.
+pub fn lost_a_port(error: &str) -> bool {
+    error.contains("exited before listening")
+        && (error.contains("Address already in use") || error.contains("os error 98"))
 }
 
 /// A free loopback port.
@@ -185,9 +198,14 @@ pub fn wait_listening(
             return Ok(());
         }
         if !process.alive() {
+            let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let last: Vec<&str> = log.lines().rev().take(5).collect();
+            let last: Vec<&str> = last.into_iter().rev().collect();
             return Err(format!(
-                "{} exited before listening on {address}",
-                process.name
+                "{} exited before listening on {address}; the end of {}:\n{}",
+                process.name,
+                process.log.display(),
+                last.join("\n")
             ));
         }
         if Instant::now() > deadline {
