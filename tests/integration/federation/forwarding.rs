@@ -26,6 +26,7 @@ use crate::support::federation::{
 use crate::support::forwarding::*;
 use crate::support::group_client::{GroupApi, Member, error};
 use crate::support::key_queues::register;
+use crate::support::mls_client::MlsClient;
 use crate::support::*;
 
 /// Alice on A (the hub) with Carol on B in her group at epoch 1; B mirrors it.
@@ -75,8 +76,18 @@ impl TwoDomains {
     /// (the group's second epoch), it joins from the Welcome its gateway files, and Carol
     /// applies the commit from B's mirror.
     async fn alice_adds(&mut self, index: usize, handle: &str) -> Member {
+        let joiner = self.federation.cas[index].member(handle);
+        self.alice_adds_member(index, handle, joiner).await
+    }
+
+    /// As `alice_adds`, for a member made by the caller (its credential its own).
+    async fn alice_adds_member(
+        &mut self,
+        index: usize,
+        handle: &str,
+        mut joiner: Member,
+    ) -> Member {
         let gateway = &self.federation.gateways[index];
-        let mut joiner = self.federation.cas[index].member(handle);
         let id = publish_key_packages(gateway, handle, &joiner, 1).await;
         let a = &self.federation.gateways[0];
         let package = key_package_ok(a, id, DOMAINS[index], "alice").await;
@@ -509,6 +520,44 @@ async fn acknowledge_messages(harness: &Harness, handle: &str, up_to: u64) -> An
             body,
         )
         .await
+}
+
+/// A member whose certificate expires is refused as a recipient soon after, though the
+/// group's head has not changed: the member names the gateway shares per head are checked
+/// again after 10 s (`group_cache::NAMES_FRESH`), so a cached check does not outlive the
+/// certificate. Alice's message is routed while Erin's certificate is valid; one sent after
+/// it expired and the cached names went stale is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_certificate_expired_is_refused_soon_after() {
+    let mut group = alice_and_carol_on(2, |_| StoreSpec::Memory).await;
+    let not_after = now() + 4;
+    let (chain, seed) = group.federation.cas[0].credential_until("erin", Some(not_after));
+    let erin = Member {
+        mls: MlsClient::x509(&chain, &seed),
+        group: None,
+    };
+    let _erin = group.alice_adds_member(0, "erin", erin).await;
+    let first = group.alice.send_message(b"one");
+    let answer = send_message(&group.hub, &first).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", error(&answer));
+    let routed = std::time::Instant::now();
+    // Past the certificate's notAfter, and past the names' freshness since they were checked.
+    while now() <= not_after + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(rest) = Duration::from_millis(10_500).checked_sub(routed.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let second = group.alice.send_message(b"two");
+    let answer = send_message(&group.hub, &second).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let refused = error(&answer);
+    assert_eq!(
+        refused.error_code(),
+        Some(ErrorCode::InvalidCertificateChain),
+        "{refused:?}"
+    );
+    assert!(refused.detail.contains("certificate chain"), "{refused:?}");
 }
 
 /// A group spanning three domains exchanging application messages: the hub routes each to

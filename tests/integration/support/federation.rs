@@ -39,12 +39,24 @@ impl DomainCa {
     /// A certificate chain (DER, leaf first) naming `handle` of this domain, and the seed of
     /// the Ed25519 key it certifies.
     pub fn credential(&self, handle: &str) -> (Vec<Vec<u8>>, [u8; 32]) {
+        self.credential_until(handle, None)
+    }
+
+    /// As `credential`, the leaf valid until `not_after` (Unix seconds) when given.
+    pub fn credential_until(
+        &self,
+        handle: &str,
+        not_after: Option<u64>,
+    ) -> (Vec<Vec<u8>>, [u8; 32]) {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let pkcs8 = key.serialize_der();
         // ring's Ed25519 PKCS#8 v2 document: the 32-byte seed follows a 16-byte header.
         let seed: [u8; 32] = pkcs8[16..48].try_into().unwrap();
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, handle);
+        if let Some(not_after) = not_after {
+            params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after as i64).unwrap();
+        }
         let issuer = Issuer::from_params(&self.params, &self.key);
         let leaf = params.signed_by(&key, &issuer).unwrap();
         (vec![leaf.der().to_vec(), self.cert.der().to_vec()], seed)
