@@ -685,15 +685,8 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                     }
                     None => connect_in_time(&connectors.kept, address, options.connections).await?,
                 };
-                let redis_pid = setup.redis.pid();
-                let client_pid = std::process::id();
-                let cpu_before = (
-                    procs::cpu_time_of(&servers),
-                    procs::cpu_time(redis_pid),
-                    procs::cpu_time(client_pid),
-                );
-                let before = procs::redis_counters(&mut redis).await?;
-                // Signed requests to the gateway itself: how it verified them.
+                // Signed requests to the gateway itself: how it verified them (read before the
+                // CPU readings, so that rendering /metrics is not billed to the run).
                 let counts_signatures = target == "gateway"
                     && matches!(
                         scenario,
@@ -704,6 +697,14 @@ pub async fn run(options: BenchOptions) -> Result<(), String> {
                 } else {
                     None
                 };
+                let redis_pid = setup.redis.pid();
+                let client_pid = std::process::id();
+                let cpu_before = (
+                    procs::cpu_time_of(&servers),
+                    procs::cpu_time(redis_pid),
+                    procs::cpu_time(client_pid),
+                );
+                let before = procs::redis_counters(&mut redis).await?;
                 let mut fanout = None;
                 let outcome = match (handshakes, fanout_round, setup.pair.as_ref()) {
                     (_, Some(messages), Some(pair)) => {
@@ -963,6 +964,7 @@ async fn run_sweep(
                 let senders =
                     connect_in_time(&connectors.kept, pair.hub_application, options.connections)
                         .await?;
+                settle(redis).await?;
                 let delivered = fanout::drive(
                     pair,
                     group,
@@ -1035,6 +1037,7 @@ async fn run_sweep(
                 // Receivers apart from the rounds' and from other rates'.
                 let prepared = requests(setup, kind, options.rounds + index, count, &queues)?;
                 let every = Some(sweep::every(rate));
+                settle(redis).await?;
                 let outcome = match connectors.per_request(scenario, target) {
                     Some(connector) => {
                         if scenario == Scenario::HandshakesResumed {
@@ -1077,6 +1080,14 @@ async fn run_sweep(
         }
     }
     Ok(points)
+}
+
+/// Before a sweep run: until what the run before left going is done (`procs::quiet`).
+async fn settle(redis: &mut redis::aio::MultiplexedConnection) -> Result<(), String> {
+    if !procs::quiet(redis).await? {
+        println!("sweep: Redis still busy after 30 s; the next run meets it");
+    }
+    Ok(())
 }
 
 /// Writes the sweep's CSV and one chart per scenario swept; prints where they are.

@@ -306,6 +306,24 @@ pub struct RedisCounters {
     pub memory: u64,
 }
 
+/// Waits (at most 30 s) until Redis is quiet: fewer than 20 commands in 200 ms (its own
+/// INFO readings included), so that a run does not meet what the one before left going
+/// (a fan-out's deliveries still on their way, a backlog at a peer). Answers whether it
+/// was.
+pub async fn quiet(redis: &mut redis::aio::MultiplexedConnection) -> Result<bool, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut before = redis_counters(redis).await?.calls;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = redis_counters(redis).await?.calls;
+        if now.saturating_sub(before) < 20 {
+            return Ok(true);
+        }
+        before = now;
+    }
+    Ok(false)
+}
+
 /// Calls of every command so far (`INFO commandstats`), and the memory Redis uses.
 pub async fn redis_counters(
     redis: &mut redis::aio::MultiplexedConnection,
