@@ -349,7 +349,7 @@ pub async fn drive(
         in_flight,
         limit,
         Some(marks.clone()),
-        rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
+        rate.map(super::sweep::every),
     )
     .await;
     accepted.store(sent.answered(), Ordering::SeqCst);

@@ -1359,9 +1359,15 @@ fn report_fanout(scenario: Scenario, members: usize, rows: &[Row]) {
     );
 }
 
-fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
+/// Writes `text` to the file `name` in `out` (made if missing); answers its path.
+fn write_out(out: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
-    let path = out.join(format!("bench-{}.csv", crate::keys::unix_now()));
+    let path = out.join(name);
+    std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(path)
+}
+
+fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
     let mut text = String::from(
         "round,scenario,target,answered,seconds,req_per_s,p50_ms,p90_ms,p99_ms,errors,server_cpu_us_per_req,redis_cpu_us_per_req,redis_commands_per_req,redis_scripts_per_req,client_cpu_us_per_req,redis_bytes_per_req,floor_us_per_req,signatures_batched,signatures_alone,signature_batches\n",
     );
@@ -1393,6 +1399,9 @@ fn write_csv(out: &Path, rows: &[Row]) -> Result<PathBuf, String> {
             ),
         ));
     }
-    std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
-    Ok(path)
+    write_out(
+        out,
+        &format!("bench-{}.csv", crate::keys::unix_now()),
+        &text,
+    )
 }

@@ -199,8 +199,8 @@ pub fn wait_listening(
         }
         if !process.alive() {
             let log = std::fs::read_to_string(&process.log).unwrap_or_default();
-            let last: Vec<&str> = log.lines().rev().take(5).collect();
-            let last: Vec<&str> = last.into_iter().rev().collect();
+            let lines: Vec<&str> = log.lines().collect();
+            let last = &lines[lines.len().saturating_sub(5)..];
             return Err(format!(
                 "{} exited before listening on {address}; the end of {}:\n{}",
                 process.name,

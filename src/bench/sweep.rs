@@ -70,8 +70,6 @@ pub fn every(rate: f64) -> Duration {
 
 /// Writes the points to `bench-<stamp>-sweep.csv` in `out`.
 pub fn write_csv(out: &Path, stamp: u64, points: &[Point]) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(out).map_err(|error| format!("{}: {error}", out.display()))?;
-    let path = out.join(format!("bench-{stamp}-sweep.csv"));
     let mut text = String::from(
         "scenario,target,offered_per_s,answered_per_s,answered,seconds,p50_ms,p90_ms,p99_ms,errors,unsent\n",
     );
@@ -92,6 +90,5 @@ pub fn write_csv(out: &Path, stamp: u64, points: &[Point]) -> Result<PathBuf, St
             point.outcome.unsent,
         ));
     }
-    std::fs::write(&path, text).map_err(|error| format!("{}: {error}", path.display()))?;
-    Ok(path)
+    super::write_out(out, &format!("bench-{stamp}-sweep.csv"), &text)
 }
