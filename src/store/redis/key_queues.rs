@@ -6,12 +6,16 @@
 //! | --- | --- | --- |
 //! | `mimi:{c:<client>}:queues:<app>` | hash | `<version>:<suite>:<label>` -> queue id |
 //! | `mimi:{c:<client>}:retired` | string | the client is being deleted |
-//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after, purge_at (at or before every package's `not_after`; `-` when there are none) |
+//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after, next_purge (at or before every package's `not_after`; `-` when there are none) |
 //! | `mimi:{c:<client>}:q:<queue>:free` | zset | unassigned package refs by `not_after` |
-//! | `mimi:{c:<client>}:q:<queue>:taken` | zset | assigned package refs by `not_after` |
+//! | `mimi:{c:<client>}:q:<queue>:expiry` | zset | every stored package ref, assigned or not, by `not_after` |
 //! | `mimi:{c:<client>}:q:<queue>:pkg` | hash | ref -> MLSMessage bytes (stored once) |
-//! | `mimi:{c:<client>}:q:<queue>:to` | hash | receiver -> assigned ref |
-//! | `mimi:{c:<client>}:q:<queue>:by` | hash | assigned ref -> receiver |
+//! | `mimi:{c:<client>}:q:<queue>:assigned` | hash | `r` + receiver -> assigned ref, `p` + ref -> receiver |
+//!
+//! A retrieval assigns a package with one `ZPOPMIN` and one `HSET` (issue 17: it wrote a
+//! `taken` zset and two hashes before). Queues stored in that earlier layout (a `taken`
+//! zset, `to` and `by` hashes, `purge_at`; no `next_purge`) are moved to this one by the
+//! first script that touches them (`upgrade` in `lua/purge.lua`).
 
 use async_trait::async_trait;
 use redis::Value;
@@ -23,9 +27,10 @@ use crate::store::{
     RequestWindow, Retrieval, RetrievedKeyPackage, StoreError, count_after_assignment,
 };
 
-/// Drops expired packages (`not_after <= now`) of the queue at `base` once its `purge_at` is
-/// due (nothing is read before), and lowers `purge_at` when packages are added; shared by
-/// the scripts that read or change packages.
+/// The queue layout's helpers, shared by the scripts that read or change packages: moves a
+/// queue of the earlier layout to this one (`upgrade`), names every key of a queue
+/// (`queue_keys`), drops expired packages (`not_after <= now`) once `next_purge` is due
+/// (nothing is read before) and lowers `next_purge` when packages are added.
 const PURGE: &str = include_str!("lua/purge.lua");
 
 /// KEYS: index, queue hash, retired. ARGV: field, queue id, app, version, suite, label.
@@ -57,13 +62,19 @@ pub(super) fn retrieve_script() -> String {
 }
 
 /// KEYS: index. ARGV: queue prefix, ref. Returns 1 if a queue held the package.
-pub(super) const ADVANCE: &str = include_str!("lua/advance.lua");
+pub(super) fn advance_script() -> String {
+    format!("{PURGE}{}", include_str!("lua/advance.lua"))
+}
 
 /// KEYS: queue hash, index. ARGV: base, app. Returns 1 when deleted.
-pub(super) const DELETE_QUEUE: &str = include_str!("lua/delete_queue.lua");
+pub(super) fn delete_queue_script() -> String {
+    format!("{PURGE}{}", include_str!("lua/delete_queue.lua"))
+}
 
 /// KEYS: index, retired. ARGV: queue prefix.
-pub(super) const RETIRE_CLIENT: &str = include_str!("lua/retire_client.lua");
+pub(super) fn retire_client_script() -> String {
+    format!("{PURGE}{}", include_str!("lua/retire_client.lua"))
+}
 
 struct QueueKeys {
     prefix: String,

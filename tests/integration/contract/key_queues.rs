@@ -8,10 +8,12 @@
 
 use std::time::Duration;
 
+use mimi_gateway::store::redis::RedisStore;
 use mimi_gateway::store::{
-    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, RequestRecord,
+    FreshAssignment, KeyQueueAttributes, KeyQueueError, KeyQueueUpdate, KeyQueues, RequestRecord,
     RequestWindow, RetrievedKeyPackage, SharedStore, StoredKeyPackage,
 };
+use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -316,4 +318,229 @@ async fn recorded_contract(store: SharedStore) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_retrievals_on_memory_redis_and_cluster() {
     same_on_every_store(recorded_contract).await;
+}
+
+/// What the scripts before 2026-12-04 stored for a queue (layout 1): the assigned refs in a
+/// `taken` zset, `to` (receiver -> ref) and `by` (ref -> receiver) hashes, `purge_at` in the
+/// queue hash. The queue is created by the store, then rewritten so: `free` and `assigned`
+/// are (seed, not_after) and (seed, not_after, receiver).
+async fn store_in_layout_1<C: ConnectionLike + Send>(
+    connection: &mut C,
+    (client, queue): (Uuid, Uuid),
+    purge_at: u64,
+    free: &[(u8, u64)],
+    assigned: &[(u8, u64, &str)],
+) {
+    let base = format!("mimi:{{c:{client}}}:q:{queue}");
+    let key = |suffix: &str| format!("{base}{suffix}");
+    raw(connection, &[b"HDEL", base.as_bytes(), b"next_purge"]).await;
+    raw(
+        connection,
+        &[
+            b"HSET",
+            base.as_bytes(),
+            b"purge_at",
+            purge_at.to_string().as_bytes(),
+        ],
+    )
+    .await;
+    let stored = free
+        .iter()
+        .map(|&(seed, not_after)| (seed, not_after, ""))
+        .chain(assigned.iter().copied());
+    for (seed, not_after, receiver) in stored {
+        let package = package(seed, not_after);
+        let set = if receiver.is_empty() {
+            ":free"
+        } else {
+            ":taken"
+        };
+        let score = not_after.to_string();
+        raw(
+            connection,
+            &[
+                b"ZADD",
+                key(set).as_bytes(),
+                score.as_bytes(),
+                &package.reference,
+            ],
+        )
+        .await;
+        raw(
+            connection,
+            &[
+                b"HSET",
+                key(":pkg").as_bytes(),
+                &package.reference,
+                &package.bytes,
+            ],
+        )
+        .await;
+        if !receiver.is_empty() {
+            raw(
+                connection,
+                &[
+                    b"HSET",
+                    key(":to").as_bytes(),
+                    receiver.as_bytes(),
+                    &package.reference,
+                ],
+            )
+            .await;
+            raw(
+                connection,
+                &[
+                    b"HSET",
+                    key(":by").as_bytes(),
+                    &package.reference,
+                    receiver.as_bytes(),
+                ],
+            )
+            .await;
+        }
+    }
+}
+
+async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> redis::Value {
+    let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query_async(connection).await.unwrap()
+}
+
+/// A queue stored in the earlier layout (issue 17 moved a retrieval from a `taken` zset and
+/// two hashes to one `assigned` hash, with every stored ref in `expiry`) is moved to the new
+/// one by the first script that touches it, retrieval or advance, and keeps every
+/// assignment: a receiver gets its package again, an assigned package still expires with
+/// its assignment, an advanced one frees its receiver, and no key of the old layout is left.
+async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connection: &mut C) {
+    let wanted = attributes();
+    let app = Uuid::from_u128(0x8b0);
+    let (first, second) = (Uuid::from_u128(0x8b1), Uuid::from_u128(0x8b2));
+    let queue = |client: Uuid| Uuid::from_u128(client.as_u128() + 0x10);
+    for client in [first, second] {
+        store
+            .create_key_queue(app, client, queue(client), &wanted)
+            .await
+            .unwrap();
+    }
+    store_in_layout_1(
+        connection,
+        (first, queue(first)),
+        NOW + 500,
+        &[(2, NOW + 2_000), (3, NOW + 3_000)],
+        &[(1, NOW + 500, "old-1"), (4, NOW + 4_000, "old-4")],
+    )
+    .await;
+    store_in_layout_1(
+        connection,
+        (second, queue(second)),
+        NOW + 1_000,
+        &[(6, NOW + 1_000)],
+        &[(5, NOW + 5_000, "x")],
+    )
+    .await;
+    let fresh = FreshAssignment {
+        may_assign: true,
+        scope: "app:upgrade",
+        counters: &[],
+        window_secs: 3_600,
+    };
+    let retrieve = |client: Uuid, receiver: &'static str, now: u64| {
+        let wanted = wanted.clone();
+        async move {
+            store
+                .retrieve_key_package(app, client, &wanted, receiver, now, fresh)
+                .await
+                .map(|retrieval| retrieval.package)
+        }
+    };
+    // Retrieval first: the assignments made in the old layout hold.
+    assert_eq!(
+        retrieve(first, "old-4", NOW).await.unwrap(),
+        RetrievedKeyPackage::AssignedBefore(vec![0x4b, 4])
+    );
+    assert_eq!(
+        retrieve(first, "new", NOW).await.unwrap(),
+        RetrievedKeyPackage::Assigned(vec![0x4b, 2])
+    );
+    // Old-1's package expired at NOW + 500: dropped with the assignment (had the upgrade
+    // left it out of `expiry`, old-1 would get the expired package again).
+    assert_eq!(
+        retrieve(first, "old-1", NOW + 600).await.unwrap(),
+        RetrievedKeyPackage::Assigned(vec![0x4b, 3])
+    );
+    // Advanced, old-4's package frees old-4: nothing is left for it.
+    assert!(
+        store
+            .advance_key_queue(app, first, &package(4, 0).reference)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        retrieve(first, "old-4", NOW + 600).await,
+        Err(KeyQueueError::Exhausted)
+    ));
+    // Advance first: the second queue is upgraded by it, and x, freed, takes the free one.
+    assert!(
+        store
+            .advance_key_queue(app, second, &package(5, 0).reference)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        retrieve(second, "x", NOW).await.unwrap(),
+        RetrievedKeyPackage::Assigned(vec![0x4b, 6])
+    );
+    // An upload counts what is stored after the upgrade: 2 and 3 assigned, and the new one.
+    let update = KeyQueueUpdate {
+        packages: vec![package(7, NOW + 7_000)],
+        ..KeyQueueUpdate::default()
+    };
+    assert_eq!(
+        store
+            .update_key_queue(app, first, queue(first), &update, NOW + 600, 10)
+            .await
+            .unwrap(),
+        3
+    );
+    for client in [first, second] {
+        let base = format!("mimi:{{c:{client}}}:q:{}", queue(client));
+        for suffix in [":taken", ":to", ":by"] {
+            let exists = raw(
+                connection,
+                &[b"EXISTS", format!("{base}{suffix}").as_bytes()],
+            )
+            .await;
+            assert_eq!(exists, redis::Value::Int(0), "{base}{suffix} is left");
+        }
+        let purge_at = raw(connection, &[b"HEXISTS", base.as_bytes(), b"purge_at"]).await;
+        assert_eq!(purge_at, redis::Value::Int(0), "{base} keeps purge_at");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_the_earlier_layout_is_upgraded_on_redis_and_cluster() {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let single = RedisServer::start();
+    let store = RedisStore::connect_single(&single.url(), TIMEOUT)
+        .await
+        .unwrap();
+    let mut connection = redis::Client::open(single.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    upgrade_contract(&store, &mut connection).await;
+    let cluster = RedisCluster::start();
+    let store = RedisStore::connect_cluster(&cluster.urls(), TIMEOUT)
+        .await
+        .unwrap();
+    let mut connection = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    upgrade_contract(&store, &mut connection).await;
 }

@@ -12,15 +12,15 @@ if not queue then return {0} end
 local base = ARGV[4] .. queue
 local now = tonumber(ARGV[3])
 purge(base, ARGV[3])
-local assigned = redis.call('HGET', base .. ':to', ARGV[2])
-if assigned then return {4, redis.call('HGET', base .. ':pkg', assigned)} end
+local assigned = base .. ':assigned'
+local before = redis.call('HGET', assigned, 'r' .. ARGV[2])
+if before then return {4, redis.call('HGET', base .. ':pkg', before)} end
 local first = {}
 if ARGV[5] == '1' then first = redis.call('ZPOPMIN', base .. ':free') end
 if first[1] then
   local ref = first[1]
-  redis.call('ZADD', base .. ':taken', first[2], ref)
-  redis.call('HSET', base .. ':to', ARGV[2], ref)
-  redis.call('HSET', base .. ':by', ref, ARGV[2])
+  -- Still in `:expiry`, which holds every stored package: the purge finds it there.
+  redis.call('HSET', assigned, 'r' .. ARGV[2], ref, 'p' .. ref, ARGV[2])
   local reply = {1, redis.call('HGET', base .. ':pkg', ref)}
   for i = counters, #KEYS do
     local count = redis.call('INCR', KEYS[i])

@@ -17,15 +17,25 @@ if relabel then
   redis.call('HSET', KEYS[1], 'label', ARGV[6])
 end
 if ARGV[4] == '1' then
-  redis.call('DEL', base .. ':free', base .. ':taken', base .. ':pkg', base .. ':to', base .. ':by')
+  redis.call('DEL', select(2, queue_keys(base)))
 end
-local earliest = nil
+-- New packages go into `:free` and `:expiry` with one ZADD each per 500.
+local earliest, added = nil, {}
+local function add_all()
+  if #added == 0 then return end
+  redis.call('ZADD', base .. ':free', unpack(added))
+  redis.call('ZADD', base .. ':expiry', unpack(added))
+  added = {}
+end
 for i = 12, #ARGV, 3 do
   if redis.call('HSETNX', base .. ':pkg', ARGV[i], ARGV[i + 2]) == 1 then
-    redis.call('ZADD', base .. ':free', ARGV[i + 1], ARGV[i])
+    added[#added + 1] = ARGV[i + 1]
+    added[#added + 1] = ARGV[i]
+    if #added == 1000 then add_all() end
     if not earliest or tonumber(ARGV[i + 1]) < tonumber(earliest) then earliest = ARGV[i + 1] end
   end
 end
+add_all()
 if earliest then purge_at_least(base, earliest) end
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'final', ARGV[8], 'final_not_after', ARGV[9])
