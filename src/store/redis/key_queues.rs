@@ -6,16 +6,16 @@
 //! | --- | --- | --- |
 //! | `mimi:{c:<client>}:queues:<app>` | hash | `<version>:<suite>:<label>` -> queue id |
 //! | `mimi:{c:<client>}:retired` | string | the client is being deleted |
-//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after, next_purge (at or before every package's `not_after`; `-` when there are none) |
+//! | `mimi:{c:<client>}:q:<queue>` | hash | app, version, suite, label, final, final_not_after, next_purge (at or before every stored package's `not_after`, free or assigned; `-` when there are none) |
 //! | `mimi:{c:<client>}:q:<queue>:free` | zset | unassigned package refs by `not_after` |
-//! | `mimi:{c:<client>}:q:<queue>:expiry` | zset | every stored package ref, assigned or not, by `not_after` |
 //! | `mimi:{c:<client>}:q:<queue>:pkg` | hash | ref -> MLSMessage bytes (stored once) |
-//! | `mimi:{c:<client>}:q:<queue>:assigned` | hash | `r` + receiver -> assigned ref, `p` + ref -> receiver |
+//! | `mimi:{c:<client>}:q:<queue>:assigned` | hash | `r` + receiver -> assigned ref; `p` + ref -> `<not_after> <receiver>` |
 //!
 //! A retrieval assigns a package with one `ZPOPMIN` and one `HSET` (issue 17: it wrote a
-//! `taken` zset and two hashes before). Queues stored in that earlier layout (a `taken`
-//! zset, `to` and `by` hashes, `purge_at`; no `next_purge`) are moved to this one by the
-//! first script that touches them (`upgrade` in `lua/purge.lua`).
+//! `taken` zset and two hashes before); an assigned package's expiry is found by a scan of
+//! `assigned` when `next_purge` is due. Queues stored in the earlier layout (a `taken` zset,
+//! `to` and `by` hashes, `purge_at`; no `next_purge`) are moved to this one by the first
+//! script that touches them (`upgrade` in `lua/purge.lua`).
 
 use async_trait::async_trait;
 use redis::Value;
@@ -29,7 +29,7 @@ use crate::store::{
 
 /// The queue layout's helpers, shared by the scripts that read or change packages: moves a
 /// queue of the earlier layout to this one (`upgrade`), names every key of a queue
-/// (`queue_keys`), drops expired packages (`not_after <= now`) once `next_purge` is due
+/// (`queue_keys`), reads an assignment (`assignment`), drops expired packages (`not_after <= now`) once `next_purge` is due
 /// (nothing is read before) and lowers `next_purge` when packages are added.
 const PURGE: &str = include_str!("lua/purge.lua");
 

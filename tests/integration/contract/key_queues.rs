@@ -410,8 +410,8 @@ async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> re
 }
 
 /// A queue stored in the earlier layout (issue 17 moved a retrieval from a `taken` zset and
-/// two hashes to one `assigned` hash, with every stored ref in `expiry`) is moved to the new
-/// one by the first script that touches it, retrieval or advance, and keeps every
+/// two hashes to one `assigned` hash holding each assigned package's `not_after`) is moved
+/// to the new one by the first script that touches it, retrieval or advance, and keeps every
 /// assignment: a receiver gets its package again, an assigned package still expires with
 /// its assignment, an advanced one frees its receiver, and no key of the old layout is left.
 async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connection: &mut C) {

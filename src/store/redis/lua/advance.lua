@@ -2,8 +2,11 @@ for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
   local base = ARGV[1] .. queue
   if redis.call('HDEL', base .. ':pkg', ARGV[2]) == 1 then
     upgrade(base)
-    redis.call('ZREM', base .. ':expiry', ARGV[2])
-    forget(base, ARGV[2])
+    redis.call('ZREM', base .. ':free', ARGV[2])
+    local _, receiver = assignment(base, ARGV[2])
+    if receiver then
+      redis.call('HDEL', base .. ':assigned', 'p' .. ARGV[2], 'r' .. receiver)
+    end
     return 1
   end
 end

@@ -19,8 +19,8 @@ local first = {}
 if ARGV[5] == '1' then first = redis.call('ZPOPMIN', base .. ':free') end
 if first[1] then
   local ref = first[1]
-  -- Still in `:expiry`, which holds every stored package: the purge finds it there.
-  redis.call('HSET', assigned, 'r' .. ARGV[2], ref, 'p' .. ref, ARGV[2])
+  -- `next_purge` is at or before this package's `not_after` already: it was free.
+  redis.call('HSET', assigned, 'r' .. ARGV[2], ref, 'p' .. ref, first[2] .. ' ' .. ARGV[2])
   local reply = {1, redis.call('HGET', base .. ':pkg', ref)}
   for i = counters, #KEYS do
     local count = redis.call('INCR', KEYS[i])

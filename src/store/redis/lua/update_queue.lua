@@ -19,12 +19,11 @@ end
 if ARGV[4] == '1' then
   redis.call('DEL', select(2, queue_keys(base)))
 end
--- New packages go into `:free` and `:expiry` with one ZADD each per 500.
+-- New packages go into `:free` with one ZADD per 500.
 local earliest, added = nil, {}
 local function add_all()
   if #added == 0 then return end
   redis.call('ZADD', base .. ':free', unpack(added))
-  redis.call('ZADD', base .. ':expiry', unpack(added))
   added = {}
 end
 for i = 12, #ARGV, 3 do
