@@ -401,6 +401,42 @@ async fn store_in_layout_1<C: ConnectionLike + Send>(
     }
 }
 
+/// What the earlier release's scripts write to a queue of layout 2 (they know no
+/// `next_purge` or `assigned`): a retrieval of package 7 for "late" (its purge sets
+/// `purge_at`; it takes 7 from `free` into `taken`, `to` and `by`), and an advance of package
+/// 2 (deleted from `pkg`, `free` and `taken`; `by` has no receiver for it).
+async fn earlier_release_touches<C: ConnectionLike + Send>(
+    connection: &mut C,
+    (client, queue): (Uuid, Uuid),
+) {
+    let base = format!("mimi:{{c:{client}}}:q:{queue}");
+    let key = |suffix: &str| format!("{base}{suffix}");
+    let (seven, two) = (package(7, 0).reference, package(2, 0).reference);
+    let not_after = (NOW + 7_000).to_string();
+    for command in [
+        vec![
+            b"HSET".as_slice(),
+            base.as_bytes(),
+            b"purge_at",
+            not_after.as_bytes(),
+        ],
+        vec![b"ZREM", key(":free").as_bytes(), &seven],
+        vec![
+            b"ZADD",
+            key(":taken").as_bytes(),
+            not_after.as_bytes(),
+            &seven,
+        ],
+        vec![b"HSET", key(":to").as_bytes(), b"late", &seven],
+        vec![b"HSET", key(":by").as_bytes(), &seven, b"late"],
+        vec![b"HDEL", key(":pkg").as_bytes(), &two],
+        vec![b"ZREM", key(":free").as_bytes(), &two],
+        vec![b"ZREM", key(":taken").as_bytes(), &two],
+    ] {
+        raw(connection, &command).await;
+    }
+}
+
 async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> redis::Value {
     let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
     for arg in &args[1..] {
@@ -493,9 +529,9 @@ async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connecti
         retrieve(second, "x", NOW).await.unwrap(),
         RetrievedKeyPackage::Assigned(vec![0x4b, 6])
     );
-    // An upload counts what is stored after the upgrade: 2 and 3 assigned, and the new one.
+    // An upload counts what is stored after the upgrade: 2 and 3 assigned, and the new two.
     let update = KeyQueueUpdate {
-        packages: vec![package(7, NOW + 7_000)],
+        packages: vec![package(7, NOW + 7_000), package(8, NOW + 8_000)],
         ..KeyQueueUpdate::default()
     };
     assert_eq!(
@@ -503,7 +539,19 @@ async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connecti
             .update_key_queue(app, first, queue(first), &update, NOW + 600, 10)
             .await
             .unwrap(),
-        3
+        4
+    );
+    // A rolling upgrade: a process of the earlier release, which knows only layout 1, assigns
+    // package 7 to "late" and advances package 2 (assigned to "new" in layout 2).
+    earlier_release_touches(connection, (first, queue(first))).await;
+    assert_eq!(
+        retrieve(first, "late", NOW + 600).await.unwrap(),
+        RetrievedKeyPackage::AssignedBefore(vec![0x4b, 7])
+    );
+    // "new"'s package is gone: it is treated as a new receiver, not refused.
+    assert_eq!(
+        retrieve(first, "new", NOW + 600).await.unwrap(),
+        RetrievedKeyPackage::Assigned(vec![0x4b, 8])
     );
     for client in [first, second] {
         let base = format!("mimi:{{c:{client}}}:q:{}", queue(client));

@@ -3,10 +3,8 @@ for _, queue in ipairs(redis.call('HVALS', KEYS[1])) do
   if redis.call('HDEL', base .. ':pkg', ARGV[2]) == 1 then
     upgrade(base)
     redis.call('ZREM', base .. ':free', ARGV[2])
-    local _, receiver = assignment(base, ARGV[2])
-    if receiver then
-      redis.call('HDEL', base .. ':assigned', 'p' .. ARGV[2], 'r' .. receiver)
-    end
+    local receiver = receiver_of(base, ARGV[2])
+    if receiver then unassign(base, ARGV[2], receiver) end
     return 1
   end
 end

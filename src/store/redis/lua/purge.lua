@@ -1,28 +1,36 @@
+-- The earlier of two `not_after`s, either of which may be missing.
+local function earlier(a, b)
+  if not a or (b and tonumber(b) < tonumber(a)) then return b end
+  return a
+end
 -- Layout 2 of a queue at `base` (the queue hash's `next_purge` marks it): `:free` holds the
 -- unassigned refs by `not_after`, `:pkg` every stored package by ref, and `:assigned`
 -- 'r' .. receiver -> ref and 'p' .. ref -> not_after .. ' ' .. receiver. A queue stored
 -- before (layout 1: a `:taken` zset of the assigned refs by `not_after`, `:to` and `:by`
--- hashes, `purge_at`) is moved to layout 2 the first time a script touches it. Answers
--- `next_purge`.
+-- hashes, `purge_at`) is moved to layout 2 the first time a script touches it, and again
+-- when a process of the earlier release has touched it since (it sets `purge_at`: a
+-- rolling upgrade), its assignments kept. Answers `next_purge`.
 local function upgrade(base)
-  local at = redis.call('HGET', base, 'next_purge')
-  if at then return at end
+  local marks = redis.call('HMGET', base, 'next_purge', 'purge_at')
+  if marks[1] and not marks[2] then return marks[1] end
   local free, assigned, by = base .. ':free', base .. ':assigned', base .. ':by'
   local taken = redis.call('ZRANGE', base .. ':taken', 0, -1, 'WITHSCORES')
   local earliest = redis.call('ZRANGE', free, 0, 0, 'WITHSCORES')[2]
+  if marks[1] and marks[1] ~= '-' then earliest = earlier(earliest, marks[1]) end
   for i = 1, #taken, 2 do
     local ref, not_after = taken[i], taken[i + 1]
     local receiver = redis.call('HGET', by, ref)
     if receiver then
-      redis.call('HSET', assigned, 'r' .. receiver, ref, 'p' .. ref, not_after .. ' ' .. receiver)
+      redis.call('HSET', assigned, 'p' .. ref, not_after .. ' ' .. receiver)
+      redis.call('HSETNX', assigned, 'r' .. receiver, ref)
     else
       redis.call('ZADD', free, not_after, ref)
     end
-    if not earliest or tonumber(not_after) < tonumber(earliest) then earliest = not_after end
+    earliest = earlier(earliest, not_after)
   end
   redis.call('DEL', base .. ':taken', base .. ':to', by)
   redis.call('HDEL', base, 'purge_at')
-  at = earliest or '-'
+  local at = earliest or '-'
   redis.call('HSET', base, 'next_purge', at)
   return at
 end
@@ -31,12 +39,20 @@ local function queue_keys(base)
   return base, base .. ':free', base .. ':pkg', base .. ':assigned',
     base .. ':taken', base .. ':to', base .. ':by'
 end
--- The assignment of a stored package `ref`: its `not_after` and receiver, or nil.
-local function assignment(base, ref)
+-- Forgets the assignment of the package `ref` to `receiver` (whose own entry is left when
+-- it names another package).
+local function unassign(base, ref, receiver)
+  local assigned = base .. ':assigned'
+  redis.call('HDEL', assigned, 'p' .. ref)
+  if redis.call('HGET', assigned, 'r' .. receiver) == ref then
+    redis.call('HDEL', assigned, 'r' .. receiver)
+  end
+end
+-- The receiver a stored package `ref` is assigned to, or nil.
+local function receiver_of(base, ref)
   local entry = redis.call('HGET', base .. ':assigned', 'p' .. ref)
   if not entry then return nil end
-  local space = string.find(entry, ' ', 1, true)
-  return string.sub(entry, 1, space - 1), string.sub(entry, space + 1)
+  return string.sub(entry, string.find(entry, ' ', 1, true) + 1)
 end
 -- `next_purge` is at or before every stored package's `not_after`, free or assigned ('-'
 -- when the queue holds none): until it is due, nothing has expired and nothing is read.
@@ -59,9 +75,9 @@ local function purge(base, now)
       local not_after = string.sub(entry, 1, space - 1)
       if tonumber(not_after) <= tonumber(now) then
         redis.call('HDEL', pkg, ref)
-        redis.call('HDEL', assigned, entries[i], 'r' .. string.sub(entry, space + 1))
-      elseif not earliest or tonumber(not_after) < tonumber(earliest) then
-        earliest = not_after
+        unassign(base, ref, string.sub(entry, space + 1))
+      else
+        earliest = earlier(earliest, not_after)
       end
     end
   end

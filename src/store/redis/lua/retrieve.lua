@@ -14,7 +14,13 @@ local now = tonumber(ARGV[3])
 purge(base, ARGV[3])
 local assigned = base .. ':assigned'
 local before = redis.call('HGET', assigned, 'r' .. ARGV[2])
-if before then return {4, redis.call('HGET', base .. ':pkg', before)} end
+if before then
+  local bytes = redis.call('HGET', base .. ':pkg', before)
+  if bytes then return {4, bytes} end
+  -- Its package is gone (advanced by a process of the earlier release, which knows no
+  -- `:assigned`): the receiver is treated as new.
+  unassign(base, before, ARGV[2])
+end
 local first = {}
 if ARGV[5] == '1' then first = redis.call('ZPOPMIN', base .. ':free') end
 if first[1] then
