@@ -10,11 +10,6 @@ use mimi_gateway::config::Config;
 use mimi_gateway::dev_app::DevApplication;
 use mimi_gateway::keys::{self, KeyRing};
 
-/// mimalloc instead of the system allocator (issue 17: glibc's malloc and free were about a
-/// tenth of the gateway's CPU per key-package retrieval).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "mimi-gateway",
