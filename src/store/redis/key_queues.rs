@@ -15,7 +15,8 @@
 //! `taken` zset and two hashes before); an assigned package's expiry is found by a scan of
 //! `assigned` when `next_purge` is due. Queues stored in the earlier layout (a `taken` zset,
 //! `to` and `by` hashes, `purge_at`; no `next_purge`) are moved to this one by the first
-//! script that touches them (`upgrade` in `lua/purge.lua`).
+//! script that touches them, and again when a process of the earlier release has touched
+//! them since (a rolling upgrade: it writes `purge_at`), by `upgrade` in `lua/purge.lua`.
 
 use async_trait::async_trait;
 use redis::Value;
@@ -29,8 +30,9 @@ use crate::store::{
 
 /// The queue layout's helpers, shared by the scripts that read or change packages: moves a
 /// queue of the earlier layout to this one (`upgrade`), names every key of a queue
-/// (`queue_keys`), reads an assignment (`assignment`), drops expired packages (`not_after <= now`) once `next_purge` is due
-/// (nothing is read before) and lowers `next_purge` when packages are added.
+/// (`queue_keys`), reads and forgets assignments (`receiver_of`, `unassign`), drops expired
+/// packages (`not_after <= now`) once `next_purge` is due (nothing is read before) and
+/// lowers `next_purge` when packages are added.
 const PURGE: &str = include_str!("lua/purge.lua");
 
 /// KEYS: index, queue hash, retired. ARGV: field, queue id, app, version, suite, label.
