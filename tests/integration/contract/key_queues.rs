@@ -566,6 +566,22 @@ async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connecti
         let purge_at = raw(connection, &[b"HEXISTS", base.as_bytes(), b"purge_at"]).await;
         assert_eq!(purge_at, redis::Value::Int(0), "{base} keeps purge_at");
     }
+    // Deleting a queue deletes every key of it.
+    assert!(
+        store
+            .delete_key_queue(app, first, queue(first))
+            .await
+            .unwrap()
+    );
+    let base = format!("mimi:{{c:{first}}}:q:{}", queue(first));
+    for suffix in ["", ":free", ":pkg", ":assigned"] {
+        let exists = raw(
+            connection,
+            &[b"EXISTS", format!("{base}{suffix}").as_bytes()],
+        )
+        .await;
+        assert_eq!(exists, redis::Value::Int(0), "{base}{suffix} is left");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
