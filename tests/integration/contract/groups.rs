@@ -675,21 +675,13 @@ fn nothing_left_over(nodes: &[&RedisServer]) {
 async fn strand<C: ConnectionLike + Send>(connection: &mut C, prefix: &str, entries: &[&str]) {
     let outbox = format!("{prefix}outbox");
     for entry in entries {
-        raw(connection, &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()]).await;
+        redis_command(connection, &[b"RPUSH", outbox.as_bytes(), entry.as_bytes()]).await;
     }
-    raw(
+    redis_command(
         connection,
         &[b"SADD", b"mimi:outbox-groups", prefix.as_bytes()],
     )
     .await;
-}
-
-async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> redis::Value {
-    let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command.query_async(connection).await.unwrap()
 }
 
 /// What a commit script leaves for one recipient, had the gateway died right after it: the
@@ -700,7 +692,7 @@ async fn crash<C: ConnectionLike + Send>(
     prefix: &str,
     entries: &[String],
 ) {
-    raw(connection, &[b"DEL", index.as_bytes()]).await;
+    redis_command(connection, &[b"DEL", index.as_bytes()]).await;
     let mut stranded: Vec<&str> = entries.iter().map(String::as_str).collect();
     // Carried out twice must be harmless.
     stranded.push(&entries[0]);
@@ -747,11 +739,11 @@ async fn outbox_is_replayed<C: ConnectionLike + Send>(store: &RedisStore, connec
     assert_eq!(store.replay_outboxes().await.unwrap(), 1);
     assert_eq!(welcomes().await, [1, 2], "indexed once each, in order");
     assert_eq!(
-        raw(connection, &[b"LLEN", outbox.as_bytes()]).await,
+        redis_command(connection, &[b"LLEN", outbox.as_bytes()]).await,
         redis::Value::Int(0)
     );
     assert_eq!(
-        raw(connection, &[b"SCARD", b"mimi:outbox-groups"]).await,
+        redis_command(connection, &[b"SCARD", b"mimi:outbox-groups"]).await,
         redis::Value::Int(0)
     );
     assert_eq!(store.replay_outboxes().await.unwrap(), 0, "nothing left");
@@ -761,7 +753,7 @@ async fn outbox_is_replayed<C: ConnectionLike + Send>(store: &RedisStore, connec
     assert!(store.load_group(app, group).await.unwrap().is_some());
     assert_eq!(welcomes().await, [1, 2]);
     assert_eq!(
-        raw(connection, &[b"SCARD", b"mimi:outbox-groups"]).await,
+        redis_command(connection, &[b"SCARD", b"mimi:outbox-groups"]).await,
         redis::Value::Int(0)
     );
     crash(connection, &index, &prefix, &entries).await;
@@ -778,7 +770,7 @@ async fn outbox_is_replayed<C: ConnectionLike + Send>(store: &RedisStore, connec
         "even a lost commit settles the outbox"
     );
     assert_eq!(
-        raw(connection, &[b"LLEN", outbox.as_bytes()]).await,
+        redis_command(connection, &[b"LLEN", outbox.as_bytes()]).await,
         redis::Value::Int(0)
     );
     for id in [1, 2] {
@@ -1134,12 +1126,12 @@ async fn proposals_and_messages_fan_out_in_their_step_on_every_store() {
     );
     let lease = format!("{prefix}outbox-lease");
     strand(&mut connection, &prefix, &[&late]).await;
-    raw(&mut connection, &[b"SET", lease.as_bytes(), b"another"]).await;
+    redis_command(&mut connection, &[b"SET", lease.as_bytes(), b"another"]).await;
     assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
     let lu = || async { redis_store.queued_messages(app, "lu", 0, 10).await.unwrap() };
     assert!(lu().await.is_empty(), "left to the lease's holder");
     assert_eq!(scan(&[&single], "mimi:outbox-groups").len(), 1);
-    raw(&mut connection, &[b"PEXPIRE", lease.as_bytes(), b"1"]).await;
+    redis_command(&mut connection, &[b"PEXPIRE", lease.as_bytes(), b"1"]).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(redis_store.replay_outboxes().await.unwrap(), 1);
     assert_eq!(lu().await.len(), 1, "carried out once the lease lapsed");
@@ -1181,7 +1173,7 @@ async fn a_running_gateway_sweeps_what_a_dead_lease_holder_left() {
         .await
         .unwrap();
     let lease = format!("{prefix}outbox-lease");
-    raw(
+    redis_command(
         &mut connection,
         &[b"SET", lease.as_bytes(), b"a-dead-gateway", b"PX", b"1500"],
     )

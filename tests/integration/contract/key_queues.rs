@@ -333,71 +333,56 @@ async fn store_in_layout_1<C: ConnectionLike + Send>(
 ) {
     let base = format!("mimi:{{c:{client}}}:q:{queue}");
     let key = |suffix: &str| format!("{base}{suffix}");
-    raw(connection, &[b"HDEL", base.as_bytes(), b"next_purge"]).await;
-    raw(
-        connection,
-        &[
-            b"HSET",
-            base.as_bytes(),
-            b"purge_at",
-            purge_at.to_string().as_bytes(),
+    let purge_at = purge_at.to_string();
+    let mut commands: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"HDEL".into(), base.clone().into(), b"next_purge".into()],
+        vec![
+            b"HSET".into(),
+            base.clone().into(),
+            b"purge_at".into(),
+            purge_at.into(),
         ],
-    )
-    .await;
+    ];
     let stored = free
         .iter()
         .map(|&(seed, not_after)| (seed, not_after, ""))
         .chain(assigned.iter().copied());
     for (seed, not_after, receiver) in stored {
-        let package = package(seed, not_after);
+        let StoredKeyPackage {
+            reference, bytes, ..
+        } = package(seed, not_after);
         let set = if receiver.is_empty() {
             ":free"
         } else {
             ":taken"
         };
-        let score = not_after.to_string();
-        raw(
-            connection,
-            &[
-                b"ZADD",
-                key(set).as_bytes(),
-                score.as_bytes(),
-                &package.reference,
-            ],
-        )
-        .await;
-        raw(
-            connection,
-            &[
-                b"HSET",
-                key(":pkg").as_bytes(),
-                &package.reference,
-                &package.bytes,
-            ],
-        )
-        .await;
+        let score = not_after.to_string().into_bytes();
+        commands.push(vec![
+            b"ZADD".into(),
+            key(set).into(),
+            score,
+            reference.clone(),
+        ]);
+        commands.push(vec![
+            b"HSET".into(),
+            key(":pkg").into(),
+            reference.clone(),
+            bytes,
+        ]);
         if !receiver.is_empty() {
-            raw(
-                connection,
-                &[
-                    b"HSET",
-                    key(":to").as_bytes(),
-                    receiver.as_bytes(),
-                    &package.reference,
-                ],
-            )
-            .await;
-            raw(
-                connection,
-                &[
-                    b"HSET",
-                    key(":by").as_bytes(),
-                    &package.reference,
-                    receiver.as_bytes(),
-                ],
-            )
-            .await;
+            let receiver = receiver.as_bytes().to_vec();
+            commands.push(vec![
+                b"HSET".into(),
+                key(":to").into(),
+                receiver.clone(),
+                reference.clone(),
+            ]);
+            commands.push(vec![b"HSET".into(), key(":by").into(), reference, receiver]);
         }
+    }
+    for command in &commands {
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        redis_command(connection, &args).await;
     }
 }
 
@@ -433,16 +418,8 @@ async fn earlier_release_touches<C: ConnectionLike + Send>(
         vec![b"ZREM", key(":free").as_bytes(), &two],
         vec![b"ZREM", key(":taken").as_bytes(), &two],
     ] {
-        raw(connection, &command).await;
+        redis_command(connection, &command).await;
     }
-}
-
-async fn raw<C: ConnectionLike + Send>(connection: &mut C, args: &[&[u8]]) -> redis::Value {
-    let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command.query_async(connection).await.unwrap()
 }
 
 /// A queue stored in the earlier layout (issue 17 moved a retrieval from a `taken` zset and
@@ -556,14 +533,14 @@ async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connecti
     for client in [first, second] {
         let base = format!("mimi:{{c:{client}}}:q:{}", queue(client));
         for suffix in [":taken", ":to", ":by"] {
-            let exists = raw(
+            let exists = redis_command(
                 connection,
                 &[b"EXISTS", format!("{base}{suffix}").as_bytes()],
             )
             .await;
             assert_eq!(exists, redis::Value::Int(0), "{base}{suffix} is left");
         }
-        let purge_at = raw(connection, &[b"HEXISTS", base.as_bytes(), b"purge_at"]).await;
+        let purge_at = redis_command(connection, &[b"HEXISTS", base.as_bytes(), b"purge_at"]).await;
         assert_eq!(purge_at, redis::Value::Int(0), "{base} keeps purge_at");
     }
     // Deleting a queue deletes every key of it.
@@ -575,7 +552,7 @@ async fn upgrade_contract<C: ConnectionLike + Send>(store: &RedisStore, connecti
     );
     let base = format!("mimi:{{c:{first}}}:q:{}", queue(first));
     for suffix in ["", ":free", ":pkg", ":assigned"] {
-        let exists = raw(
+        let exists = redis_command(
             connection,
             &[b"EXISTS", format!("{base}{suffix}").as_bytes()],
         )

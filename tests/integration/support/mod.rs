@@ -934,6 +934,19 @@ pub fn run_cli(args: &[&str]) -> std::process::Output {
         .expect("run mimi-gateway")
 }
 
+/// One Redis command, `args[0]` its name, sent as is (a test writing what the store's
+/// scripts would not, or reading what they left).
+pub async fn redis_command<C: redis::aio::ConnectionLike + Send>(
+    connection: &mut C,
+    args: &[&[u8]],
+) -> redis::Value {
+    let mut command = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query_async(connection).await.unwrap()
+}
+
 /// Runs a store contract on the memory store, a real `redis-server` and a real three-master
 /// Redis Cluster (each started here, stopped at the end) and asserts each answers the same
 /// transcript.
