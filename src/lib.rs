@@ -22,6 +22,7 @@ pub(crate) mod net;
 pub(crate) mod rate_limits;
 pub mod serve;
 pub(crate) mod service;
+pub(crate) mod signatures;
 pub(crate) mod state;
 pub mod store;
 

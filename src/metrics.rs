@@ -113,7 +113,7 @@ impl Metrics {
         }
     }
 
-    /// One round of signature verification (`net::signatures`): `batched` signatures in a
+    /// One round of signature verification (`crate::signatures`): `batched` signatures in a
     /// batch that passed, `alone` verified one by one; `batch` whether a batch of two or more
     /// was tried, and whether it passed.
     pub fn count_signatures(&self, batched: usize, alone: usize, batch: Option<bool>) {

@@ -15,6 +15,7 @@ use crate::rate_limits::{CallerLimits, PerAddressPerMinute};
 use crate::service::applications::Applications;
 use crate::service::group_cache::GroupCache;
 use crate::service::{Parts, Services};
+use crate::signatures::SignatureVerifier;
 use crate::store::SharedStore;
 
 pub struct State {
@@ -50,7 +51,12 @@ impl State {
     ) -> State {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
-        let authenticator = Authenticator::new(&config, store.clone(), peer_keys, metrics.clone());
+        let signatures = Arc::new(SignatureVerifier::new(
+            config.auth.batch_verification,
+            metrics.clone(),
+        ));
+        let authenticator =
+            Authenticator::new(&config, store.clone(), peer_keys, signatures.clone());
         let body_budget = Arc::new(tokio::sync::Semaphore::new(
             config.limits.body_memory_budget_bytes,
         ));
@@ -78,6 +84,7 @@ impl State {
             delivery: delivery.clone(),
             caller_limits: caller_limits.clone(),
             metrics: metrics.clone(),
+            signatures,
         });
         State {
             failed_authentications: PerAddressPerMinute::new(

@@ -390,7 +390,7 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores{memory}, Linux {kernel}")
 }
 
-/// What the gateway's `/metrics` count of its request signatures (net/signatures.rs).
+/// What the gateway's `/metrics` count of its request signatures (src/signatures.rs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Signatures {
     /// Verified in a batch that passed.

@@ -28,6 +28,7 @@ use super::key_package::{
     member_identity,
 };
 use super::operations::{CommitShape, ProposalShape};
+use super::provider::Crypto;
 use super::records::{GroupHead, HeldProposal, NewGroup, StoredGroup};
 use crate::identity::IdentityError;
 
@@ -516,6 +517,19 @@ impl ActiveGroup {
         upload: &CommitUpload<'_>,
         rules: &MemberRules<'_>,
     ) -> Result<StagedCommitOutcome, GroupError> {
+        self.stage_commit_with(group_id, upload, rules, &Crypto::checking())
+    }
+
+    /// [`Self::stage_commit`] with the signatures checked by `crypto`: with
+    /// [`Crypto::deferring`], the outcome holds only if every signature it wrote down does,
+    /// and the caller drops the copy (merged into the new epoch) if one does not.
+    pub fn stage_commit_with(
+        &mut self,
+        group_id: &[u8],
+        upload: &CommitUpload<'_>,
+        rules: &MemberRules<'_>,
+        crypto: &Crypto,
+    ) -> Result<StagedCommitOutcome, GroupError> {
         let CommitUpload {
             commit: commit_packet,
             group_info,
@@ -524,10 +538,9 @@ impl ActiveGroup {
             describe,
         } = *upload;
         let message = self.check_framing(group_id, commit_packet, ContentType::Commit)?;
-        let provider = super::crypto();
         let processed = self
             .public
-            .process_message(provider.crypto(), message)
+            .process_message(crypto, message)
             .map_err(|error| processing_error(error, commit_packet, GroupError::InvalidCommit))?;
         let sender = processed.sender().clone();
         let staged = match processed.into_content() {
@@ -548,7 +561,7 @@ impl ActiveGroup {
         let from_epoch = self.epoch;
         self.epoch += 1;
         self.proposals.clear();
-        let group_info = self.new_group_info(group_info, signer, provider.crypto())?;
+        let group_info = self.new_group_info(group_info, signer, crypto)?;
         let welcome = welcome.map(|packet| {
             let handles = added.iter().map(|(handle, _)| handle.clone()).collect();
             (packet, self.storage.ratchet_tree(), handles)

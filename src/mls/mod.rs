@@ -1,5 +1,5 @@
 //! MLS as the gateway sees it (openmls 0.9, as a server: `../shared/OPENMLS.md`): the crypto
-//! provider, credentials turned into the identity providers' view, and key package
+//! provider (and its deferring form, `provider`), credentials turned into the identity providers' view, and key package
 //! validation (architecture draft, "Key Package Validation").
 
 pub mod grease;
@@ -8,6 +8,7 @@ pub mod group_info;
 pub mod group_state;
 pub mod key_package;
 pub mod operations;
+pub mod provider;
 pub mod records;
 
 use mimi_wire::codec::read_vl_entry;

@@ -20,8 +20,8 @@ use mimi_well_known::{PeerKeyError, PeerKeys};
 pub use crate::api::reply::Authenticated;
 use crate::config::Config;
 pub use crate::error::AuthError;
-use crate::net::signatures::SignatureVerifier;
 use crate::rate_limits::{WindowSpec, peer_scope};
+use crate::signatures::SignatureVerifier;
 use crate::store::{RequestRecord, RequestWindow, SharedStore};
 
 /// The client address a request came from (set by the listener).
@@ -93,7 +93,7 @@ pub struct Authenticator {
     applications: BTreeMap<Uuid, Vec<TrustedKey>>,
     allowed_peers: Vec<String>,
     peer_keys: std::sync::Arc<PeerKeys>,
-    signatures: SignatureVerifier,
+    signatures: std::sync::Arc<SignatureVerifier>,
     store: SharedStore,
 }
 
@@ -102,7 +102,7 @@ impl Authenticator {
         config: &Config,
         store: SharedStore,
         peer_keys: PeerKeys,
-        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        signatures: std::sync::Arc<SignatureVerifier>,
     ) -> Authenticator {
         let mut local_names = vec![config.domain.clone()];
         if config.ds_domain() != config.domain {
@@ -135,7 +135,7 @@ impl Authenticator {
             applications,
             allowed_peers: config.federation.allowed_peers.clone(),
             peer_keys: std::sync::Arc::new(peer_keys),
-            signatures: SignatureVerifier::new(config.auth.batch_verification, metrics),
+            signatures,
             store,
         }
     }
@@ -193,7 +193,7 @@ impl Authenticator {
     }
 
     /// The rest, once the body is read: the signature (batched with other requests' when
-    /// several wait, `net::signatures`), and only then the request id, recorded with one
+    /// several wait, `crate::signatures`), and only then the request id, recorded with one
     /// atomic set-if-absent (a forged request writes nothing; of two copies of a genuine one
     /// exactly one passes). In the same step the request is counted in the caller's `window`
     /// (`rate_limits`), whose count comes back with the caller.

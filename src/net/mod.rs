@@ -5,5 +5,4 @@
 pub(crate) mod auth;
 pub(crate) mod listener;
 pub(crate) mod pipeline;
-pub(crate) mod signatures;
 pub mod tls;

@@ -32,10 +32,12 @@ use crate::mls::group::{
 };
 use crate::mls::key_package::{MemberRules, foreign_handle, is_of_domain, split_foreign};
 use crate::mls::operations;
+use crate::mls::provider::Crypto;
 use crate::service::applications::{Application, Applications};
 use crate::service::forward::Forwarder;
 use crate::service::group_cache::GroupCache;
 use crate::service::messages::Messages;
+use crate::signatures::SignatureVerifier;
 use crate::store::{CommitRecord, GroupStoreError, SharedStore, WelcomeRecord};
 pub(crate) use crate::store::{CurrentGroupInfo, PendingWelcome};
 
@@ -67,6 +69,9 @@ pub struct Groups {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) forwarder: Forwarder,
     pub(crate) messages: Messages,
+    /// Verifies a commit's Ed25519 signatures in batches with other requests' (when
+    /// `auth.batch_verification` is on).
+    pub(crate) signatures: Arc<SignatureVerifier>,
 }
 
 impl Groups {
@@ -454,7 +459,12 @@ impl Groups {
     /// without a store round trip, and again against the store's head if the refusal depends
     /// on how current the copy is (another gateway may have committed or taken a proposal). A
     /// refused commit puts an intact copy back; a peer forwarding another domain's member's
-    /// commit is refused before the work.
+    /// commit is refused before the work. With batched verification the commit's Ed25519
+    /// signatures (its own, its leaves', its key packages', the GroupInfo's) are written down
+    /// while staging and verified after it in one batch (`mls::provider`); if one fails, the
+    /// copy merged on them is dropped and the commit staged again on a fresh one, each
+    /// signature checked as openmls makes it, for the refusal that gives (also when staging
+    /// refused it: the refusal may follow from the bad signature).
     async fn staged_commit(
         &self,
         app: Uuid,
@@ -463,10 +473,20 @@ impl Groups {
         rules: &MemberRules<'_>,
         forwarded: Option<&Forwarded<'_>>,
     ) -> Result<(ActiveGroup, StagedCommitOutcome), GatewayError> {
-        let stage = |group: &mut ActiveGroup| {
+        let stage_with = |group: &mut ActiveGroup, crypto: &Crypto| {
             // Validation and merge are CPU work that grows with the group (milliseconds at 1000
             // members): run them where they do not stall the reactor's other tasks.
-            tokio::task::block_in_place(|| group.stage_commit(group_id, upload, rules))
+            tokio::task::block_in_place(|| group.stage_commit_with(group_id, upload, rules, crypto))
+        };
+        let deferring = self.signatures.batched();
+        let stage = |group: &mut ActiveGroup| {
+            let crypto = if deferring {
+                Crypto::deferring()
+            } else {
+                Crypto::checking()
+            };
+            let outcome = stage_with(group, &crypto);
+            (outcome, crypto.take_deferred())
         };
         let cached = self.groups.take_unchecked(app, group_id);
         let checked = cached.is_none();
@@ -488,7 +508,7 @@ impl Groups {
                 return Err(GatewayError::SenderNotOfPeer(name));
             }
         }
-        let mut outcome = stage(&mut group);
+        let (mut outcome, mut deferred) = stage(&mut group);
         if !checked
             && let Err(error) = &outcome
             && depends_on_the_copys_epoch(error)
@@ -500,7 +520,20 @@ impl Groups {
                 .groups
                 .checkout(self.store.as_ref(), app, group_id)
                 .await?;
-            outcome = stage(&mut group);
+            (outcome, deferred) = stage(&mut group);
+        }
+        if !self.signatures.verify_all(deferred).await {
+            // Staged on a signature that does not hold: a copy merged on it is gone with it,
+            // and a refusal may be its consequence (the transcript hash covers the commit's
+            // signature), so the commit is staged again for the refusal it deserves.
+            if outcome.is_err() && !group.spoiled() {
+                self.groups.put(app, group_id, group);
+            }
+            group = self
+                .groups
+                .checkout(self.store.as_ref(), app, group_id)
+                .await?;
+            outcome = stage_with(&mut group, &Crypto::checking());
         }
         match outcome {
             Ok(outcome) => Ok((group, outcome)),

@@ -53,6 +53,8 @@ pub struct Parts {
     pub delivery: Arc<Delivery>,
     pub caller_limits: Arc<CallerLimits>,
     pub metrics: Arc<Metrics>,
+    /// The request signatures' verifier, which a commit's signatures share.
+    pub signatures: Arc<crate::signatures::SignatureVerifier>,
 }
 
 impl Services {
@@ -66,6 +68,7 @@ impl Services {
             delivery,
             caller_limits,
             metrics,
+            signatures,
         } = parts;
         let remote = remote::Remote {
             config: config.clone(),
@@ -113,6 +116,7 @@ impl Services {
                 delivery,
                 forwarder,
                 messages: messages.clone(),
+                signatures,
             },
             mirror: mirror::Mirror {
                 config,

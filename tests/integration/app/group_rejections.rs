@@ -405,6 +405,65 @@ async fn commit_with_a_group_info_of_another_epoch_or_forged_is_refused() {
     assert!(fixture.api().group_info().await.group_infos.is_empty());
 }
 
+/// Signatures the gateway's verifier has checked, in batches or alone.
+async fn signatures_verified(harness: &Harness) -> u64 {
+    harness
+        .metric("mimi_signatures_verified_total{how=\"batch\"}")
+        .await
+        + harness
+            .metric("mimi_signatures_verified_total{how=\"alone\"}")
+            .await
+}
+
+/// With batched verification a commit's signatures are checked after it is staged, with
+/// other requests' (`mls::provider`): a bad one must still refuse it as openmls would, and
+/// the copy merged on it must be gone, so the intact commit applies after. With batching off
+/// openmls checks them where it meets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_refused_for_a_bad_signature_alike_batched_or_not() {
+    for batched in [true, false] {
+        let mut fixture =
+            Fixture::start_with(|config| config.auth.batch_verification = batched).await;
+        let before = fixture.snapshot().await;
+        let (commit, group_info) = fixture.alice.update();
+        let answer = fixture
+            .api()
+            .commit(&tamper_signature(&commit, true), Some(&group_info), None)
+            .await;
+        assert_eq!(
+            answer.error_code(),
+            ErrorCode::PacketSignatureInvalid,
+            "batched {batched}"
+        );
+        let mut forged = group_info.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x01;
+        let answer = fixture.api().commit(&commit, Some(&forged), None).await;
+        assert_eq!(
+            answer.error_code(),
+            ErrorCode::GroupInfoMismatch,
+            "batched {batched}"
+        );
+        assert_eq!(fixture.snapshot().await, before, "batched {batched}");
+        let verified = signatures_verified(&fixture.harness).await;
+        assert_eq!(
+            fixture
+                .api()
+                .commit_ok(&commit, Some(&group_info), None)
+                .await,
+            2
+        );
+        // The request's signature, and batched also the commit's, its new leaf's and the
+        // GroupInfo's.
+        assert_eq!(
+            signatures_verified(&fixture.harness).await - verified,
+            if batched { 4 } else { 1 },
+            "batched {batched}"
+        );
+        assert_eq!(fixture.api().group_info().await.group_infos.len(), 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_adding_a_key_package_the_application_refuses_is_refused() {
     let mut fixture = Fixture::start_with(|config| {

@@ -43,7 +43,7 @@ async fn signed_request_is_accepted() {
         .signed(Method::GET, "/whoami?probe=1", b"", harness.app.claims())
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    // Both signatures were verified, in a batch or alone (`net::signatures`), and counted.
+    // Both signatures were verified, in a batch or alone (`crate::signatures`), and counted.
     let verified = harness
         .metric("mimi_signatures_verified_total{how=\"batch\"}")
         .await

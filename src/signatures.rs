@@ -1,8 +1,9 @@
 //! Ed25519 verification of signed-request envelopes (`mimi-wire::signing`; DESIGN.md, "Request
-//! authentication"), batched across the requests waiting at the same moment (issue 17,
-//! "Ed25519"): a batch of 16 costs about half of 16 single verifications.
+//! authentication") and of the MLS signatures a commit carries (`mls::crypto`), batched
+//! across the requests waiting at the same moment (issue 17, "Ed25519"): a batch of 16 costs
+//! about half of 16 single verifications.
 //!
-//! Requests hand their signature to a few verifier tasks (one per runtime worker). A verifier
+//! Requests hand their signatures to a few verifier tasks (one per runtime worker). A verifier
 //! takes whatever is queued when it is free, up to [`MAX_BATCH`], and never waits for more: an
 //! idle gateway verifies each signature alone, at once, as before; a busy one verifies in
 //! batches. A batch that fails is verified again one signature at a time, so one bad
@@ -30,11 +31,17 @@ pub const MAX_BATCH: usize = 16;
 /// holds its body already, under the body budget, so this bounds nothing new).
 const QUEUE: usize = 1024;
 
-/// One request's signature to verify, and where its answer goes.
+/// A signature to verify: `key`'s over `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub message: Vec<u8>,
+    pub signature: Signature,
+    pub key: VerifyingKey,
+}
+
+/// One request's signatures to verify, and where its answer goes: whether all of them hold.
 struct Job {
-    message: Vec<u8>,
-    signature: Signature,
-    key: VerifyingKey,
+    signed: Vec<Signed>,
     answer: oneshot::Sender<bool>,
 }
 
@@ -57,31 +64,51 @@ impl SignatureVerifier {
         }
     }
 
+    /// Whether signatures go to the verifier tasks, to be batched (`auth.batch_verification`).
+    pub fn batched(&self) -> bool {
+        self.batched
+    }
+
     /// Whether `signature` is `key`'s over `message`, as strict as described above.
     pub async fn verify(&self, message: Vec<u8>, signature: Signature, key: VerifyingKey) -> bool {
+        self.verify_all(vec![Signed {
+            message,
+            signature,
+            key,
+        }])
+        .await
+    }
+
+    /// Whether every one of `signed` holds, as strict as described above: handed in together,
+    /// so they share one batch (with whatever else waits) when batching is on.
+    pub async fn verify_all(&self, signed: Vec<Signed>) -> bool {
+        if signed.is_empty() {
+            return true;
+        }
         if !self.batched {
-            self.metrics.count_signatures(0, 1, None);
-            return verify_one(&message, &signature, &key);
+            return self.verify_here(&signed);
         }
         let jobs = self
             .jobs
             .get_or_init(|| start_verifiers(self.metrics.clone()));
         let (answer, answered) = oneshot::channel();
-        let job = Job {
-            message,
-            signature,
-            key,
-            answer,
-        };
-        match jobs.send(job).await {
+        match jobs.send(Job { signed, answer }).await {
             // No answer: the verifier went away with the job (its runtime is shutting down).
             Ok(()) => answered.await.unwrap_or(false),
             // No verifier is left (its runtime ended): verify here.
-            Err(mpsc::error::SendError(job)) => {
-                self.metrics.count_signatures(0, 1, None);
-                verify_one(&job.message, &job.signature, &job.key)
-            }
+            Err(mpsc::error::SendError(job)) => self.verify_here(&job.signed),
         }
+    }
+
+    /// Each of `signed` alone, where it is asked, until one fails.
+    fn verify_here(&self, signed: &[Signed]) -> bool {
+        let mut verified = 0;
+        let valid = signed.iter().all(|one| {
+            verified += 1;
+            verify_one(one)
+        });
+        self.metrics.count_signatures(0, verified, None);
+        valid
     }
 }
 
@@ -104,17 +131,21 @@ async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Arc<Metr
             let Some(first) = queued.recv().await else {
                 return;
             };
+            let mut signatures = first.signed.len();
             let mut batch = Vec::with_capacity(MAX_BATCH);
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while signatures < MAX_BATCH {
                 match queued.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(job) => {
+                        signatures += job.signed.len();
+                        batch.push(job);
+                    }
                     Err(_) => break,
                 }
             }
             batch
         };
-        let verdicts = verify_all(&batch, &metrics);
+        let verdicts = verdicts(&batch, &metrics);
         for (job, valid) in batch.into_iter().zip(verdicts) {
             // The request may have gone (its connection closed): nothing to answer.
             let _ = job.answer.send(valid);
@@ -124,23 +155,29 @@ async fn run_verifier(queued: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Arc<Metr
     }
 }
 
-/// The verdict of each job: one batch for all well-formed ones, and on its failure each alone.
-fn verify_all(batch: &[Job], metrics: &Metrics) -> Vec<bool> {
-    let mut verdicts: Vec<bool> = batch
+/// The verdict of each job (all of its signatures hold): one batch for every well-formed
+/// signature of the jobs, and on its failure each alone.
+fn verdicts(batch: &[Job], metrics: &Metrics) -> Vec<bool> {
+    let all: Vec<(usize, &Signed)> = batch
         .iter()
-        .map(|job| strictly_formed(&job.signature, &job.key))
+        .enumerate()
+        .flat_map(|(index, job)| job.signed.iter().map(move |one| (index, one)))
         .collect();
-    let formed: Vec<&Job> = batch
+    let mut valid: Vec<bool> = all
         .iter()
-        .zip(&verdicts)
-        .filter_map(|(job, formed)| formed.then_some(job))
+        .map(|(_, one)| strictly_formed(&one.signature, &one.key))
+        .collect();
+    let formed: Vec<&Signed> = all
+        .iter()
+        .zip(&valid)
+        .filter_map(|((_, one), formed)| formed.then_some(*one))
         .collect();
     let batch_passed = match formed.len() {
         0 | 1 => false,
         _ => {
-            let messages: Vec<&[u8]> = formed.iter().map(|job| job.message.as_slice()).collect();
-            let signatures: Vec<Signature> = formed.iter().map(|job| job.signature).collect();
-            let keys: Vec<VerifyingKey> = formed.iter().map(|job| job.key).collect();
+            let messages: Vec<&[u8]> = formed.iter().map(|one| one.message.as_slice()).collect();
+            let signatures: Vec<Signature> = formed.iter().map(|one| one.signature).collect();
+            let keys: Vec<VerifyingKey> = formed.iter().map(|one| one.key).collect();
             ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
         }
     };
@@ -148,18 +185,25 @@ fn verify_all(batch: &[Job], metrics: &Metrics) -> Vec<bool> {
     if batch_passed {
         metrics.count_signatures(formed.len(), 0, tried);
     } else {
-        for (job, verdict) in batch.iter().zip(verdicts.iter_mut()) {
-            if *verdict {
-                *verdict = verify_one(&job.message, &job.signature, &job.key);
+        for ((_, one), valid) in all.iter().zip(valid.iter_mut()) {
+            if *valid {
+                *valid = verify_one(one);
             }
         }
         metrics.count_signatures(0, formed.len(), tried);
     }
+    let mut verdicts = vec![true; batch.len()];
+    for ((index, _), valid) in all.iter().zip(valid) {
+        verdicts[*index] &= valid;
+    }
     verdicts
 }
 
-fn verify_one(message: &[u8], signature: &Signature, key: &VerifyingKey) -> bool {
-    key.verify_strict(message, signature).is_ok()
+fn verify_one(signed: &Signed) -> bool {
+    signed
+        .key
+        .verify_strict(&signed.message, &signed.signature)
+        .is_ok()
 }
 
 /// `2^255 - 19`, little-endian: the field's modulus; a canonical `y` is below it.
@@ -259,9 +303,11 @@ mod tests {
 
     fn job(message: Vec<u8>, signature: Signature, key: VerifyingKey) -> Job {
         Job {
-            message,
-            signature,
-            key,
+            signed: vec![Signed {
+                message,
+                signature,
+                key,
+            }],
             answer: oneshot::channel().0,
         }
     }
@@ -275,17 +321,79 @@ mod tests {
             })
             .collect();
         let metrics = Metrics::default();
-        assert_eq!(verify_all(&batch, &metrics), vec![true; 8]);
-        batch[3].message[0] ^= 1;
+        assert_eq!(verdicts(&batch, &metrics), vec![true; 8]);
+        batch[3].signed[0].message[0] ^= 1;
         let mut expected = vec![true; 8];
         expected[3] = false;
-        assert_eq!(verify_all(&batch, &metrics), expected);
+        assert_eq!(verdicts(&batch, &metrics), expected);
         // The first batch passed; the second failed and its eight were verified alone.
         let text = metrics.render();
         assert!(text.contains("mimi_signatures_verified_total{how=\"batch\"} 8"));
         assert!(text.contains("mimi_signatures_verified_total{how=\"alone\"} 8"));
         assert!(text.contains("mimi_signature_batches_total{outcome=\"passed\"} 1"));
         assert!(text.contains("mimi_signature_batches_total{outcome=\"failed\"} 1"));
+    }
+
+    #[test]
+    fn a_job_of_several_signatures_holds_only_when_all_of_them_do() {
+        let several = |first: u8, bad: Option<usize>| {
+            let mut job = Job {
+                signed: (first..first + 3)
+                    .map(|index| {
+                        let (message, signature, key) = signed(index);
+                        Signed {
+                            message,
+                            signature,
+                            key,
+                        }
+                    })
+                    .collect(),
+                answer: oneshot::channel().0,
+            };
+            if let Some(bad) = bad {
+                job.signed[bad].message.push(0);
+            }
+            job
+        };
+        let metrics = Metrics::default();
+        let batch = vec![several(1, None), several(4, Some(2)), several(7, None)];
+        assert_eq!(verdicts(&batch, &metrics), vec![true, false, true]);
+        // One batch of nine, failed, then each of the nine alone.
+        let text = metrics.render();
+        assert!(text.contains("mimi_signatures_verified_total{how=\"alone\"} 9"));
+        assert!(text.contains("mimi_signature_batches_total{outcome=\"failed\"} 1"));
+        let batch = vec![several(1, None), several(4, None)];
+        assert_eq!(verdicts(&batch, &metrics), vec![true, true]);
+        assert!(
+            metrics
+                .render()
+                .contains("mimi_signatures_verified_total{how=\"batch\"} 6")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_all_answers_for_the_whole_set_batched_or_not() {
+        for batched in [true, false] {
+            let verifier = SignatureVerifier::new(batched, Arc::new(Metrics::default()));
+            let set = |bad: bool| -> Vec<Signed> {
+                (20..24u8)
+                    .map(|index| {
+                        let (mut message, signature, key) = signed(index);
+                        if bad && index == 22 {
+                            message[0] ^= 1;
+                        }
+                        Signed {
+                            message,
+                            signature,
+                            key,
+                        }
+                    })
+                    .collect()
+            };
+            assert!(verifier.verify_all(set(false)).await, "batched {batched}");
+            assert!(!verifier.verify_all(set(true)).await, "batched {batched}");
+            assert!(verifier.verify_all(Vec::new()).await, "batched {batched}");
+        }
     }
 
     #[test]
