@@ -39,7 +39,8 @@ pub struct Signed {
     pub key: VerifyingKey,
 }
 
-/// One request's signatures to verify, and where its answer goes: whether all of them hold.
+/// A request's signatures to verify (at most [`MAX_BATCH`]), and where its answer goes:
+/// whether all of them hold.
 struct Job {
     signed: Vec<Signed>,
     answer: oneshot::Sender<bool>,
@@ -80,7 +81,9 @@ impl SignatureVerifier {
     }
 
     /// Whether every one of `signed` holds, as strict as described above: handed in together,
-    /// so they share one batch (with whatever else waits) when batching is on.
+    /// so they share batches (with whatever else waits) when batching is on. A large set (a
+    /// commit adding many members) goes in jobs of at most [`MAX_BATCH`], so no batch holds a
+    /// runtime worker longer than one of requests' does.
     pub async fn verify_all(&self, signed: Vec<Signed>) -> bool {
         if signed.is_empty() {
             return true;
@@ -91,13 +94,34 @@ impl SignatureVerifier {
         let jobs = self
             .jobs
             .get_or_init(|| start_verifiers(self.metrics.clone()));
-        let (answer, answered) = oneshot::channel();
-        match jobs.send(Job { signed, answer }).await {
-            // No answer: the verifier went away with the job (its runtime is shutting down).
-            Ok(()) => answered.await.unwrap_or(false),
-            // No verifier is left (its runtime ended): verify here.
-            Err(mpsc::error::SendError(job)) => self.verify_here(&job.signed),
+        let mut answers = Vec::with_capacity(signed.len().div_ceil(MAX_BATCH));
+        let mut signed = signed.into_iter().peekable();
+        while signed.peek().is_some() {
+            let chunk: Vec<Signed> = signed.by_ref().take(MAX_BATCH).collect();
+            let (answer, answered) = oneshot::channel();
+            match jobs
+                .send(Job {
+                    signed: chunk,
+                    answer,
+                })
+                .await
+            {
+                Ok(()) => answers.push(answered),
+                // No verifier is left (its runtime ended): verify here.
+                Err(mpsc::error::SendError(job)) => {
+                    if !self.verify_here(&job.signed) {
+                        return false;
+                    }
+                }
+            }
         }
+        for answered in answers {
+            // No answer: the verifier went away with the job (its runtime is shutting down).
+            if !answered.await.unwrap_or(false) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Each of `signed` alone, where it is asked, until one fails.
@@ -374,12 +398,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn verify_all_answers_for_the_whole_set_batched_or_not() {
         for batched in [true, false] {
-            let verifier = SignatureVerifier::new(batched, Arc::new(Metrics::default()));
+            let metrics = Arc::new(Metrics::default());
+            let verifier = SignatureVerifier::new(batched, metrics.clone());
+            // 40 signatures: more than one batch's worth, the bad one in the last.
             let set = |bad: bool| -> Vec<Signed> {
-                (20..24u8)
+                (20..60u8)
                     .map(|index| {
                         let (mut message, signature, key) = signed(index);
-                        if bad && index == 22 {
+                        if bad && index == 57 {
                             message[0] ^= 1;
                         }
                         Signed {
@@ -391,6 +417,14 @@ mod tests {
                     .collect()
             };
             assert!(verifier.verify_all(set(false)).await, "batched {batched}");
+            if batched {
+                // In jobs of at most 16, each a batch of its own: 16, 16 and 8.
+                assert!(
+                    metrics
+                        .render()
+                        .contains("mimi_signature_batches_total{outcome=\"passed\"} 3")
+                );
+            }
             assert!(!verifier.verify_all(set(true)).await, "batched {batched}");
             assert!(verifier.verify_all(Vec::new()).await, "batched {batched}");
         }
